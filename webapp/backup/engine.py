@@ -1,0 +1,68 @@
+"""Creating a backup: every source into one archive, with progress and cancellation."""
+
+import dataclasses
+import errno
+import os
+import shutil
+import time
+
+from .archive import ArchiveWriter
+from .errors import BackupError
+from .progress import Reporter
+
+CAIRN_VERSION = "0.1.0"
+
+
+@dataclasses.dataclass
+class BackupResult:
+    sha256: str
+    size: int
+    source_size: int
+    sources: list
+    members: list
+
+
+def create_backup(sources, archive_path, *, meta, staging_dir, compression="zstd",
+                  progress=None, should_cancel=None, threads=None):
+    """Write all `sources` into a sealed archive at `archive_path`; return what it holds.
+
+    `meta` goes into cairn.json (type, mode, parent, name, ...). Scratch files live in
+    `staging_dir`, which is removed afterwards. On any error or cancel nothing is left behind.
+    """
+    reporter = Reporter(progress, should_cancel)
+    reporter.set_phase("scanning sources")
+    reporter.total = sum(source.estimate_size() for source in sources)
+    now = time.time()
+    os.makedirs(staging_dir, exist_ok=True)
+    try:
+        with ArchiveWriter(archive_path, compression, reporter, threads) as writer:
+            writer.add_json("cairn.json", cairn_json(meta, sources, compression, now), now)
+            summaries = [source.dump(writer, staging_dir, reporter) for source in sources]
+            reporter.set_phase("finishing")
+            manifest = writer.finish({"created_at": iso(now), "sources": summaries}, now)
+    except OSError as e:
+        raise BackupError(disk_message(e, archive_path)) from None
+    finally:
+        shutil.rmtree(staging_dir, ignore_errors=True)
+    return BackupResult(writer.sha256, writer.size, reporter.done, summaries, manifest["members"])
+
+
+def cairn_json(meta, sources, compression, now):
+    return dict(meta, format="cairn-archive", format_version=1, cairn_version=CAIRN_VERSION,
+                created_at=iso(now), compression=compression,
+                sources=[source.describe() for source in sources])
+
+
+def iso(timestamp):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def disk_message(error, archive_path):
+    where = os.path.dirname(os.fspath(archive_path))
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left in {where} while writing the archive"
+    if error.errno == errno.EROFS:
+        return f"{where} is read-only"
+    if error.errno == errno.EACCES:
+        return f"permission denied writing to {where}"
+    return f"writing the archive failed: {error.strerror or error}"

@@ -1,0 +1,46 @@
+"""What every source kind offers the engine: check, estimate, dump."""
+
+import re
+
+from ..errors import SourceError
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_name(name):
+    """Source names become archive paths, so they are kept to a safe alphabet."""
+    if not name or not NAME_PATTERN.match(name):
+        raise SourceError(
+            "name must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+class Source:
+    """One thing to back up. Subclasses set `kind` and implement the three steps."""
+
+    kind = None
+
+    def __init__(self, name, path=None, url=None, include=(), exclude=()):
+        self.name = check_name(name)
+        self.path = path
+        self.url = url
+        self.include = list(include or ())
+        self.exclude = list(exclude or ())
+
+    def describe(self):
+        """What cairn.json records about the source (never a secret)."""
+        return {"name": self.name, "kind": self.kind, "path": self.path,
+                "include": self.include, "exclude": self.exclude}
+
+    def check(self):
+        """Raise SourceError with a clear message unless the source can be backed up now."""
+        raise NotImplementedError
+
+    def estimate_size(self):
+        """Bytes the dump is expected to read, for the progress bar."""
+        raise NotImplementedError
+
+    def dump(self, writer, staging_dir, reporter):
+        """Add this source's members to the archive; return its summary for the manifest."""
+        raise NotImplementedError

@@ -1,0 +1,126 @@
+"""Directory sources, streamed file by file into the archive (no outside tool).
+
+Include and exclude are glob lists. A pattern with a '/' matches the path relative to the
+source root; one without matches the file or folder name at any depth. An excluded folder is
+skipped whole. Symlinks, sockets, FIFOs and devices are not archived; they are listed as skipped.
+"""
+
+import errno
+import fnmatch
+import os
+import stat
+
+from ..errors import DumpError, SourceError
+from .base import Source
+
+MAX_SKIPPED_LISTED = 100
+
+
+def matches(rel, patterns):
+    name = rel.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(rel if "/" in p else name, p.strip("/")) for p in patterns)
+
+
+class FilesSource(Source):
+    kind = "files"
+
+    def check(self):
+        path = self.path
+        if not path:
+            raise SourceError("a folder source needs the path of its folder")
+        if not os.path.isabs(path):
+            raise SourceError(f"{path}: use an absolute path")
+        if not os.path.exists(path):
+            raise SourceError(f"{path}: no such folder")
+        if not os.path.isdir(path):
+            raise SourceError(f"{path}: not a folder")
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise SourceError(f"{path}: folder not readable by the Cairn worker")
+        size = files = 0
+        for rel, st, is_dir in self.walk():
+            if not is_dir:
+                size += st.st_size
+                files += 1
+        return {"size": size, "file_count": files}
+
+    def estimate_size(self):
+        return sum(st.st_size for _, st, is_dir in self.walk() if not is_dir)
+
+    def walk(self, skipped=None):
+        """Yield (relative path, stat, is_dir) in sorted order, folders before their contents.
+
+        With include patterns, a folder is yielded only when something inside it is.
+        """
+        pending_dirs = []
+        yield from self._walk_dir(self.path, "", pending_dirs, skipped)
+
+    def _walk_dir(self, abspath, rel, pending_dirs, skipped):
+        try:
+            entries = sorted(os.scandir(abspath), key=lambda e: e.name)
+        except OSError as e:
+            raise DumpError(f"cannot list {abspath}: {e.strerror}") from None
+        for entry in entries:
+            child = f"{rel}/{entry.name}" if rel else entry.name
+            if self.exclude and matches(child, self.exclude):
+                continue
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                pending_dirs.append((child, st))
+                if not self.include:
+                    yield from self._flush(pending_dirs)
+                yield from self._walk_dir(entry.path, child, pending_dirs, skipped)
+                if pending_dirs and pending_dirs[-1][0] == child:
+                    pending_dirs.pop()
+            elif stat.S_ISREG(st.st_mode):
+                if self.include and not matches(child, self.include):
+                    continue
+                yield from self._flush(pending_dirs)
+                yield child, st, False
+            elif skipped is not None:
+                skipped.append(child)
+
+    @staticmethod
+    def _flush(pending_dirs):
+        for rel, st in pending_dirs:
+            yield rel, st, True
+        pending_dirs.clear()
+
+    def dump(self, writer, staging_dir, reporter):
+        reporter.set_phase(f"archiving files:{self.name}")
+        prefix = f"files/{self.name}"
+        skipped, size, files = [], 0, 0
+        writer.add_dir(prefix, 0o755, os.stat(self.path).st_mtime)
+        for rel, st, is_dir in self.walk(skipped):
+            if is_dir:
+                writer.add_dir(f"{prefix}/{rel}", st.st_mode, st.st_mtime, st.st_uid, st.st_gid)
+            elif self._add_file(writer, f"{prefix}/{rel}", rel):
+                size += st.st_size
+                files += 1
+            else:
+                skipped.append(rel)
+        return {"name": self.name, "kind": self.kind, "size": size, "file_count": files,
+                "skipped_count": len(skipped), "skipped": skipped[:MAX_SKIPPED_LISTED]}
+
+    def _add_file(self, writer, member, rel):
+        """Stream one file; False when it vanished after the folder was listed."""
+        try:
+            f = open(os.path.join(self.path, rel), "rb")
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            raise DumpError(f"cannot read {rel} in {self.path}: {e.strerror}") from None
+        with f:
+            st = os.fstat(f.fileno())
+            try:
+                writer.add_stream(member, f, st.st_size, st.st_mode, st.st_mtime, st.st_uid, st.st_gid)
+            except OSError as e:
+                if writer_error(e):
+                    raise
+                raise DumpError(f"{rel} in {self.path} changed or became unreadable while it was "
+                                f"being backed up ({e})") from None
+        return True
+
+
+def writer_error(error):
+    """Errors of the archive's own disk (full, read-only) must not be blamed on the source file."""
+    return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
