@@ -1,0 +1,55 @@
+"""Configuration from the environment (SPEC §1), read when the app is created."""
+
+import os
+import secrets
+
+
+def _int(env, name, default):
+    value = env.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def secret_key(data_dir):
+    """The Flask secret: SECRET_KEY, else one generated once into DATA_DIR (mode 0600)."""
+    path = os.path.join(data_dir, "secret_key")
+    if not os.path.exists(path):
+        os.makedirs(data_dir, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    with open(path) as f:
+        return f.read().strip()
+
+
+def load_config(env=None):
+    """Everything Cairn reads from the environment, as a Flask config mapping."""
+    env = os.environ if env is None else env
+    data_dir = os.path.abspath(env.get("DATA_DIR") or "instance")
+    return {
+        "DATA_DIR": data_dir,
+        "HOST": env.get("HOST") or "127.0.0.1",
+        "PORT": _int(env, "PORT", 8000),
+        "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL") or f"sqlite:///{data_dir}/cairn.db",
+        # With no REDIS_URL, `make run` starts an embedded Redis on this socket.
+        "REDIS_URL": env.get("REDIS_URL") or f"unix://{data_dir}/redis/redis.sock",
+        "BACKUP_DIR": os.path.abspath(env.get("BACKUP_DIR") or os.path.join(data_dir, "backups")),
+        "SECRET_KEY": env.get("SECRET_KEY") or secret_key(data_dir),
+        "ADMIN_USERNAME": env.get("ADMIN_USERNAME") or "admin",
+        "ADMIN_PASSWORD": env.get("ADMIN_PASSWORD") or None,
+        "SEED_DEMO": (env.get("SEED_DEMO") or "1") not in ("0", "false", "no"),
+        "WORKERS": _int(env, "WORKERS", 1),
+        "RQ_QUEUE": env.get("RQ_QUEUE") or "cairn",
+        "JOB_TIMEOUT": _int(env, "JOB_TIMEOUT", 6 * 3600),
+        # A running job writes a heartbeat every few seconds; silence this long means it died.
+        "HEARTBEAT_TIMEOUT": _int(env, "HEARTBEAT_TIMEOUT", 60),
+        "JWT_TTL": _int(env, "JWT_TTL", 3600),
+        "MAX_CONTENT_LENGTH": _int(env, "MAX_UPLOAD_BYTES", 20 * 1024**3),
+        "SESSION_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "0") in ("1", "true", "yes"),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "PERMANENT_SESSION_LIFETIME": _int(env, "SESSION_LIFETIME", 12 * 3600),
+        "WTF_CSRF_TIME_LIMIT": None,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    }

@@ -1,0 +1,223 @@
+"""The metadata database: what the pages and the API read, and what jobs write."""
+
+import datetime as dt
+import enum
+
+from flask_login import UserMixin
+
+from .extensions import db
+
+
+def utcnow():
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def isoformat(value):
+    """Times are stored naive in UTC and shown as ISO 8601 with a Z."""
+    return value.replace(microsecond=0).isoformat() + "Z" if value else None
+
+
+class Status(str, enum.Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+
+    def __str__(self):
+        return self.value
+
+
+ACTIVE_STATUSES = (Status.PENDING.value, Status.RUNNING.value)
+STATUSES = tuple(s.value for s in Status)
+BACKUP_TYPES = ("full", "database", "files", "custom")
+TRIGGERS = ("manual", "scheduled", "pre_restore", "import")
+ROLES = ("admin", "viewer")
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+    id = db.Column(db.Integer, primary_key=True)
+    username = db.Column(db.String(64), unique=True, nullable=False)
+    password_hash = db.Column(db.String(255), nullable=False)
+    role = db.Column(db.String(16), nullable=False, default="admin")
+    disabled = db.Column(db.Boolean, nullable=False, default=False)
+    created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    last_login_at = db.Column(db.DateTime)
+
+    @property
+    def is_active(self):
+        return not self.disabled
+
+    @property
+    def is_admin(self):
+        return self.role == "admin"
+
+    def to_dict(self):
+        return {"id": self.id, "username": self.username, "role": self.role,
+                "disabled": self.disabled, "created_at": isoformat(self.created_at),
+                "last_login_at": isoformat(self.last_login_at)}
+
+
+class ApiKey(db.Model):
+    __tablename__ = "api_keys"
+    id = db.Column(db.Integer, primary_key=True)
+    user_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    name = db.Column(db.String(100), nullable=False)
+    prefix = db.Column(db.String(16), nullable=False)
+    key_hash = db.Column(db.String(64), unique=True, nullable=False)
+    created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    last_used_at = db.Column(db.DateTime)
+    user = db.relationship("User")
+
+    def to_dict(self):
+        return {"id": self.id, "name": self.name, "prefix": self.prefix,
+                "created_at": isoformat(self.created_at), "last_used_at": isoformat(self.last_used_at)}
+
+
+class Source(db.Model):
+    __tablename__ = "sources"
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(64), unique=True, nullable=False)
+    kind = db.Column(db.String(16), nullable=False)
+    path = db.Column(db.String(4096))
+    url = db.Column(db.String(4096))
+    include = db.Column(db.JSON, nullable=False, default=list)
+    exclude = db.Column(db.JSON, nullable=False, default=list)
+    enabled = db.Column(db.Boolean, nullable=False, default=True)
+    created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    updated_at = db.Column(db.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    @property
+    def is_database(self):
+        return self.kind in ("sqlite", "postgres", "mysql")
+
+    @property
+    def location(self):
+        return self.path or self.url or ""
+
+    def engine_settings(self):
+        """What the engine needs to build this source."""
+        return {"path": self.path, "url": self.url, "include": self.include or [],
+                "exclude": self.exclude or []}
+
+    def to_dict(self):
+        return {"id": self.id, "name": self.name, "kind": self.kind, "path": self.path,
+                "url": None, "include": self.include or [], "exclude": self.exclude or [],
+                "enabled": self.enabled, "created_at": isoformat(self.created_at),
+                "updated_at": isoformat(self.updated_at)}
+
+
+class Backup(db.Model):
+    __tablename__ = "backups"
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(128), unique=True, nullable=False)
+    type = db.Column(db.String(16), nullable=False, default="full")
+    trigger = db.Column(db.String(16), nullable=False, default="manual")
+    mode = db.Column(db.String(16), nullable=False, default="full")
+    parent_id = db.Column(db.Integer, db.ForeignKey("backups.id", ondelete="SET NULL"))
+    status = db.Column(db.String(16), nullable=False, default=Status.PENDING.value, index=True)
+    phase = db.Column(db.String(200), nullable=False, default="")
+    done_bytes = db.Column(db.BigInteger, nullable=False, default=0)
+    total_bytes = db.Column(db.BigInteger, nullable=False, default=0)
+    created_at = db.Column(db.DateTime, nullable=False, default=utcnow, index=True)
+    started_at = db.Column(db.DateTime)
+    completed_at = db.Column(db.DateTime)
+    file_name = db.Column(db.String(512))
+    file_size = db.Column(db.BigInteger)
+    sha256 = db.Column(db.String(64))
+    source_size = db.Column(db.BigInteger)
+    compression = db.Column(db.String(8), nullable=False, default="zstd")
+    encrypted = db.Column(db.Boolean, nullable=False, default=False)
+    source_ids = db.Column(db.JSON, nullable=False, default=list)
+    sources = db.Column(db.JSON, nullable=False, default=list)
+    manifest = db.Column(db.JSON)
+    created_by_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="SET NULL"))
+    schedule_id = db.Column(db.Integer)
+    note = db.Column(db.String(1000), nullable=False, default="")
+    error = db.Column(db.Text)
+    pinned = db.Column(db.Boolean, nullable=False, default=False)
+    verified_at = db.Column(db.DateTime)
+    verify_status = db.Column(db.String(16))
+    # Only the job attempt holding this token may change the row; the reconciler clears it.
+    attempt = db.Column(db.String(32))
+    job_id = db.Column(db.String(64))
+    heartbeat_at = db.Column(db.DateTime)
+    cancel_requested = db.Column(db.Boolean, nullable=False, default=False)
+    created_by = db.relationship("User")
+
+    @property
+    def is_active(self):
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def percent(self):
+        if self.status == Status.COMPLETED.value:
+            return 100.0
+        if not self.total_bytes:
+            return 0.0
+        return round(min(100.0, 100.0 * self.done_bytes / self.total_bytes), 1)
+
+    @property
+    def duration_seconds(self):
+        if not self.started_at:
+            return None
+        end = self.completed_at or utcnow()
+        return round((end - self.started_at).total_seconds(), 1)
+
+    @property
+    def compression_ratio(self):
+        if not self.file_size or not self.source_size:
+            return None
+        return round(self.file_size / self.source_size, 3)
+
+    @property
+    def download_name(self):
+        return self.file_name.rsplit("/", 1)[-1] if self.file_name else None
+
+    def to_dict(self):
+        return {
+            "id": self.id, "name": self.name, "type": self.type, "trigger": self.trigger,
+            "mode": self.mode, "parent_id": self.parent_id, "status": self.status,
+            "phase": self.phase,
+            "progress": {"done_bytes": self.done_bytes, "total_bytes": self.total_bytes,
+                         "percent": self.percent},
+            "created_at": isoformat(self.created_at), "started_at": isoformat(self.started_at),
+            "completed_at": isoformat(self.completed_at), "duration_seconds": self.duration_seconds,
+            "file_name": self.download_name, "file_size": self.file_size, "sha256": self.sha256,
+            "source_size": self.source_size, "compression": self.compression,
+            "compression_ratio": self.compression_ratio, "encrypted": self.encrypted,
+            "sources": self.sources or [], "source_ids": self.source_ids or [],
+            "created_by": self.created_by.username if self.created_by else None,
+            "schedule_id": self.schedule_id, "note": self.note, "error": self.error,
+            "pinned": self.pinned, "verified_at": isoformat(self.verified_at),
+            "verify_status": self.verify_status,
+        }
+
+
+class RunLock(db.Model):
+    """At most one row: the backup or restore that holds the installation's single slot."""
+
+    __tablename__ = "run_lock"
+    name = db.Column(db.String(32), primary_key=True)
+    owner = db.Column(db.String(64), nullable=False)
+    acquired_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+
+
+class AuditEvent(db.Model):
+    __tablename__ = "audit_events"
+    id = db.Column(db.Integer, primary_key=True)
+    at = db.Column(db.DateTime, nullable=False, default=utcnow, index=True)
+    user_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="SET NULL"))
+    username = db.Column(db.String(64))
+    action = db.Column(db.String(64), nullable=False, index=True)
+    target = db.Column(db.String(200), nullable=False, default="")
+    address = db.Column(db.String(64))
+    result = db.Column(db.String(16), nullable=False, default="ok")
+    detail = db.Column(db.Text, nullable=False, default="")
+
+    def to_dict(self):
+        return {"id": self.id, "at": isoformat(self.at), "user": self.username,
+                "action": self.action, "target": self.target, "address": self.address,
+                "result": self.result, "detail": self.detail}

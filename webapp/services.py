@@ -1,0 +1,412 @@
+"""What the pages, the API and the CLI share: validate, enforce the rules, record, enqueue."""
+
+import datetime as dt
+import secrets
+
+from flask import current_app, has_request_context, request
+from flask_login import current_user
+from sqlalchemy.exc import IntegrityError
+
+from .backup import LocalStorage, SourceError, make_source
+from .backup.archive import COMPRESSIONS
+from .backup.sources.base import check_name
+from .extensions import db, get_queue
+from .models import (ACTIVE_STATUSES, BACKUP_TYPES, ROLES, STATUSES, TRIGGERS, AuditEvent,
+                     Backup, RunLock, Source, Status, User, utcnow)
+from .security import MIN_PASSWORD_LENGTH, hash_password
+
+RUN_LOCK = "exclusive"
+MAX_NOTE = 1000
+
+
+class ServiceError(Exception):
+    """A request the rules refuse; `status` is the HTTP status it maps to."""
+
+    status = 400
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class Invalid(ServiceError):
+    status = 400
+
+
+class NotFound(ServiceError):
+    status = 404
+
+
+class Conflict(ServiceError):
+    status = 409
+
+
+class Unavailable(ServiceError):
+    status = 503
+
+
+def storage():
+    return LocalStorage(current_app.config["BACKUP_DIR"])
+
+
+# ---------------------------------------------------------------- audit ----
+
+def audit(action, target="", result="ok", detail="", user=None):
+    """Record who did what, from where, with what result."""
+    if user is None and has_request_context() and current_user.is_authenticated:
+        user = current_user
+    event = AuditEvent(action=action, target=str(target), result=result, detail=detail[:2000],
+                       user_id=user.id if user else None, username=user.username if user else None,
+                       address=request.remote_addr if has_request_context() else None)
+    db.session.add(event)
+    db.session.commit()
+
+
+# ---------------------------------------------------------------- users ----
+
+def create_user(username, password, role="admin"):
+    username = (username or "").strip()
+    if not username or len(username) > 64:
+        raise Invalid("username must be 1-64 characters")
+    if role not in ROLES:
+        raise Invalid(f"role must be one of {', '.join(ROLES)}")
+    if len(password or "") < MIN_PASSWORD_LENGTH:
+        raise Invalid(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+    if User.query.filter_by(username=username).first():
+        raise Conflict(f"user {username!r} already exists")
+    user = User(username=username, password_hash=hash_password(password), role=role)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+# -------------------------------------------------------------- sources ----
+
+def _glob_list(value, field):
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [line for line in value.replace(",", "\n").splitlines()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise Invalid(f"{field} must be a list of glob patterns")
+    return [v.strip() for v in value if v.strip()]
+
+
+def validate_source(data, existing=None):
+    """Clean and check source fields; raise Invalid with the reason a person can act on."""
+    data = dict(data or {})
+    merged = existing.to_dict() if existing else {}
+    merged.update({k: v for k, v in data.items() if k in ("name", "kind", "path", "include", "exclude", "enabled")})
+    kind = merged.get("kind")
+    if existing is not None and kind != existing.kind:
+        raise Invalid("the kind of an existing source cannot change; create a new source")
+    try:
+        name = check_name((merged.get("name") or "").strip())
+        engine_source = make_source(kind, name, path=(merged.get("path") or "").strip() or None,
+                                    include=_glob_list(merged.get("include"), "include"),
+                                    exclude=_glob_list(merged.get("exclude"), "exclude"))
+        engine_source.check()
+    except SourceError as e:
+        raise Invalid(str(e)) from None
+    clash = Source.query.filter(Source.name == name)
+    if existing is not None:
+        clash = clash.filter(Source.id != existing.id)
+    if clash.first():
+        raise Conflict(f"a source named {name!r} already exists")
+    enabled = merged.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise Invalid("enabled must be true or false")
+    return {"name": name, "kind": kind, "path": engine_source.path, "include": engine_source.include,
+            "exclude": engine_source.exclude, "enabled": enabled}
+
+
+def create_source(data):
+    source = Source(**validate_source(data))
+    db.session.add(source)
+    db.session.commit()
+    audit("source.create", f"source:{source.name}")
+    return source
+
+
+def update_source(source, data):
+    for key, value in validate_source(data, existing=source).items():
+        setattr(source, key, value)
+    db.session.commit()
+    audit("source.update", f"source:{source.name}")
+    return source
+
+
+def delete_source(source):
+    name = source.name
+    db.session.delete(source)
+    db.session.commit()
+    audit("source.delete", f"source:{name}")
+
+
+def test_source(source):
+    """Check a stored source now: what it would back up, or why it cannot."""
+    engine_source = make_source(source.kind, source.name, **source.engine_settings())
+    try:
+        return {"ok": True, **engine_source.check()}
+    except SourceError as e:
+        return {"ok": False, "error": str(e)}
+
+
+# -------------------------------------------------------------- backups ----
+
+def parse_time(value, field):
+    """An ISO 8601 date or time from a filter, as naive UTC."""
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid(f"{field}: use an ISO 8601 date or time, e.g. 2026-01-31") from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return parsed
+
+
+def backup_query(type=None, status=None, trigger=None, since=None, until=None):
+    """Backups matching the list filters, newest first."""
+    query = Backup.query
+    for field, value, allowed in (("type", type, BACKUP_TYPES), ("status", status, STATUSES),
+                                  ("trigger", trigger, TRIGGERS)):
+        if value:
+            if value not in allowed:
+                raise Invalid(f"{field} must be one of {', '.join(allowed)}")
+            query = query.filter(getattr(Backup, field) == value)
+    if since := parse_time(since, "since"):
+        query = query.filter(Backup.created_at >= since)
+    if until_time := parse_time(until, "until"):
+        if len(until) == len("YYYY-MM-DD"):
+            until_time += dt.timedelta(days=1)  # a bare date means "to the end of that day"
+        query = query.filter(Backup.created_at < until_time)
+    return query.order_by(Backup.created_at.desc(), Backup.id.desc())
+
+
+def select_sources(backup_type, source_ids):
+    """The sources a backup of this type covers; Invalid when there are none."""
+    if backup_type not in BACKUP_TYPES:
+        raise Invalid(f"type must be one of {', '.join(BACKUP_TYPES)}")
+    if backup_type == "custom":
+        if not source_ids:
+            raise Invalid("a custom backup needs source_ids")
+        try:
+            ids = sorted({int(i) for i in source_ids})
+        except (TypeError, ValueError):
+            raise Invalid("source_ids must be a list of source ids") from None
+        sources = Source.query.filter(Source.id.in_(ids)).order_by(Source.id).all()
+        missing = set(ids) - {s.id for s in sources}
+        if missing:
+            raise Invalid(f"no source with id {', '.join(map(str, sorted(missing)))}")
+        return sources
+    if source_ids:
+        raise Invalid("source_ids apply only to type custom")
+    sources = Source.query.filter_by(enabled=True).order_by(Source.id).all()
+    if backup_type == "database":
+        sources = [s for s in sources if s.is_database]
+    elif backup_type == "files":
+        sources = [s for s in sources if s.kind == "files"]
+    if not sources:
+        raise Invalid(f"there are no enabled sources for a {backup_type} backup; add one under Sources")
+    return sources
+
+
+def backup_name(trigger, now):
+    return f"backup_{trigger}_{now:%Y%m%d_%H%M%S}_{secrets.token_hex(2)}"
+
+
+def check_backup_options(compression, mode, encrypt, note):
+    if compression not in COMPRESSIONS:
+        raise Invalid(f"compression must be one of {', '.join(COMPRESSIONS)}")
+    if mode != "full":
+        raise Invalid("only full backups (mode 'full') are available")
+    if encrypt:
+        raise Invalid("encryption is not configured: add an age recipient in Settings first")
+    if note is not None and not isinstance(note, str):
+        raise Invalid("note must be text")
+    if len(note or "") > MAX_NOTE:
+        raise Invalid(f"note must be at most {MAX_NOTE} characters")
+
+
+def start_backup(type="full", source_ids=None, note="", compression="zstd", mode="full",
+                 encrypt=False, trigger="manual", user=None, schedule_id=None):
+    """Create a pending backup, take the single run slot and enqueue its job."""
+    from . import jobs  # jobs imports services; importing here keeps the cycle out of start-up
+
+    check_backup_options(compression, mode, encrypt, note)
+    sources = select_sources(type, source_ids)
+    jobs.reconcile()
+    now = utcnow()
+    backup = Backup(name=backup_name(trigger, now), type=type, trigger=trigger, mode=mode,
+                    status=Status.PENDING.value, created_at=now, compression=compression,
+                    source_ids=[s.id for s in sources], note=(note or "").strip(),
+                    sources=[{"id": s.id, "name": s.name, "kind": s.kind} for s in sources],
+                    created_by_id=user.id if user else None, schedule_id=schedule_id,
+                    attempt=secrets.token_hex(16))
+    backup.file_name = storage().new_file_name(backup.name, now, compression)
+    db.session.add(backup)
+    acquire_run_lock(backup)
+    jobs.enqueue_backup(backup)
+    audit("backup.create", f"backup:{backup.id}", detail=f"{type} backup of {', '.join(s.name for s in sources)}",
+          user=user)
+    return backup
+
+
+def acquire_run_lock(backup):
+    """Commit the new row together with the run lock, or refuse with 409."""
+    db.session.flush()
+    db.session.add(RunLock(name=RUN_LOCK, owner=f"backup:{backup.id}"))
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict("a backup is already running") from None
+
+
+def release_run_lock(owner):
+    """Free the slot if `owner` holds it (part of the caller's transaction)."""
+    RunLock.query.filter_by(name=RUN_LOCK, owner=owner).delete()
+
+
+def get_backup(backup_id):
+    backup = db.session.get(Backup, backup_id)
+    if backup is None:
+        raise NotFound(f"backup {backup_id} not found")
+    return backup
+
+
+def cancel_backup(backup, user=None):
+    """Stop a pending or running backup; its partial file is removed."""
+    from . import jobs
+
+    if not backup.is_active:
+        raise Conflict(f"backup {backup.id} is {backup.status}, not running")
+    if backup.status == Status.PENDING.value:
+        jobs.cancel_pending(backup)
+    else:
+        backup.cancel_requested = True
+        db.session.commit()
+    audit("backup.cancel", f"backup:{backup.id}", user=user)
+    return backup
+
+
+def update_backup(backup, data):
+    if "note" in data:
+        note = data["note"] if data["note"] is not None else ""
+        check_backup_options("zstd", "full", False, note)
+        backup.note = note.strip()
+    if "pinned" in data:
+        if not isinstance(data["pinned"], bool):
+            raise Invalid("pinned must be true or false")
+        backup.pinned = data["pinned"]
+    unknown = set(data) - {"note", "pinned"}
+    if unknown:
+        raise Invalid(f"only note and pinned can be changed, not {', '.join(sorted(unknown))}")
+    db.session.commit()
+    audit("backup.update", f"backup:{backup.id}", detail=", ".join(sorted(data)))
+    return backup
+
+
+def delete_backup(backup, user=None):
+    if backup.is_active:
+        raise Conflict(f"backup {backup.id} is {backup.status}; cancel it first")
+    if backup.file_name:
+        storage().delete(backup.file_name)
+    name = backup.name
+    db.session.delete(backup)
+    db.session.commit()
+    audit("backup.delete", f"backup:{name}", user=user)
+
+
+def archive_path(backup):
+    """The file of a completed backup, or NotFound with the reason."""
+    if backup.status != Status.COMPLETED.value or not backup.file_name:
+        raise NotFound(f"backup {backup.id} has no archive ({backup.status})")
+    path = storage().path(backup.file_name)
+    if not storage().exists(backup.file_name):
+        raise NotFound(f"the archive of backup {backup.id} is missing from {storage().root}")
+    return path
+
+
+def running_backup():
+    return Backup.query.filter(Backup.status.in_(ACTIVE_STATUSES)).order_by(Backup.id.desc()).first()
+
+
+def last_completed_backup():
+    return (Backup.query.filter_by(status=Status.COMPLETED.value)
+            .order_by(Backup.completed_at.desc()).first())
+
+
+def storage_used():
+    total = db.session.query(db.func.coalesce(db.func.sum(Backup.file_size), 0)).filter(
+        Backup.status == Status.COMPLETED.value).scalar()
+    return int(total or 0)
+
+
+def queue_reachable():
+    try:
+        get_queue().connection.ping()
+        return True
+    except Exception:
+        return False
+
+
+# --------------------------------------------------------------- status ----
+
+def live_workers():
+    """Workers registered on Cairn's queue, as RQ sees them."""
+    from rq import Worker
+
+    queue = get_queue()
+    return [{"name": w.name, "state": str(w.get_state()), "current_job": w.get_current_job_id(),
+             "last_heartbeat": w.last_heartbeat.isoformat() if w.last_heartbeat else None}
+            for w in Worker.all(queue=queue)]
+
+
+def redis_state():
+    try:
+        info = get_queue().connection.info("server")
+        return {"reachable": True, "version": info.get("redis_version")}
+    except Exception as e:
+        return {"reachable": False, "error": str(e)}
+
+
+def status_report():
+    from .models import isoformat
+
+    redis = redis_state()
+    active = Backup.query.filter(Backup.status.in_(ACTIVE_STATUSES)).order_by(Backup.id).all()
+    last = last_completed_backup()
+    return {
+        "running": [b.to_dict() for b in active if b.status == Status.RUNNING.value],
+        "queued": [b.to_dict() for b in active if b.status == Status.PENDING.value],
+        "workers": live_workers() if redis["reachable"] else [],
+        "redis": redis,
+        "last_success": isoformat(last.completed_at) if last else None,
+        "last_success_id": last.id if last else None,
+        "next_scheduled_run": None,
+        "backup_dir": storage().root,
+        "free_bytes": storage().free_bytes(),
+        "storage_used_bytes": storage_used(),
+    }
+
+
+def health_report():
+    """What /healthz checks: the metadata DB, Redis and at least one worker."""
+    report = {"database": False, "redis": False, "worker": False}
+    try:
+        db.session.execute(db.text("SELECT 1"))
+        report["database"] = True
+    except Exception:
+        db.session.rollback()
+    report["redis"] = redis_state()["reachable"]
+    if report["redis"]:
+        try:
+            report["worker"] = bool(live_workers())
+        except Exception:
+            pass
+    return report

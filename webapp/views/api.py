@@ -1,0 +1,250 @@
+"""REST API v1: the SPEC §4 envelope `{code, message, data}` and never HTML."""
+
+import functools
+
+from flask import Blueprint, current_app, g, jsonify, request, send_file
+from flask_login import current_user
+from werkzeug.exceptions import HTTPException
+
+from .. import services
+from ..extensions import csrf, db
+from ..models import Source, isoformat
+from ..security import authenticate, issue_token, user_from_api_key, user_from_token
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+health_bp = Blueprint("health", __name__)
+csrf.exempt(bp)  # token clients need no CSRF; browser-session writes are checked in authenticate()
+
+CODES = {200: 0, 201: 0, 202: 0, 400: 1, 422: 1, 401: 2, 403: 3, 404: 4, 405: 1, 409: 5, 413: 6,
+         429: 7, 500: 9, 503: 9}
+PUBLIC = {"api.token"}
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def ok(data=None, message="success", status=200):
+    return jsonify({"code": 0, "message": message, "data": data}), status
+
+
+def fail(message, status):
+    return jsonify({"code": CODES.get(status, 9), "message": message, "data": None}), status
+
+
+def envelope_for_http_error(error):
+    return fail(error.description if error.code != 404 else "not found", error.code or 500)
+
+
+@bp.errorhandler(services.ServiceError)
+def service_error(error):
+    db.session.rollback()
+    return fail(error.message, error.status)
+
+
+@bp.errorhandler(HTTPException)
+def http_error(error):
+    return envelope_for_http_error(error)
+
+
+@bp.errorhandler(Exception)
+def internal_error(error):
+    db.session.rollback()
+    current_app.logger.exception("API error")
+    return fail("internal error; the details are in the server log", 500)
+
+
+def presented_secret():
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.headers.get("X-API-Key") or request.args.get("api_key")
+
+
+@bp.before_request
+def authenticate_request():
+    """Bearer JWT or API key, X-API-Key, ?api_key, or the browser session (with CSRF)."""
+    if request.endpoint in PUBLIC:
+        return None
+    secret = presented_secret()
+    if secret:
+        g.api_user = user_from_token(secret) or user_from_api_key(secret)
+        if g.api_user is None:
+            return fail("invalid or expired token or API key", 401)
+        return None
+    if current_user.is_authenticated:
+        if request.method in UNSAFE_METHODS:
+            csrf.protect()
+        g.api_user = current_user._get_current_object()
+        return None
+    return fail("authentication required: send Authorization: Bearer <token> or X-API-Key", 401)
+
+
+def admin_only(view):
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if not g.api_user.is_admin:
+            return fail("this needs an administrator", 403)
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def json_body():
+    data = request.get_json(silent=True)
+    if data is None:
+        if request.data:
+            raise services.Invalid("the body must be JSON")
+        return {}
+    if not isinstance(data, dict):
+        raise services.Invalid("the body must be a JSON object")
+    return data
+
+
+def page_args():
+    try:
+        page = int(request.args.get("page", 1))
+        page_size = int(request.args.get("page_size", 20))
+    except ValueError:
+        raise services.Invalid("page and page_size must be whole numbers") from None
+    if page < 1 or not 1 <= page_size <= 100:
+        raise services.Invalid("page starts at 1; page_size is 1 to 100")
+    return page, page_size
+
+
+def paged(query, serialize=lambda item: item.to_dict()):
+    page, page_size = page_args()
+    result = query.paginate(page=page, per_page=page_size, error_out=False)
+    return {"items": [serialize(i) for i in result.items], "total": result.total, "page": page,
+            "page_size": page_size}
+
+
+# ----------------------------------------------------------------- auth ----
+
+@bp.route("/auth/token", methods=["POST"])
+def token():
+    data = json_body()
+    user = authenticate(data.get("username"), data.get("password"))
+    if user is None:
+        services.audit("api.token", f"user:{data.get('username')}", result="error", detail="wrong username or password")
+        return fail("wrong username or password", 401)
+    value, expires = issue_token(user)
+    services.audit("api.token", f"user:{user.username}", user=user)
+    return ok({"token": value, "token_type": "Bearer", "expires_at": isoformat(expires.replace(tzinfo=None))})
+
+
+# -------------------------------------------------------------- backups ----
+
+def get_backup(backup_id):
+    return services.get_backup(backup_id)
+
+
+@bp.route("/backups", methods=["GET"])
+def list_backups():
+    filters = {k: request.args.get(k) for k in ("type", "status", "trigger", "since", "until")}
+    return ok(paged(services.backup_query(**filters)))
+
+
+@bp.route("/backups", methods=["POST"])
+@admin_only
+def create_backup():
+    data = json_body()
+    backup = services.start_backup(
+        type=data.get("type", "full"), source_ids=data.get("source_ids"), note=data.get("note", ""),
+        compression=data.get("compression", "zstd"), mode=data.get("mode", "full"),
+        encrypt=bool(data.get("encrypt", False)), user=g.api_user)
+    return ok(backup.to_dict(), "backup started", 202)
+
+
+@bp.route("/backups/<int:backup_id>", methods=["GET"])
+def show_backup(backup_id):
+    return ok(get_backup(backup_id).to_dict())
+
+
+@bp.route("/backups/<int:backup_id>", methods=["PATCH"])
+@admin_only
+def patch_backup(backup_id):
+    return ok(services.update_backup(get_backup(backup_id), json_body()).to_dict(), "saved")
+
+
+@bp.route("/backups/<int:backup_id>", methods=["DELETE"])
+@admin_only
+def delete_backup(backup_id):
+    services.delete_backup(get_backup(backup_id), user=g.api_user)
+    return ok(None, "backup deleted")
+
+
+@bp.route("/backups/<int:backup_id>/download", methods=["GET"])
+@admin_only
+def download_backup(backup_id):
+    backup = get_backup(backup_id)
+    path = services.archive_path(backup)
+    services.audit("backup.download", f"backup:{backup.id}", user=g.api_user)
+    return send_file(path, as_attachment=True, download_name=backup.download_name, conditional=True,
+                     mimetype="application/octet-stream")
+
+
+@bp.route("/backups/<int:backup_id>/cancel", methods=["POST"])
+@admin_only
+def cancel_backup(backup_id):
+    backup = services.cancel_backup(get_backup(backup_id), user=g.api_user)
+    return ok(backup.to_dict(), "cancel requested", 202)
+
+
+# -------------------------------------------------------------- sources ----
+
+def get_source(source_id):
+    source = db.session.get(Source, source_id)
+    if source is None:
+        raise services.NotFound(f"source {source_id} not found")
+    return source
+
+
+@bp.route("/sources", methods=["GET"])
+def list_sources():
+    return ok(paged(Source.query.order_by(Source.name)))
+
+
+@bp.route("/sources", methods=["POST"])
+@admin_only
+def create_source():
+    return ok(services.create_source(json_body()).to_dict(), "source created", 201)
+
+
+@bp.route("/sources/<int:source_id>", methods=["GET"])
+def show_source(source_id):
+    return ok(get_source(source_id).to_dict())
+
+
+@bp.route("/sources/<int:source_id>", methods=["PUT"])
+@admin_only
+def update_source(source_id):
+    return ok(services.update_source(get_source(source_id), json_body()).to_dict(), "source saved")
+
+
+@bp.route("/sources/<int:source_id>", methods=["DELETE"])
+@admin_only
+def delete_source(source_id):
+    services.delete_source(get_source(source_id))
+    return ok(None, "source deleted")
+
+
+@bp.route("/sources/<int:source_id>/test", methods=["POST"])
+@admin_only
+def test_source(source_id):
+    result = services.test_source(get_source(source_id))
+    return ok(result, "source is ready" if result["ok"] else result["error"])
+
+
+# --------------------------------------------------------------- status ----
+
+@bp.route("/status", methods=["GET"])
+def status():
+    return ok(services.status_report())
+
+
+@health_bp.route("/healthz")
+def healthz():
+    report = services.health_report()
+    down = [name for name, up in report.items() if not up]
+    if down:
+        return jsonify({"code": 9, "message": f"down: {', '.join(down)}", "data": report}), 503
+    return jsonify({"code": 0, "message": "ok", "data": report}), 200
+

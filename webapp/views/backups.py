@@ -1,0 +1,132 @@
+"""Backup pages: list, details, "Back up now", download, cancel, delete."""
+
+from flask import (Blueprint, abort, flash, make_response, redirect, render_template, request,
+                   send_file, url_for)
+from flask_login import current_user, login_required
+
+from .. import services
+from ..forms import BackupForm
+from ..models import BACKUP_TYPES, STATUSES, TRIGGERS, Source
+from . import admin_required
+
+bp = Blueprint("backups", __name__, url_prefix="/admin/backups")
+PAGE_SIZE = 20
+MANIFEST_PAGE = 200
+
+
+def is_htmx():
+    return request.headers.get("HX-Request") == "true"
+
+
+def get_or_404(backup_id):
+    try:
+        return services.get_backup(backup_id)
+    except services.NotFound:
+        abort(404)
+
+
+@bp.route("/")
+@login_required
+def index():
+    filters = {k: request.args.get(k, "") for k in ("type", "status", "trigger", "since", "until")}
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    try:
+        pagination = services.backup_query(**filters).paginate(page=page, per_page=PAGE_SIZE, error_out=False)
+    except services.Invalid as e:
+        flash(e.message, "error")
+        pagination = services.backup_query().paginate(page=1, per_page=PAGE_SIZE, error_out=False)
+    template = "partials/backup_table.html" if is_htmx() and request.headers.get("HX-Target") == "backup-table" \
+        else "backups/list.html"
+    return render_template(template, pagination=pagination, filters=filters, types=BACKUP_TYPES,
+                           statuses=STATUSES, triggers=TRIGGERS, form=new_backup_form())
+
+
+def new_backup_form():
+    form = BackupForm()
+    form.source_ids.choices = [(s.id, f"{s.name} ({s.kind})") for s in Source.query.order_by(Source.name)]
+    return form
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@admin_required
+def new():
+    form = new_backup_form()
+    if form.validate_on_submit():
+        try:
+            backup = services.start_backup(
+                type=form.type.data, source_ids=form.source_ids.data if form.type.data == "custom" else None,
+                note=form.note.data, compression=form.compression.data, user=current_user)
+        except services.ServiceError as e:
+            flash(e.message, "error")
+            return render_template("backups/new.html", form=form), e.status
+        flash(f"Backup {backup.name} started.", "success")
+        return redirect(url_for("backups.detail", backup_id=backup.id))
+    for field, errors in form.errors.items():
+        flash(f"{getattr(form, field).label.text if hasattr(form, field) else field}: {'; '.join(errors)}", "error")
+    return render_template("backups/new.html", form=form), 400 if form.errors else 200
+
+
+@bp.route("/<int:backup_id>")
+@login_required
+def detail(backup_id):
+    backup = get_or_404(backup_id)
+    members = (backup.manifest or [])
+    return render_template("backups/detail.html", backup=backup, members=members[:MANIFEST_PAGE],
+                           member_total=len(members))
+
+
+@bp.route("/<int:backup_id>/row")
+@login_required
+def row(backup_id):
+    """The list row alone, polled by htmx while the backup runs."""
+    return render_template("partials/backup_row.html", backup=get_or_404(backup_id))
+
+
+@bp.route("/<int:backup_id>/status")
+@login_required
+def status(backup_id):
+    """The status panel alone, polled by htmx while the backup runs."""
+    backup = get_or_404(backup_id)
+    response = make_response(render_template("partials/backup_status.html", backup=backup))
+    if is_htmx() and not backup.is_active:
+        response.headers["HX-Refresh"] = "true"  # once it ends, reload to show size and contents
+    return response
+
+
+@bp.route("/<int:backup_id>/download")
+@admin_required
+def download(backup_id):
+    backup = get_or_404(backup_id)
+    try:
+        path = services.archive_path(backup)
+    except services.NotFound as e:
+        flash(e.message, "error")
+        return redirect(url_for("backups.detail", backup_id=backup_id))
+    services.audit("backup.download", f"backup:{backup.id}")
+    return send_file(path, as_attachment=True, download_name=backup.download_name, conditional=True,
+                     mimetype="application/octet-stream")
+
+
+@bp.route("/<int:backup_id>/cancel", methods=["POST"])
+@admin_required
+def cancel(backup_id):
+    backup = get_or_404(backup_id)
+    try:
+        services.cancel_backup(backup, user=current_user)
+        flash(f"Cancelling {backup.name}.", "info")
+    except services.ServiceError as e:
+        flash(e.message, "error")
+    return redirect(request.referrer or url_for("backups.detail", backup_id=backup_id))
+
+
+@bp.route("/<int:backup_id>/delete", methods=["POST"])
+@admin_required
+def delete(backup_id):
+    backup = get_or_404(backup_id)
+    try:
+        services.delete_backup(backup, user=current_user)
+        flash(f"Deleted {backup.name}.", "success")
+    except services.ServiceError as e:
+        flash(e.message, "error")
+        return redirect(url_for("backups.detail", backup_id=backup_id))
+    return redirect(url_for("backups.index"))

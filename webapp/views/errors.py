@@ -1,0 +1,71 @@
+"""Error pages, and the template filters the pages share."""
+
+from flask import render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from ..models import isoformat
+
+MESSAGES = {
+    400: "The request was not valid.",
+    403: "This needs an administrator.",
+    404: "There is nothing here.",
+    405: "That method is not allowed here.",
+    413: "The upload is larger than the configured limit.",
+    500: "Something went wrong on our side; the details are in the server log.",
+}
+
+
+def wants_json():
+    return request.path.startswith("/api/")
+
+
+def register(app):
+    @app.errorhandler(HTTPException)
+    def http_error(error):
+        if wants_json():
+            from .api import envelope_for_http_error
+
+            return envelope_for_http_error(error)
+        message = MESSAGES.get(error.code, error.description)
+        return render_template("error.html", code=error.code, message=message), error.code
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(error):
+        if wants_json():
+            from .api import fail
+
+            return fail(f"CSRF check failed: {error.description}", 400)
+        return render_template("error.html", code=400,
+                               message="The form expired or was not sent by this site. Reload the page and try again."), 400
+
+
+def filesize(value):
+    """Bytes as a short human size."""
+    if value is None:
+        return "—"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+
+
+def duration(seconds):
+    if seconds is None:
+        return "—"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def when(value):
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
+
+
+FILTERS = {"filesize": filesize, "duration": duration, "when": when, "iso": isoformat}

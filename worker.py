@@ -1,0 +1,74 @@
+"""Cairn's worker side: `python worker.py` runs an RQ worker; `--scheduler` runs the tick loop."""
+
+import argparse
+import ctypes
+import logging
+import os
+import signal
+import socket
+import time
+
+from rq import Worker
+
+from webapp import create_app
+from webapp.extensions import get_queue, get_redis
+
+TICK_SECONDS = 5
+PR_SET_PDEATHSIG = 1
+
+
+class CairnWorker(Worker):
+    """An RQ worker whose work horse dies with it.
+
+    RQ's horse is a forked child in its own process group: after a `kill -9` of the worker it
+    would run on as an orphan and could still finish its job. Linux's parent-death signal ends
+    it, so a dead worker means a dead job, which the reconciler then records as failed.
+    """
+
+    def main_work_horse(self, job, queue):
+        parent = os.getppid()
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the worker died before the signal was armed
+            os._exit(1)
+        super().main_work_horse(job, queue)
+
+
+def run_worker(app):
+    with app.app_context():
+        from webapp.jobs import reconcile
+
+        reconcile()
+        worker = CairnWorker([get_queue()], connection=get_redis(),
+                        name=f"cairn-{socket.gethostname()}-{os.getpid()}")
+        worker.work(with_scheduler=False, logging_level="INFO")
+
+
+def run_scheduler(app):
+    """Every few seconds: reconcile dead jobs (and, later, start due schedules)."""
+    from webapp.jobs import tick
+
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(True))
+    while not stop:
+        with app.app_context():
+            try:
+                tick()
+            except Exception:
+                logging.getLogger("cairn.scheduler").exception("scheduler tick failed")
+        for _ in range(TICK_SECONDS * 10):
+            if stop:
+                break
+            time.sleep(0.1)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scheduler", action="store_true", help="run the scheduler tick loop instead")
+    args = parser.parse_args()
+    app = create_app()
+    (run_scheduler if args.scheduler else run_worker)(app)
+
+
+if __name__ == "__main__":
+    main()
