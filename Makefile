@@ -1,0 +1,40 @@
+# `make run` sets everything up and starts Cairn; `make test` runs the whole test suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := zstd sqlite3 chromium fonts-noto-cjk
+
+.PHONY: run test test-system-deps bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.test-installed: requirements-test.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet -r requirements-test.txt
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/python -m webapp.supervisor
+
+# The browser tests drive Debian's chromium; zstd and sqlite3 are the standard tools the tests
+# open archives with. Installed only when missing, and only when we may (root).
+test-system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing system packages:$$missing (install them with apt-get)"; fi; \
+	fi
+
+test: $(VENV)/.test-installed test-system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/backup.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

