@@ -7,6 +7,8 @@ import uuid
 
 import pytest
 import redis as redis_lib
+from flask import g
+from flask.testing import FlaskClient
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -33,6 +35,14 @@ def redis_url():
     return REDIS_URL
 
 
+class FreshRequestClient(FlaskClient):
+    """The tests hold one app context open, so `g` would outlive a request; a server's does not."""
+
+    def open(self, *args, **kwargs):
+        g.pop("csrf_token", None)
+        return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def app(tmp_path, redis_url):
     from flask_migrate import upgrade
@@ -50,6 +60,7 @@ def app(tmp_path, redis_url):
         "SECRET_KEY": "test-secret-" + "x" * 32,
         "SEED_DEMO": False,
     })
+    app.test_client_class = FreshRequestClient
     with app.app_context():
         upgrade()
         yield app

@@ -1,6 +1,7 @@
 """Fixtures for the engine tests (helpers live in engine_support.py)."""
 
 import os
+import subprocess
 import sys
 
 import pytest
@@ -60,3 +61,25 @@ def backup(tmp_path):
         return result, archive
 
     return run
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """Mount small tmpfs file systems to fill up; skipped (with the reason) where mounting is denied."""
+    mounted = []
+
+    def mount(size):
+        where = tmp_path / f"tiny{len(mounted)}"
+        where.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
+                               os.fspath(where)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip("disk-full test needs to mount a small tmpfs (root or CAP_SYS_ADMIN), and "
+                        f"mounting was refused: {done.stderr.strip() or done.returncode}")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in reversed(mounted):
+        if subprocess.run(["umount", os.fspath(where)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", os.fspath(where)], capture_output=True)

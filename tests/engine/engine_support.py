@@ -121,7 +121,7 @@ def sqlite_state(path):
         ).fetchall()
         rows = {}
         for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
-            rows[table] = con.execute(f'SELECT rowid, * FROM "{table}" ORDER BY rowid').fetchall()
+            rows[table] = sorted(con.execute(f'SELECT * FROM "{table}"').fetchall(), key=repr)
         return {"schema": schema, "rows": rows}
     finally:
         con.close()

@@ -6,9 +6,9 @@ from flask import Blueprint, current_app, g, jsonify, request, send_file
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
-from .. import services
+from .. import security, services
 from ..extensions import csrf, db
-from ..models import Source, isoformat
+from ..models import ApiKey, Source, isoformat
 from ..security import authenticate, issue_token, user_from_api_key, user_from_token
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -231,6 +231,34 @@ def delete_source(source_id):
 def test_source(source_id):
     result = services.test_source(get_source(source_id))
     return ok(result, "source is ready" if result["ok"] else result["error"])
+
+
+# ------------------------------------------------------------- api keys ----
+
+@bp.route("/api-keys", methods=["GET"])
+def list_api_keys():
+    return ok(paged(ApiKey.query.filter_by(user_id=g.api_user.id).order_by(ApiKey.id)))
+
+
+@bp.route("/api-keys", methods=["POST"])
+def create_api_key():
+    name = str(json_body().get("name") or "").strip()
+    if not name or len(name) > 100:
+        raise services.Invalid("name must be 1-100 characters")
+    key, secret = security.create_api_key(g.api_user, name)
+    services.audit("api_key.create", f"api_key:{key.id}", user=g.api_user)
+    return ok(dict(key.to_dict(), key=secret), "store the key now: it is not shown again", 201)
+
+
+@bp.route("/api-keys/<int:key_id>", methods=["DELETE"])
+def delete_api_key(key_id):
+    key = ApiKey.query.filter_by(id=key_id, user_id=g.api_user.id).first()
+    if key is None:
+        raise services.NotFound(f"API key {key_id} not found")
+    db.session.delete(key)
+    db.session.commit()
+    services.audit("api_key.delete", f"api_key:{key_id}", user=g.api_user)
+    return ok(None, "API key deleted")
 
 
 # --------------------------------------------------------------- status ----
