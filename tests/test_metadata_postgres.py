@@ -1,0 +1,59 @@
+"""Cairn's own metadata on PostgreSQL: the same migrations, the same backup lifecycle."""
+
+import os
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from conftest import make_app_data, need, run_jobs
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def pg_database():
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    admin_url = sa.engine.make_url(POSTGRES_URL).set(drivername="postgresql+psycopg")
+    try:
+        engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        engine.connect().close()
+    except sa.exc.OperationalError as e:
+        engine = None
+        error = e
+    need("PostgreSQL", engine is not None, POSTGRES_URL if engine else str(error).splitlines()[0])
+    name = f"cairn_meta_{uuid.uuid4().hex[:10]}"
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield admin_url.set(database=name).render_as_string(hide_password=False)
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def test_backup_lifecycle_with_postgres_metadata(tmp_path, redis_url, pg_database):
+    from flask_migrate import upgrade
+
+    from webapp import create_app, services
+    from webapp.extensions import db
+    from webapp.models import Backup
+
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "instance"), "SECRET_KEY": "k" * 40,
+                      "SQLALCHEMY_DATABASE_URI": pg_database, "REDIS_URL": redis_url,
+                      "RQ_QUEUE": f"cairn-test-{uuid.uuid4().hex[:10]}", "SEED_DEMO": False})
+    with app.app_context():
+        upgrade()
+        db_path, uploads = make_app_data(tmp_path / "app")
+        services.create_source({"name": "app-db", "kind": "sqlite", "path": str(db_path)})
+        services.create_source({"name": "uploads", "kind": "files", "path": str(uploads)})
+        admin = services.create_user("admin", "correct horse battery")
+        backup = services.start_backup(user=admin)
+        with pytest.raises(services.Conflict, match="a backup is already running"):
+            services.start_backup(user=admin)
+        run_jobs(app)
+        backup = db.session.get(Backup, backup.id)
+        assert backup.status == "completed", backup.error
+        assert os.path.getsize(services.archive_path(backup)) == backup.file_size
+        assert {m["path"] for m in backup.manifest} >= {"database/app-db.sqlite3", "files/uploads/empty.txt"}
+        db.session.remove()
+        db.engine.dispose()
