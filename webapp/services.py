@@ -107,7 +107,7 @@ def validate_source(data, existing=None):
         engine_source = make_source(kind, name, path=(merged.get("path") or "").strip() or None,
                                     include=_glob_list(merged.get("include"), "include"),
                                     exclude=_glob_list(merged.get("exclude"), "exclude"))
-        engine_source.check()
+        engine_source.validate()
     except SourceError as e:
         raise Invalid(str(e)) from None
     clash = Source.query.filter(Source.name == name)

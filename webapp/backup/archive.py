@@ -203,7 +203,8 @@ class ArchiveWriter:
     def finish(self, manifest_extra, mtime):
         """Write manifest.json last, seal the stream, fsync, rename into place, write the sidecar."""
         manifest = dict(manifest_extra, format_version=FORMAT_VERSION, members=self.members)
-        data = json.dumps(manifest, ensure_ascii=False, sort_keys=True).encode() + b"\n"
+        # ASCII escapes keep file names that are not valid UTF-8 representable in JSON.
+        data = json.dumps(manifest, ensure_ascii=True, sort_keys=True).encode() + b"\n"
         info = tarfile.TarInfo("manifest.json")
         info.size, info.mode, info.mtime = len(data), 0o644, int(mtime)
         self._tar.addfile(info, io.BytesIO(data))
@@ -214,8 +215,8 @@ class ArchiveWriter:
         os.fsync(self._raw.fileno())
         self._raw.close()
         self.sha256, self.size = self._hashing.sha256.hexdigest(), self._hashing.size
-        os.replace(partial_path(self.path), self.path)
         write_sidecar(self.path, self.sha256)
+        os.replace(partial_path(self.path), self.path)
         fsync_dir(os.path.dirname(self.path))
         self._finished = True
         return manifest
@@ -227,7 +228,8 @@ class ArchiveWriter:
                     closer()
             except Exception:  # the archive is being thrown away; its close errors do not matter
                 pass
-        remove_quietly(partial_path(self.path))
+        for path in (partial_path(self.path), sidecar_path(self.path), sidecar_path(self.path) + ".partial"):
+            remove_quietly(path)
 
 
 def write_sidecar(path, sha256):
@@ -252,13 +254,14 @@ def file_sha256(path):
 def read_manifest(path):
     """Stream an archive from start to end and return its manifest (the last member)."""
     compression = compression_from_name(path)
-    with open(path, "rb") as raw:
-        stream = open_decompressor(raw, compression)
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            manifest = None
+    manifest = None
+    try:
+        with open(path, "rb") as raw, tarfile.open(fileobj=open_decompressor(raw, compression), mode="r|") as tar:
             for member in tar:
                 if member.name == "manifest.json":
                     manifest = json.load(tar.extractfile(member))
+    except (EOFError, tarfile.TarError, zstd.ZstdError, gzip.BadGzipFile, json.JSONDecodeError) as e:
+        raise BackupError(f"{os.path.basename(path)} is truncated or damaged ({e})") from None
     if manifest is None:
         raise BackupError(f"{os.path.basename(path)} has no manifest.json")
     return manifest

@@ -31,6 +31,8 @@ def create_backup(sources, archive_path, *, meta, staging_dir, compression="zstd
     """
     reporter = Reporter(progress, should_cancel)
     reporter.set_phase("scanning sources")
+    for source in sources:
+        source.validate()
     reporter.total = sum(source.estimate_size() for source in sources)
     now = time.time()
     os.makedirs(staging_dir, exist_ok=True)
@@ -38,6 +40,7 @@ def create_backup(sources, archive_path, *, meta, staging_dir, compression="zstd
         with ArchiveWriter(archive_path, compression, reporter, threads) as writer:
             writer.add_json("cairn.json", cairn_json(meta, sources, compression, now), now)
             summaries = [source.dump(writer, staging_dir, reporter) for source in sources]
+            reporter.total = reporter.done  # the estimate was only an estimate; now it is known
             reporter.set_phase("finishing")
             manifest = writer.finish({"created_at": iso(now), "sources": summaries}, now)
     except OSError as e:

@@ -9,7 +9,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 def check_name(name):
     """Source names become archive paths, so they are kept to a safe alphabet."""
-    if not name or not NAME_PATTERN.match(name):
+    if not name or not NAME_PATTERN.fullmatch(name):
         raise SourceError(
             "name must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
@@ -33,8 +33,12 @@ class Source:
         return {"name": self.name, "kind": self.kind, "path": self.path,
                 "include": self.include, "exclude": self.exclude}
 
+    def validate(self):
+        """Raise SourceError with a clear message unless the source can be backed up now (cheap)."""
+        raise NotImplementedError
+
     def check(self):
-        """Raise SourceError with a clear message unless the source can be backed up now."""
+        """validate(), then report what a backup would read: size and file or table count."""
         raise NotImplementedError
 
     def estimate_size(self):

@@ -24,7 +24,7 @@ def matches(rel, patterns):
 class FilesSource(Source):
     kind = "files"
 
-    def check(self):
+    def validate(self):
         path = self.path
         if not path:
             raise SourceError("a folder source needs the path of its folder")
@@ -36,6 +36,9 @@ class FilesSource(Source):
             raise SourceError(f"{path}: not a folder")
         if not os.access(path, os.R_OK | os.X_OK):
             raise SourceError(f"{path}: folder not readable by the Cairn worker")
+
+    def check(self):
+        self.validate()
         size = files = 0
         for rel, st, is_dir in self.walk():
             if not is_dir:
@@ -57,13 +60,20 @@ class FilesSource(Source):
     def _walk_dir(self, abspath, rel, pending_dirs, skipped):
         try:
             entries = sorted(os.scandir(abspath), key=lambda e: e.name)
+        except FileNotFoundError:
+            if rel:
+                return  # a subfolder deleted while the backup ran
+            raise DumpError(f"cannot list {abspath}: no such folder") from None
         except OSError as e:
             raise DumpError(f"cannot list {abspath}: {e.strerror}") from None
         for entry in entries:
             child = f"{rel}/{entry.name}" if rel else entry.name
             if self.exclude and matches(child, self.exclude):
                 continue
-            st = entry.stat(follow_symlinks=False)
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # deleted since its folder was listed
             if stat.S_ISDIR(st.st_mode):
                 pending_dirs.append((child, st))
                 if not self.include:
@@ -89,7 +99,8 @@ class FilesSource(Source):
         reporter.set_phase(f"archiving files:{self.name}")
         prefix = f"files/{self.name}"
         skipped, size, files = [], 0, 0
-        writer.add_dir(prefix, 0o755, os.stat(self.path).st_mtime)
+        root = os.stat(self.path)
+        writer.add_dir(prefix, root.st_mode, root.st_mtime, root.st_uid, root.st_gid)
         for rel, st, is_dir in self.walk(skipped):
             if is_dir:
                 writer.add_dir(f"{prefix}/{rel}", st.st_mode, st.st_mtime, st.st_uid, st.st_gid)
@@ -102,15 +113,23 @@ class FilesSource(Source):
                 "skipped_count": len(skipped), "skipped": skipped[:MAX_SKIPPED_LISTED]}
 
     def _add_file(self, writer, member, rel):
-        """Stream one file; False when it vanished after the folder was listed."""
+        """Stream one file; False when it vanished or stopped being a regular file after listing.
+
+        O_NOFOLLOW and the fstat check keep a file swapped for a symlink from pulling in data from
+        outside the folder; O_NONBLOCK keeps one swapped for a FIFO from hanging the backup.
+        """
         try:
-            f = open(os.path.join(self.path, rel), "rb")
+            fd = os.open(os.path.join(self.path, rel), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             return False
         except OSError as e:
+            if e.errno == errno.ELOOP:
+                return False
             raise DumpError(f"cannot read {rel} in {self.path}: {e.strerror}") from None
-        with f:
-            st = os.fstat(f.fileno())
+        with open(fd, "rb") as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return False
             try:
                 writer.add_stream(member, f, st.st_size, st.st_mode, st.st_mtime, st.st_uid, st.st_gid)
             except OSError as e:

@@ -29,7 +29,7 @@ class SqliteSource(Source):
     def member_name(self):
         return f"database/{self.name}.sqlite3"
 
-    def check(self):
+    def validate(self):
         path = self.path
         if not path:
             raise SourceError("a SQLite source needs the path of its database file")
@@ -43,14 +43,19 @@ class SqliteSource(Source):
             raise SourceError(f"{path}: not readable by the Cairn worker")
         if not is_sqlite_file(path):
             raise SourceError(f"{path}: not a SQLite database file")
+
+    def check(self):
+        self.validate()
         try:
-            tables = table_count(path)
+            tables = table_count(self.path)
         except sqlite3.DatabaseError as e:
-            raise SourceError(f"{path}: cannot be opened as SQLite ({e})") from None
-        return {"size": os.path.getsize(path), "table_count": tables}
+            raise SourceError(f"{self.path}: cannot be opened as SQLite ({e})") from None
+        return {"size": self.estimate_size(), "table_count": tables}
 
     def estimate_size(self):
-        return os.path.getsize(self.path)
+        """The main file plus its write-ahead log, whose pages the snapshot also copies."""
+        wal = self.path + "-wal"
+        return os.path.getsize(self.path) + (os.path.getsize(wal) if os.path.exists(wal) else 0)
 
     def dump(self, writer, staging_dir, reporter):
         reporter.set_phase(f"dumping sqlite:{self.name}")
@@ -76,6 +81,9 @@ class SqliteSource(Source):
             # another connection writes, and may never finish on a busy database.
             src.backup(dst, pages=-1)
         except sqlite3.Error as e:
+            if e.sqlite_errorcode == sqlite3.SQLITE_FULL:  # the staging disk, not the source, is full
+                raise DumpError(f"no space left in {os.path.dirname(target)} for the snapshot of "
+                                f"{self.path}") from None
             raise DumpError(f"SQLite backup of {self.path} failed: {e}") from None
         finally:
             dst.close()
