@@ -7,7 +7,7 @@ import tarfile
 
 from backports import zstd
 
-from conftest import make_app_data, run_jobs
+from helpers import make_app_data, run_jobs
 
 
 def add_sources(api, tmp_path):

@@ -6,7 +6,7 @@ import sys
 
 import jwt
 
-from conftest import csrf_token, login
+from helpers import csrf_token, login
 
 
 def test_login_logout_and_protected_pages(client, admin):

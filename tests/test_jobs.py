@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_app_data, run_jobs
+from helpers import make_app_data, run_jobs
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 import re
 
-from conftest import csrf_token, make_app_data, run_jobs
+from helpers import csrf_token, make_app_data, run_jobs
 
 
 def add_sources_in_page(client, tmp_path):

@@ -1,0 +1,73 @@
+"""Helpers shared by the test modules (imported by name, unlike fixtures)."""
+
+import os
+import re
+import sqlite3
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def need(service, available, hint):
+    """Skip when a local service is missing, but fail in CI, where every service must be there."""
+    if available:
+        return
+    message = f"{service} is not available ({hint})"
+    if IN_CI:
+        pytest.fail(message + "; CI requires it")
+    pytest.skip(message)
+
+
+def csrf_token(client, path="/login"):
+    html = client.get(path).get_data(as_text=True)
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or \
+        re.search(r'value="([^"]+)"[^>]*name="csrf_token"', html)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def login(client, username="admin", password="correct horse battery"):
+    token = csrf_token(client)
+    return client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+
+
+class ApiClient:
+    def __init__(self, client, token):
+        self.client, self.token = client, token
+
+    def __getattr__(self, method):
+        def call(path, **kwargs):
+            headers = dict(kwargs.pop("headers", {}), Authorization=f"Bearer {self.token}")
+            return getattr(self.client, method)("/api/v1" + path, headers=headers, **kwargs)
+
+        return call
+
+
+def run_jobs(app):
+    """Run every queued job to the end in a real RQ worker (in this process)."""
+    from rq import SimpleWorker
+
+    from webapp.extensions import db, get_queue, get_redis
+
+    SimpleWorker([get_queue()], connection=get_redis()).work(burst=True, logging_level="WARNING")
+    db.session.expire_all()
+
+
+def make_app_data(root):
+    """A small application: a SQLite DB with rows and an uploads folder with nested files."""
+    root.mkdir(parents=True, exist_ok=True)
+    db_path = root / "app.db"
+    con = sqlite3.connect(db_path)
+    con.execute("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)")
+    con.executemany("INSERT INTO notes(body) VALUES (?)", [(f"note {i} ✓",) for i in range(500)])
+    con.commit()
+    con.close()
+    uploads = root / "uploads"
+    (uploads / "2026" / "报告").mkdir(parents=True)
+    (uploads / "2026" / "报告" / "季度.txt").write_text("quarterly\n" * 100)
+    (uploads / "2026" / "a.bin").write_bytes(os.urandom(70_000))
+    (uploads / "empty.txt").write_bytes(b"")
+    (uploads / "cache").mkdir()
+    (uploads / "cache" / "x.tmp").write_text("scratch")
+    return db_path, uploads
