@@ -25,7 +25,7 @@ def get_or_404(backup_id):
         abort(404)
 
 
-@bp.route("/")
+@bp.route("", strict_slashes=False)
 @login_required
 def index():
     filters = {k: request.args.get(k, "") for k in ("type", "status", "trigger", "since", "until")}

@@ -16,7 +16,7 @@ def get_or_404(source_id):
     return db.session.get(Source, source_id) or abort(404)
 
 
-@bp.route("/", methods=["GET", "POST"])
+@bp.route("", methods=["GET", "POST"], strict_slashes=False)
 @login_required
 def index():
     form = SourceForm()
