@@ -11,7 +11,7 @@ import time
 from rq import Worker
 
 from webapp import create_app
-from webapp.extensions import get_queue, get_redis
+from webapp.extensions import db, get_queue, get_redis
 
 TICK_SECONDS = 5
 PR_SET_PDEATHSIG = 1
@@ -30,6 +30,7 @@ class CairnWorker(Worker):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the worker died before the signal was armed
             os._exit(1)
+        db.engine.dispose(close=False)  # pooled connections belong to the parent, not the fork
         super().main_work_horse(job, queue)
 
 
