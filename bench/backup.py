@@ -30,6 +30,7 @@ STAMP = "dataset.json"  # written beside (not inside) a finished data set
 
 TIME_TARGET = 1.25  # engine wall time <= 1.25 x tar+zstd
 RSS_TARGET_MB = 150  # engine peak RSS
+BUSY_WARNING = 0.10  # warn when other work used more than this share of the CPUs between runs
 
 MB = 1024 * 1024
 
@@ -103,6 +104,26 @@ def warm_cache(data_dir):
                     pass
 
 
+def busy_share(seconds=1.0):
+    """Share of all CPUs busy with other work during `seconds` (this process only sleeps).
+
+    Read from /proc/stat (Linux); None where that is not available.
+    """
+    def sample():
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = total1 - total0
+    return 1.0 - (idle1 - idle0) / total if total > 0 else 0.0
+
+
 # --------------------------------------------------------------- contestants --
 
 def run_engine(data_dir, out_dir, profile=None):
@@ -134,6 +155,8 @@ def engine_child(request):
     sys.path.insert(0, ROOT)
     from webapp.backup import create_backup, make_source
 
+    import_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
     data_dir = request["data_dir"]
     sources = [
         make_source("sqlite", "app", path=os.path.join(data_dir, "db", "app.sqlite")),
@@ -158,7 +181,7 @@ def engine_child(request):
         result = backup()
         wall = time.monotonic() - t0
     print(json.dumps({"wall": wall, "size": result.size, "sha256": result.sha256,
-                      "source_size": result.source_size,
+                      "source_size": result.source_size, "import_rss_mb": import_rss_mb,
                       "self_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
@@ -220,7 +243,13 @@ def print_table(report):
             row["size"] / MB, 100.0 * row["size"] / ds["size"], row["ratio_to_tar_zstd"]))
     print()
     eng = report["results"]["engine"]
-    print("Engine peak RSS: %.1f MB" % eng["peak_rss_mb"])
+    print("Engine peak RSS: %.1f MB  (%.1f MB of it is the process before the backup starts: "
+          "Python with webapp imported)" % (eng["peak_rss_mb"], eng["import_rss_mb"]))
+    busy = [b for b in report["machine"]["busy_share"] if b is not None]
+    if busy and max(busy) > BUSY_WARNING:
+        print("Note: other work kept up to %.0f %% of the CPUs busy between runs; the times are "
+              "less reliable. Run again on a quiet machine, or with a higher --repeat."
+              % (100 * max(busy)))
     print()
     for t in report["targets"]:
         print("%-4s %s: %s (target %s)" % ("PASS" if t["pass"] else "FAIL", t["name"], t["value"],
@@ -273,11 +302,13 @@ def main():
     warm_cache(data_dir)
 
     items = contestants(data_dir, out_dir, args.skip_gzip)
+    busy = []
     runs = {key: [] for _, key, _ in items}
     # Round-robin, so a slow phase of the machine does not fall on one contestant only.
     for i in range(args.repeat):
         for label, key, fn in items:
             clear_dir(out_dir)
+            busy.append(busy_share(0.5))
             log("run %d/%d: %s ..." % (i + 1, args.repeat, label))
             result = fn()
             log("  %.2f s, %.1f MB" % (result["wall"], result["size"] / MB))
@@ -293,6 +324,7 @@ def main():
     eng = results["engine"]
     eng["process_wall_median_s"] = statistics.median(r["process_wall"] for r in runs["engine"])
     eng["source_size"] = runs["engine"][-1]["source_size"]
+    eng["import_rss_mb"] = max(r["import_rss_mb"] for r in runs["engine"])
 
     targets = [
         {"name": "engine time <= %.2f x tar+zstd" % TIME_TARGET, "key": "time_ratio",
@@ -305,7 +337,8 @@ def main():
     report = {
         "dataset": {"path": data_dir, "size_arg": args.size, "db_mb": args.db_mb, "seed": args.seed,
                     "files": files, "size": size},
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                    "busy_share": busy},
         "repeat": args.repeat,
         "results": results,
         "targets": targets,
