@@ -175,3 +175,13 @@ def test_status_and_health(app, api, tmp_path):
     health = api.client.get("/healthz")
     # No worker process runs in this test, and /healthz says so.
     assert health.status_code == 503 and "worker" in health.get_json()["message"]
+
+
+def test_a_deleted_backup_id_is_never_reused(app, api, tmp_path):
+    add_sources(api, tmp_path)
+    first = api.post("/backups", json={}).get_json()["data"]["id"]
+    run_jobs(app)
+    assert api.delete(f"/backups/{first}").status_code == 200
+    second = api.post("/backups", json={}).get_json()["data"]["id"]
+    assert second > first
+    assert api.get(f"/backups/{first}").status_code == 404

@@ -34,10 +34,13 @@ STATUSES = tuple(s.value for s in Status)
 BACKUP_TYPES = ("full", "database", "files", "custom")
 TRIGGERS = ("manual", "scheduled", "pre_restore", "import")
 ROLES = ("admin", "viewer")
+# SQLite would hand a deleted row's id to the next row; links and audit events must not change meaning.
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
 
 
 class User(UserMixin, db.Model):
     __tablename__ = "users"
+    __table_args__ = NEVER_REUSE_IDS
     id = db.Column(db.Integer, primary_key=True)
     username = db.Column(db.String(64), unique=True, nullable=False)
     password_hash = db.Column(db.String(255), nullable=False)
@@ -62,6 +65,7 @@ class User(UserMixin, db.Model):
 
 class ApiKey(db.Model):
     __tablename__ = "api_keys"
+    __table_args__ = NEVER_REUSE_IDS
     id = db.Column(db.Integer, primary_key=True)
     user_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
     name = db.Column(db.String(100), nullable=False)
@@ -78,6 +82,7 @@ class ApiKey(db.Model):
 
 class Source(db.Model):
     __tablename__ = "sources"
+    __table_args__ = NEVER_REUSE_IDS
     id = db.Column(db.Integer, primary_key=True)
     name = db.Column(db.String(64), unique=True, nullable=False)
     kind = db.Column(db.String(16), nullable=False)
@@ -111,6 +116,7 @@ class Source(db.Model):
 
 class Backup(db.Model):
     __tablename__ = "backups"
+    __table_args__ = NEVER_REUSE_IDS
     id = db.Column(db.Integer, primary_key=True)
     name = db.Column(db.String(128), unique=True, nullable=False)
     type = db.Column(db.String(16), nullable=False, default="full")
@@ -207,6 +213,7 @@ class RunLock(db.Model):
 
 class AuditEvent(db.Model):
     __tablename__ = "audit_events"
+    __table_args__ = NEVER_REUSE_IDS
     id = db.Column(db.Integer, primary_key=True)
     at = db.Column(db.DateTime, nullable=False, default=utcnow, index=True)
     user_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="SET NULL"))

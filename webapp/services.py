@@ -1,7 +1,9 @@
 """What the pages, the API and the CLI share: validate, enforce the rules, record, enqueue."""
 
 import datetime as dt
+import os
 import secrets
+import socket
 
 from flask import current_app, has_request_context, request
 from flask_login import current_user
@@ -357,14 +359,30 @@ def queue_reachable():
 
 # --------------------------------------------------------------- status ----
 
+def process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def live_workers():
-    """Workers registered on Cairn's queue, as RQ sees them."""
+    """Workers registered on Cairn's queue, without those on this host whose process is gone.
+
+    RQ keeps a killed worker's registration until its key expires, so a crashed worker would
+    otherwise still count as alive for minutes.
+    """
     from rq import Worker
 
-    queue = get_queue()
-    return [{"name": w.name, "state": str(w.get_state()), "current_job": w.get_current_job_id(),
-             "last_heartbeat": w.last_heartbeat.isoformat() if w.last_heartbeat else None}
-            for w in Worker.all(queue=queue)]
+    host = socket.gethostname()
+    return [{"name": w.name, "hostname": w.hostname, "pid": w.pid, "state": str(w.get_state()),
+             "current_job": w.get_current_job_id(),
+             "last_heartbeat": w.last_heartbeat.isoformat() + "Z" if w.last_heartbeat else None}
+            for w in Worker.all(queue=get_queue())
+            if not (w.hostname == host and w.pid and not process_alive(w.pid))]
 
 
 def redis_state():

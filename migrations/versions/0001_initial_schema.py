@@ -36,7 +36,8 @@ def upgrade():
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_sources')),
-    sa.UniqueConstraint('name', name=op.f('uq_sources_name'))
+    sa.UniqueConstraint('name', name=op.f('uq_sources_name')),
+    sqlite_autoincrement=True
     )
     op.create_table('users',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -47,7 +48,8 @@ def upgrade():
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('last_login_at', sa.DateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
-    sa.UniqueConstraint('username', name=op.f('uq_users_username'))
+    sa.UniqueConstraint('username', name=op.f('uq_users_username')),
+    sqlite_autoincrement=True
     )
     op.create_table('api_keys',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -59,7 +61,8 @@ def upgrade():
     sa.Column('last_used_at', sa.DateTime(), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_api_keys_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys')),
-    sa.UniqueConstraint('key_hash', name=op.f('uq_api_keys_key_hash'))
+    sa.UniqueConstraint('key_hash', name=op.f('uq_api_keys_key_hash')),
+    sqlite_autoincrement=True
     )
     op.create_table('audit_events',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -72,7 +75,8 @@ def upgrade():
     sa.Column('result', sa.String(length=16), nullable=False),
     sa.Column('detail', sa.Text(), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_audit_events_user_id_users'), ondelete='SET NULL'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_events'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_events')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_audit_events_action'), ['action'], unique=False)
@@ -115,7 +119,8 @@ def upgrade():
     sa.ForeignKeyConstraint(['created_by_id'], ['users.id'], name=op.f('fk_backups_created_by_id_users'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['parent_id'], ['backups.id'], name=op.f('fk_backups_parent_id_backups'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_backups')),
-    sa.UniqueConstraint('name', name=op.f('uq_backups_name'))
+    sa.UniqueConstraint('name', name=op.f('uq_backups_name')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('backups', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_backups_created_at'), ['created_at'], unique=False)
