@@ -28,7 +28,7 @@ def create_app(config=None):
     login_manager.login_message = "Please log in."
     login_manager.session_protection = "strong"
 
-    from . import cli, models  # noqa: F401  (models register their tables)
+    from . import cli, models  # noqa: F401  (importing models registers their tables)
     from .views import register_blueprints
 
     register_blueprints(app)

@@ -116,8 +116,7 @@ class BackupTracker:
             .where(Backup.id == self.backup_id, Backup.attempt == self.attempt,
                    Backup.status.in_(ACTIVE_STATUSES))
             .values(**values))
-        owned = result.rowcount == 1
-        return owned
+        return result.rowcount == 1
 
     def start(self, job_id):
         now = utcnow()

@@ -221,17 +221,21 @@ def backup_name(trigger, now):
     return f"backup_{trigger}_{now:%Y%m%d_%H%M%S}_{secrets.token_hex(2)}"
 
 
-def check_backup_options(compression, mode, encrypt, note):
+def check_note(note):
+    if note is not None and not isinstance(note, str):
+        raise Invalid("note must be text")
+    if len(note or "") > MAX_NOTE:
+        raise Invalid(f"note must be at most {MAX_NOTE} characters")
+    return (note or "").strip()
+
+
+def check_backup_options(compression, mode, encrypt):
     if compression not in COMPRESSIONS:
         raise Invalid(f"compression must be one of {', '.join(COMPRESSIONS)}")
     if mode != "full":
         raise Invalid("only full backups (mode 'full') are available")
     if encrypt:
         raise Invalid("encryption is not configured: add an age recipient in Settings first")
-    if note is not None and not isinstance(note, str):
-        raise Invalid("note must be text")
-    if len(note or "") > MAX_NOTE:
-        raise Invalid(f"note must be at most {MAX_NOTE} characters")
 
 
 def start_backup(type="full", source_ids=None, note="", compression="zstd", mode="full",
@@ -239,13 +243,14 @@ def start_backup(type="full", source_ids=None, note="", compression="zstd", mode
     """Create a pending backup, take the single run slot and enqueue its job."""
     from . import jobs  # jobs imports services; importing here keeps the cycle out of start-up
 
-    check_backup_options(compression, mode, encrypt, note)
+    check_backup_options(compression, mode, encrypt)
+    note = check_note(note)
     sources = select_sources(type, source_ids)
     jobs.reconcile()
     now = utcnow()
     backup = Backup(name=backup_name(trigger, now), type=type, trigger=trigger, mode=mode,
                     status=Status.PENDING.value, created_at=now, compression=compression,
-                    source_ids=[s.id for s in sources], note=(note or "").strip(),
+                    source_ids=[s.id for s in sources], note=note,
                     sources=[{"id": s.id, "name": s.name, "kind": s.kind} for s in sources],
                     created_by_id=user.id if user else None, schedule_id=schedule_id,
                     attempt=secrets.token_hex(16))
@@ -298,9 +303,7 @@ def cancel_backup(backup, user=None):
 
 def update_backup(backup, data):
     if "note" in data:
-        note = data["note"] if data["note"] is not None else ""
-        check_backup_options("zstd", "full", False, note)
-        backup.note = note.strip()
+        backup.note = check_note(data["note"])
     if "pinned" in data:
         if not isinstance(data["pinned"], bool):
             raise Invalid("pinned must be true or false")
