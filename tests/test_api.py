@@ -140,6 +140,8 @@ def test_source_validation_messages(app, api, tmp_path):
         ({"name": "x", "kind": "files", "path": str(not_sqlite)}, "not a folder"),
         ({"name": "../evil", "kind": "files", "path": str(tmp_path)}, "name must be"),
         ({"name": "x", "kind": "ftp", "path": str(tmp_path)}, "unknown source kind"),
+        ({"name": "x", "kind": "files", "path": 42}, "path must be text"),
+        ({"name": "x", "kind": "files", "path": str(tmp_path), "exclude": {"a": 1}}, "exclude must be a list"),
         ({"name": "x", "kind": "files", "path": str(tmp_path), "include": "*.jpg"}, None),
     ]
     for body, message in cases:

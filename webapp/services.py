@@ -90,10 +90,17 @@ def _glob_list(value, field):
     if value is None:
         return []
     if isinstance(value, str):
-        value = [line for line in value.replace(",", "\n").splitlines()]
+        value = value.replace(",", "\n").splitlines()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise Invalid(f"{field} must be a list of glob patterns")
     return [v.strip() for v in value if v.strip()]
+
+
+def _text(fields, key):
+    value = fields.get(key)
+    if value is not None and not isinstance(value, str):
+        raise Invalid(f"{key} must be text")
+    return (value or "").strip()
 
 
 def validate_source(data, existing=None):
@@ -105,8 +112,8 @@ def validate_source(data, existing=None):
     if existing is not None and kind != existing.kind:
         raise Invalid("the kind of an existing source cannot change; create a new source")
     try:
-        name = check_name((merged.get("name") or "").strip())
-        engine_source = make_source(kind, name, path=(merged.get("path") or "").strip() or None,
+        name = check_name(_text(merged, "name"))
+        engine_source = make_source(kind, name, path=_text(merged, "path") or None,
                                     include=_glob_list(merged.get("include"), "include"),
                                     exclude=_glob_list(merged.get("exclude"), "exclude"))
         engine_source.validate()
