@@ -115,6 +115,8 @@ def test_bad_backup_requests_get_clear_messages(app, api, tmp_path):
         ({"type": "custom", "source_ids": [999]}, "no source with id 999"),
         ({"type": "full", "source_ids": [1]}, "source_ids apply only to type custom"),
         ({"compression": "rar"}, "compression must be one of"),
+        ({"compression": ["zstd"]}, "compression must be one of"),
+        ({"type": {"full": 1}}, "type must be one of"),
         ({"note": "x" * 1001}, "note must be at most 1000 characters"),
     ]
     for body, message in cases:

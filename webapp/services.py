@@ -198,7 +198,7 @@ def backup_query(type=None, status=None, trigger=None, since=None, until=None):
 
 def select_sources(backup_type, source_ids):
     """The sources a backup of this type covers; Invalid when there are none."""
-    if backup_type not in BACKUP_TYPES:
+    if not isinstance(backup_type, str) or backup_type not in BACKUP_TYPES:
         raise Invalid(f"type must be one of {', '.join(BACKUP_TYPES)}")
     if backup_type == "custom":
         if not source_ids:
@@ -237,7 +237,7 @@ def check_note(note):
 
 
 def check_backup_options(compression, mode, encrypt):
-    if compression not in COMPRESSIONS:
+    if not isinstance(compression, str) or compression not in COMPRESSIONS:
         raise Invalid(f"compression must be one of {', '.join(COMPRESSIONS)}")
     if mode != "full":
         raise Invalid("only full backups (mode 'full') are available")
