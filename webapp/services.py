@@ -338,10 +338,10 @@ def archive_path(backup):
     """The file of a completed backup, or NotFound with the reason."""
     if backup.status != Status.COMPLETED.value or not backup.file_name:
         raise NotFound(f"backup {backup.id} has no archive ({backup.status})")
-    path = storage().path(backup.file_name)
-    if not storage().exists(backup.file_name):
-        raise NotFound(f"the archive of backup {backup.id} is missing from {storage().root}")
-    return path
+    store = storage()
+    if not store.exists(backup.file_name):
+        raise NotFound(f"the archive of backup {backup.id} is missing from {store.root}")
+    return store.path(backup.file_name)
 
 
 def running_backup():

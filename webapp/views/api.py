@@ -132,10 +132,6 @@ def token():
 
 # -------------------------------------------------------------- backups ----
 
-def get_backup(backup_id):
-    return services.get_backup(backup_id)
-
-
 @bp.route("/backups", methods=["GET"])
 def list_backups():
     filters = {k: request.args.get(k) for k in ("type", "status", "trigger", "since", "until")}
@@ -155,26 +151,26 @@ def create_backup():
 
 @bp.route("/backups/<int:backup_id>", methods=["GET"])
 def show_backup(backup_id):
-    return ok(get_backup(backup_id).to_dict())
+    return ok(services.get_backup(backup_id).to_dict())
 
 
 @bp.route("/backups/<int:backup_id>", methods=["PATCH"])
 @admin_only
 def patch_backup(backup_id):
-    return ok(services.update_backup(get_backup(backup_id), json_body()).to_dict(), "saved")
+    return ok(services.update_backup(services.get_backup(backup_id), json_body()).to_dict(), "saved")
 
 
 @bp.route("/backups/<int:backup_id>", methods=["DELETE"])
 @admin_only
 def delete_backup(backup_id):
-    services.delete_backup(get_backup(backup_id), user=g.api_user)
+    services.delete_backup(services.get_backup(backup_id), user=g.api_user)
     return ok(None, "backup deleted")
 
 
 @bp.route("/backups/<int:backup_id>/download", methods=["GET"])
 @admin_only
 def download_backup(backup_id):
-    backup = get_backup(backup_id)
+    backup = services.get_backup(backup_id)
     path = services.archive_path(backup)
     services.audit("backup.download", f"backup:{backup.id}", user=g.api_user)
     return send_file(path, as_attachment=True, download_name=backup.download_name, conditional=True,
@@ -184,7 +180,7 @@ def download_backup(backup_id):
 @bp.route("/backups/<int:backup_id>/cancel", methods=["POST"])
 @admin_only
 def cancel_backup(backup_id):
-    backup = services.cancel_backup(get_backup(backup_id), user=g.api_user)
+    backup = services.cancel_backup(services.get_backup(backup_id), user=g.api_user)
     return ok(backup.to_dict(), "cancel requested", 202)
 
 
