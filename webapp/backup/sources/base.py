@@ -1,4 +1,4 @@
-"""What every source kind offers the engine: check, estimate, dump."""
+"""What every source kind offers the engine: check, estimate, prepare, dump."""
 
 import re
 
@@ -44,6 +44,13 @@ class Source:
     def estimate_size(self):
         """Bytes the dump is expected to read, for the progress bar."""
         raise NotImplementedError
+
+    def prepare(self, staging_dir, reporter):
+        """Take what must be taken before streaming starts (a database snapshot); may be a no-op.
+
+        The engine calls it for every source before the first dump, while the size estimate is
+        computed on another thread, and removes `staging_dir` afterwards.
+        """
 
     def dump(self, writer, staging_dir, reporter):
         """Add this source's members to the archive; return its summary for the manifest."""

@@ -8,6 +8,7 @@ skipped whole. Symlinks, sockets, FIFOs and devices are not archived; they are l
 import errno
 import fnmatch
 import os
+import re
 import stat
 
 from ..errors import DumpError, SourceError
@@ -16,9 +17,24 @@ from .base import Source
 MAX_SKIPPED_LISTED = 100
 
 
-def matches(rel, patterns):
-    name = rel.rsplit("/", 1)[-1]
-    return any(fnmatch.fnmatchcase(rel if "/" in p else name, p.strip("/")) for p in patterns)
+class GlobSet:
+    """Glob patterns compiled once into two regular expressions: relative paths and names."""
+
+    def __init__(self, patterns):
+        by_path = [p.strip("/") for p in patterns if "/" in p]
+        by_name = [p for p in patterns if "/" not in p]
+        self._path = self._compile(by_path)
+        self._name = self._compile(by_name)
+        self.empty = not patterns
+
+    @staticmethod
+    def _compile(patterns):
+        return re.compile("|".join(fnmatch.translate(p) for p in patterns)).match if patterns else None
+
+    def matches(self, rel):
+        if self._name is not None and self._name(rel.rsplit("/", 1)[-1]):
+            return True
+        return self._path is not None and self._path(rel) is not None
 
 
 class FilesSource(Source):
@@ -49,15 +65,17 @@ class FilesSource(Source):
     def estimate_size(self):
         return sum(st.st_size for _, st, is_dir in self.walk() if not is_dir)
 
-    def walk(self, skipped=None):
+    def walk(self, skipped=None, stat_files=True):
         """Yield (relative path, stat, is_dir) in sorted order, folders before their contents.
 
-        With include patterns, a folder is yielded only when something inside it is.
+        With include patterns, a folder is yielded only when something inside it is. With
+        `stat_files` false, regular files come with stat None: the dump opens and fstats each
+        file anyway, so a second lstat per file would be wasted.
         """
-        pending_dirs = []
-        yield from self._walk_dir(self.path, "", pending_dirs, skipped)
+        filters = GlobSet(self.include), GlobSet(self.exclude)
+        yield from self._walk_dir(self.path, "", [], skipped, stat_files, filters)
 
-    def _walk_dir(self, abspath, rel, pending_dirs, skipped):
+    def _walk_dir(self, abspath, rel, pending_dirs, skipped, stat_files, filters):
         try:
             entries = sorted(os.scandir(abspath), key=lambda e: e.name)
         except FileNotFoundError:
@@ -66,23 +84,27 @@ class FilesSource(Source):
             raise DumpError(f"cannot list {abspath}: no such folder") from None
         except OSError as e:
             raise DumpError(f"cannot list {abspath}: {e.strerror}") from None
+        include, exclude = filters
         for entry in entries:
             child = f"{rel}/{entry.name}" if rel else entry.name
-            if self.exclude and matches(child, self.exclude):
+            if not exclude.empty and exclude.matches(child):
                 continue
             try:
-                st = entry.stat(follow_symlinks=False)
+                # d_type answers these without a system call on most file systems.
+                is_dir = entry.is_dir(follow_symlinks=False)
+                is_file = not is_dir and entry.is_file(follow_symlinks=False)
+                st = entry.stat(follow_symlinks=False) if is_dir or (is_file and stat_files) else None
             except FileNotFoundError:
                 continue  # deleted since its folder was listed
-            if stat.S_ISDIR(st.st_mode):
+            if is_dir:
                 pending_dirs.append((child, st))
-                if not self.include:
+                if include.empty:
                     yield from self._flush(pending_dirs)
-                yield from self._walk_dir(entry.path, child, pending_dirs, skipped)
+                yield from self._walk_dir(entry.path, child, pending_dirs, skipped, stat_files, filters)
                 if pending_dirs and pending_dirs[-1][0] == child:
                     pending_dirs.pop()
-            elif stat.S_ISREG(st.st_mode):
-                if self.include and not matches(child, self.include):
+            elif is_file:
+                if not include.empty and not include.matches(child):
                     continue
                 yield from self._flush(pending_dirs)
                 yield child, st, False
@@ -101,19 +123,22 @@ class FilesSource(Source):
         skipped, size, files = [], 0, 0
         root = os.stat(self.path)
         writer.add_dir(prefix, root.st_mode, root.st_mtime, root.st_uid, root.st_gid)
-        for rel, st, is_dir in self.walk(skipped):
+        for rel, st, is_dir in self.walk(skipped, stat_files=False):
             if is_dir:
                 writer.add_dir(f"{prefix}/{rel}", st.st_mode, st.st_mtime, st.st_uid, st.st_gid)
-            elif self._add_file(writer, f"{prefix}/{rel}", rel):
-                size += st.st_size
-                files += 1
-            else:
+                continue
+            file_size = self._add_file(writer, f"{prefix}/{rel}", rel)
+            if file_size is None:
                 skipped.append(rel)
+            else:
+                size += file_size
+                files += 1
         return {"name": self.name, "kind": self.kind, "size": size, "file_count": files,
                 "skipped_count": len(skipped), "skipped": skipped[:MAX_SKIPPED_LISTED]}
 
     def _add_file(self, writer, member, rel):
-        """Stream one file; False when it vanished or stopped being a regular file after listing.
+        """Stream one file and return its size; None when it vanished or stopped being a regular
+        file after listing.
 
         O_NOFOLLOW and the fstat check keep a file swapped for a symlink from pulling in data from
         outside the folder; O_NONBLOCK keeps one swapped for a FIFO from hanging the backup.
@@ -121,15 +146,15 @@ class FilesSource(Source):
         try:
             fd = os.open(os.path.join(self.path, rel), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
-            return False
+            return None
         except OSError as e:
             if e.errno == errno.ELOOP:
-                return False
+                return None
             raise DumpError(f"cannot read {rel} in {self.path}: {e.strerror}") from None
-        with open(fd, "rb") as f:
+        with open(fd, "rb", buffering=0) as f:  # reads are whole chunks: no buffer to copy through
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                return False
+                return None
             try:
                 writer.add_stream(member, f, st.st_size, st.st_mode, st.st_mtime, st.st_uid, st.st_gid)
             except OSError as e:
@@ -137,7 +162,7 @@ class FilesSource(Source):
                     raise
                 raise DumpError(f"{rel} in {self.path} changed or became unreadable while it was "
                                 f"being backed up ({e})") from None
-        return True
+        return st.st_size
 
 
 def writer_error(error):

@@ -57,13 +57,18 @@ class SqliteSource(Source):
         wal = self.path + "-wal"
         return os.path.getsize(self.path) + (os.path.getsize(wal) if os.path.exists(wal) else 0)
 
-    def dump(self, writer, staging_dir, reporter):
+    def snapshot_path(self, staging_dir):
+        return os.path.join(staging_dir, f"{self.name}.sqlite3")
+
+    def prepare(self, staging_dir, reporter):
         reporter.set_phase(f"dumping sqlite:{self.name}")
-        snapshot = os.path.join(staging_dir, f"{self.name}.sqlite3")
-        self._snapshot(snapshot)
+        self._snapshot(self.snapshot_path(staging_dir))
+
+    def dump(self, writer, staging_dir, reporter):
+        reporter.set_phase(f"archiving sqlite:{self.name}")
+        snapshot = self.snapshot_path(staging_dir)
         tables = table_count(snapshot)
         size = os.path.getsize(snapshot)
-        reporter.set_phase(f"archiving sqlite:{self.name}")
         with open(snapshot, "rb") as f:
             writer.add_stream(self.member_name(), f, size, 0o644, time.time())
         os.unlink(snapshot)
@@ -77,6 +82,9 @@ class SqliteSource(Source):
             raise DumpError(f"cannot open SQLite database {self.path}: {e}") from None
         dst = sqlite3.connect(target)
         try:
+            # A scratch copy: no journal and no fsync, it is read once and removed.
+            dst.execute("PRAGMA journal_mode=OFF")
+            dst.execute("PRAGMA synchronous=OFF")
             # pages=-1 copies in one step under one read lock; stepwise copies restart whenever
             # another connection writes, and may never finish on a busy database.
             src.backup(dst, pages=-1)
