@@ -44,20 +44,52 @@ def extension_for(compression):
 
 
 class _HashingSink:
-    """A write-only file that hashes and counts what passes through it to `raw`."""
+    """A write-only file that hashes, counts and writes to `raw` on a thread of its own.
+
+    The compressed output is hashed and written while the writer thread compresses the next
+    chunk (hashlib and file writes release the GIL). An error is raised again on the next write
+    or at flush().
+    """
 
     def __init__(self, raw):
         self.raw = raw
         self.sha256 = hashlib.sha256()
         self.size = 0
+        self._queue = queue.Queue(QUEUE_DEPTH)
+        self._error = None
+        self._thread = threading.Thread(target=self._loop, name="cairn-archive-output", daemon=True)
+        self._thread.start()
 
     def write(self, data):
-        self.sha256.update(data)
-        self.size += len(data)
-        return self.raw.write(data)
+        if self._error is not None:
+            raise self._error
+        self._queue.put(bytes(data))
+        return len(data)
 
     def flush(self):
+        """Wait until everything written so far is on its way to the file."""
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait()
+        if self._error is not None:
+            raise self._error
         self.raw.flush()
+
+    def close(self):
+        self._queue.put(None)
+        self._thread.join()
+
+    def _loop(self):
+        while (item := self._queue.get()) is not None:
+            if isinstance(item, threading.Event):
+                item.set()
+            elif self._error is None:
+                try:
+                    self.sha256.update(item)
+                    self.size += len(item)
+                    self.raw.write(item)
+                except BaseException as e:  # raised again on the calling thread
+                    self._error = e
 
 
 class _Pipeline:
@@ -359,7 +391,8 @@ class ArchiveWriter:
         self._out.close()
         if self._compressor is not None:
             self._compressor.close()
-        self._raw.flush()
+        self._hashing.flush()
+        self._hashing.close()
         os.fsync(self._raw.fileno())
         self._raw.close()
         self.sha256, self.size = self._hashing.sha256.hexdigest(), self._hashing.size
@@ -370,7 +403,8 @@ class ArchiveWriter:
         return manifest
 
     def _abort(self):
-        for closer in (self._out.abort, getattr(self._compressor, "close", None), self._raw.close):
+        for closer in (self._out.abort, getattr(self._compressor, "close", None), self._hashing.close,
+                       self._raw.close):
             try:
                 if closer is not None:
                     closer()
