@@ -1,8 +1,9 @@
 """What every source kind offers the engine: check, estimate, prepare, dump."""
 
+import os
 import re
 
-from ..errors import SourceError
+from ..errors import RestoreError, SourceError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -55,3 +56,47 @@ class Source:
     def dump(self, writer, staging_dir, reporter):
         """Add this source's members to the archive; return its summary for the manifest."""
         raise NotImplementedError
+
+    def restorer(self, token, lock_timeout):
+        """The object that stages, checks, applies and undoes a restore of this source."""
+        raise NotImplementedError
+
+
+def beside(path, label, token):
+    """A hidden scratch path next to `path`, on the same file system, so a rename can swap them."""
+    parent, base = os.path.split(os.path.normpath(path))
+    return os.path.join(parent, f".{base}.cairn-{label}-{token}")
+
+
+class Restorer:
+    """One source's part of a restore; every step must leave the target whole when it fails."""
+
+    def __init__(self, source, token, lock_timeout):
+        self.source = source
+        self.name = source.name
+        self.token = token
+        self.lock_timeout = lock_timeout
+
+    def file_sink(self, relative, member):
+        raise RestoreError(f"the archive holds files for {self.name!r}, which is not a folder source")
+
+    def database_sink(self, kind, member):
+        raise RestoreError(f"the archive holds a database dump for {self.name!r}, which is a folder source")
+
+    def check(self, manifest_members):
+        """After staging: is what was staged complete and sound?"""
+
+    def apply(self):
+        """Put the staged data in place of the target."""
+
+    def undo(self):
+        """Put the target back as it was before apply()."""
+
+    def commit(self):
+        """The whole restore succeeded: drop what undo() would have needed."""
+
+    def discard(self):
+        """Remove staged data (always called at the end, whatever happened)."""
+
+    def recover(self):
+        """After a killed restore: bring back a target that was moved away, drop staged data."""

@@ -9,10 +9,11 @@ import errno
 import fnmatch
 import os
 import re
+import shutil
 import stat
 
-from ..errors import DumpError, SourceError
-from .base import Source
+from ..errors import DumpError, RestoreError, SourceError
+from .base import Restorer, Source, beside
 
 MAX_SKIPPED_LISTED = 100
 
@@ -39,6 +40,9 @@ class GlobSet:
 
 class FilesSource(Source):
     kind = "files"
+
+    def restorer(self, token, lock_timeout):
+        return FolderRestorer(self, token, lock_timeout)
 
     def validate(self):
         path = self.path
@@ -168,3 +172,128 @@ class FilesSource(Source):
 def writer_error(error):
     """Errors of the archive's own disk (full, read-only) must not be blamed on the source file."""
     return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+class _StagedFile:
+    """A file being written into staging; mode, times and owner are set when it is closed."""
+
+    def __init__(self, path, member):
+        self.member = member
+        # O_EXCL and O_NOFOLLOW: staging is new and private, so nothing may already be there.
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+
+    def write(self, data):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    def close(self):
+        try:
+            set_owner_mode_times(self.fd, self.member)
+        finally:
+            os.close(self.fd)
+
+
+def set_owner_mode_times(target, member):
+    """Mode and mtime from the archive; the owner too when we may (running as root)."""
+    if os.geteuid() == 0:
+        os.chown(target, member.uid, member.gid)
+    os.chmod(target, member.mode & 0o7777)
+    os.utime(target, (member.mtime, member.mtime))
+
+
+class FolderRestorer(Restorer):
+    """Extracts into a fresh staging folder beside the target, then swaps the two by rename.
+
+    The old tree is kept (renamed aside) until every source of the restore has been applied.
+    """
+
+    def __init__(self, source, token, lock_timeout):
+        super().__init__(source, token, lock_timeout)
+        self.target = os.path.normpath(source.path)
+        self.staging = beside(self.target, "restore", token)
+        self.old = beside(self.target, "old", token)
+        self.dirs = []
+        self.applied = False
+        try:
+            os.makedirs(os.path.dirname(self.target), exist_ok=True)
+            os.mkdir(self.staging, 0o700)
+        except OSError as e:
+            raise RestoreError(f"cannot create a staging folder beside {self.target}: {e.strerror}") from None
+
+    def _staged_path(self, relative):
+        return os.path.join(self.staging, relative) if relative else self.staging
+
+    def file_sink(self, relative, member):
+        if member.isdir():
+            return None
+        path = self._staged_path(relative)
+        try:
+            os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+            return _StagedFile(path, member)
+        except OSError as e:
+            raise RestoreError(f"cannot write {relative} into staging beside {self.target}: {e.strerror}") from None
+
+    def check(self, manifest_members):
+        """Staged files must be exactly the manifest's, with their sizes; then set folder modes."""
+        prefix = f"files/{self.name}"
+        wanted = {m["path"][len(prefix) + 1:]: m for m in manifest_members
+                  if m["path"].startswith(prefix + "/")}
+        for relative, entry in wanted.items():
+            path = self._staged_path(relative)
+            if entry.get("type") == "dir":
+                os.makedirs(path, 0o700, exist_ok=True)  # a folder that held nothing
+                self.dirs.append((relative, entry))
+            elif not os.path.isfile(path) or os.path.getsize(path) != entry["size"]:
+                raise RestoreError(f"{relative} was not staged as the manifest lists it")
+        root = next((m for m in manifest_members if m["path"] == prefix), None)
+        # Deepest folders first, so setting a read-only mode never blocks what comes after.
+        for relative, entry in sorted(self.dirs, key=lambda d: d[0].count("/"), reverse=True):
+            os.chmod(self._staged_path(relative), entry["mode"])
+            os.utime(self._staged_path(relative), (entry["mtime"], entry["mtime"]))
+        if root is not None:
+            os.chmod(self.staging, root["mode"])
+            os.utime(self.staging, (root["mtime"], root["mtime"]))
+
+    def apply(self):
+        had_target = os.path.lexists(self.target)
+        if had_target:
+            os.rename(self.target, self.old)
+        try:
+            os.rename(self.staging, self.target)
+        except OSError:
+            if had_target:
+                os.rename(self.old, self.target)
+            raise
+        self.applied = True
+
+    def undo(self):
+        if not self.applied:
+            return
+        os.rename(self.target, self.staging)  # discard() removes it
+        if os.path.lexists(self.old):
+            os.rename(self.old, self.target)
+        self.applied = False
+
+    def commit(self):
+        remove_tree(self.old)
+
+    def discard(self):
+        remove_tree(self.staging)
+
+    def recover(self):
+        if not os.path.lexists(self.target) and os.path.lexists(self.old):
+            os.rename(self.old, self.target)
+        remove_tree(self.staging)
+
+
+def remove_tree(path):
+    """Remove a staged or old tree, read-only folders included."""
+    if not os.path.lexists(path):
+        return
+
+    def make_writable_and_retry(function, failed_path, _exc):
+        os.chmod(os.path.dirname(failed_path), 0o700)
+        function(failed_path)
+
+    shutil.rmtree(path, onerror=make_writable_and_retry)

@@ -4,8 +4,9 @@ import os
 import sqlite3
 import time
 
-from ..errors import DumpError, SourceError
-from .base import Source
+from ..errors import DumpError, RestoreError, SourceError
+from ..reader import sqlite_integrity_problem
+from .base import Restorer, Source, beside
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -25,6 +26,9 @@ def table_count(path):
 
 class SqliteSource(Source):
     kind = "sqlite"
+
+    def restorer(self, token, lock_timeout):
+        return SqliteRestorer(self, token, lock_timeout)
 
     def member_name(self):
         return f"database/{self.name}.sqlite3"
@@ -96,3 +100,94 @@ class SqliteSource(Source):
         finally:
             dst.close()
             src.close()
+
+
+def copy_database(source_path, target_path, deadline_seconds):
+    """Copy one SQLite database over another in a single transaction, through the backup API.
+
+    A target locked by the application would make backup() retry forever; the progress callback
+    gives up at the deadline instead, and the target is left untouched (its transaction never
+    committed). A WAL target gets its log checkpointed into the main file afterwards.
+    """
+    deadline = time.monotonic() + deadline_seconds
+
+    def give_up_at_deadline(status, remaining, total):
+        if status in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) and time.monotonic() > deadline:
+            raise RestoreError(f"{target_path} stayed locked by another program for {deadline_seconds} s; "
+                               f"stop the application (or its long transaction) and restore again")
+
+    src = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
+    dst = sqlite3.connect(target_path, timeout=0)
+    try:
+        src.backup(dst, pages=-1, progress=give_up_at_deadline, sleep=0.05)
+        if dst.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error as e:
+        raise RestoreError(f"writing {target_path} failed: {e}") from None
+    finally:
+        dst.close()
+        src.close()
+
+
+class SqliteRestorer(Restorer):
+    """Stages the dump beside the live database, checks it, then copies it in transactionally.
+
+    Before applying, the live database is copied aside, so a later failure of another source in
+    the same restore can put it back.
+    """
+
+    def __init__(self, source, token, lock_timeout):
+        super().__init__(source, token, lock_timeout)
+        self.target = source.path
+        self.staged = beside(self.target, "restore", token)
+        self.undo_copy = beside(self.target, "undo", token)
+        self.received = False
+        self.applied = False
+
+    def database_sink(self, kind, member):
+        if kind != "sqlite3":
+            raise RestoreError(f"the archive holds a {kind} dump for {self.name!r}, a SQLite source here")
+        try:
+            os.makedirs(os.path.dirname(self.target), exist_ok=True)
+            sink = open(self.staged, "xb")
+        except OSError as e:
+            raise RestoreError(f"cannot stage the database beside {self.target}: {e.strerror}") from None
+        self.received = True
+        return sink
+
+    def check(self, manifest_members):
+        if not self.received:
+            raise RestoreError(f"the archive holds no database for {self.name!r}")
+        problem = sqlite_integrity_problem(self.staged)
+        if problem:
+            raise RestoreError(f"the archived database {self.name!r} fails integrity_check: {problem}")
+
+    def apply(self):
+        if os.path.exists(self.target):
+            copy_database(self.target, self.undo_copy, self.lock_timeout)
+        copy_database(self.staged, self.target, self.lock_timeout)
+        self.applied = True
+
+    def undo(self):
+        if self.applied and os.path.exists(self.undo_copy):
+            copy_database(self.undo_copy, self.target, self.lock_timeout)
+        self.applied = False
+
+    def commit(self):
+        remove_file(self.undo_copy)
+
+    def discard(self):
+        remove_file(self.staged)
+        remove_file(self.undo_copy)
+
+    def recover(self):
+        self.discard()
+
+
+def remove_file(path):
+    """Remove a scratch database with the -wal and -shm files SQLite may have made beside it."""
+    for leftover in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        try:
+            os.unlink(leftover)
+        except FileNotFoundError:
+            pass

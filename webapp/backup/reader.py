@@ -1,0 +1,322 @@
+"""Reading Cairn archives back: one streaming pass that checks everything (no outside tool).
+
+Every read goes through `scan_archive`, which hashes the file as it reads it, decompresses with
+backports.zstd or gzip (both raise on truncation), walks the tar stream, and holds each member to
+an allow-list (regular files and folders only, no absolute paths, no `..`, known top-level
+names), to the manifest's size and SHA-256, and to the order `cairn.json` first and
+`manifest.json` last. Members are handed to a sink chosen by the caller (discard, a staging file,
+a spool for checking a database), so verification and restore share one reader.
+"""
+
+import dataclasses
+import gzip
+import hashlib
+import json
+import os
+import posixpath
+import sqlite3
+import tarfile
+
+from backports import zstd
+
+from .archive import CHUNK, FORMAT_VERSION, compression_from_name, open_decompressor, sidecar_path
+from .errors import Cancelled, VerifyError
+
+ALLOWED_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE)
+TOP_LEVEL = ("cairn.json", "manifest.json")
+MAX_JSON_BYTES = 64 << 20  # cairn.json and manifest.json are read into memory; nothing else is
+# An archive that unpacks to more than this many times its own size (plus a margin) is treated as
+# a decompression bomb. Real backups stay far below it: even text compresses less than 20:1.
+MAX_EXPANSION = 200
+EXPANSION_MARGIN = 1 << 30
+STREAM_ERRORS = (EOFError, tarfile.TarError, zstd.ZstdError, gzip.BadGzipFile, OSError,
+                 UnicodeDecodeError)
+
+
+@dataclasses.dataclass
+class ScanResult:
+    sha256: str
+    size: int
+    meta: dict
+    manifest: dict
+    members: list
+
+
+def read_sidecar(path):
+    """The SHA-256 written beside an archive, or None when the sidecar is missing or unreadable."""
+    try:
+        with open(sidecar_path(path)) as f:
+            return f.read().split()[0].lower()
+    except (OSError, IndexError):
+        return None
+
+
+def file_sha256(path, reporter=None):
+    """SHA-256 of a whole file, read in chunks, reporting bytes as it goes."""
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+            if reporter is not None:
+                reporter.advance(len(chunk))
+    return digest.hexdigest()
+
+
+def quick_check(path, expected_sha256, reporter=None):
+    """Problems found by comparing the archive's SHA-256 with the record and the sidecar."""
+    name = os.path.basename(path)
+    if not os.path.isfile(path):
+        return [f"{name}: the archive file is missing"]
+    actual = file_sha256(path, reporter)
+    problems = []
+    if expected_sha256 and actual != expected_sha256:
+        problems.append(f"{name}: SHA-256 {actual} does not match the recorded {expected_sha256}")
+    sidecar = read_sidecar(path)
+    if sidecar is None:
+        problems.append(f"{name}.sha256: the sidecar is missing or unreadable")
+    elif sidecar != actual:
+        problems.append(f"{name}.sha256: the sidecar says {sidecar}, the file has {actual}")
+    return problems
+
+
+class _HashingReader:
+    """A readable file that hashes and counts the raw (compressed) bytes as they are read."""
+
+    def __init__(self, raw, reporter):
+        self.raw = raw
+        self.reporter = reporter
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n=-1):
+        data = self.raw.read(n)
+        self.sha256.update(data)
+        self.size += len(data)
+        if self.reporter is not None and data:
+            self.reporter.advance(len(data))
+        return data
+
+    def readinto(self, buffer):
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def readable(self):
+        return True
+
+
+def check_member_name(member):
+    """Refuse anything but regular files and folders at safe, expected paths."""
+    name = member.name
+    if member.type not in ALLOWED_TYPES:
+        kind = {tarfile.SYMTYPE: "a symbolic link", tarfile.LNKTYPE: "a hard link",
+                tarfile.CHRTYPE: "a character device", tarfile.BLKTYPE: "a block device",
+                tarfile.FIFOTYPE: "a FIFO"}.get(member.type, f"of tar type {member.type!r}")
+        raise VerifyError(f"member {name!r} is {kind}; only regular files and folders are allowed")
+    if not name or name.startswith("/") or "\\" in name or "\0" in name:
+        raise VerifyError(f"member {name!r} has an absolute or malformed path")
+    parts = name.rstrip("/").split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise VerifyError(f"member {name!r} has '.', '..' or empty path parts")
+    if name in TOP_LEVEL:
+        return
+    if parts[0] == "database" and len(parts) == 2 and member.isfile():
+        return
+    if parts[0] == "files" and len(parts) >= 2:
+        return
+    raise VerifyError(f"member {name!r} is not part of the Cairn archive format")
+
+
+def member_name(member):
+    return member.name.rstrip("/") if member.isdir() else member.name
+
+
+def parse_json(data, what):
+    try:
+        value = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise VerifyError(f"{what} is not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise VerifyError(f"{what} is not a JSON object")
+    return value
+
+
+def check_meta(meta):
+    if meta.get("format") != "cairn-archive":
+        raise VerifyError("cairn.json does not describe a Cairn archive")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise VerifyError(f"archive format version {meta.get('format_version')!r} is not supported "
+                          f"(this Cairn reads version {FORMAT_VERSION})")
+
+
+def scan_archive(path, sink=None, expected=None, reporter=None, max_unpacked=None):
+    """Stream the archive once, check it whole, and hand each member's bytes to `sink`.
+
+    `sink(name, member)` returns None (discard) or an object with write(bytes) and close(); it
+    is called for every regular file after cairn.json. With `expected` (the members list from the
+    record) every member is held to its recorded size and SHA-256 as it streams, so an oversized
+    member is refused before its bytes land anywhere. Raises VerifyError naming the first
+    problem; Cancelled when the reporter says so.
+    """
+    compression = compression_from_name(path)
+    expected_by_name = {m["path"]: m for m in expected} if expected is not None else None
+    limit = max_unpacked if max_unpacked is not None else unpack_limit(os.path.getsize(path))
+    seen, names, meta, manifest, unpacked = [], set(), None, None, 0
+    try:
+        with open(path, "rb") as raw:
+            hashing = _HashingReader(raw, reporter)
+            stream = open_decompressor(hashing, compression)
+            with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as tar:
+                for member in tar:
+                    if manifest is not None:
+                        raise VerifyError(f"member {member.name!r} follows manifest.json, which must be last")
+                    check_member_name(member)
+                    name = member_name(member)
+                    if name in names:
+                        raise VerifyError(f"member {name!r} appears twice")
+                    names.add(name)
+                    unpacked += member.size
+                    if unpacked > limit:
+                        raise VerifyError(f"the archive unpacks to more than {limit} bytes; refusing it as a "
+                                          f"decompression bomb")
+                    if meta is None and name != "cairn.json":
+                        raise VerifyError(f"the first member is {name!r}, not cairn.json")
+                    if name in ("cairn.json", "manifest.json"):
+                        data = read_json_member(tar, member)
+                        if name == "cairn.json":
+                            meta = parse_json(data, "cairn.json")
+                            check_meta(meta)
+                            seen.append(entry_for(member, hashlib.sha256(data).hexdigest()))
+                        else:
+                            manifest = parse_json(data, "manifest.json")
+                        continue
+                    want = expected_by_name.get(name) if expected_by_name is not None else None
+                    if expected_by_name is not None:
+                        check_expected(member, want)
+                    if member.isdir():
+                        seen.append(entry_for(member, None))
+                        continue
+                    digest = copy_member(tar, member, sink(name, member) if sink else None, reporter)
+                    if want is not None and digest != want.get("sha256"):
+                        raise VerifyError(f"{name}: SHA-256 does not match the manifest (damaged)")
+                    seen.append(entry_for(member, digest))
+                # The tar stream ended: the decompressor must also be at its end (no trailing data).
+                while stream.read(CHUNK):
+                    pass
+    except (VerifyError, Cancelled):
+        raise
+    except STREAM_ERRORS as e:
+        raise VerifyError(f"{os.path.basename(path)} is truncated or damaged ({stream_error(e)})") from None
+    if meta is None:
+        raise VerifyError("cairn.json is missing: this is not a Cairn archive")
+    if manifest is None:
+        raise VerifyError("manifest.json is missing: the archive is incomplete")
+    compare_manifest(seen, manifest, expected)
+    return ScanResult(hashing.sha256.hexdigest(), hashing.size, meta, manifest, seen)
+
+
+def unpack_limit(compressed_size):
+    return compressed_size * MAX_EXPANSION + EXPANSION_MARGIN
+
+
+def stream_error(error):
+    text = str(error) or error.__class__.__name__
+    return text if len(text) < 200 else text[:200] + "…"
+
+
+def read_json_member(tar, member):
+    if member.size > MAX_JSON_BYTES:
+        raise VerifyError(f"{member.name} is {member.size} bytes; too large to be Cairn's")
+    data = tar.extractfile(member).read()
+    if len(data) != member.size:
+        raise VerifyError(f"{member.name} is cut short")
+    return data
+
+
+def check_expected(member, want):
+    name = member_name(member)
+    if want is None:
+        raise VerifyError(f"member {name!r} is not in the backup's manifest")
+    kind = "dir" if member.isdir() else "file"
+    if want.get("type", "file") != kind:
+        raise VerifyError(f"member {name!r} is a {kind}, the manifest says {want.get('type')}")
+    if member.size != want.get("size", 0):
+        raise VerifyError(f"member {name!r} is {member.size} bytes, the manifest says {want.get('size')}")
+
+
+def copy_member(tar, member, out, reporter):
+    """Read a member's bytes (exactly member.size) into `out`, hashing them; return the digest."""
+    digest = hashlib.sha256()
+    source = tar.extractfile(member)
+    left = member.size
+    try:
+        while left:
+            chunk = source.read(min(left, CHUNK))
+            if not chunk:
+                raise VerifyError(f"{member.name} is cut short")
+            digest.update(chunk)
+            if out is not None:
+                out.write(chunk)
+            left -= len(chunk)
+            if reporter is not None:
+                reporter.check_cancel()
+    finally:
+        if out is not None:
+            out.close()
+    return digest.hexdigest()
+
+
+def entry_for(member, sha256):
+    kind = "dir" if member.isdir() else "file"
+    entry = {"path": member_name(member), "type": kind, "size": member.size, "mode": member.mode & 0o7777,
+             "mtime": int(member.mtime)}
+    if kind == "file":
+        entry["sha256"] = sha256
+    return entry
+
+
+def compare_manifest(seen, manifest, expected):
+    """The members found must be exactly the manifest's (and the record's, when given)."""
+    listed = manifest.get("members")
+    if manifest.get("format_version") != FORMAT_VERSION or not isinstance(listed, list):
+        raise VerifyError("manifest.json is not a version 1 Cairn manifest")
+    check_same(seen, listed, "manifest.json")
+    if expected is not None:
+        check_same(listed, expected, "the backup's record")
+
+
+def check_same(found, listed, where):
+    key = lambda m: (m.get("path"), m.get("type", "file"), m.get("size"), m.get("sha256"))
+    found_by_path = {m["path"]: m for m in found}
+    try:
+        listed_by_path = {m["path"]: m for m in listed}
+    except (TypeError, KeyError):
+        raise VerifyError(f"{where} lists members without a path") from None
+    missing = sorted(set(listed_by_path) - set(found_by_path))
+    extra = sorted(set(found_by_path) - set(listed_by_path))
+    if missing:
+        raise VerifyError(f"missing from the archive but listed in {where}: {', '.join(missing[:5])}")
+    if extra:
+        raise VerifyError(f"in the archive but not listed in {where}: {', '.join(extra[:5])}")
+    for path, member in found_by_path.items():
+        if key(member) != key(listed_by_path[path]):
+            raise VerifyError(f"{path}: size or SHA-256 differs from {where}")
+
+
+def sqlite_integrity_problem(path):
+    """None when `PRAGMA integrity_check` passes, else what it reported."""
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = con.execute("PRAGMA integrity_check").fetchall()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        return str(e)
+    result = "; ".join(str(r[0]) for r in rows[:5])
+    return None if result == "ok" else result
+
+
+def database_kind(name):
+    """The dump kind of a database member, from its extension."""
+    return posixpath.splitext(name)[1].lstrip(".")

@@ -1,0 +1,162 @@
+"""Verifying archives and restoring them into their sources (no outside tool for SQLite and folders).
+
+A restore stages every chosen source beside its target while the archive streams through the
+checking reader, checks what was staged, and only then applies the sources one by one (a rename
+for folders, SQLite's backup API for databases). If any step fails, the sources already applied
+are put back, so every target ends as it was. Nothing touches a target before the whole archive,
+its SHA-256 and its manifest have been checked.
+"""
+
+import dataclasses
+import os
+import shutil
+
+from .errors import BackupError, RestoreError, VerifyError
+from .reader import database_kind, quick_check, scan_archive, sqlite_integrity_problem
+
+
+@dataclasses.dataclass
+class VerifyReport:
+    ok: bool
+    deep: bool
+    problems: list
+    sha256: str = None
+    members: int = 0
+
+
+def verify_archive(path, expected_sha256=None, expected_members=None, deep=False, staging_dir=None,
+                   reporter=None):
+    """Check an archive; return a report listing every problem found (by name)."""
+    if reporter is not None:
+        reporter.total = os.path.getsize(path) * (2 if deep else 1) if os.path.exists(path) else 0
+        reporter.set_phase("verifying checksum")
+    problems = quick_check(path, expected_sha256, reporter)
+    if not deep or not os.path.isfile(path):
+        return VerifyReport(not problems, deep, problems, expected_sha256)
+    if reporter is not None:
+        reporter.set_phase("verifying members")
+    os.makedirs(staging_dir, mode=0o700, exist_ok=True)
+    try:
+        spool = DatabaseSpool(staging_dir)
+        result = scan_archive(path, sink=spool.sink, expected=expected_members, reporter=reporter)
+        problems += spool.problems()
+        return VerifyReport(not problems, deep, problems, result.sha256, len(result.members))
+    except VerifyError as e:
+        return VerifyReport(False, deep, problems + [str(e)])
+    finally:
+        shutil.rmtree(staging_dir, ignore_errors=True)
+
+
+class DatabaseSpool:
+    """Spools SQLite members to scratch files so `PRAGMA integrity_check` can read them."""
+
+    def __init__(self, staging_dir):
+        self.staging_dir = staging_dir
+        self.paths = {}
+
+    def sink(self, name, member):
+        if not name.startswith("database/") or database_kind(name) != "sqlite3":
+            return None
+        path = os.path.join(self.staging_dir, f"db-{len(self.paths)}.sqlite3")
+        self.paths[name] = path
+        return open(path, "xb")
+
+    def problems(self):
+        found = []
+        for name, path in self.paths.items():
+            problem = sqlite_integrity_problem(path)
+            if problem:
+                found.append(f"{name}: SQLite integrity_check failed: {problem}")
+            os.unlink(path)
+        return found
+
+
+@dataclasses.dataclass
+class RestoreResult:
+    sha256: str
+    restored: list
+
+
+def restore_archive(path, sources, *, token, expected_sha256=None, expected_members=None,
+                    reporter=None, lock_timeout=30):
+    """Restore the named `sources` from the archive at `path`; all of them or none.
+
+    `sources` are engine Source objects whose names and kinds match the archive's; each knows
+    where its data goes. `token` names the staging files (so leftovers of a killed restore can
+    be found). Raises VerifyError before any target is touched when the archive is bad, and
+    RestoreError after putting every target back when applying fails.
+    """
+    restorers = {}
+    if reporter is not None:
+        reporter.total = os.path.getsize(path)
+        reporter.set_phase("verifying and staging")
+    try:
+        for source in sources:
+            restorers[source.name] = source.restorer(token, lock_timeout)
+        result = scan_archive(path, sink=member_router(restorers), expected=expected_members,
+                              reporter=reporter)
+        if expected_sha256 and result.sha256 != expected_sha256:
+            raise VerifyError(f"the archive's SHA-256 {result.sha256} does not match the recorded "
+                              f"{expected_sha256}")
+        check_sources_present(result.meta, sources)
+        for restorer in restorers.values():
+            restorer.check(result.manifest["members"])
+        if reporter is not None:
+            reporter.set_phase("applying")  # the last moment a cancel is honoured
+        apply_all(list(restorers.values()))
+    finally:
+        for restorer in restorers.values():
+            restorer.discard()
+    return RestoreResult(result.sha256, [s.name for s in sources])
+
+
+def member_router(restorers):
+    """The reader's sink: each member goes to the restorer of its source, or nowhere."""
+    def sink(name, member):
+        top, _, rest = name.partition("/")
+        if top == "database":
+            source_name = os.path.splitext(rest)[0]
+            restorer = restorers.get(source_name)
+            return restorer.database_sink(database_kind(rest), member) if restorer else None
+        if top == "files":
+            source_name, _, relative = rest.partition("/")
+            restorer = restorers.get(source_name)
+            return restorer.file_sink(relative, member) if restorer else None
+        return None
+    return sink
+
+
+def check_sources_present(meta, sources):
+    archived = {s.get("name"): s.get("kind") for s in meta.get("sources", []) if isinstance(s, dict)}
+    for source in sources:
+        if source.name not in archived:
+            raise RestoreError(f"the archive holds no source named {source.name!r}")
+        if archived[source.name] != source.kind:
+            raise RestoreError(f"{source.name!r} is a {archived[source.name]} source in the archive, "
+                               f"but {source.kind} here")
+
+
+def apply_all(restorers):
+    """Apply each restorer; when one fails, undo those already applied, newest first."""
+    applied = []
+    try:
+        for restorer in restorers:
+            restorer.apply()
+            applied.append(restorer)
+    except BaseException as e:
+        undo_errors = []
+        for restorer in reversed(applied):
+            try:
+                restorer.undo()
+            except Exception as undo_error:  # keep going: every other target still gets its undo
+                undo_errors.append(f"{restorer.name}: {undo_error}")
+        if undo_errors:
+            raise RestoreError(f"restore failed ({e}) and putting back failed too: "
+                               f"{'; '.join(undo_errors)}") from None
+        if isinstance(e, BackupError):
+            raise
+        if isinstance(e, OSError):
+            raise RestoreError(f"restore failed and every target was put back: {e}") from None
+        raise
+    for restorer in restorers:
+        restorer.commit()
