@@ -43,6 +43,8 @@ def load_config(env=None):
         # A running job writes a heartbeat every few seconds; silence this long means it died.
         "HEARTBEAT_TIMEOUT": _int(env, "HEARTBEAT_TIMEOUT", 60),
         "JWT_TTL": _int(env, "JWT_TTL", 3600),
+        # How long a restore waits for an application's lock on a live SQLite database.
+        "RESTORE_LOCK_TIMEOUT": _int(env, "RESTORE_LOCK_TIMEOUT", 30),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_UPLOAD_BYTES", 20 * 1024**3),
         "SESSION_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "0") in ("1", "true", "yes"),
         "SESSION_COOKIE_HTTPONLY": True,

@@ -8,6 +8,7 @@ that wakes up later can no longer change them, and removes their partial files.
 import contextlib
 import datetime as dt
 import logging
+import os
 import shutil
 import threading
 import time
@@ -21,8 +22,12 @@ from sqlalchemy import update
 
 from . import services
 from .backup import BackupError, Cancelled, create_backup, make_source
+from .backup.errors import VerifyError
+from .backup.progress import Reporter
+from .backup.reader import quick_check
+from .backup.restore import restore_archive, verify_archive
 from .extensions import db, get_queue, get_redis
-from .models import ACTIVE_STATUSES, Backup, RunLock, Source, Status, utcnow
+from .models import ACTIVE_STATUSES, Backup, Operation, RunLock, Source, Status, utcnow
 
 log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 0.5
@@ -88,6 +93,168 @@ def run_backup(backup_id, attempt):
     return "completed"
 
 
+def enqueue_operation(operation, function):
+    """Queue a verify or restore job. Never with a Retry: a restore must not run twice by itself."""
+    try:
+        job = get_queue().enqueue(
+            function, operation.id, operation.attempt,
+            job_id=f"{operation.kind}-{operation.id}-{operation.attempt[:8]}",
+            job_timeout=current_app.config["JOB_TIMEOUT"], result_ttl=86400, failure_ttl=7 * 86400,
+            description=f"{operation.kind} of backup {operation.backup_id}")
+    except Exception as e:
+        log.exception("enqueue failed")
+        fail_orphan(operation, f"the job queue (Redis) could not be reached: {e}")
+        raise services.Unavailable("the job queue (Redis) is not reachable; is the worker side running?") from None
+    operation.job_id = job.id
+    db.session.commit()
+
+
+def run_verify(operation_id, attempt):
+    """RQ job: check a backup's archive (hash, and with `deep` every member and dump)."""
+    tracker = OperationTracker(operation_id, attempt)
+    operation = tracker.start(getattr(get_current_job(), "id", None))
+    if operation is None:
+        return "skipped: cancelled before it started"
+    backup, store = operation.backup, services.storage()
+    deep = bool(operation.params.get("deep"))
+    try:
+        with tracker.heartbeat():
+            report = verify_archive(store.path(backup.file_name), backup.sha256, backup.manifest, deep=deep,
+                                    staging_dir=store.staging_dir(f"operation-{operation.id}"),
+                                    reporter=tracker.reporter())
+    except Cancelled:
+        tracker.finish(Status.CANCELLED, "cancelled on request")
+        return "cancelled"
+    except BackupError as e:
+        tracker.finish(Status.FAILED, str(e))
+        return "failed"
+    record_verification(backup, report.ok, report.problems)
+    result = {"ok": report.ok, "deep": deep, "problems": report.problems, "members": report.members}
+    if report.ok:
+        tracker.complete(result)
+    else:
+        tracker.finish(Status.FAILED, "verification failed: " + "; ".join(report.problems[:3]), result)
+    services.audit("backup.verify", f"backup:{backup.id}", result="ok" if report.ok else "error",
+                   detail=f"{'deep' if deep else 'quick'}: " + ("; ".join(report.problems) or "passed"),
+                   user=operation.created_by)
+    return "passed" if report.ok else "failed"
+
+
+def record_verification(backup, ok, problems):
+    backup.verified_at = utcnow()
+    backup.verify_status = "passed" if ok else "failed"
+    backup.verify_problems = problems
+    db.session.commit()
+
+
+def restore_token(attempt):
+    """Names the staging files beside each target, so leftovers of a killed restore can be found."""
+    return attempt[:12]
+
+
+def restore_sources(operation):
+    """Engine sources for the Source rows a restore writes to (from the operation's params)."""
+    ids = operation.params.get("source_ids", [])
+    rows = Source.query.filter(Source.id.in_(ids)).order_by(Source.id).all()
+    return [make_source(row.kind, row.name, **row.engine_settings()) for row in rows]
+
+
+def run_restore(operation_id, attempt):
+    """RQ job: verify the archive, take a safety backup, then restore all chosen sources or none."""
+    tracker = OperationTracker(operation_id, attempt)
+    operation = tracker.start(getattr(get_current_job(), "id", None))
+    if operation is None:
+        return "skipped: cancelled before it started"
+    backup, store = operation.backup, services.storage()
+    result = {"restored": [], "safety_backup_id": None}
+    try:
+        with tracker.heartbeat():
+            sources = restore_sources(operation)
+            if len(sources) != len(operation.params.get("source_ids", [])):
+                raise BackupError("a source chosen for this restore was deleted meanwhile; nothing was changed")
+            path = store.path(backup.file_name)
+            reporter = tracker.reporter()
+            reporter.total = os.path.getsize(path)
+            reporter.set_phase("verifying archive")
+            problems = quick_check(path, backup.sha256, reporter)
+            if problems:
+                record_verification(backup, False, problems)
+                raise VerifyError("; ".join(problems))
+            if operation.params.get("safety_backup", True):
+                reporter.set_phase("safety backup of the current data")
+                result["safety_backup_id"] = take_safety_backup(operation, sources)
+                tracker.record_result(result)
+            restored = restore_archive(path, sources, token=restore_token(attempt),
+                                       expected_sha256=backup.sha256, expected_members=backup.manifest,
+                                       reporter=tracker.reporter(),
+                                       lock_timeout=current_app.config["RESTORE_LOCK_TIMEOUT"])
+    except LostOwnership:
+        return "abandoned: the row was reconciled while this attempt ran"
+    except Cancelled:
+        tracker.finish(Status.CANCELLED, "cancelled on request; nothing was changed", result)
+        return "cancelled"
+    except VerifyError as e:
+        tracker.finish(Status.FAILED, f"the archive failed verification, so nothing was changed: {e}", result)
+        restore_audit(operation, "error", str(e))
+        return "failed"
+    except JobTimeoutException:
+        tracker.finish(Status.TIMEOUT, f"stopped after the job timeout of {current_app.config['JOB_TIMEOUT']} s", result)
+        return "timeout"
+    except BackupError as e:
+        tracker.finish(Status.FAILED, f"{e}", result)
+        restore_audit(operation, "error", str(e))
+        return "failed"
+    result["restored"] = restored.restored
+    tracker.complete(result)
+    restore_audit(operation, "ok", f"restored {', '.join(restored.restored)} from backup {backup.name}")
+    return "completed"
+
+
+def restore_audit(operation, outcome, detail):
+    services.audit("backup.restore", f"backup:{operation.backup_id}", result=outcome, detail=detail,
+                   user=operation.created_by)
+
+
+def take_safety_backup(operation, sources):
+    """Back up the current data of the restore's targets (trigger pre_restore); return its id.
+
+    Targets that do not exist yet (a restore onto a new machine) have nothing to save.
+    """
+    present = []
+    for source in sources:
+        try:
+            source.validate()
+            present.append(source)
+        except BackupError:
+            pass
+    if not present:
+        return None
+    backup = services.new_backup_row("custom", "pre_restore", source_rows_for(present), compression="zstd",
+                                     note=f"safety backup before restoring backup #{operation.backup_id}",
+                                     user=operation.created_by, attempt=operation.attempt)
+    db.session.add(backup)
+    db.session.commit()
+    tracker = BackupTracker(backup.id, backup.attempt)
+    tracker.start(operation.job_id)
+    store = services.storage()
+    try:
+        with tracker.heartbeat():
+            created = create_backup(present, store.path(backup.file_name), staging_dir=store.staging_dir(backup.name),
+                                    meta={"name": backup.name, "type": backup.type, "mode": backup.mode,
+                                          "trigger": backup.trigger, "parent": None},
+                                    progress=tracker.progress, should_cancel=lambda: False)
+    except BackupError as e:
+        tracker.finish(Status.FAILED, str(e))
+        raise BackupError(f"the safety backup failed, so nothing was restored: {e}") from None
+    tracker.complete(created)
+    return backup.id
+
+
+def source_rows_for(engine_sources):
+    names = [s.name for s in engine_sources]
+    return Source.query.filter(Source.name.in_(names)).order_by(Source.id).all()
+
+
 def engine_sources(backup):
     """The engine's sources for a row (the engine validates each before it starts)."""
     rows = {s.id: s for s in Source.query.filter(Source.id.in_(backup.source_ids)).all()}
@@ -100,21 +267,28 @@ def engine_sources(backup):
     return sources
 
 
-class BackupTracker:
-    """Writes one attempt's progress and outcome to its row, and only while it owns the row."""
+class RowTracker:
+    """Writes one attempt's progress and outcome to its status row, and only while it owns it.
 
-    def __init__(self, backup_id, attempt):
-        self.backup_id = backup_id
+    Subclasses name the model and the column that records the end time.
+    """
+
+    model = None
+    end_column = None
+
+    def __init__(self, row_id, attempt):
+        self.row_id = row_id
         self.attempt = attempt
         self.cancel_requested = False
         self._last_write = 0.0
         self._last_phase = None
 
     def _update(self, **values):
+        model = self.model
         result = db.session.execute(
-            update(Backup)
-            .where(Backup.id == self.backup_id, Backup.attempt == self.attempt,
-                   Backup.status.in_(ACTIVE_STATUSES))
+            update(model)
+            .where(model.id == self.row_id, model.attempt == self.attempt,
+                   model.status.in_(ACTIVE_STATUSES))
             .values(**values))
         return result.rowcount == 1
 
@@ -123,7 +297,7 @@ class BackupTracker:
         owned = self._update(status=Status.RUNNING.value, started_at=now, heartbeat_at=now,
                              job_id=job_id, phase="starting")
         db.session.commit()
-        return db.session.get(Backup, self.backup_id) if owned else None
+        return db.session.get(self.model, self.row_id) if owned else None
 
     def progress(self, phase, done, total):
         """Engine callback: write at most twice a second (and on each new phase)."""
@@ -133,7 +307,7 @@ class BackupTracker:
         self._last_write, self._last_phase = now, phase
         owned = self._update(phase=phase, done_bytes=done, total_bytes=total, heartbeat_at=utcnow())
         self.cancel_requested = bool(db.session.execute(
-            db.select(Backup.cancel_requested).where(Backup.id == self.backup_id)).scalar())
+            db.select(self.model.cancel_requested).where(self.model.id == self.row_id)).scalar())
         db.session.commit()
         if not owned:
             raise LostOwnership()
@@ -141,17 +315,20 @@ class BackupTracker:
     def should_cancel(self):
         return self.cancel_requested
 
+    def reporter(self):
+        """The engine's progress and cancel hooks, bound to this row."""
+        return Reporter(self.progress, self.should_cancel)
+
     @contextlib.contextmanager
     def heartbeat(self):
         """Beat from a thread, so long silent steps (a big SQLite snapshot) still show life."""
-        engine, stop = db.engine, threading.Event()
+        engine, stop, model = db.engine, threading.Event(), self.model
         interval = max(1.0, current_app.config["HEARTBEAT_TIMEOUT"] / 6)
 
         def beat():
             while not stop.wait(interval):
                 with engine.begin() as conn:
-                    conn.execute(update(Backup).where(Backup.id == self.backup_id,
-                                                      Backup.attempt == self.attempt)
+                    conn.execute(update(model).where(model.id == self.row_id, model.attempt == self.attempt)
                                  .values(heartbeat_at=utcnow()))
 
         thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
@@ -162,56 +339,95 @@ class BackupTracker:
             stop.set()
             thread.join()
 
-    def finish(self, status, error):
-        owned = self._update(status=status.value, error=error, completed_at=utcnow(), attempt=None)
+    def close(self, status, **values):
+        """Record the outcome and free the run lock if this attempt still owns the row."""
+        owned = self._update(status=status.value, attempt=None, **{self.end_column: utcnow()}, **values)
         if owned:
-            services.release_run_lock(f"backup:{self.backup_id}")
+            services.release_run_lock(run_lock_owner(self.model, self.row_id))
         db.session.commit()
+        return owned
+
+
+def run_lock_owner(model, row_id):
+    return f"{'backup' if model is Backup else 'operation'}:{row_id}"
+
+
+class BackupTracker(RowTracker):
+    model = Backup
+    end_column = "completed_at"
+
+    def finish(self, status, error):
+        owned = self.close(status, error=error)
         if owned:
-            services.storage().delete(db.session.get(Backup, self.backup_id).file_name)
+            services.storage().delete(db.session.get(Backup, self.row_id).file_name)
         return owned
 
     def complete(self, result):
-        owned = self._update(
-            status=Status.COMPLETED.value, phase="completed", completed_at=utcnow(), attempt=None,
-            done_bytes=result.source_size, total_bytes=result.source_size, file_size=result.size,
-            sha256=result.sha256, source_size=result.source_size, sources=result.sources,
-            manifest=result.members, error=None)
-        if owned:
-            services.release_run_lock(f"backup:{self.backup_id}")
+        return self.close(
+            Status.COMPLETED, phase="completed", done_bytes=result.source_size,
+            total_bytes=result.source_size, file_size=result.size, sha256=result.sha256,
+            source_size=result.source_size, sources=result.sources, manifest=result.members, error=None)
+
+
+class OperationTracker(RowTracker):
+    model = Operation
+    end_column = "finished_at"
+
+    def record_result(self, result):
+        """Keep what is known so far (the safety backup's id), in case the attempt dies later."""
+        self._update(result=dict(result))
         db.session.commit()
-        return owned
+
+    def finish(self, status, error, result=None):
+        return self.close(status, error=error, result=result)
+
+    def complete(self, result):
+        return self.close(Status.COMPLETED, phase="completed", error=None, result=result)
 
 
 # ------------------------------------------------------------ reconcile ----
 
-def cancel_pending(backup):
-    """Cancel a backup no worker has started: drop the job and close the row."""
+def cancel_pending(row):
+    """Cancel a backup or operation no worker has started: drop the job and close the row."""
     with contextlib.suppress(Exception):
-        Job.fetch(backup.job_id, connection=get_redis()).cancel()
-    fail_orphan(backup, "cancelled on request", Status.CANCELLED)
+        Job.fetch(row.job_id, connection=get_redis()).cancel()
+    fail_orphan(row, "cancelled on request", Status.CANCELLED)
 
 
-def fail_orphan(backup, reason, status=Status.FAILED):
+def fail_orphan(row, reason, status=Status.FAILED):
     """Close a row on behalf of an attempt that is gone; free its files and the run lock."""
+    model, attempt = type(row), row.attempt
+    end_column = "completed_at" if model is Backup else "finished_at"
     result = db.session.execute(
-        update(Backup)
-        .where(Backup.id == backup.id, Backup.attempt == backup.attempt,
-               Backup.status.in_(ACTIVE_STATUSES))
-        .values(status=status.value, error=reason, completed_at=utcnow(), attempt=None))
-    services.release_run_lock(f"backup:{backup.id}")
+        update(model)
+        .where(model.id == row.id, model.attempt == row.attempt, model.status.in_(ACTIVE_STATUSES))
+        .values(status=status.value, error=reason, attempt=None, **{end_column: utcnow()}))
+    services.release_run_lock(run_lock_owner(model, row.id))
     db.session.commit()
     if result.rowcount == 1:
-        store = services.storage()
-        if backup.file_name:
-            store.delete(backup.file_name)
-        shutil.rmtree(store.staging_dir(backup.name), ignore_errors=True)
-        db.session.refresh(backup)
+        clean_up_after(row, attempt)
+        db.session.refresh(row)
     return result.rowcount == 1
 
 
+def clean_up_after(row, attempt):
+    """Remove what a dead attempt left: partial archives, staging, moved-aside restore targets."""
+    store = services.storage()
+    if isinstance(row, Backup):
+        if row.file_name:
+            store.delete(row.file_name)
+        shutil.rmtree(store.staging_dir(row.name), ignore_errors=True)
+        return
+    shutil.rmtree(store.staging_dir(f"operation-{row.id}"), ignore_errors=True)
+    if row.kind == "restore" and attempt:
+        for source in restore_sources(row):
+            with contextlib.suppress(Exception):
+                source.restorer(restore_token(attempt), 0).recover()
+
+
 def why_gone(backup, now):
-    """Why an active row has no live attempt behind it, or None while it may still run."""
+    """Why an active row (backup or operation) has no live attempt behind it, or None while it
+    may still run."""
     timeout = dt.timedelta(seconds=current_app.config["HEARTBEAT_TIMEOUT"])
     if backup.status == Status.RUNNING.value and (backup.heartbeat_at or backup.started_at or now) < now - timeout:
         return (f"the worker stopped responding during '{backup.phase}' (killed or crashed); "
@@ -242,22 +458,41 @@ def reconcile():
     """Fail active rows whose job or worker is gone; release a run lock nobody holds."""
     now = utcnow()
     closed = []
-    for backup in Backup.query.filter(Backup.status.in_(ACTIVE_STATUSES)).all():
-        reason = why_gone(backup, now)
-        if reason and fail_orphan(backup, reason):
-            log.warning("backup %s marked failed: %s", backup.id, reason)
-            services.audit("backup.reconcile", f"backup:{backup.id}", result="error", detail=reason)
-            closed.append(backup)
+    active = (Backup.query.filter(Backup.status.in_(ACTIVE_STATUSES)).all()
+              + Operation.query.filter(Operation.status.in_(ACTIVE_STATUSES)).all())
+    for row in active:
+        reason = why_gone(row, now)
+        if reason is None:
+            continue
+        if isinstance(row, Operation) and row.kind == "restore":
+            reason = restore_failure_advice(row, reason)
+        if fail_orphan(row, reason):
+            label = f"{'backup' if isinstance(row, Backup) else 'operation'}:{row.id}"
+            log.warning("%s marked failed: %s", label, reason)
+            services.audit(f"{label.split(':')[0]}.reconcile", label, result="error", detail=reason)
+            closed.append(row)
     release_stale_lock()
     return closed
 
 
+def restore_failure_advice(operation, reason):
+    """What a person should do after a restore died: nothing was touched, or roll back."""
+    if operation.phase != "applying":
+        return f"{reason}. Nothing was restored: every target is as it was."
+    if operation.safety_backup_id:
+        return (f"{reason}. It died while putting the data in place, so some sources may already be "
+                f"restored; roll back to the safety backup #{operation.safety_backup_id} "
+                f"(one click on this page) or run the restore again.")
+    return f"{reason}. It died while putting the data in place; run the restore again."
+
+
 def release_stale_lock():
     lock = db.session.get(RunLock, services.RUN_LOCK)
-    if lock is None or not lock.owner.startswith("backup:"):
+    if lock is None:
         return
-    backup = db.session.get(Backup, int(lock.owner.split(":", 1)[1]))
-    if backup is None or not backup.is_active:
+    kind, _, row_id = lock.owner.partition(":")
+    holder = db.session.get(Backup if kind == "backup" else Operation, int(row_id))
+    if holder is None or not holder.is_active:
         db.session.delete(lock)
         db.session.commit()
 

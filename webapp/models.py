@@ -146,6 +146,7 @@ class Backup(db.Model):
     pinned = db.Column(db.Boolean, nullable=False, default=False)
     verified_at = db.Column(db.DateTime)
     verify_status = db.Column(db.String(16))
+    verify_problems = db.Column(db.JSON)
     # Only the job attempt holding this token may change the row; the reconciler clears it.
     attempt = db.Column(db.String(32))
     job_id = db.Column(db.String(64))
@@ -198,7 +199,57 @@ class Backup(db.Model):
             "created_by": self.created_by.username if self.created_by else None,
             "schedule_id": self.schedule_id, "note": self.note, "error": self.error,
             "pinned": self.pinned, "verified_at": isoformat(self.verified_at),
-            "verify_status": self.verify_status,
+            "verify_status": self.verify_status, "verify_problems": self.verify_problems or [],
+        }
+
+
+OPERATION_KINDS = ("restore", "verify", "import")
+
+
+class Operation(db.Model):
+    """A restore or verify job's status row (imports are checked in the request and recorded here)."""
+
+    __tablename__ = "operations"
+    __table_args__ = NEVER_REUSE_IDS
+    id = db.Column(db.Integer, primary_key=True)
+    kind = db.Column(db.String(16), nullable=False)
+    backup_id = db.Column(db.Integer, db.ForeignKey("backups.id", ondelete="SET NULL"), index=True)
+    status = db.Column(db.String(16), nullable=False, default=Status.PENDING.value, index=True)
+    phase = db.Column(db.String(200), nullable=False, default="")
+    done_bytes = db.Column(db.BigInteger, nullable=False, default=0)
+    total_bytes = db.Column(db.BigInteger, nullable=False, default=0)
+    params = db.Column(db.JSON, nullable=False, default=dict)
+    result = db.Column(db.JSON)
+    error = db.Column(db.Text)
+    created_at = db.Column(db.DateTime, nullable=False, default=utcnow, index=True)
+    started_at = db.Column(db.DateTime)
+    finished_at = db.Column(db.DateTime)
+    created_by_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="SET NULL"))
+    # The same ownership scheme as Backup: only the attempt holding the token writes the row.
+    attempt = db.Column(db.String(32))
+    job_id = db.Column(db.String(64))
+    heartbeat_at = db.Column(db.DateTime)
+    cancel_requested = db.Column(db.Boolean, nullable=False, default=False)
+    backup = db.relationship("Backup", foreign_keys=[backup_id])
+    created_by = db.relationship("User")
+
+    is_active = Backup.is_active
+    percent = Backup.percent
+
+    @property
+    def safety_backup_id(self):
+        return (self.result or {}).get("safety_backup_id")
+
+    def to_dict(self):
+        return {
+            "id": self.id, "kind": self.kind, "backup_id": self.backup_id, "status": self.status,
+            "phase": self.phase,
+            "progress": {"done_bytes": self.done_bytes, "total_bytes": self.total_bytes,
+                         "percent": self.percent},
+            "params": self.params or {}, "created_at": isoformat(self.created_at),
+            "started_at": isoformat(self.started_at), "finished_at": isoformat(self.finished_at),
+            "error": self.error, "result": self.result,
+            "created_by": self.created_by.username if self.created_by else None,
         }
 
 

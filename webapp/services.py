@@ -14,10 +14,11 @@ from .backup.archive import COMPRESSIONS
 from .backup.sources.base import check_name
 from .extensions import db, get_queue
 from .models import (ACTIVE_STATUSES, BACKUP_TYPES, ROLES, STATUSES, TRIGGERS, AuditEvent,
-                     Backup, RunLock, Source, Status, User, utcnow)
+                     Backup, Operation, RunLock, Source, Status, User, utcnow)
 from .security import MIN_PASSWORD_LENGTH, hash_password
 
 RUN_LOCK = "exclusive"
+RESTORE_CONFIRM = "RESTORE"
 MAX_NOTE = 1000
 
 
@@ -245,6 +246,20 @@ def check_backup_options(compression, mode, encrypt):
         raise Invalid("encryption is not configured: add an age recipient in Settings first")
 
 
+def new_backup_row(type, trigger, sources, compression="zstd", note="", user=None, schedule_id=None,
+                   attempt=None, mode="full"):
+    """A pending Backup row for these Source rows, with its archive's file name."""
+    now = utcnow()
+    backup = Backup(name=backup_name(trigger, now), type=type, trigger=trigger, mode=mode,
+                    status=Status.PENDING.value, created_at=now, compression=compression,
+                    source_ids=[s.id for s in sources], note=note,
+                    sources=[{"id": s.id, "name": s.name, "kind": s.kind} for s in sources],
+                    created_by_id=user.id if user else None, schedule_id=schedule_id,
+                    attempt=attempt or secrets.token_hex(16))
+    backup.file_name = storage().new_file_name(backup.name, now, compression)
+    return backup
+
+
 def start_backup(type="full", source_ids=None, note="", compression="zstd", mode="full",
                  encrypt=False, trigger="manual", user=None, schedule_id=None):
     """Create a pending backup, take the single run slot and enqueue its job."""
@@ -254,31 +269,31 @@ def start_backup(type="full", source_ids=None, note="", compression="zstd", mode
     note = check_note(note)
     sources = select_sources(type, source_ids)
     jobs.reconcile()
-    now = utcnow()
-    backup = Backup(name=backup_name(trigger, now), type=type, trigger=trigger, mode=mode,
-                    status=Status.PENDING.value, created_at=now, compression=compression,
-                    source_ids=[s.id for s in sources], note=note,
-                    sources=[{"id": s.id, "name": s.name, "kind": s.kind} for s in sources],
-                    created_by_id=user.id if user else None, schedule_id=schedule_id,
-                    attempt=secrets.token_hex(16))
-    backup.file_name = storage().new_file_name(backup.name, now, compression)
+    backup = new_backup_row(type, trigger, sources, compression, note, user, schedule_id, mode=mode)
     db.session.add(backup)
-    acquire_run_lock(backup)
+    acquire_run_lock(backup, "backup:{}")
     jobs.enqueue_backup(backup)
     audit("backup.create", f"backup:{backup.id}", detail=f"{type} backup of {', '.join(s.name for s in sources)}",
           user=user)
     return backup
 
 
-def acquire_run_lock(backup):
-    """Commit the new row together with the run lock, or refuse with 409."""
+def acquire_run_lock(row, owner_pattern):
+    """Commit the new row together with the run lock, or refuse with 409 naming what runs."""
     db.session.flush()
-    db.session.add(RunLock(name=RUN_LOCK, owner=f"backup:{backup.id}"))
+    db.session.add(RunLock(name=RUN_LOCK, owner=owner_pattern.format(row.id)))
     try:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        raise Conflict("a backup is already running") from None
+        raise Conflict(run_lock_holder_message()) from None
+
+
+def run_lock_holder_message():
+    lock = db.session.get(RunLock, RUN_LOCK)
+    if lock is not None and lock.owner.startswith("operation:"):
+        return "a restore is running; wait until it has finished"
+    return "a backup is already running"
 
 
 def release_run_lock(owner):
@@ -291,6 +306,100 @@ def get_backup(backup_id):
     if backup is None:
         raise NotFound(f"backup {backup_id} not found")
     return backup
+
+
+def get_operation(operation_id):
+    operation = db.session.get(Operation, operation_id)
+    if operation is None:
+        raise NotFound(f"operation {operation_id} not found")
+    return operation
+
+
+def cancel_operation(operation, user=None):
+    """Stop a pending or running verify or restore (a restore stops only before it applies)."""
+    from . import jobs
+
+    if not operation.is_active:
+        raise Conflict(f"operation {operation.id} is {operation.status}, not running")
+    if operation.status == Status.PENDING.value:
+        jobs.cancel_pending(operation)
+    else:
+        operation.cancel_requested = True
+        db.session.commit()
+    audit(f"{operation.kind}.cancel", f"operation:{operation.id}", user=user)
+    return operation
+
+
+def start_verify(backup, deep=False, user=None):
+    """Queue a check of a completed backup's archive; returns the Operation."""
+    from . import jobs
+
+    if not isinstance(deep, bool):
+        raise Invalid("deep must be true or false")
+    archive_path(backup)
+    busy = Operation.query.filter(Operation.backup_id == backup.id, Operation.kind == "verify",
+                                  Operation.status.in_(ACTIVE_STATUSES)).first()
+    if busy is not None:
+        raise Conflict(f"backup {backup.id} is already being verified (operation {busy.id})")
+    operation = Operation(kind="verify", backup_id=backup.id, params={"deep": deep},
+                          created_by_id=user.id if user else None, attempt=secrets.token_hex(16))
+    db.session.add(operation)
+    db.session.commit()
+    jobs.enqueue_operation(operation, jobs.run_verify)
+    audit("backup.verify.start", f"backup:{backup.id}", detail="deep" if deep else "quick", user=user)
+    return operation
+
+
+def restore_targets(backup, source_ids=None):
+    """The current Source rows a restore of `backup` would overwrite, matched by name and kind."""
+    archived = {s["name"]: s["kind"] for s in backup.sources or []}
+    current = {s.name: s for s in Source.query.filter(Source.name.in_(list(archived))).all()}
+    if source_ids is not None:
+        if not isinstance(source_ids, list) or not source_ids:
+            raise Invalid("source_ids must be a non-empty list of source ids")
+        try:
+            wanted = {int(i) for i in source_ids}
+        except (TypeError, ValueError):
+            raise Invalid("source_ids must be a list of source ids") from None
+        chosen = [s for s in current.values() if s.id in wanted]
+        unknown = wanted - {s.id for s in chosen}
+        if unknown:
+            raise Invalid(f"backup {backup.id} holds no data for source id {', '.join(map(str, sorted(unknown)))}")
+    else:
+        missing = sorted(set(archived) - set(current))
+        if missing:
+            raise Invalid(f"the backup holds {', '.join(missing)}, which no longer exist here; add them "
+                          f"under Sources (same name) or choose source_ids")
+        chosen = list(current.values())
+    for source in chosen:
+        if source.kind != archived[source.name]:
+            raise Invalid(f"{source.name} is a {source.kind} source here but {archived[source.name]} in the backup")
+    return sorted(chosen, key=lambda s: s.id)
+
+
+def start_restore(backup, confirm=None, source_ids=None, safety_backup=True, user=None):
+    """Queue a confirmed restore of a completed backup; takes the single run slot."""
+    from . import jobs
+
+    if confirm != RESTORE_CONFIRM:
+        raise Invalid(f'type {RESTORE_CONFIRM} to confirm: a restore overwrites the current data')
+    if not isinstance(safety_backup, bool):
+        raise Invalid("safety_backup must be true or false")
+    archive_path(backup)
+    if backup.verify_status == "failed":
+        raise Invalid(f"backup {backup.id} failed verification; it cannot be restored")
+    targets = restore_targets(backup, source_ids)
+    jobs.reconcile()
+    operation = Operation(kind="restore", backup_id=backup.id, created_by_id=user.id if user else None,
+                          params={"source_ids": [s.id for s in targets], "sources": [s.name for s in targets],
+                                  "safety_backup": safety_backup},
+                          attempt=secrets.token_hex(16))
+    db.session.add(operation)
+    acquire_run_lock(operation, "operation:{}")
+    jobs.enqueue_operation(operation, jobs.run_restore)
+    audit("backup.restore.start", f"backup:{backup.id}", user=user,
+          detail=f"restore of {', '.join(s.name for s in targets)} (safety backup {'on' if safety_backup else 'off'})")
+    return operation
 
 
 def cancel_backup(backup, user=None):
@@ -409,9 +518,11 @@ def status_report():
     redis = redis_state()
     active = Backup.query.filter(Backup.status.in_(ACTIVE_STATUSES)).order_by(Backup.id).all()
     last = last_completed_backup()
+    operations = Operation.query.filter(Operation.status.in_(ACTIVE_STATUSES)).order_by(Operation.id).all()
     return {
         "running": [b.to_dict() for b in active if b.status == Status.RUNNING.value],
         "queued": [b.to_dict() for b in active if b.status == Status.PENDING.value],
+        "operations": [o.to_dict() for o in operations],
         "workers": live_workers() if redis["reachable"] else [],
         "redis": redis,
         "last_success": isoformat(last.completed_at) if last else None,
