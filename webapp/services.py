@@ -3,14 +3,16 @@
 import datetime as dt
 import os
 import secrets
+import shutil
 import socket
 
 from flask import current_app, has_request_context, request
 from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 
-from .backup import LocalStorage, SourceError, make_source
-from .backup.archive import COMPRESSIONS
+from .backup import BackupError, LocalStorage, SourceError, make_source
+from .backup.archive import COMPRESSIONS, write_sidecar
+from .backup.imports import check_upload, sniff_compression, upload_name
 from .backup.sources.base import check_name
 from .extensions import db, get_queue
 from .models import (ACTIVE_STATUSES, BACKUP_TYPES, ROLES, STATUSES, TRIGGERS, AuditEvent,
@@ -400,6 +402,63 @@ def start_restore(backup, confirm=None, source_ids=None, safety_backup=True, use
     audit("backup.restore.start", f"backup:{backup.id}", user=user,
           detail=f"restore of {', '.join(s.name for s in targets)} (safety backup {'on' if safety_backup else 'off'})")
     return operation
+
+
+def import_archive(upload, user=None):
+    """Accept an uploaded archive as a completed backup (trigger import) once it checks out whole.
+
+    `upload` is a werkzeug FileStorage (already spooled to disk by the request parser). Anything
+    that is not a sound Cairn archive is refused with Invalid, and nothing is left behind.
+    """
+    original = os.path.basename(upload.filename or "upload")
+    head = upload.stream.read(512)
+    upload.stream.seek(0)
+    if not head:
+        raise Invalid("the uploaded file is empty")
+    compression = sniff_compression(head)
+    if compression is None:
+        raise Invalid(f"{original} is not a Cairn archive: it is neither zstd, gzip nor tar")
+    store = storage()
+    staging = store.staging_dir(f"import-{secrets.token_hex(8)}")
+    os.makedirs(staging, mode=0o700)
+    try:
+        path = os.path.join(staging, upload_name(compression))
+        upload.save(path)
+        try:
+            checked = check_upload(path, os.path.join(staging, "check"))
+        except BackupError as e:
+            raise Invalid(f"{original} was refused: {e}") from None
+        backup = imported_backup_row(checked, compression, original, user)
+        final = store.path(backup.file_name)
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        os.replace(path, final)
+        write_sidecar(final, checked.sha256)
+        db.session.add(backup)
+        db.session.commit()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    audit("backup.import", f"backup:{backup.id}", detail=f"imported {original} ({backup.file_size} bytes)", user=user)
+    return backup
+
+
+def imported_backup_row(checked, compression, original, user):
+    """A completed Backup row describing a checked upload."""
+    now = utcnow()
+    meta, summaries = checked.meta, checked.manifest.get("sources") or []
+    archived = [s for s in summaries if isinstance(s, dict) and "name" in s and "kind" in s]
+    current = {s.name: s.id for s in Source.query.filter(Source.name.in_([s["name"] for s in archived]))}
+    backup = Backup(name=backup_name("import", now), type=meta.get("type") if meta.get("type") in BACKUP_TYPES else "custom",
+                    trigger="import", mode="full", status=Status.COMPLETED.value, phase="completed",
+                    created_at=now, started_at=now, completed_at=now, compression=compression,
+                    source_ids=[current[s["name"]] for s in archived if s["name"] in current],
+                    sources=archived, manifest=checked.members, sha256=checked.sha256,
+                    file_size=checked.size, note=f"imported from {original}"[:MAX_NOTE],
+                    source_size=sum(m["size"] for m in checked.members if m["type"] == "file"),
+                    created_by_id=user.id if user else None, verified_at=now, verify_status="passed",
+                    verify_problems=[])
+    backup.done_bytes = backup.total_bytes = backup.source_size
+    backup.file_name = storage().new_file_name(backup.name, now, compression)
+    return backup
 
 
 def cancel_backup(backup, user=None):

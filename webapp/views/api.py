@@ -184,6 +184,48 @@ def cancel_backup(backup_id):
     return ok(backup.to_dict(), "cancel requested", 202)
 
 
+@bp.route("/backups/<int:backup_id>/verify", methods=["POST"])
+@admin_only
+def verify_backup(backup_id):
+    deep = json_body().get("deep", False)
+    operation = services.start_verify(services.get_backup(backup_id), deep=deep, user=g.api_user)
+    return ok(operation.to_dict(), "verification started", 202)
+
+
+@bp.route("/backups/<int:backup_id>/restore", methods=["POST"])
+@admin_only
+def restore_backup(backup_id):
+    data = json_body()
+    operation = services.start_restore(
+        services.get_backup(backup_id), confirm=data.get("confirm"), source_ids=data.get("source_ids"),
+        safety_backup=data.get("safety_backup", True), user=g.api_user)
+    return ok(operation.to_dict(), "restore started", 202)
+
+
+@bp.route("/backups/import", methods=["POST"])
+@admin_only
+def import_backup():
+    upload = request.files.get("file")
+    if upload is None:
+        raise services.Invalid("send the archive as multipart form field 'file'")
+    backup = services.import_archive(upload, user=g.api_user)
+    return ok(backup.to_dict(), "archive imported", 201)
+
+
+# ----------------------------------------------------------- operations ----
+
+@bp.route("/operations/<int:operation_id>", methods=["GET"])
+def show_operation(operation_id):
+    return ok(services.get_operation(operation_id).to_dict())
+
+
+@bp.route("/operations/<int:operation_id>/cancel", methods=["POST"])
+@admin_only
+def cancel_operation(operation_id):
+    operation = services.cancel_operation(services.get_operation(operation_id), user=g.api_user)
+    return ok(operation.to_dict(), "cancel requested", 202)
+
+
 # -------------------------------------------------------------- sources ----
 
 def get_source(source_id):
