@@ -379,6 +379,16 @@ def restore_targets(backup, source_ids=None):
     return sorted(chosen, key=lambda s: s.id)
 
 
+def matching_sources(backup):
+    """Current sources with the name of one in the backup (what a restore could write to)."""
+    names = [s["name"] for s in backup.sources or []]
+    return Source.query.filter(Source.name.in_(names)).order_by(Source.id).all()
+
+
+def operations_of(backup, limit=10):
+    return (Operation.query.filter_by(backup_id=backup.id).order_by(Operation.id.desc()).limit(limit).all())
+
+
 def start_restore(backup, confirm=None, source_ids=None, safety_backup=True, user=None):
     """Queue a confirmed restore of a completed backup; takes the single run slot."""
     from . import jobs

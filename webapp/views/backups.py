@@ -71,8 +71,14 @@ def new():
 def detail(backup_id):
     backup = get_or_404(backup_id)
     members = (backup.manifest or [])
+    try:
+        targets, target_problem = services.restore_targets(backup, [s.id for s in services.matching_sources(backup)] or None), None
+    except services.ServiceError as e:
+        targets, target_problem = [], e.message
+    operations = services.operations_of(backup)
     return render_template("backups/detail.html", backup=backup, members=members[:MANIFEST_PAGE],
-                           member_total=len(members))
+                           member_total=len(members), targets=targets, target_problem=target_problem,
+                           operations=operations, open_restore=request.args.get("restore") == "1")
 
 
 @bp.route("/<int:backup_id>/row")
@@ -130,3 +136,47 @@ def delete(backup_id):
         flash(e.message, "error")
         return redirect(url_for("backups.detail", backup_id=backup_id))
     return redirect(url_for("backups.index"))
+
+
+@bp.route("/<int:backup_id>/verify", methods=["POST"])
+@admin_required
+def verify(backup_id):
+    backup = get_or_404(backup_id)
+    try:
+        operation = services.start_verify(backup, deep=request.form.get("deep") == "1", user=current_user)
+    except services.ServiceError as e:
+        flash(e.message, "error")
+        return redirect(url_for("backups.detail", backup_id=backup_id))
+    return redirect(url_for("operations.detail", operation_id=operation.id))
+
+
+@bp.route("/<int:backup_id>/restore", methods=["POST"])
+@admin_required
+def restore(backup_id):
+    backup = get_or_404(backup_id)
+    try:
+        operation = services.start_restore(
+            backup, confirm=request.form.get("confirm", "").strip(),
+            source_ids=request.form.getlist("source_ids", type=int) or None,
+            safety_backup=request.form.get("safety_backup") == "1", user=current_user)
+    except services.ServiceError as e:
+        flash(e.message, "error")
+        return redirect(url_for("backups.detail", backup_id=backup_id))
+    return redirect(url_for("operations.detail", operation_id=operation.id))
+
+
+@bp.route("/import", methods=["GET", "POST"])
+@admin_required
+def import_archive():
+    if request.method == "GET":
+        return render_template("backups/import.html")
+    upload = request.files.get("file")
+    try:
+        if upload is None or not upload.filename:
+            raise services.Invalid("choose an archive file to upload")
+        backup = services.import_archive(upload, user=current_user)
+    except services.ServiceError as e:
+        flash(e.message, "error")
+        return render_template("backups/import.html"), e.status
+    flash(f"Imported and verified {backup.name}. You can restore it now.", "success")
+    return redirect(url_for("backups.detail", backup_id=backup.id, restore=1))
