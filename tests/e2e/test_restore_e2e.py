@@ -1,0 +1,129 @@
+"""Restore against the real supervisor, worker and browser: the dialog, live progress, the data
+back byte for byte; and a worker killed mid-restore, found by the reconciler and rolled back."""
+
+import re
+import shutil
+import sqlite3
+import time
+
+import psutil
+import pytest
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # the `browser` fixture skips, or fails under CI=true
+    expect = None
+
+TIMEOUT_MS = 30_000
+
+
+def backed_up_app(api, e2e, root, prefix):
+    """A folder and a SQLite database, registered (folder first) and backed up; returns their paths."""
+    folder = e2e.make_folder(root / f"{prefix} files")
+    db_path = e2e.make_sqlite_db(root / f"{prefix}.db", rows=500)
+    api.create_source(f"{prefix}-files", "files", folder)
+    api.create_source(f"{prefix}-db", "sqlite", db_path)
+    backup = api.wait_for_backup(api.start_backup(type="full"))
+    assert backup["status"] == "completed", backup["error"]
+    return backup, folder, db_path
+
+
+def damage(folder, db_path):
+    shutil.rmtree(next(p for p in folder.iterdir() if p.is_dir()))
+    (folder / "written after the backup.txt").write_text("new")
+    con = sqlite3.connect(db_path)
+    con.execute(f"DELETE FROM {con.execute('SELECT name FROM sqlite_master WHERE type = ?', ('table',)).fetchone()[0]}")
+    con.commit()
+    con.close()
+
+
+def wait_for_operation(api, operation_id, until, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        operation = api.get(f"/operations/{operation_id}").data
+        if until(operation) or time.monotonic() > deadline:
+            return operation
+        time.sleep(0.2)
+
+
+def test_restore_through_the_browser_dialog(browser, cairn, api, e2e, tmp_path):
+    backup, folder, db_path = backed_up_app(api, e2e, tmp_path, "dialog")
+    files_before, rows_before = e2e.tree(folder), e2e.sqlite_contents(db_path)
+    damage(folder, db_path)
+    assert e2e.tree(folder) != files_before
+
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    try:
+        page.goto(f"{cairn.base_url}/login")
+        page.fill("#username", "admin")
+        page.fill("#password", e2e.ADMIN_PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(re.compile(r".*/admin/?$"))
+        page.goto(f"{cairn.base_url}/admin/backups/{backup['id']}")
+        page.get_by_role("button", name="Restore…").click()
+
+        dialog = page.locator("#restore-dialog")
+        expect(dialog).to_be_visible()
+        expect(dialog).to_contain_text(backup["name"])
+        expect(dialog).to_contain_text(str(folder))
+        expect(dialog).to_contain_text(str(db_path))
+        expect(dialog).to_contain_text("safety backup")
+        submit = dialog.get_by_role("button", name="Restore", exact=True)
+        expect(submit).to_be_disabled()
+        page.fill("#restore-confirm", "RESTOR")
+        expect(submit).to_be_disabled()
+        page.fill("#restore-confirm", "RESTORE")
+        expect(submit).to_be_enabled()
+        submit.click()
+
+        page.wait_for_url(re.compile(r".*/admin/operations/\d+$"))
+        expect(page.locator(".status-panel .badge[data-status]")).to_have_attribute(
+            "data-status", "completed", timeout=TIMEOUT_MS)
+        expect(page.locator("#next-steps")).to_contain_text("Restart the application")
+    finally:
+        context.close()
+
+    assert e2e.tree(folder) == files_before
+    assert e2e.sqlite_contents(db_path) == rows_before
+    assert not [p for p in folder.parent.iterdir() if ".cairn-" in p.name]
+
+
+def test_worker_killed_mid_restore_is_reconciled_and_rolled_back(cairn, api, e2e, tmp_path):
+    backup, folder, db_path = backed_up_app(api, e2e, tmp_path, "killed")
+    damage(folder, db_path)
+    damaged_files, damaged_rows = e2e.tree(folder), e2e.sqlite_contents(db_path)
+
+    # The application holds a write transaction, so the restore stops in "applying" after the
+    # folder was swapped in and before the database is written: the worst moment to die.
+    app_lock = sqlite3.connect(db_path, isolation_level=None)
+    app_lock.execute("BEGIN IMMEDIATE")  # readers (the safety backup) pass, writers wait
+    try:
+        started = api.post(f"/backups/{backup['id']}/restore", {"confirm": "RESTORE"})
+        assert started.status == 202, started
+        operation = wait_for_operation(api, started.data["id"], lambda o: o["phase"] == "applying")
+        assert operation["phase"] == "applying", operation
+        time.sleep(0.5)
+        for worker in cairn.worker_processes():
+            worker.send_signal(9)
+        failed = wait_for_operation(api, operation["id"], lambda o: o["status"] != "running", timeout=60)
+    finally:
+        app_lock.rollback()
+        app_lock.close()
+
+    assert failed["status"] == "failed", failed
+    safety_id = failed["result"]["safety_backup_id"]
+    assert safety_id and f"safety backup #{safety_id}" in failed["error"]
+    assert not [p for p in folder.parent.iterdir() if ".cairn-restore-" in p.name]
+    assert not [p for p in psutil.process_iter(["cmdline"])
+                if any("rq:job:restore" in part for part in (p.info["cmdline"] or []))]
+
+    # One click (here: its API equivalent) puts back the data as it was before the restore.
+    api.wait_idle()
+    rollback = api.post(f"/backups/{safety_id}/restore", {"confirm": "RESTORE", "safety_backup": False})
+    assert rollback.status == 202, rollback
+    done = wait_for_operation(api, rollback.data["id"], lambda o: o["status"] not in ("pending", "running"))
+    assert done["status"] == "completed", done
+    assert e2e.tree(folder) == damaged_files
+    assert e2e.sqlite_contents(db_path) == damaged_rows
