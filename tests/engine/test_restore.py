@@ -1,35 +1,100 @@
-"""Restoring archives: round trips byte for byte, all-or-nothing, and refusal of bad archives."""
+"""Restoring archives: round trips byte for byte, all-or-nothing, and recovery after a kill."""
 
 import os
 import shutil
 import sqlite3
+import stat
+import time
 
 import pytest
-from engine_support import (build_tree, files_source, make_db, sqlite_source, sqlite_state,
-                            tree_state, write_file)
+from engine_support import (build_tree, files_source, make_db, sha256_of, sqlite_source,
+                            sqlite_state, tree_state, write_file)
 
-from webapp.backup.errors import RestoreError, VerifyError
-from webapp.backup.restore import restore_archive, verify_archive
+from webapp.backup.errors import RestoreError
+from webapp.backup.restore import restore_archive
+
+TOKEN = "t1"
 
 
-def change_everything(tree, db_path):
-    """What happens to an application's data after a backup: edits, deletions, additions."""
+# --- what a restore may touch, and proof that it did not ------------------------------------
+
+
+def db_files(db_path):
+    """The bytes of a SQLite database and of its -wal file (absent ones count as None)."""
+    return {suffix: sha256_of(f"{db_path}{suffix}") if os.path.exists(f"{db_path}{suffix}") else None
+            for suffix in ("", "-wal")}
+
+
+def target_state(tree, db_path):
+    """Everything a restore of these targets could change: the tree with its root, the database
+    file bytes, and the names in their parent folders (where staging and rename-aside happen)."""
+    parents = {os.path.dirname(os.path.normpath(p)) for p in (tree, db_path)}
+    return {
+        "tree": tree_state(tree, include_root=True) if os.path.exists(tree) else None,
+        "db": db_files(db_path),
+        "beside": {parent: sorted(os.listdir(parent)) for parent in parents},
+    }
+
+
+def cairn_leftovers(*paths):
+    """Staging and rename-aside names (`.<name>.cairn-*`) left beside the given targets."""
+    parents = {os.path.dirname(os.path.normpath(p)) for p in paths}
+    return sorted(n for parent in parents if os.path.isdir(parent)
+                  for n in os.listdir(parent) if ".cairn-" in n)
+
+
+# --- what happens to an application's data after a backup -----------------------------------
+
+
+def change_tree(tree):
+    """Edits, deletions, additions, a changed mode and a byte changed inside the big file."""
     write_file(f"{tree}/readme.txt", b"changed\n")
     os.unlink(f"{tree}/café/naïve — 日本語.txt")
     shutil.rmtree(f"{tree}/a/b")
     write_file(f"{tree}/new/added.txt", b"added after the backup\n")
-    con = sqlite3.connect(db_path)
+    os.chmod(f"{tree}/secret.key", 0o644)
+    with open(f"{tree}/media/big.bin", "r+b") as f:
+        f.seek(1_000_000)
+        f.write(b"X")
+    os.rmdir(f"{tree}/empty-dir")
+
+
+def change_rows(con):
+    """Edits, deletions and additions through an application's own connection."""
     con.execute("UPDATE users SET name = 'edited' WHERE id < 50")
     con.execute("DELETE FROM posts WHERE id % 3 = 0")
     con.execute("INSERT INTO settings VALUES ('added', 1)")
     con.commit()
-    con.close()
+
+
+def change_db(db_path):
+    con = sqlite3.connect(db_path)
+    try:
+        change_rows(con)
+    finally:
+        con.close()
+
+
+def add_read_only_folders(tree):
+    """Folders nobody may write into (one nested in the other), with files inside."""
+    write_file(f"{tree}/frozen/inner/ro.txt", b"read-only content\n", mode=0o444, offset=30)
+    write_file(f"{tree}/frozen/top.txt", b"top\n", mode=0o400, offset=31)
+    for rel, mode, mtime in [("frozen/inner", 0o555, 1_600_000_040), ("frozen", 0o500, 1_600_000_041)]:
+        os.chmod(f"{tree}/{rel}", mode)
+        os.utime(f"{tree}/{rel}", (mtime, mtime))
+    os.chmod(tree, 0o750)
+    os.utime(tree, (1_600_000_050, 1_600_000_050))
+
+
+# --- fixtures ------------------------------------------------------------------------------
 
 
 @pytest.fixture
 def backed_up(tmp_path, backup, sample_tree, wal_db):
+    """A WAL database and a folder, backed up together; with their state at backup time."""
     db_path, con = wal_db
     con.close()
+    add_read_only_folders(sample_tree)
     tree_before, db_before = tree_state(sample_tree, include_root=True), sqlite_state(db_path)
     sources = [sqlite_source(db_path), files_source(sample_tree)]
     result, archive = backup(sources)
@@ -38,21 +103,95 @@ def backed_up(tmp_path, backup, sample_tree, wal_db):
 
 
 def restore(b, sources=None, **kwargs):
-    return restore_archive(b["archive"], sources or b["sources"], token="t1",
+    """Restore the way the restore job does: with the record's SHA-256 and members."""
+    kwargs.setdefault("lock_timeout", 5)
+    return restore_archive(b["archive"], b["sources"] if sources is None else sources, token=TOKEN,
                            expected_sha256=b["result"].sha256,
                            expected_members=b["result"].members, **kwargs)
 
 
+# --- round trips ---------------------------------------------------------------------------
+
+
 def test_round_trip_restores_files_and_rows_exactly(backed_up):
-    change_everything(backed_up["tree"], backed_up["db"])
+    """Every file, folder, mode, mtime and row comes back as it was at backup time."""
+    change_tree(backed_up["tree"])
+    change_db(backed_up["db"])
     assert tree_state(backed_up["tree"], include_root=True) != backed_up["tree_before"]
+    assert sqlite_state(backed_up["db"]) != backed_up["db_before"]
 
-    restore(backed_up)
+    result = restore(backed_up)
 
+    assert result.restored == ["app", "uploads"]
+    assert result.sha256 == backed_up["result"].sha256
     assert tree_state(backed_up["tree"], include_root=True) == backed_up["tree_before"]
     assert sqlite_state(backed_up["db"]) == backed_up["db_before"]
-    parent = os.path.dirname(backed_up["tree"])
-    assert [n for n in os.listdir(parent) if ".cairn-" in n] == []
+    assert cairn_leftovers(backed_up["tree"], backed_up["db"]) == []
+
+
+def test_read_only_folders_come_back_read_only_with_their_files(backed_up):
+    """Folders without write permission are restored with their content and their modes."""
+    shutil.rmtree(f"{backed_up['tree']}/frozen")
+    restore(backed_up, sources=[backed_up["sources"][1]])
+    tree = backed_up["tree"]
+    assert stat.S_IMODE(os.stat(f"{tree}/frozen").st_mode) == 0o500
+    assert stat.S_IMODE(os.stat(f"{tree}/frozen/inner").st_mode) == 0o555
+    with open(f"{tree}/frozen/inner/ro.txt", "rb") as f:
+        assert f.read() == b"read-only content\n"
+    assert tree_state(tree, include_root=True) == backed_up["tree_before"]
+
+
+@pytest.mark.parametrize("journal", ["plain", "wal"])
+def test_restore_while_the_application_holds_its_connection_open(backup, tmp_path, journal):
+    """The application keeps its connection across backup and restore, and then reads the
+    restored rows through it (no reopen needed), and can still write."""
+    db_path = tmp_path / "app.db"
+    app = make_db(db_path)
+    if journal == "wal":
+        app.execute("PRAGMA journal_mode=WAL")
+        app.execute("INSERT INTO users (name) VALUES ('committed, only in the WAL')")
+        app.commit()
+    before = sqlite_state(db_path)
+    source = sqlite_source(db_path)
+    result, archive = backup([source])
+    change_rows(app)
+    assert sqlite_state(db_path) != before
+
+    restore_archive(archive, [source], token=TOKEN, expected_sha256=result.sha256,
+                    expected_members=result.members, lock_timeout=5)
+
+    assert sqlite_state(db_path) == before
+    assert app.execute("SELECT count(*) FROM users WHERE name = 'edited'").fetchone() == (0,)
+    assert app.execute("SELECT count(*) FROM settings WHERE key = 'added'").fetchone() == (0,)
+    app.execute("INSERT INTO settings VALUES ('after restore', 2)")
+    app.commit()
+    assert app.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    app.close()
+    if journal == "wal":
+        assert sqlite3.connect(db_path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert cairn_leftovers(db_path) == []
+
+
+def test_restoring_only_the_folder_leaves_the_database_alone(backed_up):
+    change_tree(backed_up["tree"])
+    change_db(backed_up["db"])
+    db_after_change = db_files(backed_up["db"])
+
+    restore(backed_up, sources=[backed_up["sources"][1]])
+
+    assert tree_state(backed_up["tree"], include_root=True) == backed_up["tree_before"]
+    assert db_files(backed_up["db"]) == db_after_change
+
+
+def test_restoring_only_the_database_leaves_the_folder_alone(backed_up):
+    change_tree(backed_up["tree"])
+    change_db(backed_up["db"])
+    tree_after_change = tree_state(backed_up["tree"], include_root=True)
+
+    restore(backed_up, sources=[backed_up["sources"][0]])
+
+    assert sqlite_state(backed_up["db"]) == backed_up["db_before"]
+    assert tree_state(backed_up["tree"], include_root=True) == tree_after_change
 
 
 def test_restore_into_a_folder_that_was_deleted(backed_up):
@@ -61,7 +200,236 @@ def test_restore_into_a_folder_that_was_deleted(backed_up):
     assert tree_state(backed_up["tree"], include_root=True) == backed_up["tree_before"]
 
 
-def test_verify_deep_passes_on_a_good_archive(backed_up, tmp_path):
-    report = verify_archive(backed_up["archive"], backed_up["result"].sha256, backed_up["result"].members,
-                            deep=True, staging_dir=tmp_path / "verify")
-    assert report.ok, report.problems
+def test_restore_onto_a_new_machine_where_nothing_exists_yet(backup, tmp_path):
+    """Folder, database and their parent folder are all gone: everything is recreated."""
+    srv = tmp_path / "srv"
+    build_tree(srv / "uploads")
+    make_db(srv / "app.db").close()
+    sources = [sqlite_source(srv / "app.db"), files_source(srv / "uploads")]
+    tree_before, db_before = tree_state(srv / "uploads", include_root=True), sqlite_state(srv / "app.db")
+    result, archive = backup(sources)
+    shutil.rmtree(srv)
+
+    restore_archive(archive, sources, token=TOKEN, expected_sha256=result.sha256,
+                    expected_members=result.members)
+
+    assert tree_state(srv / "uploads", include_root=True) == tree_before
+    assert sqlite_state(srv / "app.db") == db_before
+    assert cairn_leftovers(srv / "uploads") == []
+
+
+def test_paths_with_uri_characters_round_trip(backup, tmp_path):
+    """'#', '?' and '%' are ordinary characters in file names, not URI syntax: the database
+    behind such a path is the one backed up and restored (not an empty one made beside it)."""
+    home = tmp_path / "data #1? 100%"
+    db_path = home / "app #2?mode=rw&x=%41.db"
+    home.mkdir()
+    make_db(db_path).close()
+    con = sqlite3.connect(db_path)
+    rows_before = con.execute("SELECT * FROM users ORDER BY id").fetchall()
+    con.close()
+    build_tree(home / "up #3?")
+    tree_before = tree_state(home / "up #3?", include_root=True)
+    sources = [sqlite_source(db_path), files_source(home / "up #3?")]
+    result, archive = backup(sources)
+    assert result.sources[0]["table_count"] == 3
+    change_db(db_path)
+    change_tree(home / "up #3?")
+
+    restore_archive(archive, sources, token=TOKEN, expected_sha256=result.sha256,
+                    expected_members=result.members)
+
+    con = sqlite3.connect(db_path)
+    assert con.execute("SELECT * FROM users ORDER BY id").fetchall() == rows_before
+    con.close()
+    assert tree_state(home / "up #3?", include_root=True) == tree_before
+    # Nothing was created where a URI parser would have cut these paths short.
+    assert sorted(os.listdir(home)) == ["app #2?mode=rw&x=%41.db", "up #3?"]
+    assert sorted(set(os.listdir(tmp_path)) - {"out", "staging"}) == ["data #1? 100%"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="restoring owners needs root (tests run as root here)")
+def test_restore_as_root_gives_files_and_folders_their_owners_back(backup, sample_tree):
+    """An application running as its own user must still own (and write into) its folders."""
+    for dirpath, dirnames, filenames in os.walk(sample_tree):
+        for name in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, name), 4242, 4343)
+    os.chown(sample_tree, 4242, 4343)
+    owners = {rel: (os.lstat(os.path.join(sample_tree, rel)).st_uid,
+                    os.lstat(os.path.join(sample_tree, rel)).st_gid)
+              for rel in tree_state(sample_tree, include_root=True)}
+    source = files_source(sample_tree)
+    result, archive = backup([source])
+    shutil.rmtree(sample_tree)
+
+    restore_archive(archive, [source], token=TOKEN, expected_sha256=result.sha256,
+                    expected_members=result.members)
+
+    restored = {rel: (os.lstat(os.path.join(sample_tree, rel)).st_uid,
+                      os.lstat(os.path.join(sample_tree, rel)).st_gid) for rel in owners}
+    assert restored == owners
+    assert set(owners.values()) == {(4242, 4343)}
+
+
+def test_a_folder_reached_through_a_symlink_is_restored_where_the_link_points(backup, tmp_path):
+    """The link stays a link, the data lands in the linked folder (on its own disk), and the
+    folder holding the link keeps its permissions."""
+    real = tmp_path / "disk" / "uploads"
+    build_tree(real)
+    www = tmp_path / "www"
+    www.mkdir(mode=0o755)
+    os.chmod(www, 0o755)
+    (www / "uploads").symlink_to(real)
+    tree_before = tree_state(real, include_root=True)
+    source = files_source(www / "uploads")
+    result, archive = backup([source])
+    change_tree(real)
+
+    restore_archive(archive, [source], token=TOKEN, expected_sha256=result.sha256,
+                    expected_members=result.members)
+
+    assert os.path.islink(www / "uploads") and os.readlink(www / "uploads") == os.fspath(real)
+    assert tree_state(real, include_root=True) == tree_before
+    assert stat.S_IMODE(os.stat(www).st_mode) == 0o755
+    assert cairn_leftovers(www / "uploads", real) == []
+
+
+# --- sources that do not fit the archive ---------------------------------------------------
+
+
+def test_a_source_missing_from_the_archive_is_refused_and_nothing_changes(backed_up, tmp_path):
+    other = tmp_path / "other"
+    build_tree(other)
+    before = target_state(other, backed_up["db"])
+    with pytest.raises(RestoreError, match="no source named 'other'"):
+        restore(backed_up, sources=[backed_up["sources"][0], files_source(other, "other")])
+    assert target_state(other, backed_up["db"]) == before
+
+
+def test_a_source_of_another_kind_is_refused_and_nothing_changes(backed_up, tmp_path):
+    """A folder source named like the archive's database must not receive the dump."""
+    decoy = tmp_path / "decoy"
+    build_tree(decoy)
+    before = target_state(decoy, backed_up["db"])
+    with pytest.raises(RestoreError, match="'app'"):
+        restore(backed_up, sources=[files_source(decoy, "app")])
+    assert target_state(decoy, backed_up["db"]) == before
+
+
+# --- failures while applying ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("journal", ["plain", "wal"])
+def test_locked_database_fails_in_time_and_the_folder_applied_first_is_put_back(
+        backup, tmp_path, sample_tree, journal):
+    """Another program holds a write transaction: the restore gives up after lock_timeout,
+    names the lock, puts back the folder it had already swapped, and leaves the database as is."""
+    db_path = tmp_path / "app.db"
+    make_db(db_path).close()
+    if journal == "wal":
+        con = sqlite3.connect(db_path)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.close()
+    sources = [files_source(sample_tree), sqlite_source(db_path)]  # the folder is applied first
+    result, archive = backup(sources)
+    change_tree(sample_tree)
+    change_db(db_path)
+    rows_before = sqlite_state(db_path)
+    locker = sqlite3.connect(db_path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    locker.execute("UPDATE users SET score = -1")  # uncommitted: must vanish on rollback
+    before = target_state(sample_tree, db_path)
+
+    started = time.monotonic()
+    with pytest.raises(RestoreError, match="locked"):
+        restore_archive(archive, sources, token=TOKEN, expected_sha256=result.sha256,
+                        expected_members=result.members, lock_timeout=1)
+    elapsed = time.monotonic() - started
+
+    assert 1 <= elapsed < 3, elapsed
+    assert target_state(sample_tree, db_path) == before
+    locker.execute("ROLLBACK")
+    locker.close()
+    assert sqlite_state(db_path) == rows_before
+
+
+def test_folder_that_cannot_be_swapped_puts_the_database_applied_first_back(
+        backup, tmp_path, tiny_fs, plain_db):
+    """The folder is a mount point, so renaming it aside fails after the database was written:
+    the database gets its pre-restore rows back and the folder is untouched."""
+    mount = tiny_fs("8m")
+    build_tree(mount / "uploads")
+    sources = [sqlite_source(plain_db), files_source(mount)]  # the database is applied first
+    result, archive = backup(sources)
+    change_db(plain_db)
+    change_tree(mount / "uploads")
+    rows_before = sqlite_state(plain_db)
+    tree_before = tree_state(mount, include_root=True)
+
+    with pytest.raises(RestoreError, match="put back"):
+        restore_archive(archive, sources, token=TOKEN, expected_sha256=result.sha256,
+                        expected_members=result.members, lock_timeout=1)
+
+    assert sqlite_state(plain_db) == rows_before
+    assert tree_state(mount, include_root=True) == tree_before
+    assert cairn_leftovers(mount, plain_db) == []
+
+
+def test_a_database_created_by_a_failed_restore_is_removed_again(backup, tmp_path, tiny_fs):
+    """A restore onto a machine without the database that fails later leaves no database behind."""
+    db_path = tmp_path / "db" / "app.db"
+    db_path.parent.mkdir()
+    make_db(db_path).close()
+    mount = tiny_fs("8m")
+    build_tree(mount / "uploads")
+    sources = [sqlite_source(db_path), files_source(mount)]
+    result, archive = backup(sources)
+    os.unlink(db_path)
+
+    with pytest.raises(RestoreError):
+        restore_archive(archive, sources, token=TOKEN, expected_sha256=result.sha256,
+                        expected_members=result.members, lock_timeout=1)
+
+    assert os.listdir(db_path.parent) == []
+
+
+# --- recovery after a killed restore -------------------------------------------------------
+
+
+def test_recover_after_a_kill_between_the_two_renames_brings_the_folder_back(sample_tree):
+    """The worker died after moving the target aside and before moving staging in."""
+    before = tree_state(sample_tree, include_root=True)
+    parent, name = os.path.split(sample_tree)
+    old = os.path.join(parent, f".{name}.cairn-old-{TOKEN}")
+    staging = os.path.join(parent, f".{name}.cairn-restore-{TOKEN}")
+    os.mkdir(staging, 0o700)
+    write_file(f"{staging}/half/staged.txt", b"half of a restore\n")
+    os.rename(sample_tree, old)
+
+    files_source(sample_tree).restorer(TOKEN, 0).recover()
+
+    assert tree_state(sample_tree, include_root=True) == before
+    assert cairn_leftovers(sample_tree) == []
+
+
+def test_recover_after_a_kill_while_staging_leaves_the_target_and_drops_the_staging(sample_tree,
+                                                                                    plain_db):
+    before = target_state(sample_tree, plain_db)
+    parent, name = os.path.split(sample_tree)
+    write_file(os.path.join(parent, f".{name}.cairn-restore-{TOKEN}", "x.txt"), b"staged\n")
+    for label in ("restore", "undo"):
+        shutil.copyfile(plain_db, os.path.join(parent, f".{plain_db.name}.cairn-{label}-{TOKEN}"))
+
+    files_source(sample_tree).restorer(TOKEN, 0).recover()
+    sqlite_source(plain_db).restorer(TOKEN, 0).recover()
+
+    assert cairn_leftovers(sample_tree, plain_db) == []
+    assert target_state(sample_tree, plain_db) == before
+
+
+def test_recover_with_nothing_left_over_changes_nothing(sample_tree, plain_db):
+    before = target_state(sample_tree, plain_db)
+    files_source(sample_tree).restorer(TOKEN, 0).recover()
+    sqlite_source(plain_db).restorer(TOKEN, 0).recover()
+    assert target_state(sample_tree, plain_db) == before
+

@@ -16,6 +16,7 @@ import os
 import posixpath
 import sqlite3
 import tarfile
+import urllib.parse
 
 from backports import zstd
 
@@ -152,8 +153,9 @@ def check_meta(meta):
 def scan_archive(path, sink=None, expected=None, reporter=None, max_unpacked=None):
     """Stream the archive once, check it whole, and hand each member's bytes to `sink`.
 
-    `sink(name, member)` returns None (discard) or an object with write(bytes) and close(); it
-    is called for every regular file after cairn.json. With `expected` (the members list from the
+    `sink(name, member)` is called for every member after cairn.json but manifest.json. For a
+    regular file it returns None (discard) or an object with write(bytes) and close(); for a
+    folder it only takes note (its return value is not used). With `expected` (the members list from the
     record) every member is held to its recorded size and SHA-256 as it streams, so an oversized
     member is refused before its bytes land anywhere. Raises VerifyError naming the first
     problem; Cancelled when the reporter says so.
@@ -194,6 +196,8 @@ def scan_archive(path, sink=None, expected=None, reporter=None, max_unpacked=Non
                     if expected_by_name is not None:
                         check_expected(member, want)
                     if member.isdir():
+                        if sink is not None:
+                            sink(name, member)  # folders carry their owner, which the manifest does not
                         seen.append(entry_for(member, None))
                         continue
                     digest = copy_member(tar, member, sink(name, member) if sink else None, reporter)
@@ -303,10 +307,16 @@ def check_same(found, listed, where):
             raise VerifyError(f"{path}: size or SHA-256 differs from {where}")
 
 
+def sqlite_uri(path, mode):
+    """A SQLite `file:` URI for `path`: '#', '?' and '%' in file names are escaped, never parsed
+    (unescaped, SQLite would open, or even create, a different file)."""
+    return f"file:{urllib.parse.quote(os.fspath(path))}?mode={mode}"
+
+
 def sqlite_integrity_problem(path):
     """None when `PRAGMA integrity_check` passes, else what it reported."""
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        con = sqlite3.connect(sqlite_uri(path, "ro"), uri=True)
         try:
             rows = con.execute("PRAGMA integrity_check").fetchall()
         finally:

@@ -68,6 +68,31 @@ def beside(path, label, token):
     return os.path.join(parent, f".{base}.cairn-{label}-{token}")
 
 
+def make_parents(path):
+    """Create the missing folders above `path`; return the topmost one created, or None."""
+    parent, topmost = os.path.dirname(os.path.normpath(path)), None
+    while parent and not os.path.lexists(parent):
+        topmost, parent = parent, os.path.dirname(parent)
+    if topmost is not None:
+        os.makedirs(os.path.dirname(os.path.normpath(path)), exist_ok=True)
+    return topmost
+
+
+def remove_made_parents(path, topmost):
+    """Undo make_parents() when nothing was restored there: remove those folders while empty."""
+    if topmost is None:
+        return
+    folder = os.path.dirname(os.path.normpath(path))
+    while True:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return  # not empty (or gone): someone else uses it now
+        if folder == topmost:
+            return
+        folder = os.path.dirname(folder)
+
+
 class Restorer:
     """One source's part of a restore; every step must leave the target whole when it fails."""
 

@@ -13,7 +13,7 @@ import shutil
 import stat
 
 from ..errors import DumpError, RestoreError, SourceError
-from .base import Restorer, Source, beside
+from .base import Restorer, Source, beside, make_parents, remove_made_parents
 
 MAX_SKIPPED_LISTED = 100
 
@@ -206,26 +206,38 @@ class FolderRestorer(Restorer):
     """Extracts into a fresh staging folder beside the target, then swaps the two by rename.
 
     The old tree is kept (renamed aside) until every source of the restore has been applied.
+    A target reached through a symlink is restored where the link points, and the link stays.
+    The staging folder is made when the first member arrives, so a restorer built only to
+    recover() after a killed restore can always be built.
     """
 
     def __init__(self, source, token, lock_timeout):
         super().__init__(source, token, lock_timeout)
-        self.target = os.path.normpath(source.path)
+        self.target = os.path.realpath(source.path)
         self.staging = beside(self.target, "restore", token)
         self.old = beside(self.target, "old", token)
-        self.dirs = []
+        self.owners = {}
+        self.made_parents = None
+        self.staged = False
         self.applied = False
-        try:
-            os.makedirs(os.path.dirname(self.target), exist_ok=True)
-            os.mkdir(self.staging, 0o700)
-        except OSError as e:
-            raise RestoreError(f"cannot create a staging folder beside {self.target}: {e.strerror}") from None
 
     def _staged_path(self, relative):
         return os.path.join(self.staging, relative) if relative else self.staging
 
+    def _make_staging(self):
+        if self.staged:
+            return
+        try:
+            self.made_parents = make_parents(self.target)
+            os.mkdir(self.staging, 0o700)  # fails if it exists: staging is always new and private
+        except OSError as e:
+            raise RestoreError(f"cannot create a staging folder beside {self.target}: {e.strerror}") from None
+        self.staged = True
+
     def file_sink(self, relative, member):
+        self._make_staging()
         if member.isdir():
+            self.owners[relative] = (member.uid, member.gid)  # the manifest does not hold owners
             return None
         path = self._staged_path(relative)
         try:
@@ -235,25 +247,28 @@ class FolderRestorer(Restorer):
             raise RestoreError(f"cannot write {relative} into staging beside {self.target}: {e.strerror}") from None
 
     def check(self, manifest_members):
-        """Staged files must be exactly the manifest's, with their sizes; then set folder modes."""
+        """Staged files must be exactly the manifest's, with their sizes; then set the folders'
+        owners, modes and times."""
         prefix = f"files/{self.name}"
-        wanted = {m["path"][len(prefix) + 1:]: m for m in manifest_members
-                  if m["path"].startswith(prefix + "/")}
-        for relative, entry in wanted.items():
-            path = self._staged_path(relative)
-            if entry.get("type") == "dir":
-                os.makedirs(path, 0o700, exist_ok=True)  # a folder that held nothing
-                self.dirs.append((relative, entry))
-            elif not os.path.isfile(path) or os.path.getsize(path) != entry["size"]:
-                raise RestoreError(f"{relative} was not staged as the manifest lists it")
         root = next((m for m in manifest_members if m["path"] == prefix), None)
-        # Deepest folders first, so setting a read-only mode never blocks what comes after.
-        for relative, entry in sorted(self.dirs, key=lambda d: d[0].count("/"), reverse=True):
-            os.chmod(self._staged_path(relative), entry["mode"])
-            os.utime(self._staged_path(relative), (entry["mtime"], entry["mtime"]))
-        if root is not None:
-            os.chmod(self.staging, root["mode"])
-            os.utime(self.staging, (root["mtime"], root["mtime"]))
+        if root is None or root.get("type") != "dir":
+            # Swapping in an empty staging folder would empty the target.
+            raise RestoreError(f"the archive holds no folder for {self.name!r}")
+        self._make_staging()
+        dirs = [("", root)]
+        for member in manifest_members:
+            if not member["path"].startswith(prefix + "/"):
+                continue
+            relative = member["path"][len(prefix) + 1:]
+            path = self._staged_path(relative)
+            if member.get("type") == "dir":
+                os.makedirs(path, 0o700, exist_ok=True)  # a folder that held nothing
+                dirs.append((relative, member))
+            elif not os.path.isfile(path) or os.path.getsize(path) != member["size"]:
+                raise RestoreError(f"{relative} was not staged as the manifest lists it")
+        # Deepest folders first and the root last, so a read-only mode never blocks what follows.
+        for relative, entry in sorted(dirs, key=lambda d: d[0].count("/") + bool(d[0]), reverse=True):
+            set_folder_attributes(self._staged_path(relative), entry, self.owners.get(relative))
 
     def apply(self):
         had_target = os.path.lexists(self.target)
@@ -280,6 +295,8 @@ class FolderRestorer(Restorer):
 
     def discard(self):
         remove_tree(self.staging)
+        if not os.path.lexists(self.target):
+            remove_made_parents(self.target, self.made_parents)
 
     def recover(self):
         if not os.path.lexists(self.target) and os.path.lexists(self.old):
@@ -287,13 +304,28 @@ class FolderRestorer(Restorer):
         remove_tree(self.staging)
 
 
+def set_folder_attributes(path, entry, owner):
+    """A staged folder's owner (when known and we may), mode and mtime."""
+    if owner is not None and os.geteuid() == 0:
+        os.chown(path, *owner)
+    os.chmod(path, entry["mode"])
+    os.utime(path, (entry["mtime"], entry["mtime"]))
+
+
 def remove_tree(path):
-    """Remove a staged or old tree, read-only folders included."""
+    """Remove a staged or old tree, read-only folders included; a link is removed, not followed."""
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+        return
     if not os.path.lexists(path):
         return
+    top = os.path.normpath(path)
 
-    def make_writable_and_retry(function, failed_path, _exc):
-        os.chmod(os.path.dirname(failed_path), 0o700)
+    def make_writable_and_retry(function, failed_path, exc_info):
+        parent = os.path.dirname(os.path.normpath(failed_path))
+        if os.path.normpath(failed_path) == top or not parent.startswith(top):
+            raise exc_info[1]  # never change permissions outside the tree being removed
+        os.chmod(parent, 0o700)
         function(failed_path)
 
     shutil.rmtree(path, onerror=make_writable_and_retry)

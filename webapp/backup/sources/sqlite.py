@@ -5,8 +5,8 @@ import sqlite3
 import time
 
 from ..errors import DumpError, RestoreError, SourceError
-from ..reader import sqlite_integrity_problem
-from .base import Restorer, Source, beside
+from ..reader import sqlite_integrity_problem, sqlite_uri
+from .base import Restorer, Source, beside, make_parents, remove_made_parents
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -17,7 +17,7 @@ def is_sqlite_file(path):
 
 
 def table_count(path):
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    con = sqlite3.connect(sqlite_uri(path, "ro"), uri=True)
     try:
         return con.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
     finally:
@@ -81,7 +81,7 @@ class SqliteSource(Source):
     def _snapshot(self, target):
         """A consistent copy through the online backup API: WAL content included, no torn pages."""
         try:
-            src = sqlite3.connect(f"file:{self.path}?mode=rw", uri=True, timeout=30)
+            src = sqlite3.connect(sqlite_uri(self.path, "rw"), uri=True, timeout=30)
         except sqlite3.Error as e:
             raise DumpError(f"cannot open SQLite database {self.path}: {e}") from None
         dst = sqlite3.connect(target)
@@ -102,28 +102,34 @@ class SqliteSource(Source):
             src.close()
 
 
-def copy_database(source_path, target_path, deadline_seconds):
+def copy_database(source_path, target_path, deadline_seconds, live_path=None):
     """Copy one SQLite database over another in a single transaction, through the backup API.
 
-    A target locked by the application would make backup() retry forever; the progress callback
-    gives up at the deadline instead, and the target is left untouched (its transaction never
-    committed). A WAL target gets its log checkpointed into the main file afterwards.
+    A database locked by the application (`live_path`, the target unless said otherwise) would
+    make backup() retry forever; the progress callback gives up at the deadline instead, and the
+    target is left untouched (its transaction never committed). A WAL target gets its log
+    checkpointed into the main file afterwards, as a courtesy: the copy is committed by then.
     """
     deadline = time.monotonic() + deadline_seconds
 
     def give_up_at_deadline(status, remaining, total):
         if status in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) and time.monotonic() > deadline:
-            raise RestoreError(f"{target_path} stayed locked by another program for {deadline_seconds} s; "
-                               f"stop the application (or its long transaction) and restore again")
+            raise RestoreError(f"{live_path or target_path} stayed locked by another program for "
+                               f"{deadline_seconds} s; stop the application (or its long transaction) "
+                               f"and restore again")
 
-    src = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
+    src = sqlite3.connect(sqlite_uri(source_path, "ro"), uri=True)
     dst = sqlite3.connect(target_path, timeout=0)
     try:
-        src.backup(dst, pages=-1, progress=give_up_at_deadline, sleep=0.05)
-        if dst.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
-            dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    except sqlite3.Error as e:
-        raise RestoreError(f"writing {target_path} failed: {e}") from None
+        try:
+            src.backup(dst, pages=-1, progress=give_up_at_deadline, sleep=0.05)
+        except sqlite3.Error as e:
+            raise RestoreError(f"writing {target_path} failed: {e}") from None
+        try:
+            if dst.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass  # the application got the lock first; SQLite checkpoints the log later itself
     finally:
         dst.close()
         src.close()
@@ -133,7 +139,7 @@ class SqliteRestorer(Restorer):
     """Stages the dump beside the live database, checks it, then copies it in transactionally.
 
     Before applying, the live database is copied aside, so a later failure of another source in
-    the same restore can put it back.
+    the same restore can put it back; a database that did not exist before is removed again.
     """
 
     def __init__(self, source, token, lock_timeout):
@@ -141,14 +147,16 @@ class SqliteRestorer(Restorer):
         self.target = source.path
         self.staged = beside(self.target, "restore", token)
         self.undo_copy = beside(self.target, "undo", token)
+        self.made_parents = None
         self.received = False
         self.applied = False
+        self.had_target = True
 
     def database_sink(self, kind, member):
         if kind != "sqlite3":
             raise RestoreError(f"the archive holds a {kind} dump for {self.name!r}, a SQLite source here")
         try:
-            os.makedirs(os.path.dirname(self.target), exist_ok=True)
+            self.made_parents = make_parents(self.target)
             sink = open(self.staged, "xb")
         except OSError as e:
             raise RestoreError(f"cannot stage the database beside {self.target}: {e.strerror}") from None
@@ -163,14 +171,22 @@ class SqliteRestorer(Restorer):
             raise RestoreError(f"the archived database {self.name!r} fails integrity_check: {problem}")
 
     def apply(self):
-        if os.path.exists(self.target):
-            copy_database(self.target, self.undo_copy, self.lock_timeout)
-        copy_database(self.staged, self.target, self.lock_timeout)
+        self.had_target = os.path.exists(self.target)
+        if self.had_target:
+            copy_database(self.target, self.undo_copy, self.lock_timeout, live_path=self.target)
+        try:
+            copy_database(self.staged, self.target, self.lock_timeout)
+        except BaseException:
+            if not self.had_target:
+                remove_file(self.target)  # connecting made an empty file; it was not there before
+            raise
         self.applied = True
 
     def undo(self):
         if self.applied and os.path.exists(self.undo_copy):
             copy_database(self.undo_copy, self.target, self.lock_timeout)
+        elif self.applied and not self.had_target:
+            remove_file(self.target)
         self.applied = False
 
     def commit(self):
@@ -179,6 +195,8 @@ class SqliteRestorer(Restorer):
     def discard(self):
         remove_file(self.staged)
         remove_file(self.undo_copy)
+        if not os.path.lexists(self.target):
+            remove_made_parents(self.target, self.made_parents)
 
     def recover(self):
         self.discard()
