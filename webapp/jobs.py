@@ -38,19 +38,26 @@ class LostOwnership(Cancelled):
     """The row was taken from this attempt (reconciled or cancelled while pending)."""
 
 
+def job_id_for(row, kind):
+    """Known before the job is queued, so the row is committed whole before any worker sees it."""
+    return f"{kind}-{row.id}-{row.attempt[:8]}"
+
+
 def enqueue_backup(backup):
-    """Put the job on the queue; a queue that cannot be reached fails the row at once."""
+    """Put the job on the queue; a queue that cannot be reached fails the row at once.
+
+    Nothing is committed after the enqueue, so the caller still holds the row as it was queued
+    (pending) even when a worker starts it at once.
+    """
     try:
-        job = get_queue().enqueue(
-            run_backup, backup.id, backup.attempt, job_id=f"backup-{backup.id}-{backup.attempt[:8]}",
+        get_queue().enqueue(
+            run_backup, backup.id, backup.attempt, job_id=backup.job_id,
             job_timeout=current_app.config["JOB_TIMEOUT"], result_ttl=86400, failure_ttl=7 * 86400,
             description=f"backup {backup.name}")
     except Exception as e:
         log.exception("enqueue failed")
         fail_orphan(backup, f"the job queue (Redis) could not be reached: {e}")
         raise services.Unavailable("the job queue (Redis) is not reachable; is the worker side running?") from None
-    backup.job_id = job.id
-    db.session.commit()
 
 
 # ----------------------------------------------------------------- jobs ----
@@ -96,17 +103,14 @@ def run_backup(backup_id, attempt):
 def enqueue_operation(operation, function):
     """Queue a verify or restore job. Never with a Retry: a restore must not run twice by itself."""
     try:
-        job = get_queue().enqueue(
-            function, operation.id, operation.attempt,
-            job_id=f"{operation.kind}-{operation.id}-{operation.attempt[:8]}",
+        get_queue().enqueue(
+            function, operation.id, operation.attempt, job_id=operation.job_id,
             job_timeout=current_app.config["JOB_TIMEOUT"], result_ttl=86400, failure_ttl=7 * 86400,
             description=f"{operation.kind} of backup {operation.backup_id}")
     except Exception as e:
         log.exception("enqueue failed")
         fail_orphan(operation, f"the job queue (Redis) could not be reached: {e}")
         raise services.Unavailable("the job queue (Redis) is not reachable; is the worker side running?") from None
-    operation.job_id = job.id
-    db.session.commit()
 
 
 def run_verify(operation_id, attempt):

@@ -273,16 +273,18 @@ def start_backup(type="full", source_ids=None, note="", compression="zstd", mode
     jobs.reconcile()
     backup = new_backup_row(type, trigger, sources, compression, note, user, schedule_id, mode=mode)
     db.session.add(backup)
-    acquire_run_lock(backup, "backup:{}")
-    jobs.enqueue_backup(backup)
+    acquire_run_lock(backup, "backup:{}", lambda row: jobs.job_id_for(row, "backup"))
     audit("backup.create", f"backup:{backup.id}", detail=f"{type} backup of {', '.join(s.name for s in sources)}",
           user=user)
+    db.session.refresh(backup)
+    jobs.enqueue_backup(backup)
     return backup
 
 
-def acquire_run_lock(row, owner_pattern):
-    """Commit the new row together with the run lock, or refuse with 409 naming what runs."""
+def acquire_run_lock(row, owner_pattern, job_id_for):
+    """Commit the new row (with its job id) together with the run lock, or refuse with 409."""
     db.session.flush()
+    row.job_id = job_id_for(row)
     db.session.add(RunLock(name=RUN_LOCK, owner=owner_pattern.format(row.id)))
     try:
         db.session.commit()
@@ -346,9 +348,12 @@ def start_verify(backup, deep=False, user=None):
     operation = Operation(kind="verify", backup_id=backup.id, params={"deep": deep},
                           created_by_id=user.id if user else None, attempt=secrets.token_hex(16))
     db.session.add(operation)
+    db.session.flush()
+    operation.job_id = jobs.job_id_for(operation, "verify")
     db.session.commit()
-    jobs.enqueue_operation(operation, jobs.run_verify)
     audit("backup.verify.start", f"backup:{backup.id}", detail="deep" if deep else "quick", user=user)
+    db.session.refresh(operation)
+    jobs.enqueue_operation(operation, jobs.run_verify)
     return operation
 
 
@@ -407,10 +412,11 @@ def start_restore(backup, confirm=None, source_ids=None, safety_backup=True, use
                                   "safety_backup": safety_backup},
                           attempt=secrets.token_hex(16))
     db.session.add(operation)
-    acquire_run_lock(operation, "operation:{}")
-    jobs.enqueue_operation(operation, jobs.run_restore)
+    acquire_run_lock(operation, "operation:{}", lambda row: jobs.job_id_for(row, "restore"))
     audit("backup.restore.start", f"backup:{backup.id}", user=user,
           detail=f"restore of {', '.join(s.name for s in targets)} (safety backup {'on' if safety_backup else 'off'})")
+    db.session.refresh(operation)
+    jobs.enqueue_operation(operation, jobs.run_restore)
     return operation
 
 
