@@ -30,6 +30,12 @@ MAX_JSON_BYTES = 64 << 20  # cairn.json and manifest.json are read into memory; 
 # a decompression bomb. Real backups stay far below it: even text compresses less than 20:1.
 MAX_EXPANSION = 200
 EXPANSION_MARGIN = 1 << 30
+# pax and GNU long-name headers are read whole into memory by tarfile before it returns the
+# member they describe; Cairn's own are a few hundred bytes.
+MAX_EXTENDED_HEADER = 1 << 20
+EXTENDED_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
+                  tarfile.GNUTYPE_LONGLINK)
+MAGIC = {"zstd": (0, b"\x28\xb5\x2f\xfd"), "gzip": (0, b"\x1f\x8b"), "none": (257, b"ustar")}
 STREAM_ERRORS = (EOFError, tarfile.TarError, zstd.ZstdError, gzip.BadGzipFile, OSError,
                  UnicodeDecodeError)
 
@@ -106,8 +112,55 @@ class _HashingReader:
         return True
 
 
-def check_member_name(member):
-    """Refuse anything but regular files and folders at safe, expected paths."""
+class _CheckedTarInfo(tarfile.TarInfo):
+    """Refuses an oversized extended header before tarfile reads it into memory."""
+
+    def _proc_member(self, tarfile_):
+        if self.type in EXTENDED_TYPES and self.size > MAX_EXTENDED_HEADER:
+            raise VerifyError(f"an extended tar header of {self.size} bytes (more than "
+                              f"{MAX_EXTENDED_HEADER}) precedes a member; Cairn never writes one")
+        return super()._proc_member(tarfile_)
+
+
+class _LimitedReader:
+    """The decompressed tar stream, refused as a decompression bomb once it exceeds `limit`.
+
+    Headers count as well as member data, and so does anything after the end of the tar.
+    """
+
+    def __init__(self, stream, limit):
+        self.stream = stream
+        self.limit = limit
+        self.size = 0
+
+    def read(self, n=-1):
+        data = self.stream.read(n)
+        self.size += len(data)
+        if self.size > self.limit:
+            raise bomb(self.limit)
+        return data
+
+
+def bomb(limit):
+    return VerifyError(f"the archive unpacks to more than {limit} bytes; refusing it as a decompression bomb")
+
+
+def check_magic(path, compression):
+    """A clear message for a file that is empty or not what its name says (before decompressing)."""
+    with open(path, "rb") as f:
+        head = f.read(tarfile.BLOCKSIZE)
+    name = os.path.basename(path)
+    if not head:
+        raise VerifyError(f"{name} is empty (0 bytes), not an archive")
+    offset, magic = MAGIC[compression]
+    if head[offset:offset + len(magic)] != magic:
+        what = {"zstd": "a zstd-compressed file", "gzip": "a gzip-compressed file", "none": "a tar file"}
+        raise VerifyError(f"{name} does not start like {what[compression]}, as its name says: it is "
+                          f"damaged, or not a Cairn archive")
+
+
+def check_member_safety(member):
+    """Refuse anything but regular files and folders at safe relative paths."""
     name = member.name
     if member.type not in ALLOWED_TYPES:
         kind = {tarfile.SYMTYPE: "a symbolic link", tarfile.LNKTYPE: "a hard link",
@@ -119,6 +172,12 @@ def check_member_name(member):
     parts = name.rstrip("/").split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise VerifyError(f"member {name!r} has '.', '..' or empty path parts")
+
+
+def check_member_layout(member):
+    """Refuse members outside the archive format: cairn.json, manifest.json, database/, files/."""
+    name = member.name
+    parts = name.rstrip("/").split("/")
     if name in TOP_LEVEL:
         return
     if parts[0] == "database" and len(parts) == 2 and member.isfile():
@@ -165,24 +224,26 @@ def scan_archive(path, sink=None, expected=None, reporter=None, max_unpacked=Non
     limit = max_unpacked if max_unpacked is not None else unpack_limit(os.path.getsize(path))
     seen, names, meta, manifest, unpacked = [], set(), None, None, 0
     try:
+        check_magic(path, compression)
         with open(path, "rb") as raw:
             hashing = _HashingReader(raw, reporter)
-            stream = open_decompressor(hashing, compression)
-            with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as tar:
+            stream = _LimitedReader(open_decompressor(hashing, compression), limit)
+            with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK, tarinfo=_CheckedTarInfo) as tar:
                 for member in tar:
                     if manifest is not None:
                         raise VerifyError(f"member {member.name!r} follows manifest.json, which must be last")
-                    check_member_name(member)
+                    check_member_safety(member)
                     name = member_name(member)
+                    if meta is None and name != "cairn.json":
+                        raise VerifyError(f"this is not a Cairn archive: its first member is {name!r}, "
+                                          f"not cairn.json")
+                    check_member_layout(member)
                     if name in names:
                         raise VerifyError(f"member {name!r} appears twice")
                     names.add(name)
-                    unpacked += member.size
+                    unpacked += member.size  # refused on the header's word, before reading the data
                     if unpacked > limit:
-                        raise VerifyError(f"the archive unpacks to more than {limit} bytes; refusing it as a "
-                                          f"decompression bomb")
-                    if meta is None and name != "cairn.json":
-                        raise VerifyError(f"the first member is {name!r}, not cairn.json")
+                        raise bomb(limit)
                     if name in ("cairn.json", "manifest.json"):
                         data = read_json_member(tar, member)
                         if name == "cairn.json":
