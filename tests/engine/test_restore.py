@@ -4,13 +4,14 @@ import os
 import shutil
 import sqlite3
 import stat
+import subprocess
 import time
 
 import pytest
 from engine_support import (build_tree, files_source, make_db, sha256_of, sqlite_source,
                             sqlite_state, tree_state, write_file)
 
-from webapp.backup.errors import RestoreError
+from webapp.backup.errors import RestoreError, VerifyError
 from webapp.backup.restore import restore_archive
 
 TOKEN = "t1"
@@ -87,6 +88,22 @@ def add_read_only_folders(tree):
 
 
 # --- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def immutable():
+    """Mark folders immutable (`chattr +i`): renaming one then fails, even for root."""
+    marked = []
+
+    def mark(path):
+        done = subprocess.run(["chattr", "+i", os.fspath(path)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"needs chattr +i (root, on ext4/xfs/btrfs/tmpfs): {done.stderr.strip()}")
+        marked.append(path)
+
+    yield mark
+    for path in marked:
+        subprocess.run(["chattr", "-i", os.fspath(path)], capture_output=True)
 
 
 @pytest.fixture
@@ -353,44 +370,116 @@ def test_locked_database_fails_in_time_and_the_folder_applied_first_is_put_back(
     assert sqlite_state(db_path) == rows_before
 
 
-def test_folder_that_cannot_be_swapped_puts_the_database_applied_first_back(
-        backup, tmp_path, tiny_fs, plain_db):
-    """The folder is a mount point, so renaming it aside fails after the database was written:
-    the database gets its pre-restore rows back and the folder is untouched."""
-    mount = tiny_fs("8m")
-    build_tree(mount / "uploads")
-    sources = [sqlite_source(plain_db), files_source(mount)]  # the database is applied first
+def test_folder_that_cannot_be_renamed_puts_the_database_applied_first_back(
+        backup, sample_tree, plain_db, immutable):
+    """Renaming the folder aside fails after the database was written: the database gets its
+    pre-restore rows back, the folder is untouched, and the message says what happened."""
+    sources = [sqlite_source(plain_db), files_source(sample_tree)]  # the database is applied first
     result, archive = backup(sources)
     change_db(plain_db)
-    change_tree(mount / "uploads")
+    change_tree(sample_tree)
     rows_before = sqlite_state(plain_db)
-    tree_before = tree_state(mount, include_root=True)
+    tree_before = tree_state(sample_tree, include_root=True)
+    immutable(sample_tree)  # even root may not rename it now
+
+    with pytest.raises(RestoreError, match=r"restoring uploads failed: Operation not permitted.*"
+                                           r"app, already restored, was put back as before"):
+        restore_archive(archive, sources, token=TOKEN, expected_sha256=result.sha256,
+                        expected_members=result.members, lock_timeout=1)
+
+    assert sqlite_state(plain_db) == rows_before
+    assert tree_state(sample_tree, include_root=True) == tree_before
+    assert cairn_leftovers(sample_tree, plain_db) == []
+
+
+def test_a_database_created_by_a_failed_restore_is_removed_again(backup, tmp_path, sample_tree, immutable):
+    """A restore onto a machine without the database that fails later leaves no database behind."""
+    db_path = tmp_path / "db" / "app.db"
+    db_path.parent.mkdir()
+    make_db(db_path).close()
+    sources = [sqlite_source(db_path), files_source(sample_tree)]
+    result, archive = backup(sources)
+    os.unlink(db_path)
+    immutable(sample_tree)
 
     with pytest.raises(RestoreError, match="put back"):
         restore_archive(archive, sources, token=TOKEN, expected_sha256=result.sha256,
                         expected_members=result.members, lock_timeout=1)
 
-    assert sqlite_state(plain_db) == rows_before
-    assert tree_state(mount, include_root=True) == tree_before
-    assert cairn_leftovers(mount, plain_db) == []
+    assert os.listdir(db_path.parent) == []
 
 
-def test_a_database_created_by_a_failed_restore_is_removed_again(backup, tmp_path, tiny_fs):
-    """A restore onto a machine without the database that fails later leaves no database behind."""
-    db_path = tmp_path / "db" / "app.db"
-    db_path.parent.mkdir()
-    make_db(db_path).close()
+def test_a_mount_point_is_refused_before_anything_is_written(backup, tiny_fs, plain_db):
+    """A folder that is a mount point cannot be swapped by rename: say so before any target,
+    the database included, is touched."""
     mount = tiny_fs("8m")
     build_tree(mount / "uploads")
-    sources = [sqlite_source(db_path), files_source(mount)]
+    sources = [sqlite_source(plain_db), files_source(mount)]
     result, archive = backup(sources)
-    os.unlink(db_path)
+    change_db(plain_db)
+    before = target_state(mount, plain_db)
 
-    with pytest.raises(RestoreError):
+    with pytest.raises(RestoreError, match="is a mount point"):
         restore_archive(archive, sources, token=TOKEN, expected_sha256=result.sha256,
                         expected_members=result.members, lock_timeout=1)
 
-    assert os.listdir(db_path.parent) == []
+    assert target_state(mount, plain_db) == before
+    assert cairn_leftovers(mount, plain_db) == []
+
+
+@pytest.mark.parametrize("damage", ["zeros", "foreign-bytes", "bad-pages"])
+def test_restore_over_a_destroyed_database_brings_the_rows_back(backup, plain_db, damage):
+    """The usual reason to restore: the live file is no database any more. SQLite cannot write
+    into it, so it is set aside (with a stale journal that must not be replayed) and replaced
+    by a file with the same owner and mode, so the application can still open it."""
+    os.chmod(plain_db, 0o640)
+    if os.geteuid() == 0:
+        os.chown(plain_db, 4242, 4343)
+    owner_and_mode = os.stat(plain_db).st_uid, os.stat(plain_db).st_gid, os.stat(plain_db).st_mode
+    before = sqlite_state(plain_db)
+    source = sqlite_source(plain_db)
+    result, archive = backup([source])
+    size = os.path.getsize(plain_db)
+    with open(plain_db, "r+b" if damage == "bad-pages" else "wb") as f:
+        if damage == "bad-pages":  # the header survives, b-tree pages do not
+            f.seek(2 * 4096)
+            f.write(b"\xff" * 3 * 4096)
+        else:
+            f.write(bytes(size) if damage == "zeros" else b"encrypted by someone else " * (size // 26))
+    if damage == "zeros":
+        write_file(f"{plain_db}-journal", b"stale journal of the destroyed file" * 100)
+
+    restore_archive(archive, [source], token=TOKEN, expected_sha256=result.sha256,
+                    expected_members=result.members, lock_timeout=1)
+
+    assert sqlite_state(plain_db) == before
+    assert not os.path.exists(f"{plain_db}-journal")
+    assert (os.stat(plain_db).st_uid, os.stat(plain_db).st_gid, os.stat(plain_db).st_mode) == owner_and_mode
+    assert cairn_leftovers(plain_db) == []
+
+
+def test_a_failed_restore_puts_a_destroyed_database_back_as_it_was(backup, plain_db, sample_tree,
+                                                                  immutable):
+    """All or nothing holds even for an unreadable file: its exact bytes come back."""
+    sources = [sqlite_source(plain_db), files_source(sample_tree)]
+    result, archive = backup(sources)
+    with open(plain_db, "wb") as f:
+        f.write(b"not a database any more\n" * 200)
+    before = target_state(sample_tree, plain_db)
+    immutable(sample_tree)
+
+    with pytest.raises(RestoreError, match="put back"):
+        restore_archive(archive, sources, token=TOKEN, expected_sha256=result.sha256,
+                        expected_members=result.members, lock_timeout=1)
+
+    assert target_state(sample_tree, plain_db) == before
+
+
+def test_a_missing_archive_is_a_verify_error(tmp_path, sample_tree):
+    before = target_state(sample_tree, tmp_path / "app.db")
+    with pytest.raises(VerifyError, match="archive file is missing"):
+        restore_archive(tmp_path / "gone.tar.zst", [files_source(sample_tree)], token=TOKEN)
+    assert target_state(sample_tree, tmp_path / "app.db") == before
 
 
 # --- recovery after a killed restore -------------------------------------------------------

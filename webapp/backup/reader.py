@@ -220,6 +220,8 @@ def scan_archive(path, sink=None, expected=None, reporter=None, max_unpacked=Non
     problem; Cancelled when the reporter says so.
     """
     compression = compression_from_name(path)
+    if not os.path.isfile(path):
+        raise VerifyError(f"{os.path.basename(path)}: the archive file is missing")
     expected_by_name = {m["path"]: m for m in expected} if expected is not None else None
     limit = max_unpacked if max_unpacked is not None else unpack_limit(os.path.getsize(path))
     seen, names, meta, manifest, unpacked = [], set(), None, None, 0

@@ -11,7 +11,7 @@ import dataclasses
 import os
 import shutil
 
-from .errors import BackupError, RestoreError, VerifyError
+from .errors import RestoreError, VerifyError
 from .reader import database_kind, quick_check, scan_archive, sqlite_integrity_problem
 
 
@@ -88,7 +88,7 @@ def restore_archive(path, sources, *, token, expected_sha256=None, expected_memb
     """
     restorers = {}
     if reporter is not None:
-        reporter.total = os.path.getsize(path)
+        reporter.total = os.path.getsize(path) if os.path.isfile(path) else 0
         reporter.set_phase("verifying and staging")
     try:
         for source in sources:
@@ -105,9 +105,18 @@ def restore_archive(path, sources, *, token, expected_sha256=None, expected_memb
             reporter.set_phase("applying")  # the last moment a cancel is honoured
         apply_all(list(restorers.values()))
     finally:
-        for restorer in restorers.values():
-            restorer.discard()
+        discard_all(restorers.values())
     return RestoreResult(result.sha256, [s.name for s in sources])
+
+
+def discard_all(restorers):
+    """Remove every restorer's staged data; a failure here must not hide how the restore ended
+    (the staging names carry the token, so leftovers can still be found and removed)."""
+    for restorer in restorers:
+        try:
+            restorer.discard()
+        except Exception:
+            pass
 
 
 def member_router(restorers):
@@ -126,6 +135,13 @@ def member_router(restorers):
     return sink
 
 
+def reason(error):
+    """An OSError as a person reads it ("Operation not permitted: '/srv/uploads'")."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}: {error.filename!r}" if error.filename else error.strerror
+    return str(error)
+
+
 def check_sources_present(meta, sources):
     archived = {s.get("name"): s.get("kind") for s in meta.get("sources", []) if isinstance(s, dict)}
     for source in sources:
@@ -138,11 +154,11 @@ def check_sources_present(meta, sources):
 
 def apply_all(restorers):
     """Apply each restorer; when one fails, undo those already applied, newest first."""
-    applied = []
+    applied, failing = [], None
     try:
-        for restorer in restorers:
-            restorer.apply()
-            applied.append(restorer)
+        for failing in restorers:
+            failing.apply()
+            applied.append(failing)
     except BaseException as e:
         undo_errors = []
         for restorer in reversed(applied):
@@ -153,10 +169,10 @@ def apply_all(restorers):
         if undo_errors:
             raise RestoreError(f"restore failed ({e}) and putting back failed too: "
                                f"{'; '.join(undo_errors)}") from None
-        if isinstance(e, BackupError):
-            raise
-        if isinstance(e, OSError):
-            raise RestoreError(f"restore failed and every target was put back: {e}") from None
+        if isinstance(e, (RestoreError, OSError)):
+            put_back = (f"; {', '.join(r.name for r in applied)}, already restored, "
+                        f"{'was' if len(applied) == 1 else 'were'} put back as before" if applied else "")
+            raise RestoreError(f"restoring {failing.name} failed: {reason(e)}{put_back}") from None
         raise
     for restorer in restorers:
         restorer.commit()

@@ -227,6 +227,10 @@ class FolderRestorer(Restorer):
     def _make_staging(self):
         if self.staged:
             return
+        if os.path.ismount(self.target):
+            raise RestoreError(f"{self.target} is a mount point: Cairn restores a folder by renaming a "
+                               f"complete copy into its place, which a mount point does not allow; back up "
+                               f"and restore a folder inside it, or unpack the archive by hand")
         try:
             self.made_parents = make_parents(self.target)
             os.mkdir(self.staging, 0o700)  # fails if it exists: staging is always new and private

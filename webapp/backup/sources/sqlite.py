@@ -2,6 +2,7 @@
 
 import os
 import sqlite3
+import stat
 import time
 
 from ..errors import DumpError, RestoreError, SourceError
@@ -140,6 +141,9 @@ class SqliteRestorer(Restorer):
 
     Before applying, the live database is copied aside, so a later failure of another source in
     the same restore can put it back; a database that did not exist before is removed again.
+    A live file SQLite cannot read at all (overwritten, zeroed: the reason for many restores)
+    cannot be written through SQLite either: it is renamed aside, with its journal and log, and
+    the restore writes a fresh file in its place.
     """
 
     def __init__(self, source, token, lock_timeout):
@@ -151,6 +155,7 @@ class SqliteRestorer(Restorer):
         self.received = False
         self.applied = False
         self.had_target = True
+        self.set_aside = False
 
     def database_sink(self, kind, member):
         if kind != "sqlite3":
@@ -172,20 +177,32 @@ class SqliteRestorer(Restorer):
 
     def apply(self):
         self.had_target = os.path.exists(self.target)
-        if self.had_target:
+        self.set_aside = self.had_target and unreadable_database(self.target)
+        if self.set_aside:
+            move_database(self.target, self.undo_copy)
+        elif self.had_target:
             copy_database(self.target, self.undo_copy, self.lock_timeout, live_path=self.target)
         try:
             copy_database(self.staged, self.target, self.lock_timeout)
+            if self.set_aside:
+                copy_owner_and_mode(self.undo_copy, self.target)  # the application must still open it
         except BaseException:
-            if not self.had_target:
-                remove_file(self.target)  # connecting made an empty file; it was not there before
+            if not self.had_target or self.set_aside:
+                remove_file(self.target)  # connecting made an empty file where there was none
+            if self.set_aside:
+                move_database(self.undo_copy, self.target)
             raise
         self.applied = True
 
     def undo(self):
-        if self.applied and os.path.exists(self.undo_copy):
+        if not self.applied:
+            return
+        if self.set_aside:
+            remove_file(self.target)
+            move_database(self.undo_copy, self.target)
+        elif self.had_target:
             copy_database(self.undo_copy, self.target, self.lock_timeout)
-        elif self.applied and not self.had_target:
+        else:
             remove_file(self.target)
         self.applied = False
 
@@ -199,7 +216,47 @@ class SqliteRestorer(Restorer):
             remove_made_parents(self.target, self.made_parents)
 
     def recover(self):
+        if not os.path.lexists(self.target) and os.path.lexists(self.undo_copy):
+            move_database(self.undo_copy, self.target)  # killed while an unreadable file was aside
         self.discard()
+
+
+# Not a database, or a damaged one; or a hot journal that a read-only connection may not roll back.
+UNREADABLE = (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_READONLY_ROLLBACK)
+
+
+def unreadable_database(path):
+    """True when SQLite cannot read `path` as it is (a lock is not that)."""
+    try:
+        con = sqlite3.connect(sqlite_uri(path, "ro"), uri=True, timeout=0)
+        try:
+            con.execute("PRAGMA schema_version").fetchone()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        return getattr(e, "sqlite_errorcode", None) in UNREADABLE
+    return False
+
+
+def copy_owner_and_mode(model, path):
+    st = os.stat(model)
+    if os.geteuid() == 0:
+        os.chown(path, st.st_uid, st.st_gid)
+    os.chmod(path, stat.S_IMODE(st.st_mode))
+
+
+def move_database(path, to):
+    """Rename a database file with its rollback journal and write-ahead log; drop its -shm index.
+
+    They travel together: a journal or log left beside a different file would be replayed into it.
+    """
+    for suffix in ("", "-wal", "-journal"):
+        if os.path.lexists(path + suffix):
+            os.replace(path + suffix, to + suffix)
+    try:
+        os.unlink(path + "-shm")
+    except FileNotFoundError:
+        pass
 
 
 def remove_file(path):
