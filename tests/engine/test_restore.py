@@ -11,7 +11,8 @@ import pytest
 from engine_support import (build_tree, files_source, make_db, sha256_of, sqlite_source,
                             sqlite_state, tree_state, write_file)
 
-from webapp.backup.errors import RestoreError, VerifyError
+from webapp.backup.errors import Cancelled, RestoreError, VerifyError
+from webapp.backup.progress import Reporter
 from webapp.backup.restore import restore_archive
 
 TOKEN = "t1"
@@ -144,6 +145,22 @@ def test_round_trip_restores_files_and_rows_exactly(backed_up):
     assert tree_state(backed_up["tree"], include_root=True) == backed_up["tree_before"]
     assert sqlite_state(backed_up["db"]) == backed_up["db_before"]
     assert cairn_leftovers(backed_up["tree"], backed_up["db"]) == []
+
+
+def test_file_names_that_are_not_utf8_round_trip(backup, sample_tree):
+    """Linux names are bytes: one that is not valid UTF-8 comes back with the same bytes."""
+    with open(os.path.join(os.fsencode(sample_tree), b"latin1-caf\xe9.txt"), "wb") as f:
+        f.write(b"written by an old program\n")
+    before = tree_state(sample_tree, include_root=True)
+    source = files_source(sample_tree)
+    result, archive = backup([source])
+    shutil.rmtree(sample_tree)
+
+    restore_archive(archive, [source], token=TOKEN, expected_sha256=result.sha256,
+                    expected_members=result.members)
+
+    assert tree_state(sample_tree, include_root=True) == before
+    assert b"latin1-caf\xe9.txt" in os.listdir(os.fsencode(sample_tree))
 
 
 def test_read_only_folders_come_back_read_only_with_their_files(backed_up):
@@ -334,6 +351,20 @@ def test_a_source_of_another_kind_is_refused_and_nothing_changes(backed_up, tmp_
 
 
 # --- failures while applying ---------------------------------------------------------------
+
+
+def test_cancel_while_staging_leaves_every_target_as_it_was(backed_up):
+    """A cancel arrives halfway through the archive: nothing was applied, staging is gone."""
+    change_tree(backed_up["tree"])
+    change_db(backed_up["db"])
+    before = target_state(backed_up["tree"], backed_up["db"])
+    reporter = Reporter(should_cancel=lambda: reporter.done > os.path.getsize(backed_up["archive"]) // 2)
+
+    with pytest.raises(Cancelled):
+        restore(backed_up, reporter=reporter)
+
+    assert reporter.phase == "verifying and staging"
+    assert target_state(backed_up["tree"], backed_up["db"]) == before
 
 
 @pytest.mark.parametrize("journal", ["plain", "wal"])

@@ -51,6 +51,11 @@ def test_deep_verify_passes_and_counts_every_member(good, tmp_path):
     assert not (tmp_path / "verify").exists()
 
 
+def test_deep_verify_without_a_staging_folder_uses_a_private_one(good):
+    report = verify_archive(good["archive"], good["result"].sha256, good["result"].members, deep=True)
+    assert report.ok, report.problems
+
+
 def test_deep_verify_without_a_record_checks_the_stream_alone(good, tmp_path):
     report = verify_archive(good["archive"], None, None, deep=True, staging_dir=tmp_path / "verify")
     assert report.ok, report.problems

@@ -10,6 +10,7 @@ its SHA-256 and its manifest have been checked.
 import dataclasses
 import os
 import shutil
+import tempfile
 
 from .errors import RestoreError, VerifyError
 from .reader import database_kind, quick_check, scan_archive, sqlite_integrity_problem
@@ -26,7 +27,11 @@ class VerifyReport:
 
 def verify_archive(path, expected_sha256=None, expected_members=None, deep=False, staging_dir=None,
                    reporter=None):
-    """Check an archive; return a report listing every problem found (by name)."""
+    """Check an archive; return a report listing every problem found (by name).
+
+    A deep check spools database dumps into `staging_dir` (a private temporary folder when not
+    given), which is removed afterwards.
+    """
     if reporter is not None:
         reporter.total = os.path.getsize(path) * (2 if deep else 1) if os.path.exists(path) else 0
         reporter.set_phase("verifying checksum")
@@ -35,6 +40,8 @@ def verify_archive(path, expected_sha256=None, expected_members=None, deep=False
         return VerifyReport(not problems, deep, problems, expected_sha256)
     if reporter is not None:
         reporter.set_phase("verifying members")
+    if staging_dir is None:
+        staging_dir = tempfile.mkdtemp(prefix="cairn-verify-")
     os.makedirs(staging_dir, mode=0o700, exist_ok=True)
     try:
         spool = DatabaseSpool(staging_dir)

@@ -327,7 +327,7 @@ def remove_tree(path):
 
     def make_writable_and_retry(function, failed_path, exc_info):
         parent = os.path.dirname(os.path.normpath(failed_path))
-        if os.path.normpath(failed_path) == top or not parent.startswith(top):
+        if parent != top and not parent.startswith(top + os.sep):
             raise exc_info[1]  # never change permissions outside the tree being removed
         os.chmod(parent, 0o700)
         function(failed_path)
