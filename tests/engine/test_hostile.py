@@ -240,6 +240,7 @@ HOSTILE = [
     ("foreign-tar", foreign_tar, "not a Cairn archive"),
     ("other-format", meta_changed(format="other-tool"), "does not describe a Cairn archive"),
     ("future-version", meta_changed(format_version=2), "version 2 is not supported"),
+    ("sources-not-a-list", meta_changed(sources=5), "does not list its sources"),
     ("sql-renamed", raw_file(SQL_DUMP), "does not start like a zstd-compressed file"),
     ("empty-file", raw_file(b""), "empty"),
     ("trailing-garbage", trailing_garbage, "damaged"),
@@ -346,6 +347,23 @@ def test_a_source_listed_but_not_held_is_refused_instead_of_emptying_the_target(
     before = target_state(targets["tree"], targets["db"])
     with pytest.raises(RestoreError, match="holds no folder for 'up'"):
         restore_archive(archive, targets["sources"], token="t1")
+    assert target_state(targets["tree"], targets["db"]) == before
+    assert cairn_leftovers(targets["tree"], targets["db"]) == []
+
+
+@pytest.mark.parametrize("fields", [{"mtime": 1e20}, {"uid": 1 << 40}], ids=["mtime", "uid"])
+def test_impossible_numbers_in_a_header_are_a_restore_error_not_a_crash(tmp_path, targets, fields):
+    """pax headers carry numbers of any size; the file system takes only some."""
+    data = b"from the far future\n"
+    members = good_members(tmp_path)
+    entries = [entry(n, d) for n, d in members] + [entry("files/up/odd.txt", data)]
+    odd = header("files/up/odd.txt", len(data), **fields) + data + bytes(-len(data) % tarfile.BLOCKSIZE)
+    archive = write_zst(tmp_path / "out.tar.zst", tar_stream(members + [odd], manifest_entries=entries))
+    before = target_state(targets["tree"], targets["db"])
+
+    with pytest.raises(RestoreError, match="impossible owner or time"):
+        restore_archive(archive, targets["sources"], token="t1")
+
     assert target_state(targets["tree"], targets["db"]) == before
     assert cairn_leftovers(targets["tree"], targets["db"]) == []
 

@@ -207,6 +207,10 @@ def check_meta(meta):
     if meta.get("format_version") != FORMAT_VERSION:
         raise VerifyError(f"archive format version {meta.get('format_version')!r} is not supported "
                           f"(this Cairn reads version {FORMAT_VERSION})")
+    sources = meta.get("sources")
+    if not isinstance(sources, list) or not all(isinstance(s, dict) and isinstance(s.get("name"), str)
+                                                for s in sources):
+        raise VerifyError("cairn.json does not list its sources (a list of objects with a name)")
 
 
 def scan_archive(path, sink=None, expected=None, reporter=None, max_unpacked=None):

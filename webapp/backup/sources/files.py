@@ -195,11 +195,14 @@ class _StagedFile:
 
 
 def set_owner_mode_times(target, member):
-    """Mode and mtime from the archive; the owner too when we may (running as root)."""
-    if os.geteuid() == 0:
-        os.chown(target, member.uid, member.gid)
-    os.chmod(target, member.mode & 0o7777)
-    os.utime(target, (member.mtime, member.mtime))
+    """Mode and mtime from the tar header; the owner too when we may (running as root)."""
+    try:
+        if os.geteuid() == 0:
+            os.chown(target, member.uid, member.gid)
+        os.chmod(target, member.mode & 0o7777)
+        os.utime(target, (member.mtime, member.mtime))
+    except (OverflowError, ValueError) as e:  # pax headers can hold any number
+        raise RestoreError(f"{member.name}: the archive gives it an impossible owner or time ({e})") from None
 
 
 class FolderRestorer(Restorer):
@@ -216,7 +219,7 @@ class FolderRestorer(Restorer):
         self.target = os.path.realpath(source.path)
         self.staging = beside(self.target, "restore", token)
         self.old = beside(self.target, "old", token)
-        self.owners = {}
+        self.folders = {}  # relative path -> tar header
         self.made_parents = None
         self.staged = False
         self.applied = False
@@ -241,7 +244,7 @@ class FolderRestorer(Restorer):
     def file_sink(self, relative, member):
         self._make_staging()
         if member.isdir():
-            self.owners[relative] = (member.uid, member.gid)  # the manifest does not hold owners
+            self.folders[relative] = member  # its attributes are set once everything is staged
             return None
         path = self._staged_path(relative)
         try:
@@ -251,28 +254,22 @@ class FolderRestorer(Restorer):
             raise RestoreError(f"cannot write {relative} into staging beside {self.target}: {e.strerror}") from None
 
     def check(self, manifest_members):
-        """Staged files must be exactly the manifest's, with their sizes; then set the folders'
-        owners, modes and times."""
-        prefix = f"files/{self.name}"
-        root = next((m for m in manifest_members if m["path"] == prefix), None)
-        if root is None or root.get("type") != "dir":
+        """Staged files must be exactly the manifest's, with their sizes; then the folders get
+        their owners, modes and times (from their tar headers, as `tar x` would set them)."""
+        if "" not in self.folders:
             # Swapping in an empty staging folder would empty the target.
             raise RestoreError(f"the archive holds no folder for {self.name!r}")
-        self._make_staging()
-        dirs = [("", root)]
+        prefix = f"files/{self.name}/"
         for member in manifest_members:
-            if not member["path"].startswith(prefix + "/"):
-                continue
-            relative = member["path"][len(prefix) + 1:]
-            path = self._staged_path(relative)
-            if member.get("type") == "dir":
-                os.makedirs(path, 0o700, exist_ok=True)  # a folder that held nothing
-                dirs.append((relative, member))
-            elif not os.path.isfile(path) or os.path.getsize(path) != member["size"]:
-                raise RestoreError(f"{relative} was not staged as the manifest lists it")
+            if member.get("type") != "dir" and member["path"].startswith(prefix):
+                path = self._staged_path(member["path"][len(prefix):])
+                if not os.path.isfile(path) or os.path.getsize(path) != member["size"]:
+                    raise RestoreError(f"{member['path']} was not staged as the manifest lists it")
+        for relative in self.folders:
+            os.makedirs(self._staged_path(relative), 0o700, exist_ok=True)  # folders that held nothing
         # Deepest folders first and the root last, so a read-only mode never blocks what follows.
-        for relative, entry in sorted(dirs, key=lambda d: d[0].count("/") + bool(d[0]), reverse=True):
-            set_folder_attributes(self._staged_path(relative), entry, self.owners.get(relative))
+        for relative in sorted(self.folders, key=lambda r: r.count("/") + bool(r), reverse=True):
+            set_owner_mode_times(self._staged_path(relative), self.folders[relative])
 
     def apply(self):
         had_target = os.path.lexists(self.target)
@@ -306,14 +303,6 @@ class FolderRestorer(Restorer):
         if not os.path.lexists(self.target) and os.path.lexists(self.old):
             os.rename(self.old, self.target)
         remove_tree(self.staging)
-
-
-def set_folder_attributes(path, entry, owner):
-    """A staged folder's owner (when known and we may), mode and mtime."""
-    if owner is not None and os.geteuid() == 0:
-        os.chown(path, *owner)
-    os.chmod(path, entry["mode"])
-    os.utime(path, (entry["mtime"], entry["mtime"]))
 
 
 def remove_tree(path):
