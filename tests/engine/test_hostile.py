@@ -110,6 +110,7 @@ def with_member(*extra):
 
 
 def raw_file(data):
+    """A file that is not an archive at all, under an archive's name."""
     def build(tmp):
         path = tmp / "out.tar.zst"
         path.write_bytes(data)

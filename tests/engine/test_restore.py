@@ -147,6 +147,21 @@ def test_round_trip_restores_files_and_rows_exactly(backed_up):
     assert cairn_leftovers(backed_up["tree"], backed_up["db"]) == []
 
 
+@pytest.mark.parametrize("compression", ["gzip", "none"])
+def test_round_trip_from_the_other_compressions(backup, sample_tree, plain_db, compression):
+    tree_before, db_before = tree_state(sample_tree, include_root=True), sqlite_state(plain_db)
+    sources = [sqlite_source(plain_db), files_source(sample_tree)]
+    result, archive = backup(sources, compression)
+    change_tree(sample_tree)
+    change_db(plain_db)
+
+    restore_archive(archive, sources, token=TOKEN, expected_sha256=result.sha256,
+                    expected_members=result.members)
+
+    assert tree_state(sample_tree, include_root=True) == tree_before
+    assert sqlite_state(plain_db) == db_before
+
+
 def test_file_names_that_are_not_utf8_round_trip(backup, sample_tree):
     """Linux names are bytes: one that is not valid UTF-8 comes back with the same bytes."""
     with open(os.path.join(os.fsencode(sample_tree), b"latin1-caf\xe9.txt"), "wb") as f:
