@@ -38,26 +38,36 @@ class LostOwnership(Cancelled):
     """The row was taken from this attempt (reconciled or cancelled while pending)."""
 
 
-def job_id_for(row, kind):
+def job_id_for(row):
     """Known before the job is queued, so the row is committed whole before any worker sees it."""
+    kind = "backup" if isinstance(row, Backup) else row.kind
     return f"{kind}-{row.id}-{row.attempt[:8]}"
 
 
-def enqueue_backup(backup):
-    """Put the job on the queue; a queue that cannot be reached fails the row at once.
+def enqueue(row, function, description):
+    """Queue the job of a backup or operation row; a queue that cannot be reached fails the row.
 
     Nothing is committed after the enqueue, so the caller still holds the row as it was queued
-    (pending) even when a worker starts it at once.
+    (pending) even when a worker starts it at once. Never with a Retry: a restore must not run
+    twice by itself.
     """
     try:
         get_queue().enqueue(
-            run_backup, backup.id, backup.attempt, job_id=backup.job_id,
+            function, row.id, row.attempt, job_id=row.job_id,
             job_timeout=current_app.config["JOB_TIMEOUT"], result_ttl=86400, failure_ttl=7 * 86400,
-            description=f"backup {backup.name}")
+            description=description)
     except Exception as e:
         log.exception("enqueue failed")
-        fail_orphan(backup, f"the job queue (Redis) could not be reached: {e}")
+        fail_orphan(row, f"the job queue (Redis) could not be reached: {e}")
         raise services.Unavailable("the job queue (Redis) is not reachable; is the worker side running?") from None
+
+
+def enqueue_backup(backup):
+    enqueue(backup, run_backup, f"backup {backup.name}")
+
+
+def enqueue_operation(operation, function):
+    enqueue(operation, function, f"{operation.kind} of backup {operation.backup_id}")
 
 
 # ----------------------------------------------------------------- jobs ----
@@ -98,19 +108,6 @@ def run_backup(backup_id, attempt):
         store.delete(backup.file_name)
         return "abandoned: the row was reconciled before the archive was recorded"
     return "completed"
-
-
-def enqueue_operation(operation, function):
-    """Queue a verify or restore job. Never with a Retry: a restore must not run twice by itself."""
-    try:
-        get_queue().enqueue(
-            function, operation.id, operation.attempt, job_id=operation.job_id,
-            job_timeout=current_app.config["JOB_TIMEOUT"], result_ttl=86400, failure_ttl=7 * 86400,
-            description=f"{operation.kind} of backup {operation.backup_id}")
-    except Exception as e:
-        log.exception("enqueue failed")
-        fail_orphan(operation, f"the job queue (Redis) could not be reached: {e}")
-        raise services.Unavailable("the job queue (Redis) is not reachable; is the worker side running?") from None
 
 
 def run_verify(operation_id, attempt):

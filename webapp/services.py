@@ -273,7 +273,7 @@ def start_backup(type="full", source_ids=None, note="", compression="zstd", mode
     jobs.reconcile()
     backup = new_backup_row(type, trigger, sources, compression, note, user, schedule_id, mode=mode)
     db.session.add(backup)
-    acquire_run_lock(backup, "backup:{}", lambda row: jobs.job_id_for(row, "backup"))
+    acquire_run_lock(backup)
     audit("backup.create", f"backup:{backup.id}", detail=f"{type} backup of {', '.join(s.name for s in sources)}",
           user=user)
     db.session.refresh(backup)
@@ -281,11 +281,13 @@ def start_backup(type="full", source_ids=None, note="", compression="zstd", mode
     return backup
 
 
-def acquire_run_lock(row, owner_pattern, job_id_for):
+def acquire_run_lock(row):
     """Commit the new row (with its job id) together with the run lock, or refuse with 409."""
+    from . import jobs
+
     db.session.flush()
-    row.job_id = job_id_for(row)
-    db.session.add(RunLock(name=RUN_LOCK, owner=owner_pattern.format(row.id)))
+    row.job_id = jobs.job_id_for(row)
+    db.session.add(RunLock(name=RUN_LOCK, owner=jobs.run_lock_owner(type(row), row.id)))
     try:
         db.session.commit()
     except IntegrityError:
@@ -321,17 +323,7 @@ def get_operation(operation_id):
 
 def cancel_operation(operation, user=None):
     """Stop a pending or running verify or restore (a restore stops only before it applies)."""
-    from . import jobs
-
-    if not operation.is_active:
-        raise Conflict(f"operation {operation.id} is {operation.status}, not running")
-    if operation.status == Status.PENDING.value:
-        jobs.cancel_pending(operation)
-    else:
-        operation.cancel_requested = True
-        db.session.commit()
-    audit(f"{operation.kind}.cancel", f"operation:{operation.id}", user=user)
-    return operation
+    return request_cancel(operation, f"{operation.kind}.cancel", f"operation:{operation.id}", user)
 
 
 def start_verify(backup, deep=False, user=None):
@@ -349,7 +341,7 @@ def start_verify(backup, deep=False, user=None):
                           created_by_id=user.id if user else None, attempt=secrets.token_hex(16))
     db.session.add(operation)
     db.session.flush()
-    operation.job_id = jobs.job_id_for(operation, "verify")
+    operation.job_id = jobs.job_id_for(operation)
     db.session.commit()
     audit("backup.verify.start", f"backup:{backup.id}", detail="deep" if deep else "quick", user=user)
     db.session.refresh(operation)
@@ -412,7 +404,7 @@ def start_restore(backup, confirm=None, source_ids=None, safety_backup=True, use
                                   "safety_backup": safety_backup},
                           attempt=secrets.token_hex(16))
     db.session.add(operation)
-    acquire_run_lock(operation, "operation:{}", lambda row: jobs.job_id_for(row, "restore"))
+    acquire_run_lock(operation)
     audit("backup.restore.start", f"backup:{backup.id}", user=user,
           detail=f"restore of {', '.join(s.name for s in targets)} (safety backup {'on' if safety_backup else 'off'})")
     db.session.refresh(operation)
@@ -479,17 +471,22 @@ def imported_backup_row(checked, compression, original, user):
 
 def cancel_backup(backup, user=None):
     """Stop a pending or running backup; its partial file is removed."""
+    return request_cancel(backup, "backup.cancel", f"backup:{backup.id}", user)
+
+
+def request_cancel(row, action, target, user):
+    """Close a pending row at once; flag a running one for its job to stop at the next chunk."""
     from . import jobs
 
-    if not backup.is_active:
-        raise Conflict(f"backup {backup.id} is {backup.status}, not running")
-    if backup.status == Status.PENDING.value:
-        jobs.cancel_pending(backup)
+    if not row.is_active:
+        raise Conflict(f"{target.replace(':', ' ')} is {row.status}, not running")
+    if row.status == Status.PENDING.value:
+        jobs.cancel_pending(row)
     else:
-        backup.cancel_requested = True
+        row.cancel_requested = True
         db.session.commit()
-    audit("backup.cancel", f"backup:{backup.id}", user=user)
-    return backup
+    audit(action, target, user=user)
+    return row
 
 
 def update_backup(backup, data):
