@@ -37,12 +37,13 @@ def upload_name(compression):
 def check_upload(path, staging_dir, reporter=None):
     """Read the whole upload through the checking reader; return the ScanResult or raise VerifyError."""
     os.makedirs(staging_dir, mode=0o700, exist_ok=True)
+    spool = DatabaseSpool(staging_dir)
     try:
-        spool = DatabaseSpool(staging_dir)
         result = scan_archive(path, sink=spool.sink, reporter=reporter)
         problems = spool.problems()
         if problems:
             raise VerifyError("; ".join(problems))
         return result
     finally:
+        spool.abandon()
         shutil.rmtree(staging_dir, ignore_errors=True)

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 
 from .errors import RestoreError, VerifyError
-from .reader import database_kind, quick_check, scan_archive, sqlite_integrity_problem
+from .reader import DumpFile, checksum_problems, database_kind, quick_check, scan_archive
 
 
 @dataclasses.dataclass
@@ -29,53 +29,60 @@ def verify_archive(path, expected_sha256=None, expected_members=None, deep=False
                    reporter=None):
     """Check an archive; return a report listing every problem found (by name).
 
-    A deep check spools database dumps into `staging_dir` (a private temporary folder when not
-    given), which is removed afterwards.
+    A quick check compares the archive's SHA-256 with the record and the sidecar. A deep check
+    reads the archive once: it hashes the file while it checks every member, and spools database
+    dumps into `staging_dir` (a private temporary folder when not given) for their integrity
+    check; the folder is removed afterwards.
     """
     if reporter is not None:
-        reporter.total = os.path.getsize(path) * (2 if deep else 1) if os.path.exists(path) else 0
-        reporter.set_phase("verifying checksum")
-    problems = quick_check(path, expected_sha256, reporter)
+        reporter.total = os.path.getsize(path) if os.path.exists(path) else 0
+        reporter.set_phase("verifying members" if deep else "verifying checksum")
     if not deep or not os.path.isfile(path):
+        problems = quick_check(path, expected_sha256, reporter)
         return VerifyReport(not problems, deep, problems, expected_sha256)
-    if reporter is not None:
-        reporter.set_phase("verifying members")
     if staging_dir is None:
         staging_dir = tempfile.mkdtemp(prefix="cairn-verify-")
     os.makedirs(staging_dir, mode=0o700, exist_ok=True)
+    spool = DatabaseSpool(staging_dir)
     try:
-        spool = DatabaseSpool(staging_dir)
         result = scan_archive(path, sink=spool.sink, expected=expected_members, reporter=reporter)
-        problems += spool.problems()
+        problems = checksum_problems(path, result.sha256, expected_sha256) + spool.problems()
         return VerifyReport(not problems, deep, problems, result.sha256, len(result.members))
     except VerifyError as e:
-        return VerifyReport(False, deep, problems + [str(e)])
+        # Name a changed file too, not only where it broke (this reads the file once more).
+        return VerifyReport(False, deep, quick_check(path, expected_sha256) + [str(e)])
     finally:
+        spool.abandon()  # stops the checks a failed scan left running
         shutil.rmtree(staging_dir, ignore_errors=True)
 
 
 class DatabaseSpool:
-    """Spools SQLite members to scratch files so `PRAGMA integrity_check` can read them."""
+    """Spools SQLite members to scratch files and checks each one as soon as it is complete."""
 
     def __init__(self, staging_dir):
         self.staging_dir = staging_dir
-        self.paths = {}
+        self.dumps = {}
 
     def sink(self, name, member):
         if not name.startswith("database/") or database_kind(name) != "sqlite3":
             return None
-        path = os.path.join(self.staging_dir, f"db-{len(self.paths)}.sqlite3")
-        self.paths[name] = path
-        return open(path, "xb")
+        dump = DumpFile(os.path.join(self.staging_dir, f"db-{len(self.dumps)}.sqlite3"))
+        self.dumps[name] = dump
+        return dump
 
     def problems(self):
+        """What the integrity checks found, by member name (waiting for those still running)."""
         found = []
-        for name, path in self.paths.items():
-            problem = sqlite_integrity_problem(path)
+        for name, dump in self.dumps.items():
+            problem = dump.problem()
             if problem:
                 found.append(f"{name}: SQLite integrity_check failed: {problem}")
-            os.unlink(path)
         return found
+
+    def abandon(self):
+        """Stop checks still running (nothing happens to those that finished)."""
+        for dump in self.dumps.values():
+            dump.abandon()
 
 
 @dataclasses.dataclass

@@ -243,13 +243,18 @@ class FolderRestorer(Restorer):
 
     def file_sink(self, relative, member):
         self._make_staging()
-        if member.isdir():
-            self.folders[relative] = member  # its attributes are set once everything is staged
-            return None
         path = self._staged_path(relative)
         try:
-            os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
-            return _StagedFile(path, member)
+            if member.isdir():
+                self.folders[relative] = member  # its attributes are set once everything is staged
+                if relative:
+                    os.makedirs(path, 0o700, exist_ok=True)
+                return None
+            try:
+                return _StagedFile(path, member)
+            except FileNotFoundError:  # Cairn lists folders before their contents; others may not
+                os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+                return _StagedFile(path, member)
         except OSError as e:
             raise RestoreError(f"cannot write {relative} into staging beside {self.target}: {e.strerror}") from None
 
@@ -265,8 +270,6 @@ class FolderRestorer(Restorer):
                 path = self._staged_path(member["path"][len(prefix):])
                 if not os.path.isfile(path) or os.path.getsize(path) != member["size"]:
                     raise RestoreError(f"{member['path']} was not staged as the manifest lists it")
-        for relative in self.folders:
-            os.makedirs(self._staged_path(relative), 0o700, exist_ok=True)  # folders that held nothing
         # Deepest folders first and the root last, so a read-only mode never blocks what follows.
         for relative in sorted(self.folders, key=lambda r: r.count("/") + bool(r), reverse=True):
             set_owner_mode_times(self._staged_path(relative), self.folders[relative])

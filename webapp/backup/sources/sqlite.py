@@ -6,7 +6,7 @@ import stat
 import time
 
 from ..errors import DumpError, RestoreError, SourceError
-from ..reader import sqlite_integrity_problem, sqlite_uri
+from ..reader import DumpFile, sqlite_uri
 from .base import Restorer, Source, beside, make_parents, remove_made_parents
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -152,7 +152,7 @@ class SqliteRestorer(Restorer):
         self.staged = beside(self.target, "restore", token)
         self.undo_copy = beside(self.target, "undo", token)
         self.made_parents = None
-        self.received = False
+        self.dump = None  # the staged dump, checked on a thread as soon as it is complete
         self.applied = False
         self.had_target = True
         self.set_aside = False
@@ -162,16 +162,15 @@ class SqliteRestorer(Restorer):
             raise RestoreError(f"the archive holds a {kind} dump for {self.name!r}, a SQLite source here")
         try:
             self.made_parents = make_parents(self.target)
-            sink = open(self.staged, "xb")
+            self.dump = DumpFile(self.staged)
         except OSError as e:
             raise RestoreError(f"cannot stage the database beside {self.target}: {e.strerror}") from None
-        self.received = True
-        return sink
+        return self.dump
 
     def check(self, manifest_members):
-        if not self.received:
+        if self.dump is None:
             raise RestoreError(f"the archive holds no database for {self.name!r}")
-        problem = sqlite_integrity_problem(self.staged)
+        problem = self.dump.problem()
         if problem:
             raise RestoreError(f"the archived database {self.name!r} fails integrity_check: {problem}")
 
@@ -210,6 +209,8 @@ class SqliteRestorer(Restorer):
         remove_file(self.undo_copy)
 
     def discard(self):
+        if self.dump is not None:
+            self.dump.abandon()
         remove_file(self.staged)
         remove_file(self.undo_copy)
         if not os.path.lexists(self.target):
