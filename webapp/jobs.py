@@ -25,7 +25,7 @@ from .backup import BackupError, Cancelled, create_backup, make_source
 from .backup.errors import VerifyError
 from .backup.progress import Reporter
 from .backup.reader import quick_check
-from .backup.restore import restore_archive, verify_archive
+from .backup.restore import remove_old_copies, restore_archive, verify_archive
 from .extensions import db, get_queue, get_redis
 from .models import ACTIVE_STATUSES, Backup, Operation, RunLock, Source, Status, utcnow
 
@@ -187,7 +187,7 @@ def run_restore(operation_id, attempt):
                 tracker.record_result(result)
             restored = restore_archive(path, sources, token=restore_token(attempt),
                                        expected_sha256=backup.sha256, expected_members=backup.manifest,
-                                       reporter=tracker.reporter(),
+                                       reporter=tracker.reporter(), keep_old_copies=True,
                                        lock_timeout=current_app.config["RESTORE_LOCK_TIMEOUT"])
     except LostOwnership:
         return "abandoned: the row was reconciled while this attempt ran"
@@ -208,6 +208,11 @@ def run_restore(operation_id, attempt):
     result["restored"] = restored.restored
     tracker.complete(result)
     restore_audit(operation, "ok", f"restored {', '.join(restored.restored)} from backup {backup.name}")
+    try:
+        remove_old_copies(restored.old_copies)  # only now: the restored data was in place already
+    except OSError as e:
+        log.warning("restore %s: could not remove the replaced data (%s); remove %s by hand",
+                    operation.id, e, ", ".join(restored.old_copies))
     return "completed"
 
 

@@ -13,7 +13,7 @@ from engine_support import (build_tree, files_source, make_db, sha256_of, sqlite
 
 from webapp.backup.errors import Cancelled, RestoreError, VerifyError
 from webapp.backup.progress import Reporter
-from webapp.backup.restore import restore_archive
+from webapp.backup.restore import remove_old_copies, restore_archive
 
 TOKEN = "t1"
 
@@ -144,6 +144,21 @@ def test_round_trip_restores_files_and_rows_exactly(backed_up):
     assert result.sha256 == backed_up["result"].sha256
     assert tree_state(backed_up["tree"], include_root=True) == backed_up["tree_before"]
     assert sqlite_state(backed_up["db"]) == backed_up["db_before"]
+    assert cairn_leftovers(backed_up["tree"], backed_up["db"]) == []
+
+
+def test_the_replaced_tree_can_be_kept_for_the_caller_to_remove(backed_up):
+    """With keep_old_copies the restored data is in place when restore_archive returns, and the
+    replaced tree waits, hidden beside it, until remove_old_copies()."""
+    change_tree(backed_up["tree"])
+    changed = tree_state(backed_up["tree"], include_root=True)
+
+    result = restore(backed_up, keep_old_copies=True)
+
+    assert tree_state(backed_up["tree"], include_root=True) == backed_up["tree_before"]
+    assert [os.path.basename(p) for p in result.old_copies] == cairn_leftovers(backed_up["tree"])
+    assert tree_state(result.old_copies[0], include_root=True).keys() == changed.keys()
+    remove_old_copies(result.old_copies)
     assert cairn_leftovers(backed_up["tree"], backed_up["db"]) == []
 
 
@@ -416,37 +431,58 @@ def test_locked_database_fails_in_time_and_the_folder_applied_first_is_put_back(
     assert sqlite_state(db_path) == rows_before
 
 
-def test_folder_that_cannot_be_renamed_puts_the_database_applied_first_back(
-        backup, sample_tree, plain_db, immutable):
-    """Renaming the folder aside fails after the database was written: the database gets its
-    pre-restore rows back, the folder is untouched, and the message says what happened."""
-    sources = [sqlite_source(plain_db), files_source(sample_tree)]  # the database is applied first
+@pytest.fixture
+def locked_db(tmp_path):
+    """A second database, `locked`: lock() makes another program hold a write transaction on it
+    until the test ends, so restoring it fails after lock_timeout (it is applied last)."""
+    path = tmp_path / "locked.db"
+    make_db(path).close()
+    holders = []
+
+    def lock():
+        con = sqlite3.connect(path, isolation_level=None)
+        con.execute("BEGIN IMMEDIATE")
+        holders.append(con)
+
+    yield path, lock
+    for con in holders:
+        con.execute("ROLLBACK")
+        con.close()
+
+
+def test_a_database_applied_before_a_failing_one_gets_its_rows_back(backup, sample_tree, plain_db,
+                                                                     locked_db):
+    """The second database stays locked after the folder and the first database were restored:
+    both are put back (the database from its pre-restore copy), and the message says so."""
+    locked_path, lock = locked_db
+    sources = [sqlite_source(plain_db), files_source(sample_tree), sqlite_source(locked_path, "locked")]
     result, archive = backup(sources)
     change_db(plain_db)
     change_tree(sample_tree)
     rows_before = sqlite_state(plain_db)
     tree_before = tree_state(sample_tree, include_root=True)
-    immutable(sample_tree)  # even root may not rename it now
+    lock()
 
-    with pytest.raises(RestoreError, match=r"restoring uploads failed: Operation not permitted.*"
-                                           r"app, already restored, was put back as before"):
+    with pytest.raises(RestoreError, match=r"restoring locked failed: .*locked.*; "
+                                           r"(uploads, app|app, uploads), already restored, were put back"):
         restore_archive(archive, sources, token=TOKEN, expected_sha256=result.sha256,
                         expected_members=result.members, lock_timeout=1)
 
     assert sqlite_state(plain_db) == rows_before
     assert tree_state(sample_tree, include_root=True) == tree_before
-    assert cairn_leftovers(sample_tree, plain_db) == []
+    assert cairn_leftovers(sample_tree, plain_db, locked_path) == []
 
 
-def test_a_database_created_by_a_failed_restore_is_removed_again(backup, tmp_path, sample_tree, immutable):
+def test_a_database_created_by_a_failed_restore_is_removed_again(backup, tmp_path, locked_db):
     """A restore onto a machine without the database that fails later leaves no database behind."""
+    locked_path, lock = locked_db
     db_path = tmp_path / "db" / "app.db"
     db_path.parent.mkdir()
     make_db(db_path).close()
-    sources = [sqlite_source(db_path), files_source(sample_tree)]
+    sources = [sqlite_source(db_path), sqlite_source(locked_path, "locked")]
     result, archive = backup(sources)
     os.unlink(db_path)
-    immutable(sample_tree)
+    lock()
 
     with pytest.raises(RestoreError, match="put back"):
         restore_archive(archive, sources, token=TOKEN, expected_sha256=result.sha256,
@@ -504,21 +540,22 @@ def test_restore_over_a_destroyed_database_brings_the_rows_back(backup, plain_db
     assert cairn_leftovers(plain_db) == []
 
 
-def test_a_failed_restore_puts_a_destroyed_database_back_as_it_was(backup, plain_db, sample_tree,
-                                                                  immutable):
+def test_a_failed_restore_puts_a_destroyed_database_back_as_it_was(backup, plain_db, locked_db):
     """All or nothing holds even for an unreadable file: its exact bytes come back."""
-    sources = [sqlite_source(plain_db), files_source(sample_tree)]
+    locked_path, lock = locked_db
+    sources = [sqlite_source(plain_db), sqlite_source(locked_path, "locked")]
     result, archive = backup(sources)
     with open(plain_db, "wb") as f:
         f.write(b"not a database any more\n" * 200)
-    before = target_state(sample_tree, plain_db)
-    immutable(sample_tree)
+    before = db_files(plain_db)
+    lock()
 
     with pytest.raises(RestoreError, match="put back"):
         restore_archive(archive, sources, token=TOKEN, expected_sha256=result.sha256,
                         expected_members=result.members, lock_timeout=1)
 
-    assert target_state(sample_tree, plain_db) == before
+    assert db_files(plain_db) == before
+    assert cairn_leftovers(plain_db) == []
 
 
 def test_a_missing_archive_is_a_verify_error(tmp_path, sample_tree):

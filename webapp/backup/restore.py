@@ -14,6 +14,7 @@ import tempfile
 
 from .errors import RestoreError, VerifyError
 from .reader import DumpFile, checksum_problems, database_kind, quick_check, scan_archive
+from .sources.files import remove_tree
 
 
 @dataclasses.dataclass
@@ -89,16 +90,21 @@ class DatabaseSpool:
 class RestoreResult:
     sha256: str
     restored: list
+    old_copies: list = dataclasses.field(default_factory=list)  # left for the caller to remove
 
 
 def restore_archive(path, sources, *, token, expected_sha256=None, expected_members=None,
-                    reporter=None, lock_timeout=30):
+                    reporter=None, lock_timeout=30, keep_old_copies=False):
     """Restore the named `sources` from the archive at `path`; all of them or none.
 
     `sources` are engine Source objects whose names and kinds match the archive's; each knows
     where its data goes. `token` names the staging files (so leftovers of a killed restore can
     be found). Raises VerifyError before any target is touched when the archive is bad, and
     RestoreError after putting every target back when applying fails.
+
+    A replaced folder tree is removed at the end, unless `keep_old_copies`: then its path is in
+    the result's `old_copies`, for remove_old_copies() once the caller has reported the restore
+    done (removing thousands of files takes seconds, and the restored data is in place already).
     """
     restorers = {}
     if reporter is not None:
@@ -118,9 +124,19 @@ def restore_archive(path, sources, *, token, expected_sha256=None, expected_memb
         if reporter is not None:
             reporter.set_phase("applying")  # the last moment a cancel is honoured
         apply_all(list(restorers.values()))
+        old_copies = [copy for r in restorers.values() for copy in r.commit()]
     finally:
         discard_all(restorers.values())
-    return RestoreResult(result.sha256, [s.name for s in sources])
+    if not keep_old_copies:
+        remove_old_copies(old_copies)
+        old_copies = []
+    return RestoreResult(result.sha256, [s.name for s in sources], old_copies)
+
+
+def remove_old_copies(paths):
+    """Remove the replaced trees a restore left behind (see restore_archive)."""
+    for path in paths:
+        remove_tree(path)
 
 
 def discard_all(restorers):
@@ -167,11 +183,16 @@ def check_sources_present(meta, sources):
 
 
 def apply_all(restorers):
-    """Apply each restorer; when one fails, undo those already applied, newest first."""
+    """Apply each restorer; when one fails, undo those already applied, newest first.
+
+    The last one applied never has to be undone, so the one costliest to undo goes last and is
+    told it need not prepare for it.
+    """
+    restorers = sorted(restorers, key=lambda r: r.undo_cost)
     applied, failing = [], None
     try:
         for failing in restorers:
-            failing.apply()
+            failing.apply(undoable=failing is not restorers[-1])
             applied.append(failing)
     except BaseException as e:
         undo_errors = []
@@ -188,5 +209,3 @@ def apply_all(restorers):
                         f"{'was' if len(applied) == 1 else 'were'} put back as before" if applied else "")
             raise RestoreError(f"restoring {failing.name} failed: {reason(e)}{put_back}") from None
         raise
-    for restorer in restorers:
-        restorer.commit()

@@ -96,6 +96,8 @@ def remove_made_parents(path, topmost):
 class Restorer:
     """One source's part of a restore; every step must leave the target whole when it fails."""
 
+    undo_cost = 0  # restorers are applied cheapest-to-undo first (see restore.apply_all)
+
     def __init__(self, source, token, lock_timeout):
         self.source = source
         self.name = source.name
@@ -111,14 +113,17 @@ class Restorer:
     def check(self, manifest_members):
         """After staging: is what was staged complete and sound?"""
 
-    def apply(self):
-        """Put the staged data in place of the target."""
+    def apply(self, undoable=True):
+        """Put the staged data in place of the target; with `undoable` false, undo() will not
+        be asked for (this is the last source applied)."""
 
     def undo(self):
         """Put the target back as it was before apply()."""
 
     def commit(self):
-        """The whole restore succeeded: drop what undo() would have needed."""
+        """The whole restore succeeded: drop what undo() would have needed. Return the paths of
+        replaced trees left for the caller to remove (removing them may take long)."""
+        return []
 
     def discard(self):
         """Remove staged data (always called at the end, whatever happened)."""

@@ -274,7 +274,7 @@ class FolderRestorer(Restorer):
         for relative in sorted(self.folders, key=lambda r: r.count("/") + bool(r), reverse=True):
             set_owner_mode_times(self._staged_path(relative), self.folders[relative])
 
-    def apply(self):
+    def apply(self, undoable=True):
         had_target = os.path.lexists(self.target)
         if had_target:
             os.rename(self.target, self.old)
@@ -295,7 +295,7 @@ class FolderRestorer(Restorer):
         self.applied = False
 
     def commit(self):
-        remove_tree(self.old)
+        return [self.old] if os.path.lexists(self.old) else []
 
     def discard(self):
         remove_tree(self.staging)

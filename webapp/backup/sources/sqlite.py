@@ -103,13 +103,14 @@ class SqliteSource(Source):
             src.close()
 
 
-def copy_database(source_path, target_path, deadline_seconds, live_path=None):
+def copy_database(source_path, target_path, deadline_seconds, live_path=None, scratch=False):
     """Copy one SQLite database over another in a single transaction, through the backup API.
 
     A database locked by the application (`live_path`, the target unless said otherwise) would
     make backup() retry forever; the progress callback gives up at the deadline instead, and the
     target is left untouched (its transaction never committed). A WAL target gets its log
     checkpointed into the main file afterwards, as a courtesy: the copy is committed by then.
+    A `scratch` target is a new file that only this restore reads: no journal, no fsync.
     """
     deadline = time.monotonic() + deadline_seconds
 
@@ -122,6 +123,9 @@ def copy_database(source_path, target_path, deadline_seconds, live_path=None):
     src = sqlite3.connect(sqlite_uri(source_path, "ro"), uri=True)
     dst = sqlite3.connect(target_path, timeout=0)
     try:
+        if scratch:
+            dst.execute("PRAGMA journal_mode=OFF")
+            dst.execute("PRAGMA synchronous=OFF")
         try:
             src.backup(dst, pages=-1, progress=give_up_at_deadline, sleep=0.05)
         except sqlite3.Error as e:
@@ -174,13 +178,15 @@ class SqliteRestorer(Restorer):
         if problem:
             raise RestoreError(f"the archived database {self.name!r} fails integrity_check: {problem}")
 
-    def apply(self):
+    undo_cost = 1  # undo needs a copy of the whole live database, taken before applying
+
+    def apply(self, undoable=True):
         self.had_target = os.path.exists(self.target)
         self.set_aside = self.had_target and unreadable_database(self.target)
         if self.set_aside:
             move_database(self.target, self.undo_copy)
-        elif self.had_target:
-            copy_database(self.target, self.undo_copy, self.lock_timeout, live_path=self.target)
+        elif self.had_target and undoable:
+            copy_database(self.target, self.undo_copy, self.lock_timeout, live_path=self.target, scratch=True)
         try:
             copy_database(self.staged, self.target, self.lock_timeout)
             if self.set_aside:
@@ -200,6 +206,8 @@ class SqliteRestorer(Restorer):
             remove_file(self.target)
             move_database(self.undo_copy, self.target)
         elif self.had_target:
+            if not os.path.exists(self.undo_copy):
+                raise RestoreError(f"{self.name} was applied last, without a copy to undo it from")
             copy_database(self.undo_copy, self.target, self.lock_timeout)
         else:
             remove_file(self.target)
@@ -207,6 +215,7 @@ class SqliteRestorer(Restorer):
 
     def commit(self):
         remove_file(self.undo_copy)
+        return []
 
     def discard(self):
         if self.dump is not None:
