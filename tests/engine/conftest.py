@@ -68,8 +68,8 @@ def tiny_fs(tmp_path):
     """Mount small tmpfs file systems to fill up; skipped (with the reason) where mounting is denied."""
     mounted = []
 
-    def mount(size):
-        where = tmp_path / f"tiny{len(mounted)}"
+    def mount(size, where=None):
+        where = where or tmp_path / f"tiny{len(mounted)}"
         where.mkdir()
         done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
                                os.fspath(where)], capture_output=True, text=True)

@@ -270,9 +270,46 @@ class FolderRestorer(Restorer):
                 path = self._staged_path(member["path"][len(prefix):])
                 if not os.path.isfile(path) or os.path.getsize(path) != member["size"]:
                     raise RestoreError(f"{member['path']} was not staged as the manifest lists it")
+        self._keep_what_backups_leave_out()
         # Deepest folders first and the root last, so a read-only mode never blocks what follows.
         for relative in sorted(self.folders, key=lambda r: r.count("/") + bool(r), reverse=True):
             set_owner_mode_times(self._staged_path(relative), self.folders[relative])
+
+    def _keep_what_backups_leave_out(self):
+        """Carry what the live folder holds but backups leave out into staging, by hard links.
+
+        The swap replaces the whole folder, so excluded entries, files not included, and the
+        links, sockets and FIFOs the backup skips would otherwise be lost: they are in no archive.
+        A live entry wins over an archived one at the same path (the archive still has its copy).
+        Folders the staging lacks for them are made with the live folders' attributes.
+        """
+        if not os.path.isdir(self.target):
+            return
+        made = []
+        for relative, st in left_out_entries(self.source, self.target):
+            staged = self._staged_path(relative)
+            made += self._make_staged_parents(relative)
+            if os.path.lexists(staged):
+                remove_tree(staged)
+            try:
+                link_tree(os.path.join(self.target, relative), staged, st)
+            except FileNotFoundError:
+                continue  # deleted meanwhile
+            except OSError as e:
+                raise RestoreError(f"cannot keep {relative}, which backups of {self.name!r} leave out, through "
+                                   f"the restore: {e.strerror}") from None
+        for relative in reversed(made):  # deepest first
+            copy_attributes(os.path.join(self.target, relative), self._staged_path(relative))
+
+    def _make_staged_parents(self, relative):
+        """Make the staged folders above `relative` that the archive did not have; list them."""
+        made, parent = [], os.path.dirname(relative)
+        while parent and not os.path.isdir(self._staged_path(parent)):
+            made.insert(0, parent)
+            parent = os.path.dirname(parent)
+        for folder in made:
+            os.mkdir(self._staged_path(folder), 0o700)
+        return made
 
     def apply(self, undoable=True):
         had_target = os.path.lexists(self.target)
@@ -306,6 +343,61 @@ class FolderRestorer(Restorer):
         if not os.path.lexists(self.target) and os.path.lexists(self.old):
             os.rename(self.old, self.target)
         remove_tree(self.staging)
+
+
+def left_out_entries(source, root):
+    """(relative path, lstat) of what backups of `source` leave out of `root`, as FilesSource.walk
+    decides: excluded entries (folders whole), files not included, links, sockets, FIFOs and
+    devices. A mount point inside `root` is refused: a swap would carry it away with the old tree.
+    """
+    include, exclude = GlobSet(source.include), GlobSet(source.exclude)
+    device = os.lstat(root).st_dev
+    pending = [("", root)]
+    while pending:
+        rel, path = pending.pop()
+        with os.scandir(path) as entries:
+            for entry in entries:
+                child = f"{rel}/{entry.name}" if rel else entry.name
+                try:
+                    # d_type answers these without a system call; only folders and what is kept are stat-ed.
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                    if is_dir and entry.stat(follow_symlinks=False).st_dev != device:
+                        raise RestoreError(f"{entry.path} is a mount point inside {root}: restoring the "
+                                           f"folder would move it away; back up and restore the folders "
+                                           f"on either side of the mount separately")
+                    if not exclude.empty and exclude.matches(child):
+                        yield child, entry.stat(follow_symlinks=False)
+                    elif is_dir:
+                        pending.append((child, entry.path))
+                    elif not entry.is_file(follow_symlinks=False) or (not include.empty
+                                                                      and not include.matches(child)):
+                        yield child, entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # deleted since its folder was listed
+
+
+def link_tree(source, target, st):
+    """Hard-link `source` at `target`: a folder is made anew, with everything in it linked."""
+    if not stat.S_ISDIR(st.st_mode):
+        os.link(source, target, follow_symlinks=False)
+        return
+    os.mkdir(target, 0o700)
+    with os.scandir(source) as entries:
+        for entry in entries:
+            child_st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(child_st.st_mode) and child_st.st_dev != st.st_dev:
+                raise OSError(errno.EXDEV, f"{entry.path} is a mount point")
+            link_tree(entry.path, os.path.join(target, entry.name), child_st)
+    copy_attributes(source, target, st)
+
+
+def copy_attributes(source, target, st=None):
+    """Owner (as root), mode and times of the folder `source`, given to `target`."""
+    st = st or os.lstat(source)
+    if os.geteuid() == 0:
+        os.chown(target, st.st_uid, st.st_gid)
+    os.chmod(target, stat.S_IMODE(st.st_mode))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def remove_tree(path):
