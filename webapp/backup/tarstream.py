@@ -24,9 +24,9 @@ from backports import zstd
 
 BLOCK = tarfile.BLOCKSIZE
 ZERO_BLOCK = bytes(BLOCK)
-RAW_CHUNK = 1 << 20  # read from the archive file at a time
-OUT_CHUNK = 1 << 20  # the most one decompression call may return: a bomb never fills memory
-QUEUE_DEPTH = 16  # decompressed chunks in flight between the two threads (at most 16 MiB)
+RAW_CHUNK = 4 << 20  # read from the archive file at a time
+OUT_CHUNK = 4 << 20  # the most one decompression call may return: a bomb never fills memory
+QUEUE_DEPTH = 4  # decompressed chunks in flight between the two threads (at most 16 MiB)
 # pax and GNU long-name headers are read whole into memory; real ones are a few hundred bytes.
 MAX_EXTENDED_HEADER = 1 << 20
 EXTENDED_TYPES = (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
