@@ -188,7 +188,8 @@ def run_restore(operation_id, attempt):
             restored = restore_archive(path, sources, token=restore_token(attempt),
                                        expected_sha256=backup.sha256, expected_members=backup.manifest,
                                        reporter=tracker.reporter(), keep_old_copies=True,
-                                       lock_timeout=current_app.config["RESTORE_LOCK_TIMEOUT"])
+                                       lock_timeout=current_app.config["RESTORE_LOCK_TIMEOUT"],
+                                       staging_dir=store.staging_dir(f"operation-{operation.id}"))
     except LostOwnership:
         return "abandoned: the row was reconciled while this attempt ran"
     except Cancelled:
@@ -428,7 +429,7 @@ def clean_up_after(row, attempt):
     if row.kind == "restore" and attempt:
         for source in restore_sources(row):
             with contextlib.suppress(Exception):
-                source.restorer(restore_token(attempt), 0).recover()
+                source.restorer(restore_token(attempt), 0, None).recover()
 
 
 def why_gone(backup, now):

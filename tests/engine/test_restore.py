@@ -578,7 +578,7 @@ def test_recover_after_a_kill_between_the_two_renames_brings_the_folder_back(sam
     write_file(f"{staging}/half/staged.txt", b"half of a restore\n")
     os.rename(sample_tree, old)
 
-    files_source(sample_tree).restorer(TOKEN, 0).recover()
+    files_source(sample_tree).restorer(TOKEN, 0, None).recover()
 
     assert tree_state(sample_tree, include_root=True) == before
     assert cairn_leftovers(sample_tree) == []
@@ -592,8 +592,8 @@ def test_recover_after_a_kill_while_staging_leaves_the_target_and_drops_the_stag
     for label in ("restore", "undo"):
         shutil.copyfile(plain_db, os.path.join(parent, f".{plain_db.name}.cairn-{label}-{TOKEN}"))
 
-    files_source(sample_tree).restorer(TOKEN, 0).recover()
-    sqlite_source(plain_db).restorer(TOKEN, 0).recover()
+    files_source(sample_tree).restorer(TOKEN, 0, None).recover()
+    sqlite_source(plain_db).restorer(TOKEN, 0, None).recover()
 
     assert cairn_leftovers(sample_tree, plain_db) == []
     assert target_state(sample_tree, plain_db) == before
@@ -601,7 +601,7 @@ def test_recover_after_a_kill_while_staging_leaves_the_target_and_drops_the_stag
 
 def test_recover_with_nothing_left_over_changes_nothing(sample_tree, plain_db):
     before = target_state(sample_tree, plain_db)
-    files_source(sample_tree).restorer(TOKEN, 0).recover()
-    sqlite_source(plain_db).restorer(TOKEN, 0).recover()
+    files_source(sample_tree).restorer(TOKEN, 0, None).recover()
+    sqlite_source(plain_db).restorer(TOKEN, 0, None).recover()
     assert target_state(sample_tree, plain_db) == before
 

@@ -346,10 +346,10 @@ def sqlite_uri(path, mode):
     return f"file:{urllib.parse.quote(os.fspath(path))}?mode={mode}"
 
 
-def sqlite_integrity_problem(path, on_connect=None):
+def sqlite_integrity_problem(path, on_start=None):
     """None when `PRAGMA integrity_check` passes, else what it reported.
 
-    `on_connect(connection)` is told the connection before the check starts (to interrupt it).
+    `on_start(stop)` is given a function that interrupts the check, before the check starts.
     """
     try:
         con = sqlite3.connect(sqlite_uri(path, "ro"), uri=True, check_same_thread=False)
@@ -357,8 +357,8 @@ def sqlite_integrity_problem(path, on_connect=None):
             # Read through a memory map: integrity_check revisits pages, and this makes it ~40 %
             # faster than copying each one through SQLite's page cache.
             con.execute(f"PRAGMA mmap_size = {MMAP_SIZE}")
-            if on_connect is not None:
-                on_connect(con)
+            if on_start is not None:
+                on_start(con.interrupt)
             rows = con.execute("PRAGMA integrity_check").fetchall()
         finally:
             con.close()
@@ -368,28 +368,29 @@ def sqlite_integrity_problem(path, on_connect=None):
     return None if result == "ok" else result
 
 
-class IntegrityCheck:
-    """`PRAGMA integrity_check` of a finished dump, on a thread of its own.
+class DumpCheck:
+    """A check of a finished database dump (`check(path, on_start)`), on a thread of its own.
 
     Started as soon as the dump has been written, it runs while the rest of the archive streams
-    (sqlite3 releases the GIL while it works). problem() waits for the answer; abandon() stops it.
+    (sqlite3 and child processes do not hold the GIL). problem() waits for the answer;
+    abandon() stops it through the function the check handed to `on_start`.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, check):
         self._problem = None
-        self._connection = None
+        self._stop = None
         self._abandoned = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(path,), name="cairn-integrity-check",
+        self._thread = threading.Thread(target=self._run, args=(path, check), name="cairn-dump-check",
                                         daemon=True)
         self._thread.start()
 
-    def _run(self, path):
-        self._problem = sqlite_integrity_problem(path, on_connect=self._connected)
+    def _run(self, path, check):
+        self._problem = check(path, self._started)
 
-    def _connected(self, connection):
-        self._connection = connection
+    def _started(self, stop):
+        self._stop = stop
         if self._abandoned.is_set():
-            connection.interrupt()
+            stop()
 
     def problem(self):
         self._thread.join()
@@ -397,19 +398,20 @@ class IntegrityCheck:
 
     def abandon(self):
         self._abandoned.set()
-        if self._connection is not None and self._thread.is_alive():
+        if self._stop is not None and self._thread.is_alive():
             try:
-                self._connection.interrupt()
-            except sqlite3.ProgrammingError:
-                pass  # it finished and closed the connection meanwhile
+                self._stop()
+            except Exception:
+                pass  # it finished meanwhile
         self._thread.join()
 
 
 class DumpFile:
-    """A SQLite dump being written to a new file; its integrity check starts when it is closed."""
+    """A database dump being written to a new file; its check starts when it is closed."""
 
-    def __init__(self, path):
+    def __init__(self, path, check):
         self.path = path
+        self._check_function = check
         self.check = None
         self._file = open(path, "xb")
 
@@ -418,7 +420,7 @@ class DumpFile:
 
     def close(self):
         self._file.close()
-        self.check = IntegrityCheck(self.path)
+        self.check = DumpCheck(self.path, self._check_function)
 
     def problem(self):
         """The check's finding (waiting for it); a dump cut short is never checked."""

@@ -14,6 +14,7 @@ import tempfile
 
 from .errors import RestoreError, VerifyError
 from .reader import DumpFile, checksum_problems, database_kind, quick_check, scan_archive
+from .sources import dump_check_for
 from .sources.files import remove_tree
 
 
@@ -58,16 +59,17 @@ def verify_archive(path, expected_sha256=None, expected_members=None, deep=False
 
 
 class DatabaseSpool:
-    """Spools SQLite members to scratch files and checks each one as soon as it is complete."""
+    """Spools database dumps to scratch files and checks each one as soon as it is complete."""
 
     def __init__(self, staging_dir):
         self.staging_dir = staging_dir
         self.dumps = {}
 
     def sink(self, name, member):
-        if not name.startswith("database/") or database_kind(name) != "sqlite3":
+        check = dump_check_for(database_kind(name)) if name.startswith("database/") else None
+        if check is None:
             return None
-        dump = DumpFile(os.path.join(self.staging_dir, f"db-{len(self.dumps)}.sqlite3"))
+        dump = DumpFile(os.path.join(self.staging_dir, f"db-{len(self.dumps)}.{database_kind(name)}"), check)
         self.dumps[name] = dump
         return dump
 
@@ -94,7 +96,7 @@ class RestoreResult:
 
 
 def restore_archive(path, sources, *, token, expected_sha256=None, expected_members=None,
-                    reporter=None, lock_timeout=30, keep_old_copies=False):
+                    reporter=None, lock_timeout=30, keep_old_copies=False, staging_dir=None):
     """Restore the named `sources` from the archive at `path`; all of them or none.
 
     `sources` are engine Source objects whose names and kinds match the archive's; each knows
@@ -102,7 +104,9 @@ def restore_archive(path, sources, *, token, expected_sha256=None, expected_memb
     be found). Raises VerifyError before any target is touched when the archive is bad, and
     RestoreError after putting every target back when applying fails.
 
-    A replaced folder tree is removed at the end, unless `keep_old_copies`: then its path is in
+    Server databases' dumps are staged in `staging_dir` (a private temporary folder when not
+    given), which is removed at the end. A replaced folder tree is removed at the end too, unless
+    `keep_old_copies`: then its path is in
     the result's `old_copies`, for remove_old_copies() once the caller has reported the restore
     done (removing thousands of files takes seconds, and the restored data is in place already).
     """
@@ -110,9 +114,11 @@ def restore_archive(path, sources, *, token, expected_sha256=None, expected_memb
     if reporter is not None:
         reporter.total = os.path.getsize(path) if os.path.isfile(path) else 0
         reporter.set_phase("verifying and staging")
+    staging_dir = staging_dir or tempfile.mkdtemp(prefix="cairn-restore-")
+    os.makedirs(staging_dir, mode=0o700, exist_ok=True)
     try:
         for source in sources:
-            restorers[source.name] = source.restorer(token, lock_timeout)
+            restorers[source.name] = source.restorer(token, lock_timeout, staging_dir)
         result = scan_archive(path, sink=member_router(restorers), expected=expected_members,
                               reporter=reporter)
         if expected_sha256 and result.sha256 != expected_sha256:
@@ -127,6 +133,7 @@ def restore_archive(path, sources, *, token, expected_sha256=None, expected_memb
         old_copies = [copy for r in restorers.values() for copy in r.commit()]
     finally:
         discard_all(restorers.values())
+        shutil.rmtree(staging_dir, ignore_errors=True)
     if not keep_old_copies:
         remove_old_copies(old_copies)
         old_copies = []

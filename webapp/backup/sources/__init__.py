@@ -5,6 +5,12 @@ from .files import FilesSource
 from .sqlite import SqliteSource
 
 SOURCE_KINDS = {cls.kind: cls for cls in (SqliteSource, FilesSource)}
+DUMP_CHECKS = {cls.dump_kind: cls.check_dump for cls in SOURCE_KINDS.values() if cls.dump_kind}
+
+
+def dump_check_for(dump_kind):
+    """The check of a database dump of this kind (a member's extension), or None."""
+    return DUMP_CHECKS.get(dump_kind)
 
 
 def make_source(kind, name, **settings):

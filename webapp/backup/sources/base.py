@@ -57,9 +57,19 @@ class Source:
         """Add this source's members to the archive; return its summary for the manifest."""
         raise NotImplementedError
 
-    def restorer(self, token, lock_timeout):
-        """The object that stages, checks, applies and undoes a restore of this source."""
+    def restorer(self, token, lock_timeout, staging_dir):
+        """The object that stages, checks, applies and undoes a restore of this source.
+
+        `staging_dir` is a private folder for scratch files (a server database's dump), removed
+        after the restore; folder and SQLite restorers stage beside their targets instead.
+        """
         raise NotImplementedError
+
+    # Database kinds: the extension of their archive member (database/<name>.<dump_kind>), and
+    # check_dump(path, on_start), which returns what is wrong with a dump file or None, and
+    # hands on_start a function that stops it early (verify and restore run it on a thread).
+    dump_kind = None
+    check_dump = None
 
 
 def beside(path, label, token):

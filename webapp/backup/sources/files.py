@@ -41,7 +41,7 @@ class GlobSet:
 class FilesSource(Source):
     kind = "files"
 
-    def restorer(self, token, lock_timeout):
+    def restorer(self, token, lock_timeout, staging_dir):
         return FolderRestorer(self, token, lock_timeout)
 
     def validate(self):

@@ -6,7 +6,7 @@ import stat
 import time
 
 from ..errors import DumpError, RestoreError, SourceError
-from ..reader import DumpFile, sqlite_uri
+from ..reader import DumpFile, sqlite_integrity_problem, sqlite_uri
 from .base import Restorer, Source, beside, make_parents, remove_made_parents
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -27,12 +27,14 @@ def table_count(path):
 
 class SqliteSource(Source):
     kind = "sqlite"
+    dump_kind = "sqlite3"
+    check_dump = staticmethod(sqlite_integrity_problem)
 
-    def restorer(self, token, lock_timeout):
+    def restorer(self, token, lock_timeout, staging_dir):
         return SqliteRestorer(self, token, lock_timeout)
 
     def member_name(self):
-        return f"database/{self.name}.sqlite3"
+        return f"database/{self.name}.{self.dump_kind}"
 
     def validate(self):
         path = self.path
@@ -166,7 +168,7 @@ class SqliteRestorer(Restorer):
             raise RestoreError(f"the archive holds a {kind} dump for {self.name!r}, a SQLite source here")
         try:
             self.made_parents = make_parents(self.target)
-            self.dump = DumpFile(self.staged)
+            self.dump = DumpFile(self.staged, sqlite_integrity_problem)
         except OSError as e:
             raise RestoreError(f"cannot stage the database beside {self.target}: {e.strerror}") from None
         return self.dump
