@@ -2,9 +2,11 @@
 
 from ..errors import SourceError
 from .files import FilesSource
+from .mysql import MysqlSource
+from .postgres import PostgresSource
 from .sqlite import SqliteSource
 
-SOURCE_KINDS = {cls.kind: cls for cls in (SqliteSource, FilesSource)}
+SOURCE_KINDS = {cls.kind: cls for cls in (SqliteSource, PostgresSource, MysqlSource, FilesSource)}
 DUMP_CHECKS = {cls.dump_kind: cls.check_dump for cls in SOURCE_KINDS.values() if cls.dump_kind}
 
 
