@@ -154,10 +154,21 @@ def restore_token(attempt):
 
 
 def restore_sources(operation):
-    """Engine sources for the Source rows a restore writes to (from the operation's params)."""
-    ids = operation.params.get("source_ids", [])
+    """Engine sources for what a restore writes to: the chosen Source rows, with a server
+    database pointed at another database when the restore asked for it (params targets)."""
+    params = operation.params
+    ids = params.get("source_ids", [])
     rows = Source.query.filter(Source.id.in_(ids)).order_by(Source.id).all()
-    return [make_source(row.kind, row.name, **row.engine_settings()) for row in rows]
+    return [make_source(row.kind, row.name, **restore_settings(row, params)) for row in rows]
+
+
+def restore_settings(row, params):
+    settings = row.engine_settings()
+    if row.kind in services.SERVER_DATABASE_KINDS:
+        settings["url"] = params.get("targets", {}).get(row.name, row.url)
+        if row.kind == "postgres":
+            settings["terminate_connections"] = bool(params.get("terminate_connections"))
+    return settings
 
 
 def run_restore(operation_id, attempt):
@@ -183,7 +194,11 @@ def run_restore(operation_id, attempt):
                 raise VerifyError("; ".join(problems))
             if operation.params.get("safety_backup", True):
                 reporter.set_phase("safety backup of the current data")
-                result["safety_backup_id"] = take_safety_backup(operation, sources)
+                # A database restored into another one (params targets) is not what the safety
+                # backup's rows describe, and a rollback would write it back to the wrong place.
+                elsewhere = operation.params.get("targets") or {}
+                in_place = [s for s in sources if s.name not in elsewhere]
+                result["safety_backup_id"] = take_safety_backup(operation, in_place)
                 tracker.record_result(result)
             restored = restore_archive(path, sources, token=restore_token(attempt),
                                        expected_sha256=backup.sha256, expected_members=backup.manifest,

@@ -5,6 +5,7 @@ import enum
 
 from flask_login import UserMixin
 
+from .backup.sources.base import redact_url
 from .extensions import db
 
 
@@ -109,7 +110,7 @@ class Source(db.Model):
 
     def to_dict(self):
         return {"id": self.id, "name": self.name, "kind": self.kind, "path": self.path,
-                "url": None, "include": self.include or [], "exclude": self.exclude or [],
+                "url": redact_url(self.url), "include": self.include or [], "exclude": self.exclude or [],
                 "enabled": self.enabled, "created_at": isoformat(self.created_at),
                 "updated_at": isoformat(self.updated_at)}
 
@@ -240,13 +241,20 @@ class Operation(db.Model):
     def safety_backup_id(self):
         return (self.result or {}).get("safety_backup_id")
 
+    def public_params(self):
+        """The parameters as they may be shown: restore target URLs without their passwords."""
+        params = dict(self.params or {})
+        if params.get("targets"):
+            params["targets"] = {name: redact_url(url) for name, url in params["targets"].items()}
+        return params
+
     def to_dict(self):
         return {
             "id": self.id, "kind": self.kind, "backup_id": self.backup_id, "status": self.status,
             "phase": self.phase,
             "progress": {"done_bytes": self.done_bytes, "total_bytes": self.total_bytes,
                          "percent": self.percent},
-            "params": self.params or {}, "created_at": isoformat(self.created_at),
+            "params": self.public_params(), "created_at": isoformat(self.created_at),
             "started_at": isoformat(self.started_at), "finished_at": isoformat(self.finished_at),
             "error": self.error, "result": self.result,
             "created_by": self.created_by.username if self.created_by else None,

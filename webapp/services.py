@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from .backup import BackupError, LocalStorage, SourceError, make_source
 from .backup.archive import COMPRESSIONS, write_sidecar
 from .backup.imports import check_upload, sniff_compression, upload_name
-from .backup.sources.base import check_name
+from .backup.sources.base import check_name, keep_password, redact_url
 from .extensions import db, get_queue
 from .models import (ACTIVE_STATUSES, BACKUP_TYPES, ROLES, STATUSES, TRIGGERS, AuditEvent,
                      Backup, Operation, RunLock, Source, Status, User, utcnow)
@@ -21,6 +21,7 @@ from .security import MIN_PASSWORD_LENGTH, hash_password
 
 RUN_LOCK = "exclusive"
 RESTORE_CONFIRM = "RESTORE"
+SERVER_DATABASE_KINDS = ("postgres", "mysql")
 MAX_NOTE = 1000
 
 
@@ -110,13 +111,16 @@ def validate_source(data, existing=None):
     """Clean and check source fields; raise Invalid with the reason a person can act on."""
     data = dict(data or {})
     merged = existing.to_dict() if existing else {}
-    merged.update({k: v for k, v in data.items() if k in ("name", "kind", "path", "include", "exclude", "enabled")})
+    merged.update({k: v for k, v in data.items()
+                   if k in ("name", "kind", "path", "url", "include", "exclude", "enabled")})
     kind = merged.get("kind")
     if existing is not None and kind != existing.kind:
         raise Invalid("the kind of an existing source cannot change; create a new source")
     try:
         name = check_name(_text(merged, "name"))
-        engine_source = make_source(kind, name, path=_text(merged, "path") or None,
+        # The stored password is never shown: an edit that leaves it out (or as ***) keeps it.
+        url = keep_password(_text(merged, "url"), existing.url if existing else None) or None
+        engine_source = make_source(kind, name, path=_text(merged, "path") or None, url=url,
                                     include=_glob_list(merged.get("include"), "include"),
                                     exclude=_glob_list(merged.get("exclude"), "exclude"))
         engine_source.validate()
@@ -130,8 +134,8 @@ def validate_source(data, existing=None):
     enabled = merged.get("enabled", True)
     if not isinstance(enabled, bool):
         raise Invalid("enabled must be true or false")
-    return {"name": name, "kind": kind, "path": engine_source.path, "include": engine_source.include,
-            "exclude": engine_source.exclude, "enabled": enabled}
+    return {"name": name, "kind": kind, "path": engine_source.path, "url": engine_source.url,
+            "include": engine_source.include, "exclude": engine_source.exclude, "enabled": enabled}
 
 
 def create_source(data):
@@ -386,27 +390,64 @@ def operations_of(backup, limit=10):
     return (Operation.query.filter_by(backup_id=backup.id).order_by(Operation.id.desc()).limit(limit).all())
 
 
-def start_restore(backup, confirm=None, source_ids=None, safety_backup=True, user=None):
-    """Queue a confirmed restore of a completed backup; takes the single run slot."""
+def other_databases(sources, targets):
+    """Check `targets` (source name -> connection URL of another database to restore it into)."""
+    if targets is None:
+        return {}
+    if not isinstance(targets, dict):
+        raise Invalid("targets must map source names to connection URLs")
+    by_name = {s.name: s for s in sources}
+    cleaned = {}
+    for name, url in targets.items():
+        source = by_name.get(name)
+        if source is None or source.kind not in SERVER_DATABASE_KINDS:
+            raise Invalid(f"targets: {name!r} is not a PostgreSQL or MySQL source of this restore")
+        if not isinstance(url, str) or not url.strip():
+            continue  # an empty field in the dialog: restore in place
+        url = keep_password(url.strip(), source.url)
+        try:
+            make_source(source.kind, name, url=url).validate()
+        except SourceError as e:
+            raise Invalid(f"targets: {name}: {e}") from None
+        cleaned[name] = url
+    return cleaned
+
+
+def start_restore(backup, confirm=None, source_ids=None, safety_backup=True, user=None, targets=None,
+                  terminate_connections=False):
+    """Queue a confirmed restore of a completed backup; takes the single run slot.
+
+    `targets` restores server databases into other databases (name -> URL), e.g. a scratch
+    database to look at yesterday's data; `terminate_connections` closes the application's open
+    connections to a PostgreSQL target instead of refusing to restore while they are open.
+    """
     from . import jobs
 
     if confirm != RESTORE_CONFIRM:
         raise Invalid(f'type {RESTORE_CONFIRM} to confirm: a restore overwrites the current data')
-    if not isinstance(safety_backup, bool):
-        raise Invalid("safety_backup must be true or false")
+    for field, value in (("safety_backup", safety_backup), ("terminate_connections", terminate_connections)):
+        if not isinstance(value, bool):
+            raise Invalid(f"{field} must be true or false")
     archive_path(backup)
     if backup.verify_status == "failed":
         raise Invalid(f"backup {backup.id} failed verification; it cannot be restored")
-    targets = restore_targets(backup, source_ids)
+    chosen = restore_targets(backup, source_ids)
+    try:
+        elsewhere = other_databases(chosen, targets)
+    except SourceError as e:
+        raise Invalid(str(e)) from None
     jobs.reconcile()
     operation = Operation(kind="restore", backup_id=backup.id, created_by_id=user.id if user else None,
-                          params={"source_ids": [s.id for s in targets], "sources": [s.name for s in targets],
-                                  "safety_backup": safety_backup},
+                          params={"source_ids": [s.id for s in chosen], "sources": [s.name for s in chosen],
+                                  "safety_backup": safety_backup, "targets": elsewhere,
+                                  "terminate_connections": terminate_connections},
                           attempt=secrets.token_hex(16))
     db.session.add(operation)
     acquire_run_lock(operation)
+    into = "".join(f"; {name} into {redact_url(url)}" for name, url in elsewhere.items())
     audit("backup.restore.start", f"backup:{backup.id}", user=user,
-          detail=f"restore of {', '.join(s.name for s in targets)} (safety backup {'on' if safety_backup else 'off'})")
+          detail=f"restore of {', '.join(s.name for s in chosen)} (safety backup "
+                 f"{'on' if safety_backup else 'off'}){into}")
     db.session.refresh(operation)
     jobs.enqueue_operation(operation, jobs.run_restore)
     return operation

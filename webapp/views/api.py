@@ -198,7 +198,8 @@ def restore_backup(backup_id):
     data = json_body()
     operation = services.start_restore(
         services.get_backup(backup_id), confirm=data.get("confirm"), source_ids=data.get("source_ids"),
-        safety_backup=data.get("safety_backup", True), user=g.api_user)
+        safety_backup=data.get("safety_backup", True), targets=data.get("targets"),
+        terminate_connections=data.get("terminate_connections", False), user=g.api_user)
     return ok(operation.to_dict(), "restore started", 202)
 
 

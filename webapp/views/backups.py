@@ -158,7 +158,10 @@ def restore(backup_id):
         operation = services.start_restore(
             backup, confirm=request.form.get("confirm", "").strip(),
             source_ids=request.form.getlist("source_ids", type=int) or None,
-            safety_backup=request.form.get("safety_backup") == "1", user=current_user)
+            safety_backup=request.form.get("safety_backup") == "1",
+            targets={key.removeprefix("target-"): value for key, value in request.form.items()
+                     if key.startswith("target-")},
+            terminate_connections=request.form.get("terminate_connections") == "1", user=current_user)
     except services.ServiceError as e:
         flash(e.message, "error")
         return redirect(url_for("backups.detail", backup_id=backup_id))

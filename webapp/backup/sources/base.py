@@ -2,10 +2,44 @@
 
 import os
 import re
+import urllib.parse
 
 from ..errors import RestoreError, SourceError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+REDACTED = "***"
+
+
+def redact_url(url):
+    """A connection URL as it may be shown, logged or returned: its password replaced by ***."""
+    if not url:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    user = urllib.parse.quote(urllib.parse.unquote(parts.username or ""), safe="")
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:{REDACTED}@{host}"))
+
+
+def keep_password(new_url, old_url):
+    """`new_url` as typed in an edit form or API call, with the stored password kept when the
+    new one is left out or still the *** it was shown with (same user, host and port)."""
+    if not new_url or not old_url:
+        return new_url
+    new, old = urllib.parse.urlsplit(new_url), urllib.parse.urlsplit(old_url)
+    if new.password not in (None, REDACTED) or old.password is None:
+        return new_url
+    if (new.username, new.hostname, new.port) != (old.username, old.hostname, old.port):
+        if new.password is None:
+            return new_url
+        raise SourceError("the user, host or port changed: type the password for the new connection")
+    host = new.netloc.rpartition("@")[2]
+    user = urllib.parse.quote(urllib.parse.unquote(new.username or ""), safe="")
+    password = urllib.parse.quote(urllib.parse.unquote(old.password), safe="")
+    return urllib.parse.urlunsplit(new._replace(netloc=f"{user}:{password}@{host}"))
 
 
 def check_name(name):
