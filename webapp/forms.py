@@ -29,13 +29,15 @@ class BackupForm(FlaskForm):
 
 class SourceForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=64)])
-    kind = SelectField("Kind", choices=[("sqlite", "SQLite database file"), ("files", "Folder")])
-    path = StringField("Path", validators=[DataRequired(), Length(max=4096)])
+    kind = SelectField("Kind", choices=[("sqlite", "SQLite database file"), ("postgres", "PostgreSQL database"),
+                                        ("mysql", "MySQL / MariaDB database"), ("files", "Folder")])
+    path = StringField("Path (SQLite and folders)", validators=[Length(max=4096)])
+    url = StringField("Connection URL (PostgreSQL and MySQL)", validators=[Length(max=4096)])
     include = TextAreaField("Include globs (one per line, empty = everything)")
     exclude = TextAreaField("Exclude globs (one per line)")
     enabled = BooleanField("Enabled", default=True)
 
     def data_for_service(self):
-        return {"name": self.name.data, "kind": self.kind.data, "path": self.path.data,
+        return {"name": self.name.data, "kind": self.kind.data, "path": self.path.data, "url": self.url.data,
                 "include": self.include.data or "", "exclude": self.exclude.data or "",
                 "enabled": bool(self.enabled.data)}

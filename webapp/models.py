@@ -101,7 +101,8 @@ class Source(db.Model):
 
     @property
     def location(self):
-        return self.path or self.url or ""
+        """Where the data is, as it may be shown (a connection URL without its password)."""
+        return self.path or redact_url(self.url) or ""
 
     def engine_settings(self):
         """What the engine needs to build this source."""

@@ -4,6 +4,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
 from .. import services
+from ..backup.sources.base import redact_url
 from ..extensions import db
 from ..forms import SourceForm
 from ..models import Source
@@ -42,6 +43,7 @@ def edit(source_id):
     form = SourceForm(obj=source)
     form.kind.render_kw = {"disabled": True}
     if not form.is_submitted():
+        form.url.data = redact_url(source.url)  # the password is kept unless a new one is typed
         form.include.data = "\n".join(source.include or [])
         form.exclude.data = "\n".join(source.exclude or [])
     else:
