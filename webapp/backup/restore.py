@@ -79,7 +79,8 @@ class DatabaseSpool:
         for name, dump in self.dumps.items():
             problem = dump.problem()
             if problem:
-                found.append(f"{name}: SQLite integrity_check failed: {problem}")
+                what = "SQLite integrity_check failed" if database_kind(name) == "sqlite3" else "dump check failed"
+                found.append(f"{name}: {what}: {problem}")
         return found
 
     def abandon(self):

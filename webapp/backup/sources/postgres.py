@@ -1,12 +1,742 @@
-"""PostgreSQL sources, dumped with pg_dump (custom format) and restored with pg_restore."""
+"""PostgreSQL sources, dumped with pg_dump (custom format) and restored with pg_restore.
 
-from ..errors import SourceError
-from .base import Source
+Backup. `prepare()` lists the tables (with their estimated row counts) and runs
+`pg_dump --format=custom --compress=0` into a spool file in the staging folder; `dump()` adds
+that file to the archive as `database/<name>.pgdump` and removes it. pg_dump does not compress:
+the archive is compressed by zstd on several threads, and pg_dump's own gzip runs on one and is
+the slowest step of a plain `pg_dump -Fc`. The dump never holds the database name (no
+`--create`), so it restores into any database.
+
+Restore. The dump is staged in the restore's private folder and checked with
+`pg_restore --list`. Applying it is one `pg_restore --clean --if-exists --single-transaction
+--exit-on-error` run: it replaces the objects the dump holds, and any error (a lock held longer
+than the restore's lock timeout, an object outside the dump that depends on a dumped table)
+rolls the whole run back, so the database is left as it was. Objects the dump does not hold are
+left alone. Restored objects belong to the restoring role and carry no GRANTs from the dump
+(--no-owner --no-privileges), so a dump also restores on a server without the original roles.
+pg_restore sets lock_timeout = 0 itself, so a watcher cancels a statement that waits for a lock
+too long (see LockWatch). When another source restored later may still fail, the database is
+first dumped again (the undo copy); undo() drops the objects the restore added and restores that
+copy, in a single psql transaction.
+
+Open connections. Before applying, the other sessions on the target database are listed from
+pg_stat_activity. An application connected while its tables are replaced would keep running
+against data that changes under it, and would write into the database during the restore, so
+a restore is refused while any session is open, naming each one (pid, user, application,
+client address), and nothing is changed: stop the application, or restore with "close open
+connections" ticked (`terminate_connections`), which closes them with pg_terminate_backend()
+first. The check runs before any source of the restore is applied, and again right before this
+one is applied.
+
+Secrets. The password never appears on a command line, in cairn.json or in a message: the
+tools get it in their environment (PGPASSWORD), describe() shows the URL without it, and tool
+output is blanked of it.
+"""
+
+import dataclasses
+import os
+import re
+import subprocess
+import time
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from ..errors import DumpError, RestoreError, SourceError
+from ..process import ToolError, blank_out, run_tool, tool_path
+from ..reader import DumpFile
+from .base import Restorer, Source
+
+SCHEMES = ("postgresql", "postgres")
+CONNECT_TIMEOUT = 5  # seconds; a server that does not answer fails the check quickly
+APPLICATION_NAME = "cairn"  # how Cairn's sessions show in pg_stat_activity
+TOOL_TIMEOUT = 10  # seconds for `pg_dump --version`
+OLDEST_DUMPABLE = (9, 2)  # pg_dump 15 to 17 refuse older servers
+SESSION_EXIT_SECONDS = 5  # how long terminated sessions get to disappear
+INSTALL_HINT = "install the PostgreSQL client tools (Debian: apt install postgresql-client)"
+
+# The user tables pg_dump dumps: not the system catalogs, not tables an extension owns.
+DUMPED_TABLES = """
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN pg_catalog.pg_class t ON t.oid = c.reltoastrelid
+    WHERE c.relkind IN ('r', 'p')
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+                        AND d.deptype = 'e')
+"""
+
+OTHER_SESSIONS = """
+    SELECT pid, usename, application_name, host(client_addr)
+    FROM pg_catalog.pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid()
+      AND backend_type = 'client backend'
+    ORDER BY pid
+"""
+SESSIONS_BY_PID = """
+    SELECT pid, usename, application_name, host(client_addr)
+    FROM pg_catalog.pg_stat_activity WHERE pid = ANY(%s) ORDER BY pid
+"""
+
+
+# --- versions ------------------------------------------------------------------------------
+
+
+def major_version(version):
+    """The major release of a version string: (15,) for "15.20", (9, 6) for "9.6.24"."""
+    numbers = [int(n) for n in re.findall(r"\d+", version)[:2]]
+    if not numbers:
+        raise ValueError(f"not a PostgreSQL version: {version!r}")
+    return tuple(numbers[:1]) if numbers[0] >= 10 else tuple(numbers + [0])[:2]
+
+
+def dump_tool_problem(server_version, pg_dump_version):
+    """Why this pg_dump cannot dump that server, or None when it can.
+
+    pg_dump refuses a server of a newer major release ("server version mismatch"), and servers
+    older than 9.2.
+    """
+    server, tool = major_version(server_version), major_version(pg_dump_version)
+    if server > tool:
+        return (f"the server runs PostgreSQL {server_version} but pg_dump here is {pg_dump_version}: "
+                f"pg_dump cannot dump a newer server; install postgresql-client-"
+                f"{'.'.join(map(str, server))}")
+    if server < OLDEST_DUMPABLE:
+        return (f"the server runs PostgreSQL {server_version}, older than 9.2, which pg_dump "
+                f"{pg_dump_version} cannot dump")
+    return None
+
+
+def version_text(version_num):
+    """server_version_num as people write it: 150020 -> "15.20", 90624 -> "9.6.24"."""
+    if version_num >= 100000:
+        return f"{version_num // 10000}.{version_num % 10000}"
+    return f"{version_num // 10000}.{version_num // 100 % 100}.{version_num % 100}"
+
+
+def tool_version(tool):
+    """The version an installed tool reports ("15.20" from "pg_dump (PostgreSQL) 15.20 ...")."""
+    path = tool_path(tool)
+    if path is None:
+        raise SourceError(f"{tool} is not installed on the Cairn worker; {INSTALL_HINT}")
+    try:
+        done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=TOOL_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise SourceError(f"{path} --version did not answer: {e}") from None
+    found = re.search(r"\(PostgreSQL\)\s+(\d+(?:\.\d+)*)", done.stdout)
+    if done.returncode != 0 or not found:
+        raise SourceError(f"{path} --version said {done.stdout.strip() or done.stderr.strip()!r}, "
+                          f"not a PostgreSQL version")
+    return found.group(1)
+
+
+# --- the connection URL --------------------------------------------------------------------
+
+
+def redact_url(url):
+    """The URL without its password (in the user part or as a `password=` parameter)."""
+    if not url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return re.sub(r":[^:@/]*@", ":***@", url)  # not a URL we know; hide what may be one
+    end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    netloc, tail = rest[:end], rest[end:]
+    if "@" in netloc:
+        userinfo, hosts = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}@{hosts}" if user else hosts
+    path, qmark, query = tail.partition("?")
+    if qmark:
+        kept = [p for p in query.split("&") if p.split("=", 1)[0] != "password"]
+        tail = path + ("?" + "&".join(kept) if kept else "")
+    return f"{scheme}://{netloc}{tail}"
+
+
+def written_password(url):
+    """The password as written in the URL's user part (undecoded), or None."""
+    netloc = url.partition("://")[2].split("/", 1)[0].split("?", 1)[0]
+    userinfo = netloc.rsplit("@", 1)[0] if "@" in netloc else ""
+    return userinfo.partition(":")[2] or None
+
+
+@dataclasses.dataclass
+class Server:
+    """Where a source's database is: libpq parameters (without the password) and the password."""
+
+    params: dict
+    password: str
+    url: str  # the URL without its password, for messages
+
+    @classmethod
+    def from_url(cls, url):
+        shown = redact_url(url)
+        if not url:
+            raise SourceError("a PostgreSQL source needs a connection URL, such as "
+                              "postgresql://user:password@host:5432/database")
+        if url.partition("://")[0].lower() not in SCHEMES or "://" not in url:
+            raise SourceError(f"{shown}: a PostgreSQL URL starts with postgresql:// or postgres://")
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.Error as e:
+            said = blank_out(str(e), [url, written_password(url)])
+            raise SourceError(f"{shown} is not a valid PostgreSQL URL: {said}") from None
+        password = params.pop("password", None)
+        if not params.get("dbname"):
+            raise SourceError(f"{shown} names no database; add it after the host, as in "
+                              f"postgresql://user@host:5432/app")
+        for port in str(params.get("port", "")).split(","):
+            if port and not port.isdigit():
+                raise SourceError(f"{shown}: the port must be a number, not {port!r}")
+        return cls(params, password, shown)
+
+    @property
+    def dbname(self):
+        return self.params["dbname"]
+
+    def where(self):
+        """'database "app" on db.example:5432 as app' (what messages call it)."""
+        host = self.params.get("host") or "the local socket"
+        port = self.params.get("port")
+        user = self.params.get("user")
+        place = f"{host}:{port}" if port and self.params.get("host") else host
+        return f'database "{self.dbname}" on {place}' + (f" as {user}" if user else "")
+
+    def conninfo(self, **overrides):
+        return make_conninfo(**{**self.params, **overrides})
+
+    def connect(self, error=SourceError):
+        """An autocommit connection; `error` (with a readable reason) when that fails."""
+        try:
+            return psycopg.connect(self.conninfo(), autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+                                   **self._defaults())
+        except psycopg.Error as e:
+            raise error(f"cannot connect to {self.where()}: {connect_reason(e, self.password)}") from None
+
+    def _defaults(self):
+        extra = {} if "application_name" in self.params else {"application_name": APPLICATION_NAME}
+        if self.password is not None:
+            extra["password"] = self.password
+        return extra
+
+    def tool_env(self):
+        """The environment of a pg_dump, pg_restore or psql child: the password travels here,
+        never on its command line."""
+        env = dict(os.environ, PGCONNECT_TIMEOUT=str(CONNECT_TIMEOUT), PGAPPNAME=APPLICATION_NAME)
+        if self.password is not None:
+            env["PGPASSWORD"] = self.password
+        return env
+
+    def secrets(self):
+        return [self.password] if self.password else []
+
+
+def connect_reason(error, password):
+    """libpq's reason, without the repeated "connection to server at ... failed:" preamble."""
+    first, *hints = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    text = first + (f" ({' '.join(hints)[:1].lower()}{' '.join(hints)[1:]})" if hints else "")
+    text = re.sub(r"^connection failed: ", "", text)
+    text = re.sub(r'^connection to server (at|on) .*? failed: ', "", text)
+    text = re.sub(r"\bFATAL:\s+", "", text)
+    if "timeout expired" in text:
+        text = f"no answer within {CONNECT_TIMEOUT} s (timeout expired)"
+    return blank_out(text, [password] if password else [])
+
+
+# --- what the database holds ---------------------------------------------------------------
+
+
+def server_version(conn):
+    return version_text(conn.info.server_version)
+
+
+def dumped_tables(conn):
+    """[{"name": "schema.table", "rows": estimate or None}]; reltuples is -1 (PostgreSQL 14+)
+    for a table never vacuumed or analyzed, which says nothing about its rows."""
+    rows = conn.execute(f"SELECT n.nspname, c.relname, c.reltuples {DUMPED_TABLES} "
+                        f"ORDER BY n.nspname, c.relname").fetchall()
+    return [{"name": f"{schema}.{table}", "rows": int(tuples) if tuples >= 0 else None}
+            for schema, table, tuples in rows]
+
+
+def tables_size(conn):
+    """Bytes in the dumped tables and their TOAST data (not their indexes): close to the size of
+    an uncompressed dump, unlike pg_database_size(). Read from the catalog's page counts (as of
+    the last VACUUM or ANALYZE): pg_table_size() would wait for a table's lock, and a backup
+    waiting there could not be cancelled."""
+    return int(conn.execute(
+        "SELECT coalesce(sum(c.relpages::bigint + coalesce(t.relpages, 0)), 0)"
+        "       * current_setting('block_size')::bigint"
+        f" {DUMPED_TABLES}").fetchone()[0])
+
+
+# --- checking a dump -----------------------------------------------------------------------
+
+
+def pg_restore_list_problem(path, on_start=None):
+    """None when `pg_restore --list` reads the dump, else what is wrong with it.
+
+    `on_start(stop)` gets a function that kills the pg_restore. It runs on a thread of its own
+    while the archive streams, and dies with Cairn (setpriv --pdeathsig), as every tool does.
+    """
+    pg_restore = tool_path("pg_restore")
+    if pg_restore is None:
+        return f"pg_restore is not installed here, so the dump cannot be checked; {INSTALL_HINT}"
+    proc = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", pg_restore, "--list", os.fspath(path)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if on_start is not None:
+        on_start(proc.kill)
+    _, stderr = proc.communicate()
+    if proc.returncode == 0:
+        return None
+    if proc.returncode < 0:
+        return f"pg_restore crashed reading it (signal {-proc.returncode}): it is damaged"
+    said = [re.sub(r"^pg_restore: (error: )?", "", line) for line in
+            stderr.decode("utf-8", "replace").strip().splitlines()]
+    return "pg_restore cannot read it: " + ("; ".join(said[-2:]) or f"exit status {proc.returncode}")
+
+
+def tool_failure(error):
+    """What a failed pg_dump, pg_restore or psql run said, as one readable sentence."""
+    lines = error.stderr.strip().splitlines()
+    errors = [re.sub(r"^.*?\b(error|ERROR):\s+", "", line).strip() for line in lines
+              if re.search(r"\b(error|ERROR|FATAL):", line)]
+    details = [line.split(":", 1)[1].strip() for line in lines if line.startswith("DETAIL:")]
+    commands = [line[len("Command was: "):].strip() for line in lines if line.startswith("Command was: ")]
+    if not errors:
+        return str(error)
+    text = re.sub(r"^(could not execute query: |query failed: )", "", errors[-1])
+    text = re.sub(r"^ERROR:\s+", "", text)
+    if details:
+        text += f" ({details[-1]})"
+    if commands:
+        command = commands[-1].rstrip(";")
+        text += f", while running: {command if len(command) <= 200 else command[:200] + '…'}"
+    return text
+
+
+# --- the source ----------------------------------------------------------------------------
+
+
+class SpoolProgress:
+    """Reports a growing spool file's new bytes (on_poll of run_tool)."""
+
+    def __init__(self, path, reporter):
+        self.path = path
+        self.reporter = reporter
+        self.reported = 0
+
+    def __call__(self):
+        if self.reporter is None:
+            return
+        try:
+            size = os.stat(self.path).st_size
+        except FileNotFoundError:
+            return
+        if size > self.reported:
+            self.reporter.advance(size - self.reported)
+            self.reported = size
+
+
+class CancellableReader:
+    """A file whose every read first asks the reporter whether to stop (the archive copies the
+    spool without counting its bytes again, so this is where a cancel is noticed)."""
+
+    def __init__(self, f, reporter):
+        self._f = f
+        self._reporter = reporter
+
+    def read(self, size=-1):
+        self._reporter.check_cancel()
+        return self._f.read(size)
+
+
+def remove_file(path):
+    if path is None:
+        return
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def create_private_file(path):
+    """An empty file only Cairn's user may read (a dump holds every row of the database)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def run_pg_dump(server, path, reporter=None):
+    """pg_dump the database into a new file at `path`; the file is removed when that fails or is
+    cancelled. Raises ToolError."""
+    create_private_file(path)
+    progress = SpoolProgress(path, reporter)
+    try:
+        # --no-sync: the spool is scratch, read once right away and removed.
+        run_tool([tool_path("pg_dump") or "pg_dump", "--format=custom", "--compress=0", "--no-sync",
+                  "--no-password", f"--file={path}", f"--dbname={server.conninfo()}"],
+                 env=server.tool_env(), reporter=reporter, on_poll=progress, secrets=server.secrets())
+        progress()
+    except BaseException:
+        remove_file(path)
+        raise
 
 
 class PostgresSource(Source):
     kind = "postgres"
     dump_kind = "pgdump"
+    check_dump = staticmethod(pg_restore_list_problem)
+
+    def __init__(self, name, url=None, terminate_connections=False, **settings):
+        super().__init__(name, url=url, **settings)
+        self.terminate_connections = bool(terminate_connections)
+        self._taken = None  # server version and tables, read by prepare() next to the dump
+
+    @property
+    def server(self):
+        return Server.from_url(self.url)
+
+    def describe(self):
+        return {"name": self.name, "kind": self.kind, "url": redact_url(self.url)}
+
+    def member_name(self):
+        return f"database/{self.name}.{self.dump_kind}"
 
     def validate(self):
-        raise SourceError("PostgreSQL sources are not available yet")
+        Server.from_url(self.url)
+        for tool in ("pg_dump", "pg_restore"):
+            if tool_path(tool) is None:
+                raise SourceError(f"{tool} is not installed on the Cairn worker; {INSTALL_HINT}")
+
+    def check(self):
+        self.validate()
+        with self.server.connect() as conn:
+            version = server_version(conn)
+            size = conn.execute("SELECT pg_catalog.pg_database_size(current_database())").fetchone()[0]
+            tables = len(dumped_tables(conn))
+        tools = {tool: tool_version(tool) for tool in ("pg_dump", "pg_restore")}
+        problem = dump_tool_problem(version, tools["pg_dump"])
+        if problem:
+            raise SourceError(problem)
+        return {"size": size, "table_count": tables, "server_version": version, "tools": tools}
+
+    def estimate_size(self):
+        with self.server.connect() as conn:
+            return tables_size(conn)
+
+    def spool_path(self, staging_dir):
+        return os.path.join(staging_dir, f"{self.name}.pgdump")
+
+    def prepare(self, staging_dir, reporter):
+        reporter.set_phase(f"dumping postgres:{self.name}")
+        server = self.server
+        with server.connect() as conn:
+            version = server_version(conn)
+            problem = dump_tool_problem(version, tool_version("pg_dump"))
+            if problem:
+                raise SourceError(problem)
+            tables = dumped_tables(conn)
+            expected = tables_size(conn)
+        # The engine learns its total only after every prepare(); until then show this dump's.
+        reporter.total = max(reporter.total, reporter.done + expected)
+        try:
+            run_pg_dump(server, self.spool_path(staging_dir), reporter)
+        except ToolError as e:
+            raise DumpError(f"pg_dump of {server.where()} failed: {tool_failure(e)}") from None
+        self._taken = {"server_version": version, "tables": tables}
+
+    def dump(self, writer, staging_dir, reporter):
+        if self._taken is None:
+            raise DumpError(f"postgres:{self.name} was not dumped (prepare() did not run)")
+        reporter.set_phase(f"archiving postgres:{self.name}")
+        spool = self.spool_path(staging_dir)
+        size = os.path.getsize(spool)
+        try:
+            with open(spool, "rb") as f:
+                # Its bytes were counted while pg_dump wrote them.
+                writer.add_stream(self.member_name(), CancellableReader(f, reporter), size, 0o644,
+                                  time.time(), report=False)
+        finally:
+            remove_file(spool)
+        taken, self._taken = self._taken, None
+        return {"name": self.name, "kind": self.kind, "size": size, "table_count": len(taken["tables"]),
+                "tables": taken["tables"], "server_version": taken["server_version"]}
+
+    def restorer(self, token, lock_timeout, staging_dir):
+        return PostgresRestorer(self, token, lock_timeout, staging_dir)
+
+
+# --- restoring -----------------------------------------------------------------------------
+
+
+def other_sessions(conn):
+    return conn.execute(OTHER_SESSIONS).fetchall()
+
+
+def describe_session(session):
+    pid, user, application, address = session
+    return (f"pid {pid} (user {user or 'unknown'}, application {application or 'unnamed'!r}, "
+            f"from {address or 'the local socket'})")
+
+
+def sessions_message(server, sessions, ending):
+    count = f"{len(sessions)} other session{'s are' if len(sessions) > 1 else ' is'}"
+    return f"{count} connected to {server.where()}: {'; '.join(map(describe_session, sessions))}; {ending}"
+
+
+REFUSAL = ('stop the application, or restore with "close open connections" ticked; '
+           'nothing was changed')
+
+# The objects undo() drops when the restore added them; their parts (columns, indexes,
+# constraints, triggers, rules, policies) go with them. Names come quoted and schema-qualified
+# from the server (with an empty search_path). Objects owned by extensions are left to them.
+NOT_EXTENSION_MEMBER = """NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+    WHERE d.classid = '{catalog}'::regclass AND d.objid = {oid} AND d.deptype = 'e')"""
+USER_SCHEMA = "n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'"
+LIVE_OBJECTS = f"""
+    SELECT 'SCHEMA', pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_namespace n
+    WHERE {USER_SCHEMA} AND {NOT_EXTENSION_MEMBER.format(catalog='pg_catalog.pg_namespace', oid='n.oid')}
+    UNION ALL
+    SELECT 'EXTENSION', pg_catalog.quote_ident(e.extname) FROM pg_catalog.pg_extension e
+    WHERE e.extname <> 'plpgsql'
+    UNION ALL
+    SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                          WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END,
+           c.oid::pg_catalog.regclass::text
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {USER_SCHEMA}
+      AND {NOT_EXTENSION_MEMBER.format(catalog='pg_catalog.pg_class', oid='c.oid')}
+    UNION ALL
+    SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
+           p.oid::pg_catalog.regprocedure::text
+    FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+    WHERE {USER_SCHEMA} AND {NOT_EXTENSION_MEMBER.format(catalog='pg_catalog.pg_proc', oid='p.oid')}
+    UNION ALL
+    SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.oid::pg_catalog.regtype::text
+    FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+    WHERE {USER_SCHEMA} AND {NOT_EXTENSION_MEMBER.format(catalog='pg_catalog.pg_type', oid='t.oid')}
+      AND (t.typtype IN ('e', 'd', 'r')
+           OR (t.typtype = 'c' AND (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c'))
+"""
+DROP_ORDER = ("SCHEMA", "EXTENSION", "VIEW", "MATERIALIZED VIEW", "FOREIGN TABLE", "TABLE", "SEQUENCE",
+              "PROCEDURE", "AGGREGATE", "FUNCTION", "DOMAIN", "TYPE")
+
+
+def live_objects(conn):
+    """The database's own objects, as (kind, quoted qualified name)."""
+    conn.execute("SET search_path = ''")
+    try:
+        return set(conn.execute(LIVE_OBJECTS).fetchall())
+    finally:
+        conn.execute("RESET search_path")
+
+
+def drop_statements(objects):
+    """DROP ... IF EXISTS ... CASCADE for each object; one dropped with an earlier one is skipped."""
+    ordered = sorted(objects, key=lambda o: (DROP_ORDER.index(o[0]), o[1]))
+    return "".join(f"DROP {kind} IF EXISTS {name} CASCADE;\n" for kind, name in ordered)
+
+
+class PostgresRestorer(Restorer):
+    """Stages the dump in the restore's private folder and applies it with pg_restore in one
+    transaction (see the module's docstring for open connections and undo)."""
+
+    undo_cost = 2  # undo needs a dump of the live database, taken before applying
+
+    def __init__(self, source, token, lock_timeout, staging_dir):
+        super().__init__(source, token, lock_timeout)
+        self.staging_dir = staging_dir
+        self.dump = None  # the staged dump, checked on a thread as soon as it is complete
+        self.undo_dump = None
+        self.objects_before = None
+        self.applied = False
+
+    def scratch_path(self, label):
+        return os.path.join(self.staging_dir, f"{self.name}-{self.token}.{label}")
+
+    @property
+    def server(self):
+        try:
+            return self.source.server
+        except SourceError as e:
+            raise RestoreError(str(e)) from None
+
+    def database_sink(self, kind, member):
+        if kind != "pgdump":
+            raise RestoreError(f"the archive holds a {kind} dump for {self.name!r}, a PostgreSQL source here")
+        try:
+            self.dump = DumpFile(self.scratch_path("pgdump"), pg_restore_list_problem)
+        except OSError as e:
+            raise RestoreError(f"cannot stage the dump of {self.name!r}: {e.strerror}") from None
+        return self.dump
+
+    def check(self, manifest_members):
+        if self.dump is None:
+            raise RestoreError(f"the archive holds no database dump for {self.name!r}")
+        problem = self.dump.problem()
+        if problem:
+            raise RestoreError(f"the archived dump of {self.name!r} is damaged: {problem}")
+        server = self.server
+        with server.connect(RestoreError) as conn:
+            sessions = other_sessions(conn)
+        if sessions and not self.source.terminate_connections:
+            raise RestoreError(sessions_message(server, sessions, REFUSAL))
+
+    def apply(self, undoable=True):
+        server = self.server
+        self.close_other_sessions(server)
+        if undoable:
+            self.take_undo_copy(server)
+        self.run_watched(server, "restore", lambda dbname: [
+            tool_path("pg_restore") or "pg_restore", "--clean", "--if-exists", "--single-transaction",
+            "--exit-on-error", "--no-owner", "--no-privileges", "--no-password", dbname, self.dump.path],
+            failed=f"pg_restore into {server.where()} failed and was rolled back, so the database is as it was")
+        self.applied = True
+
+    def run_watched(self, server, label, command, failed):
+        """Run a tool (`command(dbname_option)` gives its arguments) in a session of its own, which
+        LockWatch cancels when it waits for a lock longer than the lock timeout; when the tool
+        fails, raise RestoreError saying `failed` and why."""
+        name = f"cairn-{label}-{self.token}"
+        with server.connect(RestoreError) as conn:
+            watch = LockWatch(conn, name, self.lock_timeout)
+            try:
+                run_tool(command(f"--dbname={server.conninfo(application_name=name)}"),
+                         env=server.tool_env(), on_poll=watch, secrets=server.secrets())
+            except ToolError as e:
+                raise RestoreError(f"{failed}: {watch.explain(tool_failure(e))}") from None
+
+    def close_other_sessions(self, server):
+        """Refuse while other sessions are open, or close them when asked to."""
+        with server.connect(RestoreError) as conn:
+            sessions = other_sessions(conn)
+            if not sessions:
+                return
+            if not self.source.terminate_connections:
+                raise RestoreError(sessions_message(server, sessions, REFUSAL))
+            for session in sessions:
+                try:
+                    conn.execute("SELECT pg_catalog.pg_terminate_backend(%s)", [session[0]])
+                except psycopg.Error as e:
+                    raise RestoreError(f"cannot close {describe_session(session)} on {server.where()}: "
+                                       f"{e.diag.message_primary or e}; give Cairn's role "
+                                       f"pg_signal_backend, or stop the application") from None
+            wait_until_gone(conn, server, {s[0] for s in sessions})
+
+    def take_undo_copy(self, server):
+        if tool_path("psql") is None:
+            raise RestoreError(f"psql is needed to undo the restore of {self.name!r} if a later "
+                               f"source fails; {INSTALL_HINT}")
+        with server.connect(RestoreError) as conn:
+            self.objects_before = live_objects(conn)
+        self.undo_dump = self.scratch_path("undo.pgdump")
+        try:
+            run_pg_dump(server, self.undo_dump)
+        except ToolError as e:
+            self.undo_dump = None
+            raise RestoreError(f"copying {server.where()} before restoring it failed: {tool_failure(e)}") from None
+
+    def undo(self):
+        if not self.applied:
+            return
+        if self.undo_dump is None:
+            raise RestoreError(f"{self.name} was applied last, without a copy to undo it from")
+        server = self.server
+        with server.connect(RestoreError) as conn:
+            added = live_objects(conn) - self.objects_before
+        script = self.scratch_path("undo.sql")
+        failed = f"putting {server.where()} back failed (rolled back: it holds the restored data)"
+        try:
+            # The objects the restore added go first: restoring the copy drops and recreates
+            # only what it holds, and an added view on one of its tables would block that.
+            with open(script, "w", encoding="utf-8") as f:
+                f.write(drop_statements(added))
+            with open(script, "ab") as f:
+                run_tool([tool_path("pg_restore") or "pg_restore", "--clean", "--if-exists", "--no-owner",
+                          "--file=-", self.undo_dump], stdout=f, env=server.tool_env(),
+                         secrets=server.secrets())
+            self.run_watched(server, "undo", lambda dbname: [
+                tool_path("psql") or "psql", "--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1",
+                "--single-transaction", f"--file={script}", dbname], failed=failed)
+        except ToolError as e:
+            raise RestoreError(f"{failed}: {tool_failure(e)}") from None
+        finally:
+            remove_file(script)
+        self.applied = False
+
+    def commit(self):
+        remove_file(self.undo_dump)
+        self.undo_dump = None
+        return []
+
+    def discard(self):
+        if self.dump is not None:
+            self.dump.abandon()
+            remove_file(self.dump.path)
+        remove_file(self.undo_dump)
+        self.undo_dump = None
+
+    def recover(self):
+        """A killed pg_restore's transaction was rolled back by the server when its connection
+        dropped, so the database needs nothing; scratch files live in the restore's staging
+        folder, which the caller removes (only the files still known here are removed)."""
+        self.discard()
+
+
+class LockWatch:
+    """Cancels a tool's statement once it has waited for a lock longer than the lock timeout.
+
+    pg_restore's script starts with `SET lock_timeout = 0`, which overrides PGOPTIONS and any
+    role or database setting, so the restore watches the tool's session (found by its
+    application_name) from a connection of its own, every time run_tool polls, and cancels the
+    waiting statement with pg_cancel_backend(): the tool fails and its transaction rolls back.
+    Cairn's lock timeout 0 means "do not wait" (the statement is cancelled at the next look).
+    """
+
+    def __init__(self, conn, application_name, seconds):
+        self.conn = conn
+        self.application_name = application_name
+        self.seconds = seconds
+        self.waiting = None  # (pid, statement, since when) of the statement seen waiting
+        self.cancelled = None  # (statement, sessions holding the lock) once it was cancelled
+
+    def __call__(self):
+        row = self.conn.execute(
+            "SELECT pid, query, pg_catalog.pg_blocking_pids(pid) FROM pg_catalog.pg_stat_activity "
+            "WHERE application_name = %s AND datname = current_database() AND wait_event_type = 'Lock'",
+            [self.application_name]).fetchone()
+        if row is None or self.cancelled is not None:
+            self.waiting = None
+            return
+        pid, statement, holders = row
+        now = time.monotonic()
+        if self.waiting is None or self.waiting[:2] != (pid, statement):
+            self.waiting = (pid, statement, now)
+        if now - self.waiting[2] >= self.seconds:
+            sessions = self.conn.execute(SESSIONS_BY_PID, [holders]).fetchall()
+            self.cancelled = (statement, sessions)
+            self.conn.execute("SELECT pg_catalog.pg_cancel_backend(%s)", [pid])
+
+    def explain(self, failure):
+        """The tool's failure, or the lock wait it was cancelled for."""
+        if self.cancelled is None:
+            return failure
+        statement, sessions = self.cancelled
+        holders = "; ".join(map(describe_session, sessions)) or "another session"
+        statement = " ".join(statement.split()).rstrip(";")
+        statement = statement if len(statement) <= 200 else statement[:200] + "…"
+        return (f"{holders} held a lock for more than {self.seconds} s, while running: {statement}; "
+                f"stop the application (or its long transaction) and restore again")
+
+
+def wait_until_gone(conn, server, pids):
+    """Terminated sessions end asynchronously; wait (briefly) until they have."""
+    deadline = time.monotonic() + SESSION_EXIT_SECONDS
+    while True:
+        left = [s for s in other_sessions(conn) if s[0] in pids]
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise RestoreError(sessions_message(server, left, f"they were asked to close but are still "
+                                                              f"open after {SESSION_EXIT_SECONDS} s"))
+        time.sleep(0.05)
