@@ -198,3 +198,20 @@ def test_a_restore_target_must_be_a_server_database_of_the_restore(app, api, ser
         refused = api.post(f"/backups/{backup_id}/restore", json={"confirm": "RESTORE", "targets": targets})
         assert refused.status_code == 400
         assert reason in refused.get_json()["message"], refused.get_json()
+
+
+def test_pages_list_the_tables_and_offer_another_database_without_the_password(app, api, admin_client, server):
+    url = server.database()
+    server.fill(url)
+    source = api.post("/sources", json={"name": "appdb", "kind": server.kind, "url": url}).get_json()["data"]
+    backup_id = api.post("/backups", json={"type": "database"}).get_json()["data"]["id"]
+    run_jobs(app)
+
+    detail = admin_client.get(f"/admin/backups/{backup_id}")
+    html = detail.get_data(as_text=True)
+    assert detail.status_code == 200
+    assert "notes" in html and "row estimates" in html
+    assert 'name="target-appdb"' in html
+    assert ('name="terminate_connections"' in html) == (server.kind == "postgres")
+    for page in ("/admin/sources", f"/admin/sources/{source['id']}/edit", f"/admin/backups/{backup_id}"):
+        assert_no_password(admin_client.get(page))
