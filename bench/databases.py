@@ -76,7 +76,7 @@ FROM seq_1_to_%(rows)d;
 ANALYZE TABLE orders;
 """
 # About what one row costs on disk with its indexes (measured), so --mb is the database's size.
-POSTGRES_ROW_BYTES = 450
+POSTGRES_ROW_BYTES = 350
 MYSQL_ROW_BYTES = 340
 
 
