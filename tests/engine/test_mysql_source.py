@@ -25,8 +25,8 @@ from webapp.backup.archive import ArchiveWriter
 from webapp.backup.errors import Cancelled, DumpError, RestoreError, SourceError
 from webapp.backup.progress import Reporter
 from webapp.backup.restore import apply_all, restore_archive, verify_archive
-from webapp.backup.sources.base import Restorer
-from webapp.backup.sources.mysql import dump_completion_problem, option_value, redact_url
+from webapp.backup.sources.base import Restorer, url_without_password
+from webapp.backup.sources.mysql import dump_completion_problem, option_value
 
 TEST_URL = os.environ.get("TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 TOKEN = "t1"
@@ -74,7 +74,7 @@ def server():
     try:
         conn = connect()
     except pymysql.Error as e:
-        message = f"MariaDB is not reachable at {redact_url(TEST_URL)}: {e}"
+        message = f"MariaDB is not reachable at {url_without_password(TEST_URL)}: {e}"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
@@ -312,7 +312,7 @@ def write_mysql_archive(path, dump, url):
     with ArchiveWriter(path) as writer:
         writer.add_json("cairn.json", {"format": "cairn-archive", "format_version": 1, "type": "database",
                                        "mode": "full", "sources": [{"name": "app", "kind": "mysql",
-                                                                    "url": redact_url(url)}]}, 0)
+                                                                    "url": url_without_password(url)}]}, 0)
         writer.add_stream("database/app.sql", io.BytesIO(dump), len(dump), 0o644, 0)
         manifest = writer.finish({"sources": [{"name": "app", "kind": "mysql", "size": len(dump)}]}, 0)
     return writer.sha256, manifest["members"]

@@ -27,7 +27,8 @@ from webapp.backup import Cancelled, SourceError, make_source
 from webapp.backup.archive import ArchiveWriter
 from webapp.backup.errors import RestoreError
 from webapp.backup.restore import restore_archive, verify_archive
-from webapp.backup.sources.postgres import dump_tool_problem, major_version, redact_url
+from webapp.backup.sources.base import url_without_password
+from webapp.backup.sources.postgres import dump_tool_problem, major_version
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -293,7 +294,7 @@ def test_the_password_is_in_no_archive_member_and_no_command_line(backup, app_db
     ("postgresql://app@h1:5432,h2:5433/app", "postgresql://app@h1:5432,h2:5433/app"),
 ])
 def test_describe_shows_the_url_without_its_password(url, shown):
-    assert redact_url(url) == shown
+    assert url_without_password(url) == shown
     assert pg_source(url).describe() == {"name": "app", "kind": "postgres", "url": shown}
 
 
@@ -389,7 +390,7 @@ def write_archive_around(path, dump, url):
     with ArchiveWriter(path) as writer:
         writer.add_json("cairn.json", {"format": "cairn-archive", "format_version": 1, "type": "database",
                                        "mode": "full", "sources": [{"name": "app", "kind": "postgres",
-                                                                    "url": redact_url(url)}]}, 0)
+                                                                    "url": url_without_password(url)}]}, 0)
         writer.add_stream("database/app.pgdump", io.BytesIO(dump), len(dump), 0o644, 0)
         manifest = writer.finish({"sources": [{"name": "app", "kind": "postgres", "size": len(dump)}]}, 0)
     return writer.sha256, manifest["members"]

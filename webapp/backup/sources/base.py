@@ -12,16 +12,31 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 REDACTED = "***"
 
 
-def redact_url(url):
-    """A connection URL as it may be shown, logged or returned: its password replaced by ***."""
+def url_without_password(url, mask=None):
+    """The connection URL without its password (in the user part or as a `password=`
+    parameter), or with `mask` in its place. Everything up to the last '@' counts as the user
+    part, so a password with an unencoded '/', '?' or '@' is hidden too."""
     if not url:
         return url
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    user = urllib.parse.quote(urllib.parse.unquote(parts.username or ""), safe="")
-    host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:{REDACTED}@{host}"))
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return re.sub(r":[^:@/]*@", f":{mask or ''}@", url)  # not a URL we know; hide what may be one
+    if "@" in rest:
+        userinfo, _, rest = rest.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        login = f"{user}:{mask}" if colon and mask else user
+        rest = f"{login}@{rest}" if login else rest
+    path, qmark, query = rest.partition("?")
+    if qmark:
+        params = [p for p in query.split("&") if p.split("=", 1)[0].lower() != "password" or mask]
+        params = [f"password={mask}" if p.split("=", 1)[0].lower() == "password" else p for p in params]
+        rest = path + ("?" + "&".join(params) if params else "")
+    return f"{scheme}://{rest}"
+
+
+def redact_url(url):
+    """A connection URL as it may be shown, logged or returned: its password replaced by ***."""
+    return url_without_password(url, mask=REDACTED)
 
 
 def keep_password(new_url, old_url):

@@ -48,7 +48,7 @@ import pymysql
 from ..errors import DumpError, RestoreError, SourceError
 from ..process import ToolError, blank_out, run_tool, tool_path
 from ..reader import DumpFile
-from .base import Restorer, Source
+from .base import Restorer, Source, url_without_password
 
 SCHEMES = ("mysql", "mariadb")
 DEFAULT_PORT = 3306
@@ -106,28 +106,6 @@ NO_TABLE_PRIVILEGE = (1044, 1142)
 # --- the connection URL --------------------------------------------------------------------
 
 
-def redact_url(url):
-    """The URL without its password (in the user part or as a `password=` parameter).
-
-    Everything up to the last '@' counts as the user part, so a password with an unencoded
-    '/', '?' or '@' is hidden too.
-    """
-    if not url:
-        return url
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return re.sub(r":[^:@/]*@", ":***@", url)  # not a URL we know; hide what may be one
-    if "@" in rest:
-        userinfo, _, rest = rest.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        rest = f"{user}@{rest}" if user else rest
-    path, qmark, query = rest.partition("?")
-    if qmark:
-        kept = [p for p in query.split("&") if p.split("=", 1)[0].lower() != "password"]
-        rest = path + ("?" + "&".join(kept) if kept else "")
-    return f"{scheme}://{rest}"
-
-
 def option_value(value):
     """A value for a MySQL option file: quoted, with the escapes the tools read back."""
     escaped = (value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
@@ -156,7 +134,7 @@ class Server:
 
     @classmethod
     def from_url(cls, url):
-        shown = redact_url(url)
+        shown = url_without_password(url)
         if not url:
             raise SourceError("a MySQL source needs a connection URL, such as "
                               "mysql://user:password@host:3306/database")
@@ -466,7 +444,7 @@ class MysqlSource(Source):
         return Server.from_url(self.url)
 
     def describe(self):
-        return {"name": self.name, "kind": self.kind, "url": redact_url(self.url)}
+        return {"name": self.name, "kind": self.kind, "url": url_without_password(self.url)}
 
     def member_name(self):
         return f"database/{self.name}.{self.dump_kind}"

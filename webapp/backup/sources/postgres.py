@@ -45,7 +45,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from ..errors import DumpError, RestoreError, SourceError
 from ..process import ToolError, blank_out, run_tool, tool_path
 from ..reader import DumpFile
-from .base import Restorer, Source
+from .base import Restorer, Source, url_without_password
 
 SCHEMES = ("postgresql", "postgres")
 CONNECT_TIMEOUT = 5  # seconds; a server that does not answer fails the check quickly
@@ -134,26 +134,6 @@ def tool_version(tool):
 # --- the connection URL --------------------------------------------------------------------
 
 
-def redact_url(url):
-    """The URL without its password (in the user part or as a `password=` parameter)."""
-    if not url:
-        return url
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return re.sub(r":[^:@/]*@", ":***@", url)  # not a URL we know; hide what may be one
-    end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
-    netloc, tail = rest[:end], rest[end:]
-    if "@" in netloc:
-        userinfo, hosts = netloc.rsplit("@", 1)
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}@{hosts}" if user else hosts
-    path, qmark, query = tail.partition("?")
-    if qmark:
-        kept = [p for p in query.split("&") if p.split("=", 1)[0] != "password"]
-        tail = path + ("?" + "&".join(kept) if kept else "")
-    return f"{scheme}://{netloc}{tail}"
-
-
 def written_password(url):
     """The password as written in the URL's user part (undecoded), or None."""
     netloc = url.partition("://")[2].split("/", 1)[0].split("?", 1)[0]
@@ -171,7 +151,7 @@ class Server:
 
     @classmethod
     def from_url(cls, url):
-        shown = redact_url(url)
+        shown = url_without_password(url)
         if not url:
             raise SourceError("a PostgreSQL source needs a connection URL, such as "
                               "postgresql://user:password@host:5432/database")
@@ -397,7 +377,7 @@ class PostgresSource(Source):
         return Server.from_url(self.url)
 
     def describe(self):
-        return {"name": self.name, "kind": self.kind, "url": redact_url(self.url)}
+        return {"name": self.name, "kind": self.kind, "url": url_without_password(self.url)}
 
     def member_name(self):
         return f"database/{self.name}.{self.dump_kind}"
