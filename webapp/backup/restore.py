@@ -107,9 +107,9 @@ def restore_archive(path, sources, *, token, expected_sha256=None, expected_memb
 
     Server databases' dumps are staged in `staging_dir` (a private temporary folder when not
     given), which is removed at the end. A replaced folder tree is removed at the end too, unless
-    `keep_old_copies`: then its path is in
-    the result's `old_copies`, for remove_old_copies() once the caller has reported the restore
-    done (removing thousands of files takes seconds, and the restored data is in place already).
+    `keep_old_copies`: then its path is in the result's `old_copies`, for remove_old_copies()
+    once the caller has reported the restore done (removing thousands of files takes seconds,
+    and the restored data is in place already).
     """
     restorers = {}
     if reporter is not None:
