@@ -519,6 +519,10 @@ def release_stale_lock():
         db.session.commit()
 
 
-def tick():
-    """The scheduler's periodic work: reconcile now; scheduled backups hook in here."""
-    return reconcile()
+def tick(now=None):
+    """The scheduler's periodic work: reconcile dead jobs, then start the schedules that are due."""
+    from .scheduling import run_due_schedules  # scheduling starts backups through services
+
+    reconciled = reconcile()
+    run_due_schedules(now)
+    return reconciled

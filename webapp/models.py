@@ -262,6 +262,38 @@ class Operation(db.Model):
         }
 
 
+class Schedule(db.Model):
+    """When to back up what, and what to keep. The tick claims a due run by moving `next_run_at`
+    forward with a compare-and-set UPDATE, so each due time starts exactly one backup."""
+
+    __tablename__ = "schedules"
+    __table_args__ = NEVER_REUSE_IDS
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(64), unique=True, nullable=False)
+    timing = db.Column(db.JSON, nullable=False)  # backup.schedule.Timing.to_dict()
+    backup_type = db.Column(db.String(16), nullable=False, default="full")
+    source_ids = db.Column(db.JSON, nullable=False, default=list)  # for backup_type "custom"
+    compression = db.Column(db.String(8), nullable=False, default="zstd")
+    retention = db.Column(db.JSON, nullable=False, default=dict)  # backup.retention.Policy fields
+    enabled = db.Column(db.Boolean, nullable=False, default=True)
+    next_run_at = db.Column(db.DateTime, index=True)  # UTC; None while disabled
+    last_run_at = db.Column(db.DateTime)
+    last_status = db.Column(db.String(16))  # started, skipped, failed (to start)
+    last_message = db.Column(db.Text)
+    last_backup_id = db.Column(db.Integer, db.ForeignKey("backups.id", ondelete="SET NULL"))
+    created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    updated_at = db.Column(db.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    def to_dict(self):
+        return {"id": self.id, "name": self.name, "timing": self.timing, "backup_type": self.backup_type,
+                "source_ids": self.source_ids or [], "compression": self.compression,
+                "retention": self.retention or {}, "enabled": self.enabled,
+                "next_run_at": isoformat(self.next_run_at), "last_run_at": isoformat(self.last_run_at),
+                "last_status": self.last_status, "last_message": self.last_message,
+                "last_backup_id": self.last_backup_id, "created_at": isoformat(self.created_at),
+                "updated_at": isoformat(self.updated_at)}
+
+
 class RunLock(db.Model):
     """At most one row: the backup or restore that holds the installation's single slot."""
 
