@@ -13,10 +13,12 @@ from sqlalchemy.exc import IntegrityError
 from .backup import BackupError, LocalStorage, SourceError, make_source
 from .backup.archive import COMPRESSIONS, write_sidecar
 from .backup.imports import check_upload, sniff_compression, upload_name
+from .backup.schedule import ScheduleError, Timing, next_runs
+from .backup.schedule import describe as describe_timing
 from .backup.sources.base import check_name, keep_password, redact_url
 from .extensions import db, get_queue
 from .models import (ACTIVE_STATUSES, BACKUP_TYPES, ROLES, STATUSES, TRIGGERS, AuditEvent,
-                     Backup, Operation, RunLock, Source, Status, User, utcnow)
+                     Backup, Operation, RunLock, Schedule, Source, Status, User, isoformat, utcnow)
 from .security import MIN_PASSWORD_LENGTH, hash_password
 
 RUN_LOCK = "exclusive"
@@ -662,3 +664,143 @@ def health_report():
         except Exception:
             pass
     return report
+
+
+# ------------------------------------------------------------- schedules ----
+
+RETENTION_RULES = ("keep_last", "keep_days", "keep_daily", "keep_weekly", "keep_monthly")
+TIMING_FIELDS = ("preset", "time", "weekday", "day", "cron", "timezone")
+
+
+def get_schedule(schedule_id):
+    schedule = db.session.get(Schedule, schedule_id)
+    if schedule is None:
+        raise NotFound(f"schedule {schedule_id} not found")
+    return schedule
+
+
+def schedule_dict(schedule, now=None):
+    """A schedule as the API shows it (SPEC field names), with its next five runs."""
+    timing = Timing.from_dict(schedule.timing)
+    data = schedule.to_dict()
+    data.pop("timing")
+    data.update(timing_fields(timing), type=data.pop("backup_type"), mode="full",
+                description=describe_timing(timing))
+    after = (now or utcnow()).replace(tzinfo=dt.timezone.utc)
+    data["next_runs"] = [isoformat(run.astimezone(dt.timezone.utc).replace(tzinfo=None))
+                         for run in next_runs(timing, after, 5)] if schedule.enabled else []
+    return data
+
+
+def timing_fields(timing):
+    """Timing as the API names it: `cron`, or `preset` with `time` and `weekday`/`day`."""
+    if timing.kind == "cron":
+        return {"cron": timing.cron, "preset": None, "timezone": timing.timezone}
+    fields = {"preset": timing.kind, "cron": None, "timezone": timing.timezone,
+              "time": f"{timing.hour or 0:02d}:{timing.minute:02d}" if timing.kind != "hourly" else f":{timing.minute:02d}"}
+    if timing.kind == "weekly":
+        fields["weekday"] = timing.weekday
+    if timing.kind == "monthly":
+        fields["day"] = timing.day
+    return fields
+
+
+def validate_schedule(data, existing=None):
+    """Clean and check schedule fields; raise Invalid with what to fix."""
+    data = dict(data or {})
+    merged = schedule_dict(existing) if existing else {}
+    when = [key for key in TIMING_FIELDS if key != "timezone"]
+    if any(key in data for key in when):  # a new timing replaces the old one (but its zone)
+        merged = {k: v for k, v in merged.items() if k not in when}
+    merged.update(data)
+    name = _text(merged, "name")
+    if not name or len(name) > 64:
+        raise Invalid("name must be 1-64 characters")
+    try:
+        timing = Timing.from_dict({k: merged[k] for k in TIMING_FIELDS if merged.get(k) is not None})
+    except ScheduleError as e:
+        raise Invalid(str(e)) from None
+    backup_type = merged.get("type", "full")
+    source_ids = merged.get("source_ids") or []
+    if backup_type not in BACKUP_TYPES:
+        raise Invalid(f"type must be one of {', '.join(BACKUP_TYPES)}")
+    select_sources(backup_type, source_ids or None)  # the same checks as "Back up now"
+    compression = merged.get("compression", "zstd")
+    check_backup_options(compression, merged.get("mode", "full"), False)
+    enabled = merged.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise Invalid("enabled must be true or false")
+    clash = Schedule.query.filter(Schedule.name == name)
+    if existing is not None:
+        clash = clash.filter(Schedule.id != existing.id)
+    if clash.first():
+        raise Conflict(f"a schedule named {name!r} already exists")
+    return {"name": name, "timing": timing.to_dict(), "backup_type": backup_type,
+            "source_ids": [int(i) for i in source_ids] if backup_type == "custom" else [],
+            "compression": compression, "retention": retention_policy(merged.get("retention")),
+            "enabled": enabled}
+
+
+def retention_policy(value):
+    """The retention rules of a schedule: whole numbers, 0 (or missing) meaning the rule is off."""
+    value = value or {}
+    if not isinstance(value, dict) or set(value) - set(RETENTION_RULES):
+        raise Invalid(f"retention takes {', '.join(RETENTION_RULES)}")
+    policy = {}
+    for rule in RETENTION_RULES:
+        number = value.get(rule) or 0
+        if not isinstance(number, int) or isinstance(number, bool) or number < 0:
+            raise Invalid(f"retention {rule} must be a whole number, 0 or more")
+        policy[rule] = number
+    return policy
+
+
+def save_schedule(schedule, fields):
+    timing_changed = schedule.timing != fields["timing"]
+    for key, value in fields.items():
+        setattr(schedule, key, value)
+    if not schedule.enabled:
+        schedule.next_run_at = None
+    elif timing_changed or schedule.next_run_at is None:
+        schedule.next_run_at = next_run_from_now(schedule)
+    db.session.commit()
+
+
+def next_run_from_now(schedule):
+    after = utcnow().replace(tzinfo=dt.timezone.utc)
+    runs = next_runs(Timing.from_dict(schedule.timing), after, 1)
+    return runs[0].astimezone(dt.timezone.utc).replace(tzinfo=None) if runs else None
+
+
+def create_schedule(data, user=None):
+    fields = validate_schedule(data)
+    schedule = Schedule()
+    db.session.add(schedule)
+    save_schedule(schedule, fields)
+    audit("schedule.create", f"schedule:{schedule.name}", detail=describe_timing(Timing.from_dict(schedule.timing)),
+          user=user)
+    return schedule
+
+
+def update_schedule(schedule, data, user=None):
+    save_schedule(schedule, validate_schedule(data, existing=schedule))
+    audit("schedule.update", f"schedule:{schedule.name}", user=user)
+    return schedule
+
+
+def delete_schedule(schedule, user=None):
+    name = schedule.name
+    db.session.delete(schedule)
+    db.session.commit()
+    audit("schedule.delete", f"schedule:{name}", user=user)
+
+
+def run_schedule_now(schedule, user=None):
+    """Start the schedule's backup now (trigger scheduled); its next regular run stays as it is."""
+    backup = start_backup(type=schedule.backup_type, source_ids=schedule.source_ids or None,
+                          compression=schedule.compression, trigger="scheduled", schedule_id=schedule.id,
+                          note=f"schedule {schedule.name}, run now", user=user)
+    schedule.last_run_at, schedule.last_status = utcnow(), "started"
+    schedule.last_message, schedule.last_backup_id = f"started backup #{backup.id} (run now)", backup.id
+    db.session.commit()
+    return backup

@@ -8,7 +8,7 @@ from werkzeug.exceptions import HTTPException
 
 from .. import security, services
 from ..extensions import csrf, db
-from ..models import ApiKey, Source, isoformat
+from ..models import ApiKey, Schedule, Source, isoformat
 from ..security import authenticate, issue_token, user_from_api_key, user_from_token
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -234,6 +234,44 @@ def get_source(source_id):
     if source is None:
         raise services.NotFound(f"source {source_id} not found")
     return source
+
+
+@bp.route("/schedules", methods=["GET"])
+def list_schedules():
+    return ok(paged(Schedule.query.order_by(Schedule.name), services.schedule_dict))
+
+
+@bp.route("/schedules", methods=["POST"])
+@admin_only
+def create_schedule():
+    schedule = services.create_schedule(json_body(), user=g.api_user)
+    return ok(services.schedule_dict(schedule), "schedule created", 201)
+
+
+@bp.route("/schedules/<int:schedule_id>", methods=["GET"])
+def show_schedule(schedule_id):
+    return ok(services.schedule_dict(services.get_schedule(schedule_id)))
+
+
+@bp.route("/schedules/<int:schedule_id>", methods=["PUT"])
+@admin_only
+def update_schedule(schedule_id):
+    schedule = services.update_schedule(services.get_schedule(schedule_id), json_body(), user=g.api_user)
+    return ok(services.schedule_dict(schedule), "schedule saved")
+
+
+@bp.route("/schedules/<int:schedule_id>", methods=["DELETE"])
+@admin_only
+def delete_schedule(schedule_id):
+    services.delete_schedule(services.get_schedule(schedule_id), user=g.api_user)
+    return ok(None, "schedule deleted")
+
+
+@bp.route("/schedules/<int:schedule_id>/run", methods=["POST"])
+@admin_only
+def run_schedule(schedule_id):
+    backup = services.run_schedule_now(services.get_schedule(schedule_id), user=g.api_user)
+    return ok(backup.to_dict(), "backup started", 202)
 
 
 @bp.route("/sources", methods=["GET"])
