@@ -24,6 +24,7 @@ def test_a_daily_preset_shows_five_runs_at_its_local_time(app, api, tmp_path):
     assert all(r.hour == 19 and r.minute == 0 for r in runs)  # 03:00 in Shanghai is 19:00 UTC
     assert all(b - a == dt.timedelta(days=1) for a, b in zip(runs, runs[1:]))
     assert schedule["retention"]["keep_last"] == 7 and schedule["type"] == "full"
+    assert api.get("/status").get_json()["data"]["next_scheduled_run"] == schedule["next_runs"][0]
 
 
 def test_bad_cron_timezone_and_retention_get_clear_messages_and_change_nothing(app, api, tmp_path):

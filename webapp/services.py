@@ -642,7 +642,7 @@ def status_report():
         "redis": redis,
         "last_success": isoformat(last.completed_at) if last else None,
         "last_success_id": last.id if last else None,
-        "next_scheduled_run": None,
+        "next_scheduled_run": isoformat(next_scheduled_run()),
         "backup_dir": storage().root,
         "free_bytes": storage().free_bytes(),
         "storage_used_bytes": storage_used(),
@@ -670,6 +670,12 @@ def health_report():
 
 RETENTION_RULES = ("keep_last", "keep_days", "keep_daily", "keep_weekly", "keep_monthly")
 TIMING_FIELDS = ("preset", "time", "weekday", "day", "cron", "timezone")
+
+
+def next_scheduled_run():
+    """When the next enabled schedule is due (naive UTC), or None."""
+    return (db.session.query(db.func.min(Schedule.next_run_at))
+            .filter(Schedule.enabled.is_(True)).scalar())
 
 
 def get_schedule(schedule_id):
