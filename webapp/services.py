@@ -730,7 +730,8 @@ def validate_schedule(data, existing=None):
     source_ids = merged.get("source_ids") or []
     if backup_type not in BACKUP_TYPES:
         raise Invalid(f"type must be one of {', '.join(BACKUP_TYPES)}")
-    select_sources(backup_type, source_ids or None)  # the same checks as "Back up now"
+    if backup_type == "custom":  # the others take the sources there are when it runs
+        select_sources(backup_type, source_ids or None)
     compression = merged.get("compression", "zstd")
     check_backup_options(compression, merged.get("mode", "full"), False)
     enabled = merged.get("enabled", True)
