@@ -40,15 +40,14 @@ import os
 import re
 import subprocess
 import tempfile
-import time
 import urllib.parse
 
 import pymysql
 
 from ..errors import DumpError, RestoreError, SourceError
 from ..process import ToolError, blank_out, run_tool, tool_path
-from ..reader import DumpFile
-from .base import Restorer, Source, url_without_password
+from .base import url_without_password
+from .dumped import DumpedSource, DumpRestorer, SpoolProgress, remove_file
 
 SCHEMES = ("mysql", "mariadb")
 DEFAULT_PORT = 3306
@@ -375,44 +374,6 @@ def dump_completion_problem(path, on_start=None):
 # --- backing up ----------------------------------------------------------------------------
 
 
-class SpoolProgress:
-    """Reports a growing spool file's new bytes (on_poll of run_tool)."""
-
-    def __init__(self, f, reporter):
-        self.f = f
-        self.reporter = reporter
-        self.reported = 0
-
-    def __call__(self):
-        if self.reporter is None:
-            return
-        size = os.fstat(self.f.fileno()).st_size
-        if size > self.reported:
-            self.reporter.advance(size - self.reported)
-            self.reported = size
-
-
-class CancellableReader:
-    """A file whose every read first asks the reporter whether to stop (the archive copies the
-    spool without counting its bytes again, so this is where a cancel is noticed)."""
-
-    def __init__(self, f, reporter):
-        self._f = f
-        self._reporter = reporter
-
-    def read(self, size=-1):
-        self._reporter.check_cancel()
-        return self._f.read(size)
-
-
-def remove_file(path):
-    if path is None:
-        return
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
 
 def run_dump(server, path, staging_dir, reporter=None):
     """Dump the database into a new private file at `path`; the file is removed when that
@@ -421,7 +382,7 @@ def run_dump(server, path, staging_dir, reporter=None):
     try:
         with server.option_file(staging_dir) as options, \
                 open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as spool:
-            progress = SpoolProgress(spool, reporter)
+            progress = SpoolProgress(path, reporter)
             run_tool(dump_command(tool, options, server.database), stdout=spool, reporter=reporter,
                      on_poll=progress, secrets=server.secrets())
             progress()
@@ -430,21 +391,18 @@ def run_dump(server, path, staging_dir, reporter=None):
         raise
 
 
-class MysqlSource(Source):
+class MysqlSource(DumpedSource):
     kind = "mysql"
+    label = "MySQL"
     dump_kind = "sql"
     check_dump = staticmethod(dump_completion_problem)
 
     def __init__(self, name, url=None, **settings):
         super().__init__(name, url=url, **settings)
-        self._taken = None  # server version and tables, read by prepare() next to the dump
 
     @property
     def server(self):
         return Server.from_url(self.url)
-
-    def describe(self):
-        return {"name": self.name, "kind": self.kind, "url": url_without_password(self.url)}
 
     def member_name(self):
         return f"database/{self.name}.{self.dump_kind}"
@@ -473,9 +431,6 @@ class MysqlSource(Source):
         with server.connect() as conn:
             return database_size(conn, server.database, with_indexes=False)
 
-    def spool_path(self, staging_dir):
-        return os.path.join(staging_dir, f"{self.name}.sql")
-
     def prepare(self, staging_dir, reporter):
         reporter.set_phase(f"dumping mysql:{self.name}")
         server = self.server
@@ -490,23 +445,6 @@ class MysqlSource(Source):
         except ToolError as e:
             raise DumpError(f"{e.tool} of {server.where()} failed: {tool_failure(e)}") from None
         self._taken = {"server_version": version, "tables": tables}
-
-    def dump(self, writer, staging_dir, reporter):
-        if self._taken is None:
-            raise DumpError(f"mysql:{self.name} was not dumped (prepare() did not run)")
-        reporter.set_phase(f"archiving mysql:{self.name}")
-        spool = self.spool_path(staging_dir)
-        size = os.path.getsize(spool)
-        try:
-            with open(spool, "rb") as f:
-                # Its bytes were counted while the dump tool wrote them.
-                writer.add_stream(self.member_name(), CancellableReader(f, reporter), size, 0o644,
-                                  time.time(), report=False)
-        finally:
-            remove_file(spool)
-        taken, self._taken = self._taken, None
-        return {"name": self.name, "kind": self.kind, "size": size, "table_count": len(taken["tables"]),
-                "tables": taken["tables"], "server_version": taken["server_version"]}
 
     def restorer(self, token, lock_timeout, staging_dir):
         return MysqlRestorer(self, token, lock_timeout, staging_dir)
@@ -560,45 +498,12 @@ def wait_for_free_tables(conn, server, lock_timeout):
         query(conn, "UNLOCK TABLES")
 
 
-class MysqlRestorer(Restorer):
+class MysqlRestorer(DumpRestorer):
     """Stages the dump in the restore's private folder and loads it with the client, after
     taking an undo copy (see the module's docstring)."""
 
-    undo_cost = 2  # undo reloads a dump of the live database, taken before applying
-
-    def __init__(self, source, token, lock_timeout, staging_dir):
-        super().__init__(source, token, lock_timeout)
-        self.staging_dir = staging_dir
-        self.dump = None  # the staged dump, checked on a thread as soon as it is complete
-        self.undo_dump = None
-        self.objects_before = None
-        self.applied = False
-
-    def scratch_path(self, label):
-        return os.path.join(self.staging_dir, f"{self.name}-{self.token}.{label}")
-
-    @property
-    def server(self):
-        try:
-            return self.source.server
-        except SourceError as e:
-            raise RestoreError(str(e)) from None
-
-    def database_sink(self, kind, member):
-        if kind != "sql":
-            raise RestoreError(f"the archive holds a {kind} dump for {self.name!r}, a MySQL source here")
-        try:
-            self.dump = DumpFile(self.scratch_path("sql"), dump_completion_problem)
-        except OSError as e:
-            raise RestoreError(f"cannot stage the dump of {self.name!r}: {e.strerror}") from None
-        return self.dump
-
     def check(self, manifest_members):
-        if self.dump is None:
-            raise RestoreError(f"the archive holds no database dump for {self.name!r}")
-        problem = self.dump.problem()
-        if problem:
-            raise RestoreError(f"the archived dump of {self.name!r} is damaged: {problem}")
+        self.check_staged_dump()
         try:
             find_tool(DUMP_TOOLS)  # for the undo copy
             find_tool(CLIENTS)
@@ -670,20 +575,3 @@ class MysqlRestorer(Restorer):
             raise RestoreError(f"putting {server.where()} back failed: "
                                f"{tool_failure(e, self.lock_timeout)}") from None
         self.applied = False
-
-    def commit(self):
-        remove_file(self.undo_dump)
-        self.undo_dump = None
-        return []
-
-    def discard(self):
-        if self.dump is not None:
-            self.dump.abandon()
-            remove_file(self.dump.path)
-        remove_file(self.undo_dump)
-        self.undo_dump = None
-
-    def recover(self):
-        """A killed client leaves the database part restored, which only the safety backup can
-        undo; the scratch files live in the restore's staging folder, which the caller removes."""
-        self.discard()

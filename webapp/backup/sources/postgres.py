@@ -44,8 +44,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ..errors import DumpError, RestoreError, SourceError
 from ..process import ToolError, blank_out, run_tool, tool_path
-from ..reader import DumpFile
-from .base import Restorer, Source, url_without_password
+from .base import url_without_password
+from .dumped import DumpedSource, DumpRestorer, SpoolProgress, remove_file
 
 SCHEMES = ("postgresql", "postgres")
 CONNECT_TIMEOUT = 5  # seconds; a server that does not answer fails the check quickly
@@ -299,47 +299,6 @@ def tool_failure(error):
 # --- the source ----------------------------------------------------------------------------
 
 
-class SpoolProgress:
-    """Reports a growing spool file's new bytes (on_poll of run_tool)."""
-
-    def __init__(self, path, reporter):
-        self.path = path
-        self.reporter = reporter
-        self.reported = 0
-
-    def __call__(self):
-        if self.reporter is None:
-            return
-        try:
-            size = os.stat(self.path).st_size
-        except FileNotFoundError:
-            return
-        if size > self.reported:
-            self.reporter.advance(size - self.reported)
-            self.reported = size
-
-
-class CancellableReader:
-    """A file whose every read first asks the reporter whether to stop (the archive copies the
-    spool without counting its bytes again, so this is where a cancel is noticed)."""
-
-    def __init__(self, f, reporter):
-        self._f = f
-        self._reporter = reporter
-
-    def read(self, size=-1):
-        self._reporter.check_cancel()
-        return self._f.read(size)
-
-
-def remove_file(path):
-    if path is None:
-        return
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
 
 def create_private_file(path):
     """An empty file only Cairn's user may read (a dump holds every row of the database)."""
@@ -362,22 +321,19 @@ def run_pg_dump(server, path, reporter=None):
         raise
 
 
-class PostgresSource(Source):
+class PostgresSource(DumpedSource):
     kind = "postgres"
+    label = "PostgreSQL"
     dump_kind = "pgdump"
     check_dump = staticmethod(pg_restore_list_problem)
 
     def __init__(self, name, url=None, terminate_connections=False, **settings):
         super().__init__(name, url=url, **settings)
         self.terminate_connections = bool(terminate_connections)
-        self._taken = None  # server version and tables, read by prepare() next to the dump
 
     @property
     def server(self):
         return Server.from_url(self.url)
-
-    def describe(self):
-        return {"name": self.name, "kind": self.kind, "url": url_without_password(self.url)}
 
     def member_name(self):
         return f"database/{self.name}.{self.dump_kind}"
@@ -404,9 +360,6 @@ class PostgresSource(Source):
         with self.server.connect() as conn:
             return tables_size(conn)
 
-    def spool_path(self, staging_dir):
-        return os.path.join(staging_dir, f"{self.name}.pgdump")
-
     def prepare(self, staging_dir, reporter):
         reporter.set_phase(f"dumping postgres:{self.name}")
         server = self.server
@@ -424,23 +377,6 @@ class PostgresSource(Source):
         except ToolError as e:
             raise DumpError(f"pg_dump of {server.where()} failed: {tool_failure(e)}") from None
         self._taken = {"server_version": version, "tables": tables}
-
-    def dump(self, writer, staging_dir, reporter):
-        if self._taken is None:
-            raise DumpError(f"postgres:{self.name} was not dumped (prepare() did not run)")
-        reporter.set_phase(f"archiving postgres:{self.name}")
-        spool = self.spool_path(staging_dir)
-        size = os.path.getsize(spool)
-        try:
-            with open(spool, "rb") as f:
-                # Its bytes were counted while pg_dump wrote them.
-                writer.add_stream(self.member_name(), CancellableReader(f, reporter), size, 0o644,
-                                  time.time(), report=False)
-        finally:
-            remove_file(spool)
-        taken, self._taken = self._taken, None
-        return {"name": self.name, "kind": self.kind, "size": size, "table_count": len(taken["tables"]),
-                "tables": taken["tables"], "server_version": taken["server_version"]}
 
     def restorer(self, token, lock_timeout, staging_dir):
         return PostgresRestorer(self, token, lock_timeout, staging_dir)
@@ -517,45 +453,12 @@ def drop_statements(objects):
     return "".join(f"DROP {kind} IF EXISTS {name} CASCADE;\n" for kind, name in ordered)
 
 
-class PostgresRestorer(Restorer):
+class PostgresRestorer(DumpRestorer):
     """Stages the dump in the restore's private folder and applies it with pg_restore in one
     transaction (see the module's docstring for open connections and undo)."""
 
-    undo_cost = 2  # undo needs a dump of the live database, taken before applying
-
-    def __init__(self, source, token, lock_timeout, staging_dir):
-        super().__init__(source, token, lock_timeout)
-        self.staging_dir = staging_dir
-        self.dump = None  # the staged dump, checked on a thread as soon as it is complete
-        self.undo_dump = None
-        self.objects_before = None
-        self.applied = False
-
-    def scratch_path(self, label):
-        return os.path.join(self.staging_dir, f"{self.name}-{self.token}.{label}")
-
-    @property
-    def server(self):
-        try:
-            return self.source.server
-        except SourceError as e:
-            raise RestoreError(str(e)) from None
-
-    def database_sink(self, kind, member):
-        if kind != "pgdump":
-            raise RestoreError(f"the archive holds a {kind} dump for {self.name!r}, a PostgreSQL source here")
-        try:
-            self.dump = DumpFile(self.scratch_path("pgdump"), pg_restore_list_problem)
-        except OSError as e:
-            raise RestoreError(f"cannot stage the dump of {self.name!r}: {e.strerror}") from None
-        return self.dump
-
     def check(self, manifest_members):
-        if self.dump is None:
-            raise RestoreError(f"the archive holds no database dump for {self.name!r}")
-        problem = self.dump.problem()
-        if problem:
-            raise RestoreError(f"the archived dump of {self.name!r} is damaged: {problem}")
+        self.check_staged_dump()
         server = self.server
         with server.connect(RestoreError) as conn:
             sessions = other_sessions(conn)
@@ -644,23 +547,6 @@ class PostgresRestorer(Restorer):
             remove_file(script)
         self.applied = False
 
-    def commit(self):
-        remove_file(self.undo_dump)
-        self.undo_dump = None
-        return []
-
-    def discard(self):
-        if self.dump is not None:
-            self.dump.abandon()
-            remove_file(self.dump.path)
-        remove_file(self.undo_dump)
-        self.undo_dump = None
-
-    def recover(self):
-        """A killed pg_restore's transaction was rolled back by the server when its connection
-        dropped, so the database needs nothing; scratch files live in the restore's staging
-        folder, which the caller removes (only the files still known here are removed)."""
-        self.discard()
 
 
 class LockWatch:

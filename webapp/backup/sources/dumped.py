@@ -1,0 +1,150 @@
+"""What the server database sources (PostgreSQL, MySQL) share.
+
+Backup: prepare() runs the dump tool into a spool file in the staging folder and notes the server
+version and tables (`_taken`); dump() adds that file whole to the archive and removes it.
+Restore: the archived dump is staged in the restore's private folder, checked on a thread as it
+completes, and applied by the kind's own restorer.
+"""
+
+import os
+import time
+
+from ..errors import DumpError, RestoreError, SourceError
+from ..reader import DumpFile
+from .base import Restorer, Source, url_without_password
+
+
+def remove_file(path):
+    """Remove a scratch file if there is one (None: nothing was made)."""
+    if path is None:
+        return
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class SpoolProgress:
+    """Reports a growing spool file's new bytes (on_poll of run_tool)."""
+
+    def __init__(self, path, reporter):
+        self.path = path
+        self.reporter = reporter
+        self.reported = 0
+
+    def __call__(self):
+        if self.reporter is None:
+            return
+        try:
+            size = os.stat(self.path).st_size
+        except FileNotFoundError:
+            return
+        if size > self.reported:
+            self.reporter.advance(size - self.reported)
+            self.reported = size
+
+
+class CancellableReader:
+    """A file whose every read first asks the reporter whether to stop (the archive copies the
+    spool without counting its bytes again, so this is where a cancel is noticed)."""
+
+    def __init__(self, f, reporter):
+        self._f = f
+        self._reporter = reporter
+
+    def read(self, size=-1):
+        self._reporter.check_cancel()
+        return self._f.read(size)
+
+
+class DumpedSource(Source):
+    """A database dumped by an outside tool; subclasses set `label` and `server`, and prepare()."""
+
+    label = None  # how people name the kind ("PostgreSQL")
+
+    def __init__(self, name, url=None, **settings):
+        super().__init__(name, url=url, **settings)
+        self._taken = None  # server version and tables, read by prepare() next to the dump
+
+    def describe(self):
+        return {"name": self.name, "kind": self.kind, "url": url_without_password(self.url)}
+
+    def spool_path(self, staging_dir):
+        return os.path.join(staging_dir, f"{self.name}.{self.dump_kind}")
+
+    def dump(self, writer, staging_dir, reporter):
+        if self._taken is None:
+            raise DumpError(f"{self.kind}:{self.name} was not dumped (prepare() did not run)")
+        reporter.set_phase(f"archiving {self.kind}:{self.name}")
+        spool = self.spool_path(staging_dir)
+        size = os.path.getsize(spool)
+        try:
+            with open(spool, "rb") as f:
+                # Its bytes were counted while the dump tool wrote them.
+                writer.add_stream(self.member_name(), CancellableReader(f, reporter), size, 0o644,
+                                  time.time(), report=False)
+        finally:
+            remove_file(spool)
+        taken, self._taken = self._taken, None
+        return {"name": self.name, "kind": self.kind, "size": size, "table_count": len(taken["tables"]),
+                "tables": taken["tables"], "server_version": taken["server_version"]}
+
+
+class DumpRestorer(Restorer):
+    """Stages the archived dump in the restore's private folder and checks it; the subclass
+    applies it, keeping an undo dump (`undo_dump`) while later sources may still fail."""
+
+    undo_cost = 2  # undo reloads a dump of the live database, taken before applying
+
+    def __init__(self, source, token, lock_timeout, staging_dir):
+        super().__init__(source, token, lock_timeout)
+        self.staging_dir = staging_dir
+        self.dump = None  # the staged dump, checked on a thread as soon as it is complete
+        self.undo_dump = None
+        self.objects_before = None
+        self.applied = False
+
+    def scratch_path(self, label):
+        return os.path.join(self.staging_dir, f"{self.name}-{self.token}.{label}")
+
+    @property
+    def server(self):
+        try:
+            return self.source.server
+        except SourceError as e:
+            raise RestoreError(str(e)) from None
+
+    def database_sink(self, kind, member):
+        if kind != self.source.dump_kind:
+            raise RestoreError(f"the archive holds a {kind} dump for {self.name!r}, a {self.source.label} "
+                               f"source here")
+        try:
+            self.dump = DumpFile(self.scratch_path(kind), self.source.check_dump)
+        except OSError as e:
+            raise RestoreError(f"cannot stage the dump of {self.name!r}: {e.strerror}") from None
+        return self.dump
+
+    def check_staged_dump(self):
+        if self.dump is None:
+            raise RestoreError(f"the archive holds no database dump for {self.name!r}")
+        problem = self.dump.problem()
+        if problem:
+            raise RestoreError(f"the archived dump of {self.name!r} is damaged: {problem}")
+
+    def commit(self):
+        remove_file(self.undo_dump)
+        self.undo_dump = None
+        return []
+
+    def discard(self):
+        if self.dump is not None:
+            self.dump.abandon()
+            remove_file(self.dump.path)
+        remove_file(self.undo_dump)
+        self.undo_dump = None
+
+    def recover(self):
+        """Nothing on the server can be repaired from here (PostgreSQL rolled the killed
+        transaction back itself; a half-loaded MySQL database needs the safety backup); the
+        scratch files live in the restore's staging folder, which the caller removes."""
+        self.discard()
