@@ -107,6 +107,41 @@ def run_backup(backup_id, attempt):
     if not tracker.complete(result):
         store.delete(backup.file_name)
         return "abandoned: the row was reconciled before the archive was recorded"
+    start_retention_after(backup)
+    return "completed"
+
+
+def start_retention_after(backup):
+    """Queue the schedule's retention run; a failure to queue it never fails the backup."""
+    from .pruning import after_scheduled_backup
+
+    try:
+        after_scheduled_backup(db.session.get(Backup, backup.id))
+    except Exception:
+        db.session.rollback()
+        log.exception("could not queue retention after backup %s", backup.id)
+
+
+def run_retention(operation_id, attempt):
+    """RQ job: remove what the retention policies remove now, one schedule's or all of them."""
+    from .pruning import apply_retention, describe_result, scopes_for
+
+    tracker = OperationTracker(operation_id, attempt)
+    operation = tracker.start(getattr(get_current_job(), "id", None))
+    if operation is None:
+        return "skipped: cancelled before it started"
+    try:
+        with tracker.heartbeat():
+            result = apply_retention(scopes_for(operation.params.get("schedule_id")),
+                                     user=operation.created_by, progress=tracker.progress,
+                                     should_cancel=tracker.should_cancel)
+    except services.ServiceError as e:  # the schedule was deleted while the run was queued
+        tracker.finish(Status.FAILED, e.message)
+        return "failed"
+    if tracker.should_cancel():
+        tracker.finish(Status.CANCELLED, "cancelled on request; " + describe_result(result), result)
+        return "cancelled"
+    tracker.complete(dict(result, summary=describe_result(result)))
     return "completed"
 
 
@@ -520,9 +555,12 @@ def release_stale_lock():
 
 
 def tick(now=None):
-    """The scheduler's periodic work: reconcile dead jobs, then start the schedules that are due."""
-    from .scheduling import run_due_schedules  # scheduling starts backups through services
+    """The scheduler's periodic work: reconcile dead jobs, start the schedules that are due, and
+    once a day the retention run over every backup."""
+    from .pruning import start_daily_retention  # both start jobs through this module
+    from .scheduling import run_due_schedules
 
     reconciled = reconcile()
     run_due_schedules(now)
+    start_daily_retention(now)
     return reconciled

@@ -205,11 +205,12 @@ class Backup(db.Model):
         }
 
 
-OPERATION_KINDS = ("restore", "verify", "import")
+OPERATION_KINDS = ("restore", "verify", "import", "retention")
 
 
 class Operation(db.Model):
-    """A restore or verify job's status row (imports are checked in the request and recorded here)."""
+    """A restore, verify or retention job's status row (imports are checked in the request and
+    recorded here). A retention run belongs to no single backup: its `backup_id` is None."""
 
     __tablename__ = "operations"
     __table_args__ = NEVER_REUSE_IDS
@@ -292,6 +293,19 @@ class Schedule(db.Model):
                 "last_status": self.last_status, "last_message": self.last_message,
                 "last_backup_id": self.last_backup_id, "created_at": isoformat(self.created_at),
                 "updated_at": isoformat(self.updated_at)}
+
+
+class Setting(db.Model):
+    """Installation-wide settings edited in the pages, one JSON text per key.
+
+    The value is kept as text so that a compare-and-set UPDATE can match it exactly (the daily
+    retention run is claimed that way, like a schedule's due time).
+    """
+
+    __tablename__ = "settings"
+    key = db.Column(db.String(64), primary_key=True)
+    value = db.Column(db.Text, nullable=False)
+    updated_at = db.Column(db.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
 
 
 class RunLock(db.Model):

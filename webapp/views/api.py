@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, g, jsonify, request, send_file
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
-from .. import security, services
+from .. import pruning, security, services
 from ..extensions import csrf, db
 from ..models import ApiKey, Schedule, Source, isoformat
 from ..security import authenticate, issue_token, user_from_api_key, user_from_token
@@ -272,6 +272,12 @@ def delete_schedule(schedule_id):
 def run_schedule(schedule_id):
     backup = services.run_schedule_now(services.get_schedule(schedule_id), user=g.api_user)
     return ok(backup.to_dict(), "backup started", 202)
+
+
+@bp.route("/schedules/<int:schedule_id>/retention-preview", methods=["GET"])
+def retention_preview(schedule_id):
+    """What the schedule's policy would remove now, and why each other backup is kept."""
+    return ok(pruning.preview(services.get_schedule(schedule_id)))
 
 
 @bp.route("/sources", methods=["GET"])

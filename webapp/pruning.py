@@ -1,0 +1,247 @@
+"""Retention applied: which backups each policy covers, what it would remove now, and removing it.
+
+Every backup belongs to exactly one scope:
+- a schedule's own backups (trigger `scheduled` with its `schedule_id`), under that schedule's
+  policy;
+- every other backup (manual, imported, safety backups, and those of a deleted schedule), under
+  the global policy in settings.
+
+A policy with no rule set removes no completed backup. In every scope, failed, cancelled and
+timed-out rows go once they are older than `failed_max_days`.
+
+The plan comes from the engine's pure `plan_retention`; a backup that a running restore or
+verify reads is kept as well. Each removal is then checked again by the database: the row is
+deleted only if it is still as the plan saw it (same status, not pinned since, not taken up by a
+restore or verify). Only then are its archive and sidecar deleted, and the removal audited. If
+the process dies in between, a file without a row is left behind; a row is never left
+pointing at a missing archive.
+"""
+
+import datetime as dt
+import logging
+import secrets
+import zoneinfo
+from dataclasses import dataclass
+
+from sqlalchemy import delete, exists, or_, select
+
+from . import services, settings
+from .backup.retention import UNSUCCESSFUL_STATUSES, Candidate, Policy, RetentionPlan, plan_retention
+from .extensions import db
+from .models import ACTIVE_STATUSES, Backup, Operation, Schedule, isoformat, utcnow
+
+log = logging.getLogger(__name__)
+GLOBAL_LABEL = "manual, imported and safety backups"
+RETENTION_OFF = "no retention rule set"
+DAILY = dt.timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The backups one policy governs."""
+
+    label: str
+    policy: Policy
+    timezone: str
+    schedule_id: int | None = None  # None: the global scope
+
+    @property
+    def has_rules(self):
+        return any(self.policy.to_dict().values())
+
+
+@dataclass(frozen=True)
+class ScopePlan:
+    scope: Scope
+    backups: dict  # id -> Backup
+    plan: RetentionPlan
+
+
+def schedule_scope(schedule):
+    return Scope(f"schedule {schedule.name}", Policy.from_dict(schedule.retention),
+                 schedule.timing.get("timezone") or "UTC", schedule.id)
+
+
+def global_scope():
+    defaults = settings.retention_settings()
+    return Scope(GLOBAL_LABEL, Policy.from_dict(defaults["policy"]), defaults["timezone"])
+
+
+def all_scopes():
+    return [global_scope(), *(schedule_scope(s) for s in Schedule.query.order_by(Schedule.id))]
+
+
+def scopes_for(schedule_id):
+    """The scopes a retention run covers: one schedule's, or (None) all of them."""
+    return all_scopes() if schedule_id is None else [schedule_scope(services.get_schedule(schedule_id))]
+
+
+def backups_in(scope):
+    if scope.schedule_id is not None:
+        return Backup.query.filter(Backup.trigger == "scheduled", Backup.schedule_id == scope.schedule_id)
+    return Backup.query.filter(or_(Backup.trigger != "scheduled", Backup.schedule_id.is_(None),
+                                   Backup.schedule_id.not_in(select(Schedule.id))))
+
+
+def candidate_of(backup):
+    return Candidate(id=backup.id, created_at=backup.created_at.replace(tzinfo=dt.timezone.utc),
+                     status=backup.status, trigger=backup.trigger, pinned=backup.pinned,
+                     source_names=[s["name"] for s in backup.sources or []], parent_id=backup.parent_id)
+
+
+def plan_scope(scope, now=None):
+    """What retention would do in `scope` now, with every reason."""
+    now = (now or utcnow()).replace(tzinfo=dt.timezone.utc)
+    defaults = settings.retention_settings()
+    backups = {b.id: b for b in backups_in(scope)}
+    # Without rules only the rows that hold no archive are considered; everything else is kept.
+    considered = [candidate_of(b) for b in backups.values()
+                  if scope.has_rules or b.status in UNSUCCESSFUL_STATUSES]
+    plan = plan_retention(considered, scope.policy, now, zoneinfo.ZoneInfo(scope.timezone),
+                          pre_restore_min_age=dt.timedelta(days=defaults["pre_restore_min_days"]),
+                          failed_max_age=dt.timedelta(days=defaults["failed_max_days"]))
+    keep = {**{i: [RETENTION_OFF] for i in backups if i not in plan.keep and i not in plan.remove},
+            **plan.keep}
+    remove = dict(plan.remove)
+    for backup_id, users in readers_of(list(remove)).items():
+        keep[backup_id] = [f"in use by {user}" for user in users]
+        del remove[backup_id]
+    return ScopePlan(scope, backups, RetentionPlan(keep=keep, remove=remove))
+
+
+def readers_of(backup_ids):
+    """backup id -> the running restores and verifies that read its archive."""
+    readers = {}
+    if backup_ids:
+        for operation in Operation.query.filter(Operation.backup_id.in_(backup_ids),
+                                                Operation.status.in_(ACTIVE_STATUSES)):
+            readers.setdefault(operation.backup_id, []).append(f"{operation.kind} #{operation.id}")
+    return readers
+
+
+# ---------------------------------------------------------------- preview ----
+
+def preview(schedule, now=None):
+    """`GET /schedules/<id>/retention-preview`: what the schedule's policy would remove now."""
+    scope_plan = plan_scope(schedule_scope(schedule), now)
+    plan, backups = scope_plan.plan, scope_plan.backups
+    newest_first = sorted(backups.values(), key=lambda b: (b.created_at, b.id), reverse=True)
+    return {
+        "schedule_id": schedule.id, "policy": scope_plan.scope.policy.to_dict(),
+        "timezone": scope_plan.scope.timezone, "rules_set": scope_plan.scope.has_rules,
+        "remove": [dict(backup_summary(b), reason=plan.remove[b.id], explanation=plan.explain(b.id))
+                   for b in newest_first if b.id in plan.remove],
+        "keep": [dict(backup_summary(b), reasons=plan.keep[b.id], explanation=plan.explain(b.id))
+                 for b in newest_first if b.id in plan.keep],
+    }
+
+
+def backup_summary(backup):
+    return {"id": backup.id, "name": backup.name, "status": backup.status, "trigger": backup.trigger,
+            "created_at": isoformat(backup.created_at), "file_size": backup.file_size,
+            "pinned": backup.pinned}
+
+
+# ------------------------------------------------------------------ apply ----
+
+def apply_retention(scopes, now=None, user=None, progress=None, should_cancel=lambda: False):
+    """Remove what each scope's plan removes; return what was removed.
+
+    `progress(phase, done, total)` is told the bytes freed so far; `should_cancel()` is asked
+    before each removal, and a cancel leaves every remaining backup in place.
+    """
+    plans = [plan_scope(scope, now) for scope in scopes]
+    # Plain data from here on: a row deleted meanwhile by someone else cannot trip us up.
+    doomed = [(p.scope, removal(p.backups[i], reason)) for p in plans for i, reason in p.plan.remove.items()]
+    total = sum(entry["file_size"] or 0 for _, entry in doomed)
+    removed, freed = [], 0
+    for scope, entry in doomed:
+        if should_cancel():
+            break
+        if progress:
+            progress(f"removing {entry['name']}", freed, total)
+        if remove_backup(entry, scope, user):
+            removed.append(dict(entry, scope=scope.label))
+            freed += entry["file_size"] or 0
+    return {"removed": removed, "freed_bytes": freed,
+            "kept": sum(len(p.plan.keep) for p in plans), "scopes": [p.scope.label for p in plans]}
+
+
+def removal(backup, reason):
+    """What removing `backup` needs to know, and what the run reports about it."""
+    return dict(backup_summary(backup), file_name=backup.file_name, reason=reason)
+
+
+def remove_backup(entry, scope, user=None):
+    """Delete the row if it is still as planned, then its files; audit it. True when removed."""
+    in_use = exists().where(Operation.backup_id == entry["id"], Operation.status.in_(ACTIVE_STATUSES))
+    deleted = db.session.execute(
+        delete(Backup).where(Backup.id == entry["id"], Backup.status == entry["status"],
+                             Backup.pinned.is_(False), ~in_use)
+        .execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    if deleted != 1:
+        log.info("retention left %s in place: it changed after the plan was made", entry["name"])
+        return False
+    if entry["file_name"]:
+        services.storage().delete(entry["file_name"])
+    services.audit("retention.remove", f"backup:{entry['name']}", user=user,
+                   detail=f"{scope.label}: {entry['reason']} ({entry['status']})")
+    return True
+
+
+# ------------------------------------------------------------------- runs ----
+
+def start_retention(schedule_id=None, user=None, why="on request"):
+    """Queue a retention run (an Operation) for one schedule's backups, or for all of them.
+
+    A run already pending for the same backups is returned instead of queueing another.
+    """
+    from . import jobs
+
+    if schedule_id is not None:
+        services.get_schedule(schedule_id)
+    params = {"schedule_id": schedule_id, "why": why}
+    for operation in Operation.query.filter(Operation.kind == "retention",
+                                            Operation.status == "pending"):
+        if (operation.params or {}).get("schedule_id") == schedule_id:
+            return operation
+    operation = Operation(kind="retention", params=params, created_by_id=user.id if user else None,
+                          attempt=secrets.token_hex(16))
+    db.session.add(operation)
+    db.session.flush()
+    operation.job_id = jobs.job_id_for(operation)
+    db.session.commit()
+    db.session.refresh(operation)
+    jobs.enqueue_operation(operation, jobs.run_retention)
+    return operation
+
+
+def start_daily_retention(now=None):
+    """Start the daily run over every scope, once a day across every scheduler; or None."""
+    now = now or utcnow()
+    last = settings.get(settings.DAILY_RETENTION_CLAIM)
+    if last is not None and dt.datetime.fromisoformat(last) > now - DAILY:
+        return None
+    if not settings.compare_and_set(settings.DAILY_RETENTION_CLAIM, last, now.isoformat()):
+        return None  # another scheduler claimed it first
+    return start_retention(None, why="daily")
+
+
+def after_scheduled_backup(backup):
+    """Apply the schedule's policy once one of its backups has completed."""
+    if backup.trigger != "scheduled" or backup.schedule_id is None:
+        return None
+    if db.session.get(Schedule, backup.schedule_id) is None:
+        return None  # the schedule was deleted: its backups wait for the daily run
+    return start_retention(backup.schedule_id, why=f"after backup #{backup.id}")
+
+
+def describe_result(result):
+    removed = result["removed"]
+    if not removed:
+        return "nothing to remove"
+    return (f"removed {len(removed)} backup{'s' if len(removed) != 1 else ''}: "
+            + ", ".join(f"{r['name']} ({r['reason']})" for r in removed[:5])
+            + (", ..." if len(removed) > 5 else ""))
+
