@@ -1,8 +1,10 @@
 """Helpers shared by the test modules (imported by name, unlike fixtures)."""
 
+import datetime as dt
 import os
 import re
 import sqlite3
+from types import SimpleNamespace
 
 import pytest
 
@@ -71,3 +73,30 @@ def make_app_data(root):
     (uploads / "cache").mkdir()
     (uploads / "cache" / "x.tmp").write_text("scratch")
     return db_path, uploads
+
+
+def make_backup(days_ago, trigger="manual", status="completed", schedule=None, pinned=False,
+                sources=("app-db",), with_file=True):
+    """A backup row, and for a completed one a small archive file with its sidecar on disk."""
+    from webapp import services
+    from webapp.extensions import db
+    from webapp.models import Backup, utcnow
+
+    created = utcnow() - dt.timedelta(days=days_ago)
+    count = Backup.query.count()
+    backup = Backup(name=f"backup_{trigger}_{count:03d}", trigger=trigger, status=status,
+                    created_at=created, completed_at=created, pinned=pinned,
+                    schedule_id=schedule.id if schedule else None,
+                    sources=[{"name": n, "kind": "sqlite", "size": 1} for n in sources])
+    if status == "completed" and with_file:
+        backup.file_name = f"{created:%Y-%m-%d}/{backup.name}.tar.zst"
+        path = services.storage().path(backup.file_name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        for name in (path, path + ".sha256"):
+            with open(name, "wb") as f:
+                f.write(b"x" * 100)
+        backup.file_size = 100
+    db.session.add(backup)
+    db.session.commit()
+    # Plain values: the row may be gone (and its ORM object unusable) once retention has run.
+    return SimpleNamespace(id=backup.id, name=backup.name, file_name=backup.file_name)

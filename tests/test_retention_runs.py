@@ -5,10 +5,9 @@ removal audited. Removed archives are gone from disk; everything kept is untouch
 import datetime as dt
 import os
 import threading
-from types import SimpleNamespace
 
 import pytest
-from helpers import make_app_data, run_jobs
+from helpers import make_app_data, make_backup, run_jobs
 
 from webapp import pruning, services, settings
 from webapp.extensions import db
@@ -23,29 +22,6 @@ def make_schedule(name="nightly", **retention):
     db.session.add(schedule)
     db.session.commit()
     return schedule
-
-
-def make_backup(days_ago, trigger="manual", status="completed", schedule=None, pinned=False,
-                sources=("app-db",), with_file=True):
-    """A backup row, and for a completed one a small archive file with its sidecar on disk."""
-    created = utcnow() - dt.timedelta(days=days_ago)
-    count = Backup.query.count()
-    backup = Backup(name=f"backup_{trigger}_{count:03d}", trigger=trigger, status=status,
-                    created_at=created, completed_at=created, pinned=pinned,
-                    schedule_id=schedule.id if schedule else None,
-                    sources=[{"name": n, "kind": "sqlite", "size": 1} for n in sources])
-    if status == "completed" and with_file:
-        backup.file_name = f"{created:%Y-%m-%d}/{backup.name}.tar.zst"
-        path = services.storage().path(backup.file_name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        for name in (path, path + ".sha256"):
-            with open(name, "wb") as f:
-                f.write(b"x" * 100)
-        backup.file_size = 100
-    db.session.add(backup)
-    db.session.commit()
-    # Plain values: the row may be gone (and its ORM object unusable) once retention has run.
-    return SimpleNamespace(id=backup.id, name=backup.name, file_name=backup.file_name)
 
 
 def archive_exists(backup_name_and_file):

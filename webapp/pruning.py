@@ -123,12 +123,17 @@ def readers_of(backup_ids):
 
 def preview(schedule, now=None):
     """`GET /schedules/<id>/retention-preview`: what the schedule's policy would remove now."""
-    scope_plan = plan_scope(schedule_scope(schedule), now)
+    return dict(preview_scope(schedule_scope(schedule), now), schedule_id=schedule.id)
+
+
+def preview_scope(scope, now=None):
+    """What retention would remove in `scope` now and why the rest stays, newest first."""
+    scope_plan = plan_scope(scope, now)
     plan, backups = scope_plan.plan, scope_plan.backups
     newest_first = sorted(backups.values(), key=lambda b: (b.created_at, b.id), reverse=True)
     return {
-        "schedule_id": schedule.id, "policy": scope_plan.scope.policy.to_dict(),
-        "timezone": scope_plan.scope.timezone, "rules_set": scope_plan.scope.has_rules,
+        "scope": scope.label, "policy": scope.policy.to_dict(), "timezone": scope.timezone,
+        "rules_set": scope.has_rules,
         "remove": [dict(backup_summary(b), reason=plan.remove[b.id], explanation=plan.explain(b.id))
                    for b in newest_first if b.id in plan.remove],
         "keep": [dict(backup_summary(b), reasons=plan.keep[b.id], explanation=plan.explain(b.id))

@@ -3,7 +3,7 @@
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from .. import services
+from .. import pruning, services
 from ..extensions import db
 from ..models import BACKUP_TYPES, Schedule, Source
 from . import admin_required
@@ -31,11 +31,31 @@ def form_data(form):
     return data
 
 
+def sent_values(form):
+    """What was just sent, to show again in the form after an error."""
+    return dict(form.items(), source_ids=form.getlist("source_ids", type=int))
+
+
+def schedule_values(schedule):
+    """A schedule's fields as the form shows them."""
+    data = services.schedule_dict(schedule)
+    return dict(data, **data["retention"], preset=data["preset"] or "cron")
+
+
+def form_context(form):
+    return {"form": form, "weekdays": WEEKDAYS, "backup_types": BACKUP_TYPES,
+            "sources": Source.query.order_by(Source.name).all()}
+
+
 def render_list(status=200):
     schedules = [services.schedule_dict(s) for s in Schedule.query.order_by(Schedule.name)]
-    return render_template("schedules/list.html", schedules=schedules, weekdays=WEEKDAYS,
-                           backup_types=BACKUP_TYPES, sources=Source.query.order_by(Source.name).all(),
-                           form=request.form), status
+    return render_template("schedules/list.html", schedules=schedules,
+                           **form_context(sent_values(request.form))), status
+
+
+def render_detail(schedule, form, status=200):
+    return render_template("schedules/detail.html", schedule=services.schedule_dict(schedule),
+                           preview=pruning.preview(schedule), **form_context(form)), status
 
 
 @bp.route("", methods=["GET", "POST"], strict_slashes=False)
@@ -53,6 +73,37 @@ def index():
         return render_list(400)
     flash(f"Schedule {schedule.name} added.", "success")
     return redirect(url_for("schedules.index"))
+
+
+@bp.route("/<int:schedule_id>", methods=["GET", "POST"])
+@login_required
+def detail(schedule_id):
+    """The schedule: its runs, its retention preview, and (for admins) its form to edit it."""
+    schedule = get_or_404(schedule_id)
+    if request.method == "GET":
+        return render_detail(schedule, schedule_values(schedule))
+    if not current_user.is_admin:
+        abort(403)
+    try:
+        services.update_schedule(schedule, form_data(request.form), user=current_user)
+    except services.ServiceError as e:
+        db.session.rollback()
+        flash(e.message, "error")
+        return render_detail(get_or_404(schedule_id), sent_values(request.form), 400)
+    flash(f"Schedule {schedule.name} saved.", "success")
+    return redirect(url_for("schedules.detail", schedule_id=schedule.id))
+
+
+@bp.route("/<int:schedule_id>/retention", methods=["POST"])
+@admin_required
+def apply_retention(schedule_id):
+    """Remove now what the preview shows as removed, in a retention run."""
+    try:
+        operation = pruning.start_retention(get_or_404(schedule_id).id, user=current_user)
+    except services.ServiceError as e:
+        flash(e.message, "error")
+        return redirect(url_for("schedules.detail", schedule_id=schedule_id))
+    return redirect(url_for("operations.detail", operation_id=operation.id))
 
 
 @bp.route("/<int:schedule_id>/enabled", methods=["POST"])
