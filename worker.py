@@ -45,7 +45,7 @@ def run_worker(app):
 
 
 def run_scheduler(app):
-    """Every few seconds: reconcile dead jobs (and, later, start due schedules)."""
+    """Every few seconds: reconcile dead jobs, start due schedules and the daily retention run."""
     from webapp.jobs import tick
 
     stop = []
