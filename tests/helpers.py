@@ -4,6 +4,7 @@ import datetime as dt
 import os
 import re
 import sqlite3
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -54,6 +55,28 @@ def run_jobs(app):
 
     SimpleWorker([get_queue()], connection=get_redis()).work(burst=True, logging_level="WARNING")
     db.session.expire_all()
+
+
+def race(app, fn, count=2):
+    """Call `fn()` from `count` threads released at once, each in its own app context; return
+    their results (in the order they finished)."""
+    from webapp.extensions import db
+
+    barrier = threading.Barrier(count)
+    results = []
+
+    def contender():
+        with app.app_context():
+            barrier.wait()
+            results.append(fn())
+            db.session.remove()
+
+    threads = [threading.Thread(target=contender) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
 
 
 def make_app_data(root):

@@ -4,10 +4,9 @@ removal audited. Removed archives are gone from disk; everything kept is untouch
 
 import datetime as dt
 import os
-import threading
 
 import pytest
-from helpers import make_app_data, make_backup, run_jobs
+from helpers import make_app_data, make_backup, race, run_jobs
 
 from webapp import pruning, services, settings
 from webapp.extensions import db
@@ -244,20 +243,8 @@ def test_a_retention_run_for_a_deleted_schedule_fails_with_a_clear_message(app):
 
 def test_the_daily_run_starts_once_a_day_across_racing_schedulers(app):
     now = dt.datetime(2026, 11, 23, 4, 0)
-    barrier = threading.Barrier(2)
-    started = []
 
-    def scheduler():
-        with app.app_context():
-            barrier.wait()
-            started.append(pruning.start_daily_retention(now) is not None)
-            db.session.remove()
-
-    threads = [threading.Thread(target=scheduler) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    started = race(app, lambda: pruning.start_daily_retention(now) is not None)
 
     assert sorted(started) == [False, True]
     assert pruning.start_daily_retention(now + dt.timedelta(hours=23)) is None

@@ -2,9 +2,8 @@
 a missed run is made up once; runs wait while a restore holds the slot. Clock injected."""
 
 import datetime as dt
-import threading
 
-from helpers import make_app_data
+from helpers import make_app_data, race
 
 from webapp import services
 from webapp.extensions import db
@@ -43,20 +42,8 @@ def test_a_due_schedule_starts_one_backup_and_moves_to_its_next_run(app, tmp_pat
 
 def test_two_tickers_racing_start_the_due_time_once(app, tmp_path):
     make_schedule(tmp_path)
-    barrier = threading.Barrier(2)
-    results = []
 
-    def ticker():
-        with app.app_context():
-            barrier.wait()
-            results.append(len(run_due_schedules(NOW)))
-            db.session.remove()
-
-    threads = [threading.Thread(target=ticker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = race(app, lambda: len(run_due_schedules(NOW)))
 
     assert sorted(results) == [0, 1]
     assert len(scheduled_backups()) == 1
