@@ -38,8 +38,13 @@ def create_app(config=None):
 
 
 @login_manager.user_loader
-def _load_user(user_id):
+def _load_user(session_id):
+    """The active user of a session id ("<user id>:<session version>"); an older version is a
+    session that a logout or a password change ended."""
     from .models import User
 
-    user = db.session.get(User, int(user_id)) if str(user_id).isdigit() else None
-    return user if user is not None and user.is_active else None
+    user_id, _, version = str(session_id).partition(":")
+    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    if user is None or not user.is_active or str(user.session_version) != version:
+        return None
+    return user

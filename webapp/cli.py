@@ -1,4 +1,4 @@
-"""`flask users create`, `flask setup`, `flask reconcile`."""
+"""`flask users create|set-password|disable|enable`, `flask setup`, `flask reconcile`."""
 
 import click
 from flask.cli import AppGroup
@@ -21,6 +21,28 @@ def register(app):
             raise click.ClickException(e.message) from None
         click.echo(f"user {username} created ({role})")
 
+    @users.command("set-password")
+    @click.argument("username")
+    @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+    def set_password(username, password):
+        """Set a user's password; every session and token of theirs ends."""
+        change_user(username, {"password": password})
+        click.echo(f"password of {username} changed; their sessions have ended")
+
+    @users.command("disable")
+    @click.argument("username")
+    def disable(username):
+        """Disable a user: they can no longer sign in, and their sessions, tokens and keys stop working."""
+        change_user(username, {"disabled": True})
+        click.echo(f"user {username} disabled")
+
+    @users.command("enable")
+    @click.argument("username")
+    def enable(username):
+        """Let a disabled user sign in again."""
+        change_user(username, {"disabled": False})
+        click.echo(f"user {username} enabled")
+
     app.cli.add_command(users)
 
     @app.cli.command("setup")
@@ -35,6 +57,18 @@ def register(app):
 
         for backup in reconcile():
             click.echo(f"backup {backup.id}: {backup.error}")
+
+
+def change_user(username, changes):
+    from .models import User
+
+    user = User.query.filter_by(username=username).first()
+    if user is None:
+        raise click.ClickException(f"no user named {username!r}")
+    try:
+        services.update_user(user, changes)
+    except services.ServiceError as e:
+        raise click.ClickException(e.message) from None
 
 
 def run_setup():

@@ -43,6 +43,11 @@ def load_config(env=None):
         # A running job writes a heartbeat every few seconds; silence this long means it died.
         "HEARTBEAT_TIMEOUT": _int(env, "HEARTBEAT_TIMEOUT", 60),
         "JWT_TTL": _int(env, "JWT_TTL", 3600),
+        # Failed sign-ins allowed per account and per address (a `limits` rate, moving window).
+        "LOGIN_FAILURES_PER_ACCOUNT": env.get("LOGIN_FAILURES_PER_ACCOUNT") or "5 per 15 minutes",
+        "LOGIN_FAILURES_PER_ADDRESS": env.get("LOGIN_FAILURES_PER_ADDRESS") or "20 per 15 minutes",
+        # A restore asks for the password again when the sign-in is older than this.
+        "RESTORE_REAUTH_AFTER": _int(env, "RESTORE_REAUTH_AFTER", 900),
         # How long a restore waits for an application's lock on a live SQLite database.
         "RESTORE_LOCK_TIMEOUT": _int(env, "RESTORE_LOCK_TIMEOUT", 30),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_UPLOAD_BYTES", 20 * 1024**3),

@@ -49,10 +49,20 @@ class User(UserMixin, db.Model):
     disabled = db.Column(db.Boolean, nullable=False, default=False)
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     last_login_at = db.Column(db.DateTime)
+    # Part of every session's id and every token: raising it (logout, new password, disabling)
+    # ends every session and token issued before.
+    session_version = db.Column(db.Integer, nullable=False, default=1, server_default="1")
 
     @property
     def is_active(self):
         return not self.disabled
+
+    def get_id(self):
+        return f"{self.id}:{self.session_version}"
+
+    def end_sessions(self):
+        """Invalidate every browser session and JWT of this user (the caller commits)."""
+        self.session_version = (self.session_version or 1) + 1
 
     @property
     def is_admin(self):

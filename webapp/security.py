@@ -14,6 +14,8 @@ from .models import ApiKey, User, utcnow
 
 _hasher = PasswordHasher()
 API_KEY_PREFIX = "cairn_"
+JWT_ALGORITHM = "HS256"
+JWT_AUDIENCE = "cairn-api"
 MIN_PASSWORD_LENGTH = 8
 
 
@@ -47,20 +49,31 @@ def issue_token(user):
     """A signed JWT for the API and when it expires."""
     now = dt.datetime.now(dt.timezone.utc)
     expires = now + dt.timedelta(seconds=current_app.config["JWT_TTL"])
-    token = jwt.encode({"sub": str(user.id), "iat": now, "exp": expires, "typ": "access"},
-                       current_app.config["SECRET_KEY"], algorithm="HS256")
+    token = jwt.encode({"sub": str(user.id), "iat": now, "exp": expires, "aud": JWT_AUDIENCE,
+                        "typ": "access", "ver": user.session_version},
+                       current_app.config["SECRET_KEY"], algorithm=JWT_ALGORITHM)
     return token, expires
 
 
-def user_from_token(token):
-    """The active user a JWT names, or None when it is invalid, expired or lacks `exp`."""
+def token_claims(token):
+    """The claims of a valid Cairn JWT, or None (unsigned, tampered, expired, wrong audience or
+    algorithm, or missing a required claim)."""
     try:
-        claims = jwt.decode(token, current_app.config["SECRET_KEY"], algorithms=["HS256"],
-                            options={"require": ["exp", "iat", "sub"]})
+        return jwt.decode(token, current_app.config["SECRET_KEY"], algorithms=[JWT_ALGORITHM],
+                          audience=JWT_AUDIENCE, options={"require": ["exp", "iat", "sub", "aud", "ver"]})
     except jwt.PyJWTError:
         return None
-    user = db.session.get(User, int(claims["sub"])) if claims["sub"].isdigit() else None
-    return user if user is not None and user.is_active else None
+
+
+def user_from_token(token):
+    """The active user a valid JWT names, unless a logout or new password ended it since."""
+    claims = token_claims(token)
+    if claims is None or claims.get("typ") != "access" or not str(claims["sub"]).isdigit():
+        return None
+    user = db.session.get(User, int(claims["sub"]))
+    if user is None or not user.is_active or claims["ver"] != user.session_version:
+        return None
+    return user
 
 
 def _key_hash(secret):

@@ -5,11 +5,13 @@ import os
 import secrets
 import shutil
 import socket
+import time
 
 from flask import current_app, has_request_context, request
 from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 
+from . import security, throttle
 from .backup import BackupError, LocalStorage, SourceError, make_source
 from .backup.archive import COMPRESSIONS, write_sidecar
 from .backup.imports import check_upload, sniff_compression, upload_name
@@ -17,9 +19,9 @@ from .backup.schedule import ScheduleError, Timing, next_runs
 from .backup.schedule import describe as describe_timing
 from .backup.sources.base import check_name, keep_password, redact_url
 from .extensions import db, get_queue
-from .models import (ACTIVE_STATUSES, BACKUP_TYPES, ROLES, STATUSES, TRIGGERS, AuditEvent,
+from .models import (ACTIVE_STATUSES, BACKUP_TYPES, ROLES, STATUSES, TRIGGERS, ApiKey, AuditEvent,
                      Backup, Operation, RunLock, Schedule, Source, Status, User, isoformat, utcnow)
-from .security import MIN_PASSWORD_LENGTH, hash_password
+from .security import MIN_PASSWORD_LENGTH, authenticate, check_password, hash_password
 
 RUN_LOCK = "exclusive"
 RESTORE_CONFIRM = "RESTORE"
@@ -55,6 +57,18 @@ class Unavailable(ServiceError):
     status = 503
 
 
+class NotSignedIn(ServiceError):
+    status = 401
+
+
+class Forbidden(ServiceError):
+    status = 403
+
+
+class TooManyAttempts(ServiceError):
+    status = 429
+
+
 def storage():
     return LocalStorage(current_app.config["BACKUP_DIR"])
 
@@ -72,22 +86,188 @@ def audit(action, target="", result="ok", detail="", user=None):
     db.session.commit()
 
 
+def audit_query(user=None, action=None, since=None, until=None):
+    """Audit events matching the filters, newest first. `action` matches a prefix ("backup"
+    finds backup.create, backup.delete, ...)."""
+    query = AuditEvent.query
+    if user:
+        query = query.filter(AuditEvent.username == user)
+    if action:
+        query = query.filter(AuditEvent.action.startswith(action, autoescape=True))
+    if since:
+        query = query.filter(AuditEvent.at >= parse_time(since, "since"))
+    if until:
+        query = query.filter(AuditEvent.at <= parse_time(until, "until"))
+    return query.order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+
+
 # ---------------------------------------------------------------- users ----
 
-def create_user(username, password, role="admin"):
-    username = (username or "").strip()
-    if not username or len(username) > 64:
-        raise Invalid("username must be 1-64 characters")
-    if role not in ROLES:
-        raise Invalid(f"role must be one of {', '.join(ROLES)}")
-    if len(password or "") < MIN_PASSWORD_LENGTH:
-        raise Invalid(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
-    if User.query.filter_by(username=username).first():
-        raise Conflict(f"user {username!r} already exists")
+def create_user(username, password, role="admin", actor=None):
+    username = check_username(username)
+    check_role(role)
+    check_new_password(password)
     user = User(username=username, password_hash=hash_password(password), role=role)
     db.session.add(user)
     db.session.commit()
+    audit("user.create", f"user:{username}", detail=f"role {role}", user=actor)
     return user
+
+
+def check_username(username, existing=None):
+    username = username.strip() if isinstance(username, str) else ""
+    if not username or len(username) > 64:
+        raise Invalid("username must be 1-64 characters")
+    clash = User.query.filter(User.username == username)
+    if existing is not None:
+        clash = clash.filter(User.id != existing.id)
+    if clash.first():
+        raise Conflict(f"user {username!r} already exists")
+    return username
+
+
+def check_role(role):
+    if role not in ROLES:
+        raise Invalid(f"role must be one of {', '.join(ROLES)}")
+
+
+def check_new_password(password):
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+        raise Invalid(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+
+
+def get_user(user_id):
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    return user
+
+
+def update_user(user, data, actor=None):
+    """Rename, change the role, set a new password, disable or enable a user.
+
+    A new password or disabling ends every session and token of the user. The last active
+    admin can be neither demoted nor disabled.
+    """
+    unknown = sorted(set(data) - {"username", "password", "role", "disabled"})
+    if unknown:
+        raise Invalid(f"only username, password, role and disabled can be changed, not {', '.join(unknown)}")
+    if "disabled" in data and not isinstance(data["disabled"], bool):
+        raise Invalid("disabled must be true or false")
+    if "role" in data:
+        check_role(data["role"])
+    if "password" in data:
+        check_new_password(data["password"])
+    username = check_username(data["username"], existing=user) if "username" in data else user.username
+    if user.is_admin and user.is_active and (data.get("role", "admin") != "admin" or data.get("disabled")):
+        keep_an_active_admin(user)
+    changes = sorted(key for key in data if key != "password" and data[key] != getattr(user, key))
+    user.username = username
+    user.role = data.get("role", user.role)
+    user.disabled = data.get("disabled", user.disabled)
+    if "password" in data:
+        user.password_hash = hash_password(data["password"])
+        changes.append("password")
+    if "password" in data or data.get("disabled"):
+        user.end_sessions()
+    db.session.commit()
+    audit("user.update", f"user:{user.username}", detail=", ".join(changes) or "no change", user=actor)
+    return user
+
+
+def delete_user(user, actor=None):
+    if user.is_admin and user.is_active:
+        keep_an_active_admin(user)
+    name = user.username
+    db.session.delete(user)
+    db.session.commit()
+    audit("user.delete", f"user:{name}", user=actor)
+
+
+def keep_an_active_admin(user):
+    others = User.query.filter(User.role == "admin", User.disabled.is_(False), User.id != user.id).count()
+    if not others:
+        raise Conflict(f"{user.username} is the last active admin; make another user admin first")
+
+
+def change_own_password(user, current_password, new_password):
+    """A user's own new password, after the current one; every other session of theirs ends."""
+    if not check_password(user, current_password or ""):
+        raise Invalid("the current password is wrong")
+    update_user(user, {"password": new_password}, actor=user)
+
+
+def sign_in_is_recent(signed_in_at):
+    """Whether a sign-in at `signed_in_at` (epoch seconds, None if unknown) is recent enough to
+    restore without typing the password again."""
+    limit = current_app.config["RESTORE_REAUTH_AFTER"]
+    return signed_in_at is not None and time.time() - signed_in_at <= limit
+
+
+def confirm_password_again(user, password):
+    """A restore after an old sign-in: the user types the password again (throttled like a
+    sign-in). Raises Forbidden when it is missing or wrong."""
+    minutes = max(1, current_app.config["RESTORE_REAUTH_AFTER"] // 60)
+    if not password:
+        raise Forbidden(f"type your password again to restore: you signed in more than {minutes} minutes ago")
+    address = request.remote_addr if has_request_context() else None
+    wait = throttle.retry_after(user.username, address)
+    if wait:
+        raise TooManyAttempts(throttle.too_many_message(wait))
+    if not check_password(user, password):
+        throttle.record_failure(user.username, address)
+        audit("restore.password", f"user:{user.username}", result="error", detail="wrong password", user=user)
+        raise Forbidden("the password is wrong; the restore was not started")
+    db.session.commit()  # check_password may have rehashed it
+
+
+def sign_in(username, password, action="login"):
+    """The active user with these credentials, throttled per account and per address.
+
+    Raises TooManyAttempts (429) or NotSignedIn (401) with the same words whether or not the
+    account exists.
+    """
+    address = request.remote_addr if has_request_context() else None
+    wait = throttle.retry_after(username, address)
+    if wait:
+        audit(action, f"user:{username}", result="error", detail="refused: too many failed sign-ins")
+        raise TooManyAttempts(throttle.too_many_message(wait))
+    user = authenticate(username, password)
+    if user is None:
+        throttle.record_failure(username, address)
+        audit(action, f"user:{username}", result="error", detail="wrong username or password")
+        raise NotSignedIn("wrong username or password")
+    user.last_login_at = utcnow()
+    db.session.commit()
+    audit(action, f"user:{user.username}", user=user)
+    return user
+
+
+# ------------------------------------------------------------- api keys ----
+
+def api_keys_of(user):
+    return ApiKey.query.filter_by(user_id=user.id).order_by(ApiKey.id)
+
+
+def create_api_key(user, name):
+    """A new key acting as `user`; returns (key, secret). The secret is not kept, only its hash."""
+    name = name.strip() if isinstance(name, str) else ""
+    if not name or len(name) > 100:
+        raise Invalid("name must be 1-100 characters")
+    key, secret = security.create_api_key(user, name)
+    audit("api_key.create", f"api_key:{key.id}", detail=f"{name} ({key.prefix}…)", user=user)
+    return key, secret
+
+
+def revoke_api_key(user, key_id):
+    """Delete one of `user`'s own keys; another user's key is not found."""
+    key = ApiKey.query.filter_by(id=key_id, user_id=user.id).first()
+    if key is None:
+        raise NotFound(f"API key {key_id} not found")
+    detail = f"{key.name} ({key.prefix}…)"
+    db.session.delete(key)
+    db.session.commit()
+    audit("api_key.delete", f"api_key:{key_id}", detail=detail, user=user)
 
 
 # -------------------------------------------------------------- sources ----
@@ -647,6 +827,38 @@ def status_report():
         "free_bytes": storage().free_bytes(),
         "storage_used_bytes": storage_used(),
     }
+
+
+def stats_report(limit=100):
+    """Counts by status, total size, success rate and the latest backups' sizes and durations."""
+    from .models import isoformat
+
+    counts = dict(db.session.query(Backup.status, db.func.count(Backup.id)).group_by(Backup.status).all())
+    finished = sum(counts.get(s, 0) for s in ("completed", "failed", "cancelled", "timeout"))
+    latest = (Backup.query.filter(Backup.status == Status.COMPLETED.value)
+              .order_by(Backup.created_at.desc(), Backup.id.desc()).limit(limit).all())
+    return {
+        "counts": {status: counts.get(status, 0) for status in STATUSES},
+        "total_size_bytes": storage_used(),
+        "success_rate": round(counts.get("completed", 0) / finished, 4) if finished else None,
+        "sizes": [{"id": b.id, "created_at": isoformat(b.created_at), "file_size": b.file_size,
+                   "duration_seconds": b.duration_seconds} for b in reversed(latest)],
+    }
+
+
+def metrics_text():
+    """The same figures in the Prometheus text format."""
+    stats = stats_report(limit=1)
+    last = last_completed_backup()
+    lines = ["# HELP cairn_backups Backups by status.", "# TYPE cairn_backups gauge"]
+    lines += [f'cairn_backups{{status="{status}"}} {n}' for status, n in stats["counts"].items()]
+    lines += ["# HELP cairn_backup_bytes Total size of the completed backups' archives.",
+              "# TYPE cairn_backup_bytes gauge", f"cairn_backup_bytes {stats['total_size_bytes']}",
+              "# HELP cairn_last_success_timestamp_seconds When the last backup completed.",
+              "# TYPE cairn_last_success_timestamp_seconds gauge",
+              f"cairn_last_success_timestamp_seconds "
+              f"{last.completed_at.replace(tzinfo=dt.timezone.utc).timestamp() if last else 0:.0f}"]
+    return "\n".join(lines) + "\n"
 
 
 def health_report():

@@ -20,9 +20,9 @@ def admin_required(view):
 
 
 def register_blueprints(app):
-    from . import api, auth, backups, dashboard, errors, operations, schedules, settings, sources
+    from . import api, audit, auth, backups, dashboard, errors, operations, schedules, settings, sources
 
-    for module in (auth, dashboard, backups, operations, schedules, sources, settings, api):
+    for module in (auth, dashboard, backups, operations, schedules, sources, audit, settings, api):
         app.register_blueprint(module.bp)
     app.register_blueprint(api.health_bp)
     errors.register(app)

@@ -1,15 +1,16 @@
 """REST API v1: the SPEC §4 envelope `{code, message, data}` and never HTML."""
 
 import functools
+import time
 
-from flask import Blueprint, current_app, g, jsonify, request, send_file
+from flask import Blueprint, current_app, g, jsonify, request, send_file, session
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
-from .. import pruning, security, services
+from .. import pruning, services
 from ..extensions import csrf, db
-from ..models import ApiKey, Schedule, Source, isoformat
-from ..security import authenticate, issue_token, user_from_api_key, user_from_token
+from ..models import Schedule, Source, User, isoformat
+from ..security import issue_token, token_claims, user_from_api_key, user_from_token
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 health_bp = Blueprint("health", __name__)
@@ -65,14 +66,19 @@ def authenticate_request():
         return None
     secret = presented_secret()
     if secret:
+        claims = token_claims(secret)
         g.api_user = user_from_token(secret) or user_from_api_key(secret)
         if g.api_user is None:
             return fail("invalid or expired token or API key", 401)
+        # A token's sign-in is when it was issued. An API key is a script's standing credential
+        # and is never asked for a password, so it counts as a fresh sign-in.
+        g.signed_in_at = claims["iat"] if claims else time.time()
         return None
     if current_user.is_authenticated:
         if request.method in UNSAFE_METHODS:
             csrf.protect()
         g.api_user = current_user._get_current_object()
+        g.signed_in_at = session.get("signed_in_at")
         return None
     return fail("authentication required: send Authorization: Bearer <token> or X-API-Key", 401)
 
@@ -121,12 +127,11 @@ def paged(query, serialize=lambda item: item.to_dict()):
 @bp.route("/auth/token", methods=["POST"])
 def token():
     data = json_body()
-    user = authenticate(data.get("username"), data.get("password"))
-    if user is None:
-        services.audit("api.token", f"user:{data.get('username')}", result="error", detail="wrong username or password")
-        return fail("wrong username or password", 401)
+    username, password = data.get("username"), data.get("password")
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise services.Invalid("send username and password as strings")
+    user = services.sign_in(username, password, action="api.token")
     value, expires = issue_token(user)
-    services.audit("api.token", f"user:{user.username}", user=user)
     return ok({"token": value, "token_type": "Bearer", "expires_at": isoformat(expires.replace(tzinfo=None))})
 
 
@@ -196,6 +201,8 @@ def verify_backup(backup_id):
 @admin_only
 def restore_backup(backup_id):
     data = json_body()
+    if not services.sign_in_is_recent(g.signed_in_at):
+        services.confirm_password_again(g.api_user, data.get("password"))
     operation = services.start_restore(
         services.get_backup(backup_id), confirm=data.get("confirm"), source_ids=data.get("source_ids"),
         safety_backup=data.get("safety_backup", True), targets=data.get("targets"),
@@ -320,28 +327,58 @@ def test_source(source_id):
 
 @bp.route("/api-keys", methods=["GET"])
 def list_api_keys():
-    return ok(paged(ApiKey.query.filter_by(user_id=g.api_user.id).order_by(ApiKey.id)))
+    return ok(paged(services.api_keys_of(g.api_user)))
 
 
 @bp.route("/api-keys", methods=["POST"])
 def create_api_key():
-    name = str(json_body().get("name") or "").strip()
-    if not name or len(name) > 100:
-        raise services.Invalid("name must be 1-100 characters")
-    key, secret = security.create_api_key(g.api_user, name)
-    services.audit("api_key.create", f"api_key:{key.id}", user=g.api_user)
+    key, secret = services.create_api_key(g.api_user, json_body().get("name"))
     return ok(dict(key.to_dict(), key=secret), "store the key now: it is not shown again", 201)
 
 
 @bp.route("/api-keys/<int:key_id>", methods=["DELETE"])
 def delete_api_key(key_id):
-    key = ApiKey.query.filter_by(id=key_id, user_id=g.api_user.id).first()
-    if key is None:
-        raise services.NotFound(f"API key {key_id} not found")
-    db.session.delete(key)
-    db.session.commit()
-    services.audit("api_key.delete", f"api_key:{key_id}", user=g.api_user)
+    services.revoke_api_key(g.api_user, key_id)
     return ok(None, "API key deleted")
+
+
+# ---------------------------------------------------------------- users ----
+
+@bp.route("/users", methods=["GET"])
+@admin_only
+def list_users():
+    return ok(paged(User.query.order_by(User.username)))
+
+
+@bp.route("/users", methods=["POST"])
+@admin_only
+def create_user():
+    data = json_body()
+    user = services.create_user(data.get("username"), data.get("password"), data.get("role", "viewer"),
+                                actor=g.api_user)
+    return ok(user.to_dict(), "user created", 201)
+
+
+@bp.route("/users/<int:user_id>", methods=["PATCH"])
+@admin_only
+def update_user(user_id):
+    user = services.update_user(services.get_user(user_id), json_body(), actor=g.api_user)
+    return ok(user.to_dict(), "user saved")
+
+
+@bp.route("/users/<int:user_id>", methods=["DELETE"])
+@admin_only
+def delete_user(user_id):
+    services.delete_user(services.get_user(user_id), actor=g.api_user)
+    return ok(None, "user deleted")
+
+
+# ---------------------------------------------------------------- audit ----
+
+@bp.route("/audit", methods=["GET"])
+def list_audit():
+    filters = {k: request.args.get(k) for k in ("user", "action", "since", "until")}
+    return ok(paged(services.audit_query(**filters)))
 
 
 # --------------------------------------------------------------- status ----
@@ -349,6 +386,24 @@ def delete_api_key(key_id):
 @bp.route("/status", methods=["GET"])
 def status():
     return ok(services.status_report())
+
+
+@bp.route("/stats", methods=["GET"])
+def stats():
+    return ok(services.stats_report())
+
+
+@bp.route("/metrics", methods=["GET"])
+def metrics():
+    return current_app.response_class(services.metrics_text(), mimetype="text/plain; version=0.0.4")
+
+
+@bp.route("/openapi.json", methods=["GET"])
+def openapi_document():
+    """The OpenAPI 3 description of this API, as tools read it (not in the envelope)."""
+    from ..openapi import document
+
+    return jsonify(document())
 
 
 @health_bp.route("/healthz")

@@ -1,13 +1,14 @@
 """Backup pages: list, details, "Back up now", download, cancel, delete."""
 
 from flask import (Blueprint, abort, flash, make_response, redirect, render_template, request,
-                   send_file, url_for)
+                   send_file, session, url_for)
 from flask_login import current_user, login_required
 
 from .. import services
 from ..forms import BackupForm
 from ..models import BACKUP_TYPES, STATUSES, TRIGGERS, Source
 from . import admin_required
+from .auth import mark_signed_in
 
 bp = Blueprint("backups", __name__, url_prefix="/admin/backups")
 PAGE_SIZE = 20
@@ -78,7 +79,8 @@ def detail(backup_id):
     operations = services.operations_of(backup)
     return render_template("backups/detail.html", backup=backup, members=members[:MANIFEST_PAGE],
                            member_total=len(members), targets=targets, target_problem=target_problem,
-                           operations=operations, open_restore=request.args.get("restore") == "1")
+                           operations=operations, open_restore=request.args.get("restore") == "1",
+                           needs_password=not services.sign_in_is_recent(session.get("signed_in_at")))
 
 
 @bp.route("/<int:backup_id>/row")
@@ -146,7 +148,7 @@ def verify(backup_id):
         operation = services.start_verify(backup, deep=request.form.get("deep") == "1", user=current_user)
     except services.ServiceError as e:
         flash(e.message, "error")
-        return redirect(url_for("backups.detail", backup_id=backup_id))
+        return redirect(url_for("backups.detail", backup_id=backup_id, restore=1))
     return redirect(url_for("operations.detail", operation_id=operation.id))
 
 
@@ -155,6 +157,9 @@ def verify(backup_id):
 def restore(backup_id):
     backup = get_or_404(backup_id)
     try:
+        if not services.sign_in_is_recent(session.get("signed_in_at")):
+            services.confirm_password_again(current_user, request.form.get("password"))
+            mark_signed_in()
         operation = services.start_restore(
             backup, confirm=request.form.get("confirm", "").strip(),
             source_ids=request.form.getlist("source_ids", type=int) or None,
@@ -164,7 +169,7 @@ def restore(backup_id):
             terminate_connections=request.form.get("terminate_connections") == "1", user=current_user)
     except services.ServiceError as e:
         flash(e.message, "error")
-        return redirect(url_for("backups.detail", backup_id=backup_id))
+        return redirect(url_for("backups.detail", backup_id=backup_id, restore=1))
     return redirect(url_for("operations.detail", operation_id=operation.id))
 
 

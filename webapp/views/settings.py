@@ -1,11 +1,14 @@
-"""Settings: the retention defaults for manual, imported and safety backups."""
+"""Settings: retention defaults, users (admins), and every user's own API keys and password."""
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user, login_required, login_user
 
 from .. import pruning, services
+from ..extensions import db
+from ..models import ROLES, User
 from ..settings import retention_settings, update_retention_settings
 from . import admin_required
+from .auth import mark_signed_in
 
 bp = Blueprint("settings", __name__, url_prefix="/admin/settings")
 DAY_FIELDS = ("pre_restore_min_days", "failed_max_days")
@@ -23,15 +26,25 @@ def retention_form_data(form):
             **{field: whole_number(form.get(field)) for field in DAY_FIELDS}}
 
 
-def render(values, status=200):
-    return render_template("settings/index.html", retention=values,
-                           preview=pruning.preview_scope(pruning.global_scope())), status
+def render(values=None, status=200, new_key=None):
+    """The settings page; `new_key` is an API key secret to show this once."""
+    return render_template(
+        "settings/index.html", retention=values or retention_settings(),
+        preview=pruning.preview_scope(pruning.global_scope()), roles=ROLES, new_key=new_key,
+        users=User.query.order_by(User.username).all() if current_user.is_admin else [],
+        api_keys=services.api_keys_of(current_user).all()), status
+
+
+def refused(error):
+    db.session.rollback()
+    flash(error.message, "error")
+    return render(status=error.status)
 
 
 @bp.route("", methods=["GET"], strict_slashes=False)
 @login_required
 def index():
-    return render(retention_settings())
+    return render()
 
 
 @bp.route("/retention", methods=["POST"])
@@ -57,3 +70,86 @@ def run_retention():
         flash(e.message, "error")
         return redirect(url_for("settings.index"))
     return redirect(url_for("operations.detail", operation_id=operation.id))
+
+
+# ---------------------------------------------------------------- users ----
+
+@bp.route("/users", methods=["POST"])
+@admin_required
+def create_user():
+    form = request.form
+    try:
+        user = services.create_user(form.get("username"), form.get("password"), form.get("role", "viewer"),
+                                    actor=current_user)
+    except services.ServiceError as e:
+        return refused(e)
+    flash(f"User {user.username} added ({user.role}).", "success")
+    return redirect(url_for("settings.index"))
+
+
+@bp.route("/users/<int:user_id>", methods=["POST"])
+@admin_required
+def update_user(user_id):
+    """Change a user's role, enable or disable them, or set a new password (if one is typed)."""
+    form = request.form
+    changes = {"role": form.get("role"), "disabled": form.get("disabled") == "1"}
+    if form.get("password"):
+        changes["password"] = form["password"]
+    try:
+        user = services.update_user(services.get_user(user_id), changes, actor=current_user)
+    except services.ServiceError as e:
+        return refused(e)
+    flash(f"User {user.username} saved.", "success")
+    return redirect(url_for("settings.index"))
+
+
+@bp.route("/users/<int:user_id>/delete", methods=["POST"])
+@admin_required
+def delete_user(user_id):
+    try:
+        user = services.get_user(user_id)
+        name = user.username
+        services.delete_user(user, actor=current_user)
+    except services.ServiceError as e:
+        return refused(e)
+    flash(f"User {name} deleted.", "success")
+    return redirect(url_for("settings.index"))
+
+
+# ------------------------------------------------- your own keys and password ----
+
+@bp.route("/api-keys", methods=["POST"])
+@login_required
+def create_api_key():
+    try:
+        key, secret = services.create_api_key(current_user, request.form.get("name"))
+    except services.ServiceError as e:
+        return refused(e)
+    flash(f"API key {key.name} created. Copy it now: it is not shown again.", "success")
+    return render(new_key=secret)
+
+
+@bp.route("/api-keys/<int:key_id>/delete", methods=["POST"])
+@login_required
+def revoke_api_key(key_id):
+    try:
+        services.revoke_api_key(current_user, key_id)
+    except services.ServiceError as e:
+        return refused(e)
+    flash("API key revoked.", "success")
+    return redirect(url_for("settings.index"))
+
+
+@bp.route("/password", methods=["POST"])
+@login_required
+def change_password():
+    """A new password for yourself; your other sessions and tokens end, this one goes on."""
+    user = current_user._get_current_object()
+    try:
+        services.change_own_password(user, request.form.get("current_password"), request.form.get("new_password"))
+    except services.ServiceError as e:
+        return refused(e)
+    login_user(user)  # the session id carries the new session version
+    mark_signed_in()
+    flash("Password changed. Your other sessions have been signed out.", "success")
+    return redirect(url_for("settings.index"))
