@@ -29,6 +29,7 @@ class FreshRequestClient(FlaskClient):
 
     def open(self, *args, **kwargs):
         g.pop("csrf_token", None)
+        g.pop("_login_user", None)  # Flask-Login's user of the previous request (maybe another client's)
         return super().open(*args, **kwargs)
 
 

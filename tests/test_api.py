@@ -134,17 +134,25 @@ def test_bad_backup_requests_get_clear_messages(app, api, tmp_path):
 def test_source_validation_messages(app, api, tmp_path):
     not_sqlite = tmp_path / "notes.txt"
     not_sqlite.write_text("hello")
+    site = tmp_path / "site"
+    site.mkdir()
+    backups = tmp_path / "instance" / "backups" / "2026-11-23"
+    backups.mkdir(parents=True)
     cases = [
+        ({"name": "x", "kind": "files", "path": str(tmp_path)}, "holds Cairn's data directory (DATA_DIR)"),
+        ({"name": "x", "kind": "files", "path": str(backups)}, "holds the backup directory (BACKUP_DIR)"),
+        ({"name": "x", "kind": "sqlite", "path": app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")},
+         "holds Cairn's metadata database"),
         ({"name": "x", "kind": "sqlite", "path": str(tmp_path / "missing.db")}, "no such file"),
         ({"name": "x", "kind": "sqlite", "path": str(not_sqlite)}, "not a SQLite database file"),
         ({"name": "x", "kind": "sqlite", "path": "relative.db"}, "use an absolute path"),
         ({"name": "x", "kind": "files", "path": str(tmp_path / "nope")}, "no such folder"),
         ({"name": "x", "kind": "files", "path": str(not_sqlite)}, "not a folder"),
-        ({"name": "../evil", "kind": "files", "path": str(tmp_path)}, "name must be"),
-        ({"name": "x", "kind": "ftp", "path": str(tmp_path)}, "unknown source kind"),
+        ({"name": "../evil", "kind": "files", "path": str(site)}, "name must be"),
+        ({"name": "x", "kind": "ftp", "path": str(site)}, "unknown source kind"),
         ({"name": "x", "kind": "files", "path": 42}, "path must be text"),
-        ({"name": "x", "kind": "files", "path": str(tmp_path), "exclude": {"a": 1}}, "exclude must be a list"),
-        ({"name": "x", "kind": "files", "path": str(tmp_path), "include": "*.jpg"}, None),
+        ({"name": "x", "kind": "files", "path": str(site), "exclude": {"a": 1}}, "exclude must be a list"),
+        ({"name": "x", "kind": "files", "path": str(site), "include": "*.jpg"}, None),
     ]
     for body, message in cases:
         response = api.post("/sources", json=body)
@@ -153,7 +161,7 @@ def test_source_validation_messages(app, api, tmp_path):
             continue
         assert response.status_code == 400, body
         assert message in response.get_json()["message"], response.get_json()
-    duplicate = api.post("/sources", json={"name": "x", "kind": "files", "path": str(tmp_path)})
+    duplicate = api.post("/sources", json={"name": "x", "kind": "files", "path": str(site)})
     assert duplicate.status_code == 409
 
 

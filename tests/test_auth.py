@@ -92,7 +92,8 @@ def test_viewer_cannot_change_or_download(client, admin, viewer, tmp_path):
 
 
 def test_session_api_writes_need_the_csrf_token(admin_client, tmp_path):
-    body = {"name": "x", "kind": "files", "path": str(tmp_path)}
+    (tmp_path / "site").mkdir()
+    body = {"name": "x", "kind": "files", "path": str(tmp_path / "site")}
     refused = admin_client.post("/api/v1/sources", json=body)
     assert refused.status_code == 400 and "CSRF" in refused.get_json()["message"]
     token = csrf_token(admin_client, "/admin/")

@@ -416,14 +416,23 @@ class BackupTracker(RowTracker):
     def finish(self, status, error):
         owned = self.close(status, error=error)
         if owned:
-            services.storage().delete(db.session.get(Backup, self.row_id).file_name)
+            backup = db.session.get(Backup, self.row_id)
+            services.storage().delete(backup.file_name)
+            self.audit(backup, "error", f"{status.value}: {error}")
         return owned
 
     def complete(self, result):
-        return self.close(
+        owned = self.close(
             Status.COMPLETED, phase="completed", done_bytes=result.source_size,
             total_bytes=result.source_size, file_size=result.size, sha256=result.sha256,
             source_size=result.source_size, sources=result.sources, manifest=result.members, error=None)
+        if owned:
+            self.audit(db.session.get(Backup, self.row_id), "ok", f"completed: {result.size} bytes, sha256 {result.sha256}")
+        return owned
+
+    @staticmethod
+    def audit(backup, result, detail):
+        services.audit("backup.finish", f"backup:{backup.id}", result=result, detail=detail, user=backup.created_by)
 
 
 class OperationTracker(RowTracker):

@@ -9,6 +9,7 @@ import time
 
 from flask import current_app, has_request_context, request
 from flask_login import current_user
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from . import security, throttle
@@ -308,6 +309,7 @@ def validate_source(data, existing=None):
         engine_source.validate()
     except SourceError as e:
         raise Invalid(str(e)) from None
+    refuse_cairns_own_data(engine_source)
     clash = Source.query.filter(Source.name == name)
     if existing is not None:
         clash = clash.filter(Source.id != existing.id)
@@ -318,6 +320,38 @@ def validate_source(data, existing=None):
         raise Invalid("enabled must be true or false")
     return {"name": name, "kind": kind, "path": engine_source.path, "url": engine_source.url,
             "include": engine_source.include, "exclude": engine_source.exclude, "enabled": enabled}
+
+
+def refuse_cairns_own_data(source):
+    """A source must not hold Cairn's own metadata or archives: restoring it would rewrite the
+    audit trail and the backup records, or replace the archive being restored."""
+    config = current_app.config
+    backup_dir = os.path.realpath(config["BACKUP_DIR"])
+    own = {"Cairn's data directory (DATA_DIR)": os.path.realpath(config["DATA_DIR"]),
+           "the backup directory (BACKUP_DIR)": backup_dir}
+    metadata = make_url(config["SQLALCHEMY_DATABASE_URI"])
+    if metadata.get_backend_name() == "sqlite" and metadata.database:
+        own["Cairn's metadata database"] = os.path.realpath(metadata.database)
+    if source.path:
+        path = os.path.realpath(source.path)
+        for what, location in own.items():
+            if is_within(location, path) or (location == backup_dir and is_within(path, location)):
+                raise Invalid(f"{source.path} holds {what}; Cairn does not back up or restore its own data")
+    if source.url and database_address(make_url(source.url)) == database_address(metadata):
+        raise Invalid("this is Cairn's own metadata database (DATABASE_URL); Cairn does not back up "
+                      "or restore its own data")
+
+
+def is_within(path, folder):
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def database_address(url):
+    """Which database on which server a URL names, whatever its driver and user."""
+    family = {"postgres": "postgresql", "mariadb": "mysql"}.get(url.get_backend_name(), url.get_backend_name())
+    host = "127.0.0.1" if url.host in (None, "localhost") else url.host
+    port = url.port or {"postgresql": 5432, "mysql": 3306}.get(family)
+    return family, host, port, url.database
 
 
 def create_source(data):
