@@ -4,6 +4,7 @@ import logging
 import os
 
 from flask import Flask, redirect, url_for
+from flask_login import login_required
 
 from .config import load_config
 from .extensions import csrf, db, login_manager, migrate
@@ -33,7 +34,7 @@ def create_app(config=None):
 
     register_blueprints(app)
     cli.register(app)
-    app.add_url_rule("/", "index", lambda: redirect(url_for("dashboard.index")))
+    app.add_url_rule("/", "index", login_required(lambda: redirect(url_for("dashboard.index"))))
     return app
 
 

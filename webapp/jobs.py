@@ -134,7 +134,8 @@ def run_retention(operation_id, attempt):
         with tracker.heartbeat():
             result = apply_retention(scopes_for(operation.params.get("schedule_id")),
                                      user=operation.created_by, progress=tracker.progress,
-                                     should_cancel=tracker.should_cancel)
+                                     should_cancel=tracker.should_cancel,
+                                     address=operation.params.get("requested_from"))
     except services.ServiceError as e:  # the schedule was deleted while the run was queued
         tracker.finish(Status.FAILED, e.message)
         return "failed"
@@ -172,7 +173,7 @@ def run_verify(operation_id, attempt):
         tracker.finish(Status.FAILED, "verification failed: " + "; ".join(report.problems[:3]), result)
     services.audit("backup.verify", f"backup:{backup.id}", result="ok" if report.ok else "error",
                    detail=f"{'deep' if deep else 'quick'}: " + ("; ".join(report.problems) or "passed"),
-                   user=operation.created_by)
+                   user=operation.created_by, address=operation.params.get("requested_from"))
     return "passed" if report.ok else "failed"
 
 
@@ -269,7 +270,7 @@ def run_restore(operation_id, attempt):
 
 def restore_audit(operation, outcome, detail):
     services.audit("backup.restore", f"backup:{operation.backup_id}", result=outcome, detail=detail,
-                   user=operation.created_by)
+                   user=operation.created_by, address=operation.params.get("requested_from"))
 
 
 def take_safety_backup(operation, sources):

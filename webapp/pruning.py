@@ -149,7 +149,7 @@ def backup_summary(backup):
 
 # ------------------------------------------------------------------ apply ----
 
-def apply_retention(scopes, now=None, user=None, progress=None, should_cancel=lambda: False):
+def apply_retention(scopes, now=None, user=None, progress=None, should_cancel=lambda: False, address=None):
     """Remove what each scope's plan removes; return what was removed.
 
     `progress(phase, done, total)` is told the bytes freed so far; `should_cancel()` is asked
@@ -165,7 +165,7 @@ def apply_retention(scopes, now=None, user=None, progress=None, should_cancel=la
             break
         if progress:
             progress(f"removing {entry['name']}", freed, total)
-        if remove_backup(entry, scope, user):
+        if remove_backup(entry, scope, user, address):
             removed.append(dict(entry, scope=scope.label))
             freed += entry["file_size"] or 0
     return {"removed": removed, "freed_bytes": freed,
@@ -177,7 +177,7 @@ def removal(backup, reason):
     return dict(backup_summary(backup), file_name=backup.file_name, reason=reason)
 
 
-def remove_backup(entry, scope, user=None):
+def remove_backup(entry, scope, user=None, address=None):
     """Delete the row if it is still as planned, then its files; audit it. True when removed."""
     in_use = exists().where(Operation.backup_id == entry["id"], Operation.status.in_(ACTIVE_STATUSES))
     deleted = db.session.execute(
@@ -190,7 +190,7 @@ def remove_backup(entry, scope, user=None):
         return False
     if entry["file_name"]:
         services.storage().delete(entry["file_name"])
-    services.audit("retention.remove", f"backup:{entry['name']}", user=user,
+    services.audit("retention.remove", f"backup:{entry['name']}", user=user, address=address,
                    detail=f"{scope.label}: {entry['reason']} ({entry['status']})")
     return True
 
@@ -206,7 +206,7 @@ def start_retention(schedule_id=None, user=None, why="on request"):
 
     if schedule_id is not None:
         services.get_schedule(schedule_id)
-    params = {"schedule_id": schedule_id, "why": why}
+    params = {"schedule_id": schedule_id, "why": why, "requested_from": services.request_address()}
     for operation in Operation.query.filter(Operation.kind == "retention",
                                             Operation.status == "pending"):
         if (operation.params or {}).get("schedule_id") == schedule_id:

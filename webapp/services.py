@@ -76,15 +76,20 @@ def storage():
 
 # ---------------------------------------------------------------- audit ----
 
-def audit(action, target="", result="ok", detail="", user=None):
-    """Record who did what, from where, with what result."""
+def audit(action, target="", result="ok", detail="", user=None, address=None):
+    """Record who did what, from where, with what result. A job records the outcome of a request
+    with the requester's address, kept on its operation (`requested_from`)."""
     if user is None and has_request_context() and current_user.is_authenticated:
         user = current_user
     event = AuditEvent(action=action, target=str(target), result=result, detail=detail[:2000],
                        user_id=user.id if user else None, username=user.username if user else None,
-                       address=request.remote_addr if has_request_context() else None)
+                       address=address or request_address())
     db.session.add(event)
     db.session.commit()
+
+
+def request_address():
+    return request.remote_addr if has_request_context() else None
 
 
 def audit_query(user=None, action=None, since=None, until=None):
@@ -211,7 +216,7 @@ def confirm_password_again(user, password):
     minutes = max(1, current_app.config["RESTORE_REAUTH_AFTER"] // 60)
     if not password:
         raise Forbidden(f"type your password again to restore: you signed in more than {minutes} minutes ago")
-    address = request.remote_addr if has_request_context() else None
+    address = request_address()
     wait = throttle.retry_after(user.username, address)
     if wait:
         raise TooManyAttempts(throttle.too_many_message(wait))
@@ -228,7 +233,7 @@ def sign_in(username, password, action="login"):
     Raises TooManyAttempts (429) or NotSignedIn (401) with the same words whether or not the
     account exists.
     """
-    address = request.remote_addr if has_request_context() else None
+    address = request_address()
     wait = throttle.retry_after(username, address)
     if wait:
         audit(action, f"user:{username}", result="error", detail="refused: too many failed sign-ins")
@@ -557,7 +562,7 @@ def start_verify(backup, deep=False, user=None):
                                   Operation.status.in_(ACTIVE_STATUSES)).first()
     if busy is not None:
         raise Conflict(f"backup {backup.id} is already being verified (operation {busy.id})")
-    operation = Operation(kind="verify", backup_id=backup.id, params={"deep": deep},
+    operation = Operation(kind="verify", backup_id=backup.id, params={"deep": deep, "requested_from": request_address()},
                           created_by_id=user.id if user else None, attempt=secrets.token_hex(16))
     db.session.add(operation)
     db.session.flush()
@@ -656,7 +661,8 @@ def start_restore(backup, confirm=None, source_ids=None, safety_backup=True, use
     operation = Operation(kind="restore", backup_id=backup.id, created_by_id=user.id if user else None,
                           params={"source_ids": [s.id for s in chosen], "sources": [s.name for s in chosen],
                                   "safety_backup": safety_backup, "targets": elsewhere,
-                                  "terminate_connections": terminate_connections},
+                                  "terminate_connections": terminate_connections,
+                                  "requested_from": request_address()},
                           attempt=secrets.token_hex(16))
     db.session.add(operation)
     acquire_run_lock(operation)

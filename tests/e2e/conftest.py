@@ -154,7 +154,8 @@ def describe(procs):
 class CairnServer:
     """One `python -m webapp.supervisor` with its own DATA_DIR, port and RQ queue."""
 
-    def __init__(self, data_dir, redis_url):
+    def __init__(self, data_dir, redis_url, extra_env=None):
+        self.extra_env = dict(extra_env or {})
         self.data_dir = Path(data_dir)
         self.backup_dir = self.data_dir / "backups"
         self.port = free_port()
@@ -174,6 +175,7 @@ class CairnServer:
                    REDIS_URL=self.redis_url, RQ_QUEUE=self.queue, WORKERS="1",
                    ADMIN_USERNAME="admin", ADMIN_PASSWORD=ADMIN_PASSWORD, SEED_DEMO="0",
                    HEARTBEAT_TIMEOUT=str(HEARTBEAT_TIMEOUT), PYTHONUNBUFFERED="1")
+        env.update(self.extra_env)
         return env
 
     def start(self):
@@ -265,9 +267,15 @@ class CairnServer:
 
 
 @pytest.fixture(scope="module")
-def cairn(tmp_path_factory, redis_url):
+def cairn_env():
+    """Extra environment for the module's server; a test module overrides it to change settings."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def cairn(tmp_path_factory, redis_url, cairn_env):
     """A running Cairn (supervisor, web, worker, scheduler) for one test module."""
-    server = CairnServer(tmp_path_factory.mktemp("cairn") / "data", redis_url)
+    server = CairnServer(tmp_path_factory.mktemp("cairn") / "data", redis_url, cairn_env)
     try:
         server.start()
     except BaseException:

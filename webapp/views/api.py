@@ -398,6 +398,12 @@ def metrics():
     return current_app.response_class(services.metrics_text(), mimetype="text/plain; version=0.0.4")
 
 
+@health_bp.route("/metrics")
+def root_metrics():
+    """/metrics, where Prometheus looks by default, with the API's credentials."""
+    return authenticate_request() or metrics()
+
+
 @bp.route("/openapi.json", methods=["GET"])
 def openapi_document():
     """The OpenAPI 3 description of this API, as tools read it (not in the envelope)."""
