@@ -30,6 +30,7 @@ class FreshRequestClient(FlaskClient):
     def open(self, *args, **kwargs):
         g.pop("csrf_token", None)
         g.pop("_login_user", None)  # Flask-Login's user of the previous request (maybe another client's)
+        g.pop("api_user", None)
         return super().open(*args, **kwargs)
 
 

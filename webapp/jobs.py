@@ -433,7 +433,8 @@ class BackupTracker(RowTracker):
 
     @staticmethod
     def audit(backup, result, detail):
-        services.audit("backup.finish", f"backup:{backup.id}", result=result, detail=detail, user=backup.created_by)
+        services.audit("backup.finish", f"backup:{backup.id}", result=result, detail=detail, user=backup.created_by,
+                       address=backup.requested_from)
 
 
 class OperationTracker(RowTracker):

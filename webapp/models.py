@@ -152,6 +152,7 @@ class Backup(db.Model):
     sources = db.Column(db.JSON, nullable=False, default=list)
     manifest = db.Column(db.JSON)
     created_by_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="SET NULL"))
+    requested_from = db.Column(db.String(64))  # the address that asked for it, for the audit trail
     schedule_id = db.Column(db.Integer)
     note = db.Column(db.String(1000), nullable=False, default="")
     error = db.Column(db.Text)

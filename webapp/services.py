@@ -7,7 +7,7 @@ import shutil
 import socket
 import time
 
-from flask import current_app, has_request_context, request
+from flask import current_app, g, has_request_context, request
 from flask_login import current_user
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
@@ -79,8 +79,9 @@ def storage():
 def audit(action, target="", result="ok", detail="", user=None, address=None):
     """Record who did what, from where, with what result. A job records the outcome of a request
     with the requester's address, kept on its operation (`requested_from`)."""
-    if user is None and has_request_context() and current_user.is_authenticated:
-        user = current_user
+    if user is None and has_request_context():
+        # The API's caller (token or key), else the browser session's user.
+        user = g.get("api_user") or (current_user if current_user.is_authenticated else None)
     event = AuditEvent(action=action, target=str(target), result=result, detail=detail[:2000],
                        user_id=user.id if user else None, username=user.username if user else None,
                        address=address or request_address())
@@ -482,7 +483,7 @@ def new_backup_row(type, trigger, sources, compression="zstd", note="", user=Non
                     source_ids=[s.id for s in sources], note=note,
                     sources=[{"id": s.id, "name": s.name, "kind": s.kind} for s in sources],
                     created_by_id=user.id if user else None, schedule_id=schedule_id,
-                    attempt=attempt or secrets.token_hex(16))
+                    requested_from=request_address(), attempt=attempt or secrets.token_hex(16))
     backup.file_name = storage().new_file_name(backup.name, now, compression)
     return backup
 

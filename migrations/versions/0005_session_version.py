@@ -1,4 +1,4 @@
-"""users.session_version
+"""users.session_version, backups.requested_from
 
 Revision ID: 0005
 Revises: 0004
@@ -19,8 +19,12 @@ depends_on = None
 def upgrade():
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.add_column(sa.Column('session_version', sa.Integer(), server_default='1', nullable=False))
+    with op.batch_alter_table('backups', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('requested_from', sa.String(length=64), nullable=True))
 
 
 def downgrade():
+    with op.batch_alter_table('backups', schema=None) as batch_op:
+        batch_op.drop_column('requested_from')
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_column('session_version')
