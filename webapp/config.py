@@ -52,6 +52,7 @@ def load_config(env=None):
         "RESTORE_LOCK_TIMEOUT": _int(env, "RESTORE_LOCK_TIMEOUT", 30),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_UPLOAD_BYTES", 20 * 1024**3),
         "SESSION_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "0") in ("1", "true", "yes"),
+        "REMEMBER_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "0") in ("1", "true", "yes"),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_HTTPONLY": True,
