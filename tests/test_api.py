@@ -1,5 +1,6 @@
 """The REST API through the Flask test client, with jobs run by a real RQ worker on real Redis."""
 
+import datetime as dt
 import hashlib
 import io
 import sqlite3
@@ -197,3 +198,33 @@ def test_a_deleted_backup_id_is_never_reused(app, api, tmp_path):
     second = api.post("/backups", json={}).get_json()["data"]["id"]
     assert second > first
     assert api.get(f"/backups/{first}").status_code == 404
+
+
+def test_edge_inputs_get_clear_answers_not_server_errors(app, api, admin_client):
+    huge = 2**63
+    for path in (f"/backups/{huge}", f"/sources/{huge}", f"/operations/{huge * 10}"):
+        response = api.get(path)
+        assert response.status_code == 404 and response.get_json()["code"] == 4, path
+    assert admin_client.get(f"/admin/backups/{huge}").status_code == 404
+    assert admin_client.get("/admin/backups?page=9223372036854775807").status_code == 200
+    too_far = api.get("/backups?page=9223372036854775807")
+    assert too_far.status_code == 400 and "page is 1 to" in too_far.get_json()["message"]
+
+    wrong_method = api.delete("/status")
+    assert wrong_method.status_code == 405 and wrong_method.headers["Allow"]
+    assert "GET" in wrong_method.headers["Allow"]
+
+    for body, message in (({"type": "full", "encrypt": {}}, "encrypt must be true or false"),
+                          ({"type": "full", "source_ids": {}}, "source_ids must be a list"),
+                          ({"type": "full", "note": None}, "note must be text")):
+        refused = api.post("/backups", json=body)
+        assert refused.status_code == 400 and message in refused.get_json()["message"], body
+    refused = api.post("/schedules", json={"name": "n", "preset": "daily", "time": "03:00",
+                                           "retention": {"keep_last": False}})
+    assert refused.status_code == 400 and "keep_last" in refused.get_json()["message"]
+
+
+def test_a_bare_until_date_includes_that_whole_day(app, api):
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    events = api.get(f"/audit?until={today}").get_json()["data"]
+    assert events["total"] >= 1  # at least this test's own sign-in, made today

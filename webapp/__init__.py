@@ -3,12 +3,13 @@
 import logging
 import os
 
-from flask import Flask, redirect, url_for
+from flask import Flask, abort, redirect, url_for
 from flask_login import login_required
 
 from .config import load_config
 from .extensions import csrf, db, login_manager, migrate
 
+MAX_ID = 2**63 - 1  # the largest integer SQLite and PostgreSQL BIGINT hold
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -33,9 +34,17 @@ def create_app(config=None):
     from .views import register_blueprints
 
     register_blueprints(app)
+    app.url_value_preprocessor(refuse_ids_beyond_the_database)
     cli.register(app)
     app.add_url_rule("/", "index", login_required(lambda: redirect(url_for("dashboard.index"))))
     return app
+
+
+def refuse_ids_beyond_the_database(endpoint, values):
+    """An id in a URL larger than any the database can hold names nothing: 404, not an overflow."""
+    for value in (values or {}).values():
+        if isinstance(value, int) and not 0 <= value <= MAX_ID:
+            abort(404)
 
 
 @login_manager.user_loader

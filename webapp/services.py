@@ -104,7 +104,7 @@ def audit_query(user=None, action=None, since=None, until=None):
     if since:
         query = query.filter(AuditEvent.at >= parse_time(since, "since"))
     if until:
-        query = query.filter(AuditEvent.at <= parse_time(until, "until"))
+        query = query.filter(AuditEvent.at < parse_until(until))
     return query.order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
 
 
@@ -418,17 +418,25 @@ def backup_query(type=None, status=None, trigger=None, since=None, until=None):
             query = query.filter(getattr(Backup, field) == value)
     if since := parse_time(since, "since"):
         query = query.filter(Backup.created_at >= since)
-    if until_time := parse_time(until, "until"):
-        if len(until) == len("YYYY-MM-DD"):
-            until_time += dt.timedelta(days=1)  # a bare date means "to the end of that day"
+    if until_time := parse_until(until):
         query = query.filter(Backup.created_at < until_time)
     return query.order_by(Backup.created_at.desc(), Backup.id.desc())
+
+
+def parse_until(value):
+    """The end of an `until` filter, exclusive: a bare date means "to the end of that day"."""
+    until_time = parse_time(value, "until")
+    if until_time is not None and len(value) == len("YYYY-MM-DD"):
+        until_time += dt.timedelta(days=1)
+    return until_time
 
 
 def select_sources(backup_type, source_ids):
     """The sources a backup of this type covers; Invalid when there are none."""
     if not isinstance(backup_type, str) or backup_type not in BACKUP_TYPES:
         raise Invalid(f"type must be one of {', '.join(BACKUP_TYPES)}")
+    if source_ids is not None and not isinstance(source_ids, list):
+        raise Invalid("source_ids must be a list of source ids")
     if backup_type == "custom":
         if not source_ids:
             raise Invalid("a custom backup needs source_ids")
@@ -458,11 +466,11 @@ def backup_name(trigger, now):
 
 
 def check_note(note):
-    if note is not None and not isinstance(note, str):
+    if not isinstance(note, str):
         raise Invalid("note must be text")
-    if len(note or "") > MAX_NOTE:
+    if len(note) > MAX_NOTE:
         raise Invalid(f"note must be at most {MAX_NOTE} characters")
-    return (note or "").strip()
+    return note.strip()
 
 
 def check_backup_options(compression, mode, encrypt):
@@ -470,6 +478,8 @@ def check_backup_options(compression, mode, encrypt):
         raise Invalid(f"compression must be one of {', '.join(COMPRESSIONS)}")
     if mode != "full":
         raise Invalid("only full backups (mode 'full') are available")
+    if not isinstance(encrypt, bool):
+        raise Invalid("encrypt must be true or false")
     if encrypt:
         raise Invalid("encryption is not configured: add an age recipient in Settings first")
 
@@ -835,9 +845,16 @@ def live_workers():
     host = socket.gethostname()
     return [{"name": w.name, "hostname": w.hostname, "pid": w.pid, "state": str(w.get_state()),
              "current_job": w.get_current_job_id(),
-             "last_heartbeat": w.last_heartbeat.isoformat() + "Z" if w.last_heartbeat else None}
+             "last_heartbeat": isoformat(as_naive_utc(w.last_heartbeat))}
             for w in Worker.all(queue=get_queue())
             if not (w.hostname == host and w.pid and not process_alive(w.pid))]
+
+
+def as_naive_utc(moment):
+    """RQ hands out aware times; the API shows naive UTC ones with a Z."""
+    if moment is not None and moment.tzinfo is not None:
+        moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return moment
 
 
 def redis_state():
@@ -1008,7 +1025,7 @@ def retention_policy(value):
         raise Invalid(f"retention takes {', '.join(RETENTION_RULES)}")
     policy = {}
     for rule in RETENTION_RULES:
-        number = value.get(rule) or 0
+        number = value.get(rule, 0)
         if not isinstance(number, int) or isinstance(number, bool) or number < 0:
             raise Invalid(f"retention {rule} must be a whole number, 0 or more")
         policy[rule] = number

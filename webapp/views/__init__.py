@@ -2,8 +2,10 @@
 
 import functools
 
-from flask import abort
+from flask import abort, request
 from flask_login import current_user, login_required
+
+MAX_PAGE = 10**9  # beyond this a page's offset would overflow the database's integers
 
 
 def admin_required(view):
@@ -17,6 +19,11 @@ def admin_required(view):
         return view(*args, **kwargs)
 
     return wrapped
+
+
+def page_number():
+    """The `page` query argument of a list page, from 1 up to MAX_PAGE."""
+    return min(max(1, request.args.get("page", 1, type=int) or 1), MAX_PAGE)
 
 
 def register_blueprints(app):

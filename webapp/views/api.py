@@ -11,13 +11,14 @@ from .. import pruning, services
 from ..extensions import csrf, db
 from ..models import Schedule, Source, User, isoformat
 from ..security import issue_token, token_claims, user_from_api_key, user_from_token
+from . import MAX_PAGE
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 health_bp = Blueprint("health", __name__)
 csrf.exempt(bp)  # token clients need no CSRF; browser-session writes are checked in authenticate()
 
-CODES = {200: 0, 201: 0, 202: 0, 400: 1, 422: 1, 401: 2, 403: 3, 404: 4, 405: 1, 409: 5, 413: 6,
-         429: 7, 500: 9, 503: 9}
+CODES = {200: 0, 201: 0, 202: 0, 400: 1, 416: 1, 422: 1, 401: 2, 403: 3, 404: 4, 405: 1, 409: 5,
+         413: 6, 429: 7, 500: 9, 503: 9}
 PUBLIC = {"api.token"}
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -31,7 +32,10 @@ def fail(message, status):
 
 
 def envelope_for_http_error(error):
-    return fail(error.description if error.code != 404 else "not found", error.code or 500)
+    body, status = fail(error.description if error.code != 404 else "not found", error.code or 500)
+    if getattr(error, "valid_methods", None):  # a 405 names the methods the route takes
+        body.headers["Allow"] = ", ".join(error.valid_methods)
+    return body, status
 
 
 @bp.errorhandler(services.ServiceError)
@@ -110,8 +114,8 @@ def page_args():
         page_size = int(request.args.get("page_size", 20))
     except ValueError:
         raise services.Invalid("page and page_size must be whole numbers") from None
-    if page < 1 or not 1 <= page_size <= 100:
-        raise services.Invalid("page starts at 1; page_size is 1 to 100")
+    if not 1 <= page <= MAX_PAGE or not 1 <= page_size <= 100:
+        raise services.Invalid(f"page is 1 to {MAX_PAGE}; page_size is 1 to 100")
     return page, page_size
 
 
@@ -150,7 +154,7 @@ def create_backup():
     backup = services.start_backup(
         type=data.get("type", "full"), source_ids=data.get("source_ids"), note=data.get("note", ""),
         compression=data.get("compression", "zstd"), mode=data.get("mode", "full"),
-        encrypt=bool(data.get("encrypt", False)), user=g.api_user)
+        encrypt=data.get("encrypt", False), user=g.api_user)
     return ok(backup.to_dict(), "backup started", 202)
 
 

@@ -5,6 +5,7 @@ from flask_login import login_required
 
 from .. import services
 from ..models import User
+from . import page_number
 
 bp = Blueprint("audit", __name__, url_prefix="/admin/audit")
 PAGE_SIZE = 50
@@ -14,7 +15,7 @@ PAGE_SIZE = 50
 @login_required
 def index():
     filters = {k: request.args.get(k, "") for k in ("user", "action", "since", "until")}
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    page = page_number()
     try:
         pagination = services.audit_query(**filters).paginate(page=page, per_page=PAGE_SIZE, error_out=False)
     except services.Invalid as e:

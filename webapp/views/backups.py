@@ -7,7 +7,7 @@ from flask_login import current_user, login_required
 from .. import services
 from ..forms import BackupForm
 from ..models import BACKUP_TYPES, STATUSES, TRIGGERS, Source
-from . import admin_required
+from . import admin_required, page_number
 from .auth import mark_signed_in
 
 bp = Blueprint("backups", __name__, url_prefix="/admin/backups")
@@ -30,7 +30,7 @@ def get_or_404(backup_id):
 @login_required
 def index():
     filters = {k: request.args.get(k, "") for k in ("type", "status", "trigger", "since", "until")}
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    page = page_number()
     try:
         pagination = services.backup_query(**filters).paginate(page=page, per_page=PAGE_SIZE, error_out=False)
     except services.Invalid as e:
