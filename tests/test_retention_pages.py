@@ -120,6 +120,7 @@ def test_the_settings_page_applies_every_policy_now(app, admin_client):
     make_backup(1)
     html = admin_client.get("/admin/settings").get_data(as_text=True)
     assert old.name in table_text(html, "retention-remove")
+    assert re.search(r"<title>Settings[^<]*</title>", html) and html.count('id="retention-preview"') == 1
 
     response = admin_client.post("/admin/settings/retention/run",
                                  data={"csrf_token": csrf_token(admin_client, "/admin/settings")})
