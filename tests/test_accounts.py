@@ -260,10 +260,10 @@ def test_a_restore_after_an_old_sign_in_asks_for_the_password(app, admin_client,
             "safety_backup": "1"}
 
     refused = admin_client.post(f"/admin/backups/{restorable}/restore", data=form, follow_redirects=True)
-    assert "type your password again to restore" in refused.get_data(as_text=True)
+    assert "type your password again: you signed in more than 15 minutes ago" in refused.get_data(as_text=True)
     wrong = admin_client.post(f"/admin/backups/{restorable}/restore", data=dict(form, password="a guess"),
                               follow_redirects=True)
-    assert "the password is wrong; the restore was not started" in wrong.get_data(as_text=True)
+    assert "the password is wrong; nothing was done" in wrong.get_data(as_text=True)
     assert Operation.query.filter_by(kind="restore").count() == 0
 
     started = admin_client.post(f"/admin/backups/{restorable}/restore", data=dict(form, password=ADMIN_PASSWORD))
@@ -285,6 +285,9 @@ def test_an_old_token_needs_the_password_to_restore_through_the_api(app, client,
     refused = client.post(f"/api/v1/backups/{restorable}/restore", json=body, headers=bearer(old))
     assert refused.status_code == 403 and refused.get_json()["code"] == 3
     assert "type your password again" in refused.get_json()["message"]
+    wrong_type = client.post(f"/api/v1/backups/{restorable}/restore", json=dict(body, password=12345678),
+                             headers=bearer(old))
+    assert wrong_type.status_code == 403
     started = client.post(f"/api/v1/backups/{restorable}/restore", json=dict(body, password=ADMIN_PASSWORD),
                           headers=bearer(old))
     assert started.status_code == 202, started.get_json()
@@ -313,3 +316,37 @@ def test_flask_users_set_password_disable_and_enable(app, admin, viewer):
     assert last_admin.returncode != 0 and "last active admin" in last_admin.stderr
     unknown = flask_cli(app, "disable", "ghost")
     assert unknown.returncode != 0 and "no user named 'ghost'" in unknown.stderr
+
+
+def test_an_old_sign_in_cannot_mint_a_key_or_an_admin_to_get_around_the_password(app, admin_client, admin):
+    age_the_sign_in(admin_client, app.config["RESTORE_REAUTH_AFTER"] + 60)
+    token = csrf_token(admin_client, "/admin/settings")
+    assert 'name="password" type="password"' in admin_client.get("/admin/settings").get_data(as_text=True)
+
+    key = admin_client.post("/admin/settings/api-keys", data={"csrf_token": token, "name": "sneaky"})
+    user = admin_client.post("/admin/settings/users", data={"csrf_token": token, "username": "sneaky",
+                                                           "password": "sneaky password", "role": "admin"})
+    assert key.status_code == 403 and user.status_code == 403
+    assert services.api_keys_of(admin).count() == 0 and User.query.count() == 1
+
+    with_password = admin_client.post("/admin/settings/api-keys", data={"csrf_token": token, "name": "ok",
+                                                                        "password": ADMIN_PASSWORD})
+    assert with_password.status_code == 200 and services.api_keys_of(admin).count() == 1
+
+
+def test_an_admin_changes_their_own_password_only_with_the_current_one(api, admin):
+    refused = api.patch(f"/users/{admin.id}", json={"password": "taken over!"})
+    assert refused.status_code == 403 and "your current one" in refused.get_json()["message"]
+    assert services.authenticate("admin", ADMIN_PASSWORD) is not None
+
+
+def test_a_wrong_current_password_is_throttled_and_audited(app, admin_client, admin):
+    for _ in range(5):
+        admin_client.post("/admin/settings/password", data={
+            "csrf_token": csrf_token(admin_client, "/admin/settings"), "current_password": "a guess",
+            "new_password": "a brand new password"})
+    blocked = admin_client.post("/admin/settings/password", data={
+        "csrf_token": csrf_token(admin_client, "/admin/settings"), "current_password": ADMIN_PASSWORD,
+        "new_password": "a brand new password"})
+    assert blocked.status_code == 429
+    assert len(events("password.change")) == 5

@@ -112,3 +112,16 @@ def test_flask_users_create_command(app, tmp_path):
     short = subprocess.run([sys.executable, "-m", "flask", "users", "create", "x", "--password", "short"],
                            env=env, capture_output=True, text=True)
     assert short.returncode != 0 and "at least 8 characters" in short.stderr
+
+
+def test_login_redirect_refuses_every_way_off_the_site(client, admin):
+    for target in ("//evil.example/", "/\t/evil.example", "/\\evil.example", "https://evil.example/",
+                   "/%0a/x", "/\n/x", "javascript:alert(1)"):
+        with client.session_transaction() as session:
+            session.clear()
+        token = csrf_token(client)
+        response = client.post("/login", query_string={"next": target}, data={
+            "username": "admin", "password": "correct horse battery", "csrf_token": token})
+        assert response.status_code == 302, target
+        location = response.headers["Location"]
+        assert location.startswith("/") and not location.startswith("//") and "evil" not in location, (target, location)

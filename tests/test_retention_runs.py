@@ -255,7 +255,7 @@ def test_the_daily_run_starts_once_a_day_across_racing_schedulers(app):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"policy": {"keep_last": -1}}, "retention keep_last must be a whole number, 0 or more"),
+    ({"policy": {"keep_last": -1}}, "retention keep_last must be a whole number, 0 to 100000"),
     ({"policy": {"keep_hourly": 3}}, "retention takes keep_last, keep_days, keep_daily, keep_weekly, keep_monthly"),
     ({"timezone": "Mars/Olympus"}, "'Mars/Olympus' is not a time zone"),
     ({"pre_restore_min_days": "7"}, "pre_restore_min_days must be a whole number of days, 0 to 36500"),

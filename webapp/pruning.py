@@ -218,6 +218,8 @@ def start_retention(schedule_id=None, user=None, why="on request"):
     operation.job_id = jobs.job_id_for(operation)
     db.session.commit()
     db.session.refresh(operation)
+    services.audit("retention.start", f"operation:{operation.id}", user=user,
+                   detail=f"{'schedule ' + str(schedule_id) if schedule_id else 'every backup'}: {why}")
     jobs.enqueue_operation(operation, jobs.run_retention)
     return operation
 
@@ -230,7 +232,12 @@ def start_daily_retention(now=None):
         return None
     if not settings.compare_and_set(settings.DAILY_RETENTION_CLAIM, last, now.isoformat()):
         return None  # another scheduler claimed it first
-    return start_retention(None, why="daily")
+    try:
+        return start_retention(None, why="daily")
+    except services.Unavailable:
+        # Not queued (Redis is down): give the claim back, so a later tick tries again today.
+        settings.compare_and_set(settings.DAILY_RETENTION_CLAIM, now.isoformat(), (now - DAILY).isoformat())
+        raise
 
 
 def after_scheduled_backup(backup):

@@ -182,6 +182,14 @@ def update_user(user, data, actor=None):
     return user
 
 
+def manage_user(user, data, actor):
+    """An admin's change to a user. Their own password is changed only with the current one
+    (change_own_password), so a stolen session cannot take the account over."""
+    if user.id == actor.id and "password" in data:
+        raise Forbidden("change your own password with your current one, in Settings under Your password")
+    return update_user(user, data, actor=actor)
+
+
 def delete_user(user, actor=None):
     if user.is_admin and user.is_active:
         keep_an_active_admin(user)
@@ -199,33 +207,46 @@ def keep_an_active_admin(user):
 
 def change_own_password(user, current_password, new_password):
     """A user's own new password, after the current one; every other session of theirs ends."""
-    if not check_password(user, current_password or ""):
+    if not password_matches(user, current_password, "password.change"):
         raise Invalid("the current password is wrong")
     update_user(user, {"password": new_password}, actor=user)
 
 
 def sign_in_is_recent(signed_in_at):
-    """Whether a sign-in at `signed_in_at` (epoch seconds, None if unknown) is recent enough to
-    restore without typing the password again."""
+    """Whether a sign-in at `signed_in_at` (epoch seconds, None if unknown) is recent enough for
+    a restore, a new API key or a new password without typing the password again."""
     limit = current_app.config["RESTORE_REAUTH_AFTER"]
     return signed_in_at is not None and time.time() - signed_in_at <= limit
 
 
-def confirm_password_again(user, password):
-    """A restore after an old sign-in: the user types the password again (throttled like a
-    sign-in). Raises Forbidden when it is missing or wrong."""
-    minutes = max(1, current_app.config["RESTORE_REAUTH_AFTER"] // 60)
-    if not password:
-        raise Forbidden(f"type your password again to restore: you signed in more than {minutes} minutes ago")
+def require_recent_sign_in(user, signed_in_at, password):
+    """After an old sign-in the user types the password again; True when they just did.
+
+    Raises Forbidden when it is missing or wrong, TooManyAttempts after too many wrong ones.
+    """
+    if sign_in_is_recent(signed_in_at):
+        return False
+    if not isinstance(password, str) or not password:
+        minutes = max(1, current_app.config["RESTORE_REAUTH_AFTER"] // 60)
+        raise Forbidden(f"type your password again: you signed in more than {minutes} minutes ago")
+    if not password_matches(user, password, "password.confirm"):
+        raise Forbidden("the password is wrong; nothing was done")
+    return True
+
+
+def password_matches(user, password, action):
+    """Check a signed-in user's password, throttled and audited like a sign-in."""
     address = request_address()
-    wait = throttle.retry_after(user.username, address)
+    wait = throttle.begin_attempt(user.username, address)
     if wait:
         raise TooManyAttempts(throttle.too_many_message(wait))
-    if not check_password(user, password):
+    if not isinstance(password, str) or not check_password(user, password):
         throttle.record_failure(user.username, address)
-        audit("restore.password", f"user:{user.username}", result="error", detail="wrong password", user=user)
-        raise Forbidden("the password is wrong; the restore was not started")
+        audit(action, f"user:{user.username}", result="error", detail="wrong password", user=user)
+        return False
+    throttle.record_success(user.username, address)
     db.session.commit()  # check_password may have rehashed it
+    return True
 
 
 def sign_in(username, password, action="login"):
@@ -235,7 +256,7 @@ def sign_in(username, password, action="login"):
     account exists.
     """
     address = request_address()
-    wait = throttle.retry_after(username, address)
+    wait = throttle.begin_attempt(username, address)
     if wait:
         audit(action, f"user:{username}", result="error", detail="refused: too many failed sign-ins")
         raise TooManyAttempts(throttle.too_many_message(wait))
@@ -244,6 +265,7 @@ def sign_in(username, password, action="login"):
         throttle.record_failure(username, address)
         audit(action, f"user:{username}", result="error", detail="wrong username or password")
         raise NotSignedIn("wrong username or password")
+    throttle.record_success(username, address)
     user.last_login_at = utcnow()
     db.session.commit()
     audit(action, f"user:{user.username}", user=user)
@@ -343,7 +365,13 @@ def refuse_cairns_own_data(source):
         for what, location in own.items():
             if is_within(location, path) or (location == backup_dir and is_within(path, location)):
                 raise Invalid(f"{source.path} holds {what}; Cairn does not back up or restore its own data")
-    if source.url and database_address(make_url(source.url)) == database_address(metadata):
+    if source.url:
+        refuse_cairns_own_database(source.url)
+
+
+def refuse_cairns_own_database(url):
+    metadata = make_url(current_app.config["SQLALCHEMY_DATABASE_URI"])
+    if database_address(make_url(url)) == database_address(metadata):
         raise Invalid("this is Cairn's own metadata database (DATABASE_URL); Cairn does not back up "
                       "or restore its own data")
 
@@ -355,7 +383,9 @@ def is_within(path, folder):
 def database_address(url):
     """Which database on which server a URL names, whatever its driver and user."""
     family = {"postgres": "postgresql", "mariadb": "mysql"}.get(url.get_backend_name(), url.get_backend_name())
-    host = "127.0.0.1" if url.host in (None, "localhost") else url.host
+    host = url.host or url.query.get("host") or ""
+    if host in ("", "localhost", "127.0.0.1", "::1", "[::1]") or str(host).startswith("/"):
+        host = "this machine"  # loopback and Unix sockets all reach the local server
     port = url.port or {"postgresql": 5432, "mysql": 3306}.get(family)
     return family, host, port, url.database
 
@@ -666,6 +696,10 @@ def start_restore(backup, confirm=None, source_ids=None, safety_backup=True, use
     chosen = restore_targets(backup, source_ids)
     try:
         elsewhere = other_databases(chosen, targets)
+        for source in chosen:  # sources saved before this rule existed are checked again here
+            refuse_cairns_own_data(source)
+        for url in elsewhere.values():
+            refuse_cairns_own_database(url)
     except SourceError as e:
         raise Invalid(str(e)) from None
     jobs.reconcile()
@@ -939,6 +973,7 @@ def health_report():
 # ------------------------------------------------------------- schedules ----
 
 RETENTION_RULES = ("keep_last", "keep_days", "keep_daily", "keep_weekly", "keep_monthly")
+MAX_RETENTION_RULE = 100_000  # keep_days beyond this would reach before the year 1
 TIMING_FIELDS = ("preset", "time", "weekday", "day", "cron", "timezone")
 
 
@@ -1026,8 +1061,8 @@ def retention_policy(value):
     policy = {}
     for rule in RETENTION_RULES:
         number = value.get(rule, 0)
-        if not isinstance(number, int) or isinstance(number, bool) or number < 0:
-            raise Invalid(f"retention {rule} must be a whole number, 0 or more")
+        if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= MAX_RETENTION_RULE:
+            raise Invalid(f"retention {rule} must be a whole number, 0 to {MAX_RETENTION_RULE}")
         policy[rule] = number
     return policy
 

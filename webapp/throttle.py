@@ -1,7 +1,8 @@
-"""Sign-in throttling: failed sign-ins counted per account and per address in Redis.
+"""Sign-in throttling: password attempts counted per account and per address in Redis.
 
-The counting is the `limits` library's moving window. Only failures count, so a person who
-types the password right is never slowed down. An unknown account name is counted like a
+The counting is the `limits` library's moving window. An account's attempts are counted as they
+start and forgotten when the right password is typed, so the owner is never slowed down; an
+address's count only grows with wrong passwords. An unknown account name is counted like a
 known one, so the answer never tells whether a user exists. When Redis cannot be reached the
 check is skipped (and logged): signing in then still works, so the dashboard can show that the
 job side is down.
@@ -34,32 +35,45 @@ def limits_uri(redis_url):
 
 
 def counters(username, address):
-    """(limit, identifiers) of each counter a failed sign-in adds to."""
+    """The account's counter and the address's counter, each as (limit, identifiers)."""
     namespace = ("cairn-login", current_app.config["RQ_QUEUE"])
-    return [(parse(current_app.config["LOGIN_FAILURES_PER_ACCOUNT"]),
-             (*namespace, "account", (username or "").strip().casefold())),
-            (parse(current_app.config["LOGIN_FAILURES_PER_ADDRESS"]), (*namespace, "address", address or "?"))]
+    account = str(username or "").strip().casefold()
+    return ((parse(current_app.config["LOGIN_FAILURES_PER_ACCOUNT"]), (*namespace, "account", account)),
+            (parse(current_app.config["LOGIN_FAILURES_PER_ADDRESS"]), (*namespace, "address", address or "?")))
 
 
-def retry_after(username, address):
-    """Seconds until another sign-in may be tried, or 0 when it may be tried now."""
+def begin_attempt(username, address):
+    """Count a password attempt on the account before the password is checked, so that guesses
+    sent in parallel cannot slip past the limit together. Returns the seconds to wait, or 0 when
+    the attempt may go ahead."""
+    (account, account_ids), (per_address, address_ids) = counters(username, address)
     try:
-        waits = [limiter().get_window_stats(limit, *ids).reset_time
-                 for limit, ids in counters(username, address) if not limiter().test(limit, *ids)]
+        if limiter().hit(account, *account_ids) and limiter().test(per_address, *address_ids):
+            return 0
+        resets = [limiter().get_window_stats(limit, *ids).reset_time
+                  for limit, ids in counters(username, address) if not limiter().test(limit, *ids)]
     except Exception:
         log.warning("sign-in throttling skipped: Redis is not reachable", exc_info=True)
         return 0
-    if not waits:
-        return 0
-    return max(1, int(max(waits) - time.time()) + 1)
+    return max(1, int(max(resets, default=time.time()) - time.time()) + 1)
 
 
 def record_failure(username, address):
+    """A wrong password also counts against the address, whatever account it tried."""
+    limit, ids = counters(username, address)[1]
     try:
-        for limit, ids in counters(username, address):
-            limiter().hit(limit, *ids)
+        limiter().hit(limit, *ids)
     except Exception:
         log.warning("a failed sign-in was not counted: Redis is not reachable", exc_info=True)
+
+
+def record_success(username, address):
+    """The right password: the account's attempts start from zero again."""
+    limit, ids = counters(username, address)[0]
+    try:
+        limiter().clear(limit, *ids)
+    except Exception:
+        log.warning("the sign-in counter was not reset: Redis is not reachable", exc_info=True)
 
 
 def too_many_message(seconds):

@@ -67,16 +67,17 @@ def test_admin_round_trip_asks_for_the_password_before_restoring_and_is_audited(
     (site / "emoji 📦.txt").write_text("changed after the backup\n")
     page.get_by_role("button", name="Restore…").click()
     dialog = page.locator("#restore-dialog")
-    expect(dialog.locator("#restore-password")).to_be_visible()
-    page.fill("#restore-password", "not my password")
+    password = dialog.locator("input[name=password]")
+    expect(password).to_be_visible()
+    password.fill("not my password")
     page.fill("#restore-confirm", "RESTORE")
     dialog.get_by_role("button", name="Restore", exact=True).click()
     page.wait_for_url(re.compile(rf".*/admin/backups/{backup_id}\?restore=1$"))
-    expect(page.locator(".flash-error")).to_contain_text("the password is wrong; the restore was not started")
+    expect(page.locator(".flash-error")).to_contain_text("the password is wrong; nothing was done")
 
     dialog = page.locator("#restore-dialog")
     expect(dialog).to_be_visible()  # opened again, to try once more
-    page.fill("#restore-password", e2e.ADMIN_PASSWORD)
+    dialog.locator("input[name=password]").fill(e2e.ADMIN_PASSWORD)
     page.fill("#restore-confirm", "RESTORE")
     dialog.get_by_role("button", name="Restore", exact=True).click()
     page.wait_for_url(re.compile(r".*/admin/operations/\d+$"))
@@ -91,12 +92,12 @@ def test_admin_round_trip_asks_for_the_password_before_restoring_and_is_audited(
     for i in range(rows.count()):
         row = rows.nth(i)
         seen.setdefault(row.locator(".audit-action").inner_text(), row)
-    for action in ("login", "backup.create", "backup.download", "restore.password", "backup.restore.start",
+    for action in ("login", "backup.create", "backup.download", "password.confirm", "backup.restore.start",
                    "backup.restore"):
         assert action in seen, f"no {action} event on the audit page: {sorted(seen)}"
         expect(seen[action].locator(".audit-user")).to_have_text("admin")
         expect(seen[action].locator(".audit-address")).to_have_text("127.0.0.1")
-    expect(seen["restore.password"]).to_contain_text("wrong password")
+    expect(seen["password.confirm"]).to_contain_text("wrong password")
 
 
 def test_a_viewer_sees_no_button_that_changes_or_reveals_anything(browser, cairn, api, e2e, site, page):

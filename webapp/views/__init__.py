@@ -34,3 +34,4 @@ def register_blueprints(app):
     app.register_blueprint(api.health_bp)
     errors.register(app)
     app.jinja_env.filters.update(errors.FILTERS)
+    app.jinja_env.globals["password_needed"] = auth.password_needed

@@ -205,8 +205,7 @@ def verify_backup(backup_id):
 @admin_only
 def restore_backup(backup_id):
     data = json_body()
-    if not services.sign_in_is_recent(g.signed_in_at):
-        services.confirm_password_again(g.api_user, data.get("password"))
+    services.require_recent_sign_in(g.api_user, g.signed_in_at, data.get("password"))
     operation = services.start_restore(
         services.get_backup(backup_id), confirm=data.get("confirm"), source_ids=data.get("source_ids"),
         safety_backup=data.get("safety_backup", True), targets=data.get("targets"),
@@ -336,7 +335,9 @@ def list_api_keys():
 
 @bp.route("/api-keys", methods=["POST"])
 def create_api_key():
-    key, secret = services.create_api_key(g.api_user, json_body().get("name"))
+    data = json_body()
+    services.require_recent_sign_in(g.api_user, g.signed_in_at, data.get("password"))
+    key, secret = services.create_api_key(g.api_user, data.get("name"))
     return ok(dict(key.to_dict(), key=secret), "store the key now: it is not shown again", 201)
 
 
@@ -358,6 +359,7 @@ def list_users():
 @admin_only
 def create_user():
     data = json_body()
+    services.require_recent_sign_in(g.api_user, g.signed_in_at, data.get("your_password"))
     user = services.create_user(data.get("username"), data.get("password"), data.get("role", "viewer"),
                                 actor=g.api_user)
     return ok(user.to_dict(), "user created", 201)
@@ -366,7 +368,9 @@ def create_user():
 @bp.route("/users/<int:user_id>", methods=["PATCH"])
 @admin_only
 def update_user(user_id):
-    user = services.update_user(services.get_user(user_id), json_body(), actor=g.api_user)
+    data = json_body()
+    services.require_recent_sign_in(g.api_user, g.signed_in_at, data.pop("your_password", None))
+    user = services.manage_user(services.get_user(user_id), data, actor=g.api_user)
     return ok(user.to_dict(), "user saved")
 
 

@@ -1,6 +1,7 @@
 """Log in and out."""
 
 import time
+from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
@@ -13,10 +14,17 @@ bp = Blueprint("auth", __name__)
 
 
 def safe_next(target):
-    """Only same-site paths, so the login page cannot be used to redirect elsewhere."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("dashboard.index")
+    """Only a path on this site, so the login page cannot be used to redirect elsewhere.
+
+    Browsers drop tabs and newlines and read a backslash as a slash, so "/<tab>/evil.example"
+    would leave the site: any of those, or a scheme or host, sends the user to the dashboard.
+    """
+    if not target or "\\" in target or not target.isprintable():
+        return url_for("dashboard.index")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return url_for("dashboard.index")
+    return target
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -40,6 +48,17 @@ def login():
 def mark_signed_in():
     """When the password was last typed in this session: a restore asks again when it is old."""
     session["signed_in_at"] = time.time()
+
+
+def password_needed():
+    """Whether the next restore, new API key or user change asks for the password again."""
+    return not services.sign_in_is_recent(session.get("signed_in_at"))
+
+
+def confirm_recent_sign_in(form):
+    """Go on only after a recent sign-in, or with the password typed again in `form`."""
+    if services.require_recent_sign_in(current_user, session.get("signed_in_at"), form.get("password")):
+        mark_signed_in()
 
 
 @bp.route("/logout", methods=["POST"])

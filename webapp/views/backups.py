@@ -1,14 +1,14 @@
 """Backup pages: list, details, "Back up now", download, cancel, delete."""
 
 from flask import (Blueprint, abort, flash, make_response, redirect, render_template, request,
-                   send_file, session, url_for)
+                   send_file, url_for)
 from flask_login import current_user, login_required
 
 from .. import services
 from ..forms import BackupForm
 from ..models import BACKUP_TYPES, STATUSES, TRIGGERS, Source
 from . import admin_required, page_number
-from .auth import mark_signed_in
+from .auth import confirm_recent_sign_in
 
 bp = Blueprint("backups", __name__, url_prefix="/admin/backups")
 PAGE_SIZE = 20
@@ -79,8 +79,7 @@ def detail(backup_id):
     operations = services.operations_of(backup)
     return render_template("backups/detail.html", backup=backup, members=members[:MANIFEST_PAGE],
                            member_total=len(members), targets=targets, target_problem=target_problem,
-                           operations=operations, open_restore=request.args.get("restore") == "1",
-                           needs_password=not services.sign_in_is_recent(session.get("signed_in_at")))
+                           operations=operations, open_restore=request.args.get("restore") == "1")
 
 
 @bp.route("/<int:backup_id>/row")
@@ -148,7 +147,7 @@ def verify(backup_id):
         operation = services.start_verify(backup, deep=request.form.get("deep") == "1", user=current_user)
     except services.ServiceError as e:
         flash(e.message, "error")
-        return redirect(url_for("backups.detail", backup_id=backup_id, restore=1))
+        return redirect(url_for("backups.detail", backup_id=backup_id))
     return redirect(url_for("operations.detail", operation_id=operation.id))
 
 
@@ -157,9 +156,7 @@ def verify(backup_id):
 def restore(backup_id):
     backup = get_or_404(backup_id)
     try:
-        if not services.sign_in_is_recent(session.get("signed_in_at")):
-            services.confirm_password_again(current_user, request.form.get("password"))
-            mark_signed_in()
+        confirm_recent_sign_in(request.form)
         operation = services.start_restore(
             backup, confirm=request.form.get("confirm", "").strip(),
             source_ids=request.form.getlist("source_ids", type=int) or None,

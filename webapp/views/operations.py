@@ -5,6 +5,7 @@ from flask_login import current_user, login_required
 
 from .. import services
 from . import admin_required
+from .auth import confirm_recent_sign_in
 
 bp = Blueprint("operations", __name__, url_prefix="/admin/operations")
 
@@ -53,6 +54,7 @@ def rollback(operation_id):
         flash("This operation has no safety backup to roll back to.", "error")
         return redirect(url_for("operations.detail", operation_id=operation_id))
     try:
+        confirm_recent_sign_in(request.form)
         rollback_op = services.start_restore(
             services.get_backup(operation.safety_backup_id), confirm=services.RESTORE_CONFIRM,
             source_ids=operation.params.get("source_ids"), safety_backup=False, user=current_user)

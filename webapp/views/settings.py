@@ -8,7 +8,7 @@ from ..extensions import db
 from ..models import ROLES, User
 from ..settings import retention_settings, update_retention_settings
 from . import admin_required
-from .auth import mark_signed_in
+from .auth import confirm_recent_sign_in, mark_signed_in
 
 bp = Blueprint("settings", __name__, url_prefix="/admin/settings")
 DAY_FIELDS = ("pre_restore_min_days", "failed_max_days")
@@ -17,7 +17,7 @@ DAY_FIELDS = ("pre_restore_min_days", "failed_max_days")
 def whole_number(text):
     """A form's digits as a number; anything else is passed on for the service to refuse."""
     text = (text or "").strip()
-    return int(text) if text.isdigit() else text
+    return int(text) if text.isascii() and text.isdigit() else text
 
 
 def retention_form_data(form):
@@ -79,6 +79,7 @@ def run_retention():
 def create_user():
     form = request.form
     try:
+        confirm_recent_sign_in(form)
         user = services.create_user(form.get("username"), form.get("password"), form.get("role", "viewer"),
                                     actor=current_user)
     except services.ServiceError as e:
@@ -93,10 +94,11 @@ def update_user(user_id):
     """Change a user's role, enable or disable them, or set a new password (if one is typed)."""
     form = request.form
     changes = {"role": form.get("role"), "disabled": form.get("disabled") == "1"}
-    if form.get("password"):
-        changes["password"] = form["password"]
+    if form.get("new_password"):
+        changes["password"] = form["new_password"]
     try:
-        user = services.update_user(services.get_user(user_id), changes, actor=current_user)
+        confirm_recent_sign_in(form)
+        user = services.manage_user(services.get_user(user_id), changes, actor=current_user)
     except services.ServiceError as e:
         return refused(e)
     flash(f"User {user.username} saved.", "success")
@@ -122,6 +124,7 @@ def delete_user(user_id):
 @login_required
 def create_api_key():
     try:
+        confirm_recent_sign_in(request.form)
         key, secret = services.create_api_key(current_user, request.form.get("name"))
     except services.ServiceError as e:
         return refused(e)
