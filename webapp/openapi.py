@@ -642,7 +642,8 @@ def api_key_paths():
                              {"200": json_ok(paged(ref("ApiKey")), "a page of keys")}, params=page_params()),
             "post": operation("create_api_key", "Create an API key for the caller", "api-keys",
                               {"201": json_ok(ref("ApiKeyCreated"), "the key, with its secret shown once")},
-                              body=json_body(obj({"name": string(minLength=1, maxLength=100)},
+                              body=json_body(obj({"name": string(minLength=1, maxLength=100),
+                                                  "password": AGAIN},
                                                  required=["name"], example={"name": "nightly script"}))),
         },
         "/api-keys/{key_id}": {"delete": operation(
@@ -652,16 +653,23 @@ def api_key_paths():
     }
 
 
+# Sent with a new API key or a user change when the caller's token is older than
+# RESTORE_REAUTH_AFTER (a restore takes it as `password`); refused with 403 when missing or wrong.
+AGAIN = {"type": "string", "format": "password",
+         "description": "the caller's own password, needed when the sign-in is older than the limit"}
+
+
 def user_paths():
     user_id = path_id("user_id", "user")
     user = ref("User")
     password = string("at least 8 characters", minLength=8, format="password")
     create = obj({"username": string(minLength=1, maxLength=64), "password": password,
-                  "role": dict(enum(ROLES), default="viewer")},
+                  "role": dict(enum(ROLES), default="viewer"), "your_password": AGAIN},
                  required=["username", "password"],
                  example={"username": "alice", "password": "a long passphrase", "role": "viewer"})
     change = obj({"username": string(minLength=1, maxLength=64), "password": password, "role": enum(ROLES),
-                  "disabled": boolean("a disabled user cannot sign in; their sessions and tokens end")},
+                  "disabled": boolean("a disabled user cannot sign in; their sessions and tokens end"),
+                  "your_password": AGAIN},
                  additionalProperties=False)
     last_admin = "409 when it would leave no active admin."
     return {
