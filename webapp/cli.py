@@ -25,7 +25,7 @@ def register(app):
     @click.argument("username")
     @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
     def set_password(username, password):
-        """Set a user's password; every session and token of theirs ends."""
+        """Set a user's password; every session and JWT of theirs ends (API keys stay until revoked)."""
         change_user(username, {"password": password})
         click.echo(f"password of {username} changed; their sessions have ended")
 

@@ -16,6 +16,7 @@ from . import security, throttle
 from .backup import BackupError, LocalStorage, SourceError, make_source
 from .backup.archive import COMPRESSIONS, write_sidecar
 from .backup.imports import check_upload, sniff_compression, upload_name
+from .backup.retention import describe_limit
 from .backup.schedule import ScheduleError, Timing, next_runs
 from .backup.schedule import describe as describe_timing
 from .backup.sources.base import check_name, keep_password, redact_url
@@ -227,8 +228,8 @@ def require_recent_sign_in(user, signed_in_at, password):
     if sign_in_is_recent(signed_in_at):
         return False
     if not isinstance(password, str) or not password:
-        minutes = max(1, current_app.config["RESTORE_REAUTH_AFTER"] // 60)
-        raise Forbidden(f"type your password again: you signed in more than {minutes} minutes ago")
+        limit = describe_limit(dt.timedelta(seconds=current_app.config["RESTORE_REAUTH_AFTER"]))
+        raise Forbidden(f"type your password again: you signed in more than {limit} ago")
     if not password_matches(user, password, "password.confirm"):
         raise Forbidden("the password is wrong; nothing was done")
     return True

@@ -26,7 +26,8 @@ def cairn_env():
 def site(api, e2e, tmp_path_factory):
     folder = e2e.make_folder(tmp_path_factory.mktemp("access") / "site")
     api.create_source("site", "files", folder)
-    created = api.post("/users", {"username": "watcher", "password": VIEWER_PASSWORD, "role": "viewer"})
+    created = api.post("/users", {"username": "watcher", "password": VIEWER_PASSWORD, "role": "viewer",
+                                  "your_password": e2e.ADMIN_PASSWORD})  # every sign-in is old here
     assert created.status == 201, created
     return folder
 
