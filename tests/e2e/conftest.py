@@ -457,6 +457,16 @@ def browser():
         browser.close()
 
 
+@pytest.fixture
+def page(browser):
+    """A fresh browser tab (its own cookies) that accepts downloads and waits up to 30 s."""
+    context = browser.new_context(accept_downloads=True)
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
 @pytest.fixture(scope="session")
 def standard_tools():
     for tool in ("zstd", "tar", "sha256sum"):

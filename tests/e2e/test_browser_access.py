@@ -32,14 +32,6 @@ def site(api, e2e, tmp_path_factory):
     return folder
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(accept_downloads=True)
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    yield page
-    context.close()
-
 
 def sign_in(page, base, username, password):
     page.goto(f"{base}/login")

@@ -4,23 +4,12 @@ add sources, back up, watch the live status, download, open the archive with zst
 import re
 import sqlite3
 
-import pytest
-
 try:
     from playwright.sync_api import expect
 except ImportError:  # the `browser` fixture skips, or fails under CI=true
     expect = None
 
 TIMEOUT_MS = 30_000
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(accept_downloads=True)
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def add_source_with_form(page, base_url, name, kind, path):

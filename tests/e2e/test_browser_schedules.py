@@ -3,21 +3,10 @@ disables it."""
 
 import re
 
-import pytest
-
 try:
     from playwright.sync_api import expect
 except ImportError:  # the `browser` fixture skips, or fails under CI=true
     expect = None
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context()
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def test_create_a_daily_schedule_see_its_runs_and_disable_it(browser, cairn, e2e, page):
