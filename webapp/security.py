@@ -65,9 +65,8 @@ def token_claims(token):
         return None
 
 
-def user_from_token(token):
-    """The active user a valid JWT names, unless a logout or new password ended it since."""
-    claims = token_claims(token)
+def user_from_claims(claims):
+    """The active user a valid JWT's claims name, unless a logout or new password ended it since."""
     if claims is None or claims.get("typ") != "access" or not str(claims["sub"]).isdigit():
         return None
     user = db.session.get(User, int(claims["sub"]))

@@ -46,12 +46,13 @@ def begin_attempt(username, address):
     """Count a password attempt on the account before the password is checked, so that guesses
     sent in parallel cannot slip past the limit together. Returns the seconds to wait, or 0 when
     the attempt may go ahead."""
-    (account, account_ids), (per_address, address_ids) = counters(username, address)
+    both = counters(username, address)
+    (account, account_ids), (per_address, address_ids) = both
     try:
         if limiter().hit(account, *account_ids) and limiter().test(per_address, *address_ids):
             return 0
         resets = [limiter().get_window_stats(limit, *ids).reset_time
-                  for limit, ids in counters(username, address) if not limiter().test(limit, *ids)]
+                  for limit, ids in both if not limiter().test(limit, *ids)]
     except Exception:
         log.warning("sign-in throttling skipped: Redis is not reachable", exc_info=True)
         return 0

@@ -2,8 +2,10 @@
 
 import functools
 
-from flask import abort, request
+from flask import abort, flash, request
 from flask_login import current_user, login_required
+
+from .. import services
 
 MAX_PAGE = 10**9  # beyond this a page's offset would overflow the database's integers
 
@@ -24,6 +26,15 @@ def admin_required(view):
 def page_number():
     """The `page` query argument of a list page, from 1 up to MAX_PAGE."""
     return min(max(1, request.args.get("page", 1, type=int) or 1), MAX_PAGE)
+
+
+def filtered_page(query_for, filters, per_page):
+    """One page of `query_for(**filters)`; a bad filter is flashed and the unfiltered list shown."""
+    try:
+        return query_for(**filters).paginate(page=page_number(), per_page=per_page, error_out=False)
+    except services.Invalid as e:
+        flash(e.message, "error")
+        return query_for().paginate(page=1, per_page=per_page, error_out=False)
 
 
 def register_blueprints(app):

@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 from .. import pruning, services
 from ..extensions import csrf, db
 from ..models import Schedule, Source, User, isoformat
-from ..security import issue_token, token_claims, user_from_api_key, user_from_token
+from ..security import issue_token, token_claims, user_from_api_key, user_from_claims
 from . import MAX_PAGE
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -71,7 +71,7 @@ def authenticate_request():
     secret = presented_secret()
     if secret:
         claims = token_claims(secret)
-        g.api_user = user_from_token(secret) or user_from_api_key(secret)
+        g.api_user = user_from_claims(claims) or user_from_api_key(secret)
         if g.api_user is None:
             return fail("invalid or expired token or API key", 401)
         # A token's sign-in is when it was issued. An API key is a script's standing credential

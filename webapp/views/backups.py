@@ -7,7 +7,7 @@ from flask_login import current_user, login_required
 from .. import services
 from ..forms import BackupForm
 from ..models import BACKUP_TYPES, STATUSES, TRIGGERS, Source
-from . import admin_required, page_number
+from . import admin_required, filtered_page
 from .auth import confirm_recent_sign_in
 
 bp = Blueprint("backups", __name__, url_prefix="/admin/backups")
@@ -30,12 +30,7 @@ def get_or_404(backup_id):
 @login_required
 def index():
     filters = {k: request.args.get(k, "") for k in ("type", "status", "trigger", "since", "until")}
-    page = page_number()
-    try:
-        pagination = services.backup_query(**filters).paginate(page=page, per_page=PAGE_SIZE, error_out=False)
-    except services.Invalid as e:
-        flash(e.message, "error")
-        pagination = services.backup_query().paginate(page=1, per_page=PAGE_SIZE, error_out=False)
+    pagination = filtered_page(services.backup_query, filters, PAGE_SIZE)
     template = "partials/backup_table.html" if is_htmx() and request.headers.get("HX-Target") == "backup-table" \
         else "backups/list.html"
     return render_template(template, pagination=pagination, filters=filters, types=BACKUP_TYPES,
