@@ -12,6 +12,8 @@ from rq import Worker
 
 from webapp import create_app
 from webapp.extensions import db, get_queue, get_redis
+from webapp.jobs.reconcile import reconcile
+from webapp.scheduling import tick
 
 TICK_SECONDS = 5
 PR_SET_PDEATHSIG = 1
@@ -36,8 +38,6 @@ class CairnWorker(Worker):
 
 def run_worker(app):
     with app.app_context():
-        from webapp.jobs import reconcile
-
         reconcile()
         worker = CairnWorker([get_queue()], connection=get_redis(),
                         name=f"cairn-{socket.gethostname()}-{os.getpid()}")
@@ -46,8 +46,6 @@ def run_worker(app):
 
 def run_scheduler(app):
     """Every few seconds: reconcile dead jobs, start due schedules and the daily retention run."""
-    from webapp.jobs import tick
-
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     signal.signal(signal.SIGINT, lambda *_: stop.append(True))

@@ -64,16 +64,18 @@ def app(tmp_path, redis_url):
 
 @pytest.fixture
 def admin(app):
-    from webapp.services import create_user
+    from webapp.services.accounts import create_user
+    from webapp.services.audit import SYSTEM
 
-    return create_user("admin", "correct horse battery", "admin")
+    return create_user(SYSTEM, "admin", "correct horse battery", "admin")
 
 
 @pytest.fixture
 def viewer(app):
-    from webapp.services import create_user
+    from webapp.services.accounts import create_user
+    from webapp.services.audit import SYSTEM
 
-    return create_user("viewer", "viewer password", "viewer")
+    return create_user(SYSTEM, "viewer", "viewer password", "viewer")
 
 
 @pytest.fixture

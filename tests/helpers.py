@@ -101,7 +101,7 @@ def make_app_data(root):
 def make_backup(days_ago, trigger="manual", status="completed", schedule=None, pinned=False,
                 sources=("app-db",), with_file=True):
     """A backup row, and for a completed one a small archive file with its sidecar on disk."""
-    from webapp import services
+    from webapp.services.storage import backup_storage
     from webapp.extensions import db
     from webapp.models import Backup, utcnow
 
@@ -113,7 +113,7 @@ def make_backup(days_ago, trigger="manual", status="completed", schedule=None, p
                     sources=[{"name": n, "kind": "sqlite", "size": 1} for n in sources])
     if status == "completed" and with_file:
         backup.file_name = f"{created:%Y-%m-%d}/{backup.name}.tar.zst"
-        path = services.storage().path(backup.file_name)
+        path = backup_storage().path(backup.file_name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         for name in (path, path + ".sha256"):
             with open(name, "wb") as f:

@@ -9,8 +9,12 @@ import time
 import jwt
 import pytest
 from helpers import ApiClient, csrf_token, login, make_app_data, run_jobs
-
-from webapp import services
+from webapp import security
+from webapp.services import accounts
+from webapp.services import backups
+from webapp.services import sources
+from webapp.services.audit import Actor
+from webapp.services.audit import SYSTEM
 from webapp.extensions import db
 from webapp.models import AuditEvent, Operation, User
 
@@ -72,13 +76,13 @@ def test_the_last_active_admin_can_be_neither_demoted_disabled_nor_deleted(api, 
     db.session.refresh(admin)
     assert admin.role == "admin" and not admin.disabled
 
-    services.update_user(viewer, {"role": "admin"})
+    accounts.update_user(SYSTEM, viewer, {"role": "admin"})
     assert api.patch(f"/users/{admin.id}", json={"role": "viewer"}).status_code == 200
 
 
 def test_a_disabled_admin_does_not_count_as_the_other_admin(api, admin):
-    other = services.create_user("second", "second password", "admin")
-    services.update_user(other, {"disabled": True})
+    other = accounts.create_user(SYSTEM, "second", "second password", "admin")
+    accounts.update_user(SYSTEM, other, {"disabled": True})
     assert api.patch(f"/users/{admin.id}", json={"role": "viewer"}).status_code == 409
 
 
@@ -92,7 +96,7 @@ def test_admins_manage_users_in_the_settings_page(admin_client, admin):
         "csrf_token": token, "role": "viewer", "disabled": "1", "password": "a new password"})
     assert saved.status_code == 302
     db.session.refresh(ops)
-    assert ops.disabled and services.authenticate("ops", "a new password") is None  # disabled
+    assert ops.disabled and security.authenticate("ops", "a new password") is None  # disabled
 
     refused = admin_client.post(f"/admin/settings/users/{admin.id}", data={"csrf_token": token, "role": "viewer"})
     assert refused.status_code == 409
@@ -140,7 +144,7 @@ def test_changing_your_password_needs_the_current_one(admin_client, admin):
         "csrf_token": csrf_token(admin_client, "/admin/settings"), "current_password": "a guess",
         "new_password": "a brand new password"})
     assert response.status_code == 400 and "the current password is wrong" in response.get_data(as_text=True)
-    assert services.authenticate("admin", ADMIN_PASSWORD) is not None
+    assert security.authenticate("admin", ADMIN_PASSWORD) is not None
 
 
 def test_an_admin_resetting_a_password_or_disabling_ends_that_users_sessions(app, api, viewer):
@@ -151,7 +155,7 @@ def test_an_admin_resetting_a_password_or_disabling_ends_that_users_sessions(app
     assert session.get("/admin/").status_code == 302
     assert session.get("/api/v1/backups", headers=bearer(token)).status_code == 401
 
-    key = services.create_api_key(viewer, "script")[1]
+    key = accounts.create_api_key(Actor(viewer), "script")[1]
     assert session.get("/api/v1/backups", headers={"X-API-Key": key}).status_code == 200
     api.patch(f"/users/{viewer.id}", json={"disabled": True})
     assert session.get("/api/v1/backups", headers={"X-API-Key": key}).status_code == 401
@@ -164,7 +168,7 @@ def test_passwords_are_rehashed_when_the_parameters_change(app, admin):
     admin.password_hash = weaker.hash(ADMIN_PASSWORD)
     db.session.commit()
 
-    assert services.sign_in("admin", ADMIN_PASSWORD) is not None
+    assert accounts.sign_in("admin", ADMIN_PASSWORD, None) is not None
 
     db.session.refresh(admin)
     assert "m=8192" not in admin.password_hash and admin.password_hash.startswith("$argon2id$")
@@ -230,7 +234,7 @@ def test_api_keys_are_shown_once_stored_hashed_record_use_and_act_with_the_owner
 
 
 def test_nobody_revokes_someone_elses_key(api, viewer):
-    key, _ = services.create_api_key(viewer, "theirs")
+    key, _ = accounts.create_api_key(Actor(viewer), "theirs")
     assert api.delete(f"/api-keys/{key.id}").status_code == 404
     assert db.session.get(type(key), key.id) is not None
 
@@ -241,8 +245,8 @@ def test_nobody_revokes_someone_elses_key(api, viewer):
 def restorable(app, admin, tmp_path):
     """A completed backup of a small folder, ready to restore."""
     _, uploads = make_app_data(tmp_path / "app")
-    services.create_source({"name": "uploads", "kind": "files", "path": str(uploads)})
-    backup = services.start_backup(type="full")
+    sources.create_source(SYSTEM, {"name": "uploads", "kind": "files", "path": str(uploads)})
+    backup = backups.start_backup(SYSTEM, type="full")
     run_jobs(app)
     return backup.id
 
@@ -304,13 +308,13 @@ def flask_cli(app, *args):
 def test_flask_users_set_password_disable_and_enable(app, admin, viewer):
     assert flask_cli(app, "set-password", "viewer", "--password", "console password").returncode == 0
     db.session.expire_all()
-    assert services.authenticate("viewer", "console password") is not None
+    assert security.authenticate("viewer", "console password") is not None
     assert flask_cli(app, "disable", "viewer").returncode == 0
     db.session.expire_all()
-    assert services.authenticate("viewer", "console password") is None
+    assert security.authenticate("viewer", "console password") is None
     assert flask_cli(app, "enable", "viewer").returncode == 0
     db.session.expire_all()
-    assert services.authenticate("viewer", "console password") is not None
+    assert security.authenticate("viewer", "console password") is not None
 
     last_admin = flask_cli(app, "disable", "admin")
     assert last_admin.returncode != 0 and "last active admin" in last_admin.stderr
@@ -327,17 +331,17 @@ def test_an_old_sign_in_cannot_mint_a_key_or_an_admin_to_get_around_the_password
     user = admin_client.post("/admin/settings/users", data={"csrf_token": token, "username": "sneaky",
                                                            "password": "sneaky password", "role": "admin"})
     assert key.status_code == 403 and user.status_code == 403
-    assert services.api_keys_of(admin).count() == 0 and User.query.count() == 1
+    assert accounts.api_keys_of(admin).count() == 0 and User.query.count() == 1
 
     with_password = admin_client.post("/admin/settings/api-keys", data={"csrf_token": token, "name": "ok",
                                                                         "password": ADMIN_PASSWORD})
-    assert with_password.status_code == 200 and services.api_keys_of(admin).count() == 1
+    assert with_password.status_code == 200 and accounts.api_keys_of(admin).count() == 1
 
 
 def test_an_admin_changes_their_own_password_only_with_the_current_one(api, admin):
     refused = api.patch(f"/users/{admin.id}", json={"password": "taken over!"})
     assert refused.status_code == 403 and "your current one" in refused.get_json()["message"]
-    assert services.authenticate("admin", ADMIN_PASSWORD) is not None
+    assert security.authenticate("admin", ADMIN_PASSWORD) is not None
 
 
 def test_a_wrong_current_password_is_throttled_and_audited(app, admin_client, admin):

@@ -5,8 +5,9 @@ the sources never rewrites Cairn's own metadata, so the trail survives every res
 import datetime as dt
 
 from helpers import csrf_token, login, make_app_data, run_jobs
-
-from webapp import services
+from webapp.services.audit import Actor
+from webapp.services.audit import SYSTEM
+from webapp.services.audit import audit
 from webapp.extensions import db
 from webapp.models import AuditEvent, utcnow
 
@@ -49,12 +50,12 @@ def test_failures_are_audited_too(app, client, admin):
 
 
 def test_get_audit_filters_by_user_action_and_time_and_pages(app, api, admin, viewer):
-    services.audit("backup.delete", "backup:old", user=viewer)
+    audit(Actor(viewer), "backup.delete", "backup:old")
     old = AuditEvent.query.order_by(AuditEvent.id.desc()).first()
     old.at = utcnow() - dt.timedelta(days=10)
     db.session.commit()
     for i in range(3):
-        services.audit("schedule.update", f"schedule:s{i}", user=admin)
+        audit(Actor(admin), "schedule.update", f"schedule:s{i}")
 
     by_user = api.get("/audit?user=viewer").get_json()["data"]
     assert [e["target"] for e in by_user["items"]] == ["backup:old"]
@@ -71,7 +72,7 @@ def test_get_audit_filters_by_user_action_and_time_and_pages(app, api, admin, vi
 
 
 def test_the_audit_page_lists_and_filters_events(app, client, admin, viewer):
-    services.audit("backup.delete", "backup:gone", user=viewer, detail="by the viewer")
+    audit(Actor(viewer), "backup.delete", "backup:gone", detail="by the viewer")
     login(client)
     html = client.get("/admin/audit").get_data(as_text=True)
     assert "backup:gone" in html and "by the viewer" in html and "login" in html
@@ -91,7 +92,7 @@ def test_restoring_never_rewrites_the_audit_trail(app, api, admin, tmp_path):
     api.post("/sources", json={"name": "app-db", "kind": "sqlite", "path": str(db_path)})
     backup = api.post("/backups", json={"type": "full"}).get_json()["data"]
     run_jobs(app)
-    services.audit("note.after_backup", "proof", detail="written after the backup")
+    audit(SYSTEM, "note.after_backup", "proof", detail="written after the backup")
     before = [(e.id, e.action, e.detail) for e in AuditEvent.query.order_by(AuditEvent.id)]
 
     started = api.post(f"/backups/{backup['id']}/restore", json={"confirm": "RESTORE"})

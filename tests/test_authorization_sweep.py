@@ -141,19 +141,26 @@ class World:
 
 @pytest.fixture
 def world(app, admin, viewer, tmp_path):
-    from webapp import security, services
+    from webapp import security
+    from webapp.services import accounts
+    from webapp.services import backups
+    from webapp.services import operations
+    from webapp.services import schedules
+    from webapp.services import sources
+    from webapp.services.audit import Actor
+    from webapp.services.audit import SYSTEM
 
     w = World()
     w.admin, w.viewer = admin, viewer
     w.db_path, w.uploads = make_app_data(tmp_path / "app")
-    w.source = services.create_source({"name": "app-db", "kind": "sqlite", "path": str(w.db_path)})
-    w.files_source = services.create_source({"name": "uploads", "kind": "files", "path": str(w.uploads)})
+    w.source = sources.create_source(SYSTEM, {"name": "app-db", "kind": "sqlite", "path": str(w.db_path)})
+    w.files_source = sources.create_source(SYSTEM, {"name": "uploads", "kind": "files", "path": str(w.uploads)})
     w.backup = make_backup(1, sources=("app-db",))
     w.old_backup = make_backup(3, sources=("app-db",))
-    w.operation = services.start_verify(services.get_backup(w.backup.id), user=admin)  # pending, queued
-    w.schedule = services.create_schedule({"name": "nightly", "preset": "daily", "time": "02:00",
-                                           "type": "full", "retention": {"keep_last": 3}}, user=admin)
-    w.other_user = services.create_user("other", "other password", "viewer")
+    w.operation = operations.start_verify(Actor(admin), backups.get_backup(w.backup.id))  # pending, queued
+    w.schedule = schedules.create_schedule(SYSTEM, {"name": "nightly", "preset": "daily", "time": "02:00",
+                                           "type": "full", "retention": {"keep_last": 3}})
+    w.other_user = accounts.create_user(SYSTEM, "other", "other password", "viewer")
     w.admin_key, w.admin_key_secret = security.create_api_key(admin, "admin key")
     w.viewer_key, w.viewer_key_secret = security.create_api_key(viewer, "viewer key")
     w.ids = {"backup_id": w.backup.id, "operation_id": w.operation.id, "source_id": w.source.id,

@@ -8,14 +8,19 @@ import pytest
 
 from helpers import make_app_data, run_jobs
 
+from webapp import runs
+from webapp.jobs import reconcile, tracking
+from webapp.services import backups
+from webapp.services.audit import SYSTEM, Actor
+from webapp.services.sources import create_source
+from webapp.services.storage import backup_storage
+
 
 @pytest.fixture
 def sources(app, tmp_path):
-    from webapp import services
-
     db_path, uploads = make_app_data(tmp_path / "app")
-    services.create_source({"name": "app-db", "kind": "sqlite", "path": str(db_path)})
-    services.create_source({"name": "uploads", "kind": "files", "path": str(uploads)})
+    create_source(SYSTEM, {"name": "app-db", "kind": "sqlite", "path": str(db_path)})
+    create_source(SYSTEM, {"name": "uploads", "kind": "files", "path": str(uploads)})
     return db_path, uploads
 
 
@@ -25,12 +30,11 @@ def backup_files(app):
 
 
 def test_reconciler_fails_a_running_row_without_heartbeat(app, admin, sources):
-    from webapp import jobs, services
     from webapp.extensions import db
     from webapp.models import RunLock
 
-    backup = services.start_backup(user=admin)
-    partial = services.storage().path(backup.file_name) + ".partial"
+    backup = backups.start_backup(Actor(admin))
+    partial = backup_storage().path(backup.file_name) + ".partial"
     os.makedirs(os.path.dirname(partial), exist_ok=True)
     open(partial, "wb").write(b"half an archive")
     from webapp.models import utcnow
@@ -39,13 +43,13 @@ def test_reconciler_fails_a_running_row_without_heartbeat(app, admin, sources):
     backup.status, backup.started_at, backup.heartbeat_at, backup.phase = "running", stale, stale, "archiving files:uploads"
     db.session.commit()
 
-    closed = jobs.reconcile()
+    closed = reconcile.reconcile()
     assert [b.id for b in closed] == [backup.id]
     db.session.refresh(backup)
     assert backup.status == "failed" and backup.attempt is None
     assert "worker stopped responding during 'archiving files:uploads'" in backup.error
     assert not os.path.exists(partial)
-    assert db.session.get(RunLock, services.RUN_LOCK) is None
+    assert db.session.get(RunLock, runs.RUN_LOCK) is None
     # the orphaned attempt can no longer touch the row
     run_jobs(app)
     db.session.refresh(backup)
@@ -53,37 +57,33 @@ def test_reconciler_fails_a_running_row_without_heartbeat(app, admin, sources):
 
 
 def test_reconciler_fails_a_pending_row_whose_job_vanished(app, admin, sources):
-    from webapp import jobs, services
     from webapp.extensions import db, get_queue
 
-    backup = services.start_backup(user=admin)
+    backup = backups.start_backup(Actor(admin))
     get_queue().empty()  # as after a Redis restart without persistence
     backup.created_at -= dt.timedelta(minutes=5)
     db.session.commit()
-    jobs.reconcile()
+    reconcile.reconcile()
     db.session.refresh(backup)
     assert backup.status == "failed" and "no longer in the queue" in backup.error
-    assert services.start_backup(user=admin).status == "pending"
+    assert backups.start_backup(Actor(admin)).status == "pending"
 
 
 def test_reconciler_leaves_live_rows_alone(app, admin, sources):
-    from webapp import jobs, services
-
-    backup = services.start_backup(user=admin)
-    assert jobs.reconcile() == []
+    backup = backups.start_backup(Actor(admin))
+    assert reconcile.reconcile() == []
     assert backup.status == "pending"
 
 
 def test_an_attempt_that_lost_its_row_cannot_finish_it(app, admin, sources):
-    from webapp import jobs, services
     from webapp.backup import BackupResult
     from webapp.extensions import db
 
-    backup = services.start_backup(user=admin)
-    tracker = jobs.BackupTracker(backup.id, backup.attempt)
+    backup = backups.start_backup(Actor(admin))
+    tracker = tracking.BackupTracker(backup.id, backup.attempt)
     assert tracker.start("job-1") is not None
-    jobs.fail_orphan(backup, "reconciled")
-    with pytest.raises(jobs.LostOwnership):
+    reconcile.fail_orphan(backup, "reconciled")
+    with pytest.raises(tracking.LostOwnership):
         tracker.progress("archiving", 10, 100)
     assert not tracker.complete(BackupResult("0" * 64, 1, 1, [], []))
     db.session.refresh(backup)
@@ -91,30 +91,28 @@ def test_an_attempt_that_lost_its_row_cannot_finish_it(app, admin, sources):
 
 
 def test_cancel_requested_while_running_stops_the_job(app, admin, sources):
-    from webapp import services
     from webapp.extensions import db
 
-    backup = services.start_backup(user=admin)
+    backup = backups.start_backup(Actor(admin))
     backup.cancel_requested = True  # as if Cancel was pressed just after the job started
     db.session.commit()
     run_jobs(app)
     db.session.refresh(backup)
     assert backup.status == "cancelled" and backup.completed_at is not None
     assert backup_files(app) == []
-    assert services.start_backup(user=admin).status == "pending"
+    assert backups.start_backup(Actor(admin)).status == "pending"
 
 
 def test_job_timeout_marks_timeout_and_removes_the_partial(app, admin, tmp_path):
-    from webapp import services
     from webapp.extensions import db
 
     big = tmp_path / "big"
     big.mkdir()
     for i in range(3):
         (big / f"random{i}.bin").write_bytes(os.urandom(40 * 1024 * 1024))
-    services.create_source({"name": "big", "kind": "files", "path": str(big)})
+    create_source(SYSTEM, {"name": "big", "kind": "files", "path": str(big)})
     app.config["JOB_TIMEOUT"] = 1
-    backup = services.start_backup(user=admin, compression="gzip")  # gzip on random data is slow
+    backup = backups.start_backup(Actor(admin), compression="gzip")  # gzip on random data is slow
     run_jobs(app)
     db.session.refresh(backup)
     assert backup.status == "timeout" and "job timeout of 1 s" in backup.error

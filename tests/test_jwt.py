@@ -276,9 +276,10 @@ def test_a_forged_or_broken_token_is_refused(app, client, admin, viewer, rsa_key
 @pytest.fixture
 def second_admin(app):
     """An admin the tests may disable or delete (the last active admin cannot be)."""
-    from webapp.services import create_user
+    from webapp.services.accounts import create_user
+    from webapp.services.audit import SYSTEM
 
-    return create_user("second", "second admin password", "admin")
+    return create_user(SYSTEM, "second", "second admin password", "admin")
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -295,14 +296,15 @@ def test_a_token_of_a_disabled_user_is_refused(app, client, admin, second_admin,
 
 @pytest.mark.parametrize("route", ROUTES)
 def test_a_token_of_a_deleted_user_is_refused(app, client, admin, second_admin, route, tmp_path):
-    from webapp import services
+    from webapp.services import accounts
+    from webapp.services.audit import SYSTEM
 
     token = real_token(client, "second", "second admin password")
     assert_accepted(app, client, "GET /api/v1/backups", token, tmp_path)
-    services.delete_user(second_admin)
+    accounts.delete_user(SYSTEM, second_admin)
     assert_refused(app, client, route, token, tmp_path)
     # A new user does not inherit the deleted one's id, so the old token stays dead.
-    newcomer = services.create_user("newcomer", "newcomer password", "admin")
+    newcomer = accounts.create_user(SYSTEM, "newcomer", "newcomer password", "admin")
     assert str(newcomer.id) != jwt.decode(token, options={"verify_signature": False})["sub"]
     assert_refused(app, client, route, token, tmp_path)
 
@@ -320,10 +322,11 @@ def test_a_token_issued_before_a_logout_is_refused(app, client, admin, route, tm
 
 @pytest.mark.parametrize("route", ROUTES)
 def test_a_token_issued_before_a_password_change_is_refused(app, client, admin, route, tmp_path):
-    from webapp import services
+    from webapp.services import accounts
+    from webapp.services.audit import Actor
 
     token = real_token(client, "admin", "correct horse battery")
     assert_accepted(app, client, "GET /api/v1/backups", token, tmp_path)
-    services.change_own_password(admin, "correct horse battery", "a brand new password")
+    accounts.change_own_password(Actor(admin), "correct horse battery", "a brand new password")
     assert_refused(app, client, route, token, tmp_path)
     assert_accepted(app, client, route, real_token(client, "admin", "a brand new password"), tmp_path)

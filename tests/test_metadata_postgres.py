@@ -34,7 +34,19 @@ def pg_database():
 def test_backup_lifecycle_with_postgres_metadata(tmp_path, redis_url, pg_database):
     from flask_migrate import upgrade
 
-    from webapp import create_app, services
+    from webapp import create_app
+
+    from webapp import errors
+
+    from webapp.services import accounts
+
+    from webapp.services import backups
+
+    from webapp.services import sources
+
+    from webapp.services.audit import Actor
+
+    from webapp.services.audit import SYSTEM
     from webapp.extensions import db
     from webapp.models import Backup
 
@@ -44,16 +56,16 @@ def test_backup_lifecycle_with_postgres_metadata(tmp_path, redis_url, pg_databas
     with app.app_context():
         upgrade()
         db_path, uploads = make_app_data(tmp_path / "app")
-        services.create_source({"name": "app-db", "kind": "sqlite", "path": str(db_path)})
-        services.create_source({"name": "uploads", "kind": "files", "path": str(uploads)})
-        admin = services.create_user("admin", "correct horse battery")
-        backup = services.start_backup(user=admin)
-        with pytest.raises(services.Conflict, match="a backup is already running"):
-            services.start_backup(user=admin)
+        sources.create_source(SYSTEM, {"name": "app-db", "kind": "sqlite", "path": str(db_path)})
+        sources.create_source(SYSTEM, {"name": "uploads", "kind": "files", "path": str(uploads)})
+        admin = accounts.create_user(SYSTEM, "admin", "correct horse battery")
+        backup = backups.start_backup(Actor(admin))
+        with pytest.raises(errors.Conflict, match="a backup is already running"):
+            backups.start_backup(Actor(admin))
         run_jobs(app)
         backup = db.session.get(Backup, backup.id)
         assert backup.status == "completed", backup.error
-        assert os.path.getsize(services.archive_path(backup)) == backup.file_size
+        assert os.path.getsize(backups.archive_path(backup)) == backup.file_size
         assert {m["path"] for m in backup.manifest} >= {"database/app-db.sqlite3", "files/uploads/empty.txt"}
         db.session.remove()
         db.engine.dispose()

@@ -12,12 +12,14 @@ def post(client, url, data, **kwargs):
 
 
 def backed_up(app, admin_client, tmp_path):
-    from webapp import services
+    from webapp.services import backups
+    from webapp.services import sources
+    from webapp.services.audit import SYSTEM
 
     db_path, uploads = make_app_data(tmp_path / "app")
-    services.create_source({"name": "app-db", "kind": "sqlite", "path": str(db_path)})
-    services.create_source({"name": "uploads", "kind": "files", "path": str(uploads)})
-    backup = services.start_backup("full")
+    sources.create_source(SYSTEM, {"name": "app-db", "kind": "sqlite", "path": str(db_path)})
+    sources.create_source(SYSTEM, {"name": "uploads", "kind": "files", "path": str(uploads)})
+    backup = backups.start_backup(SYSTEM, "full")
     run_jobs(app)
     return backup.id, db_path, uploads
 

@@ -7,8 +7,14 @@ import os
 
 import pytest
 from helpers import make_app_data, make_backup, race, run_jobs
-
-from webapp import pruning, services, settings
+from webapp import errors
+from webapp.services import backups
+from webapp.services import retention
+from webapp.services import schedules
+from webapp.services import settings
+from webapp.services import sources
+from webapp.services.audit import SYSTEM
+from webapp.services.storage import backup_storage
 from webapp.extensions import db
 from webapp.models import AuditEvent, Backup, Operation, Schedule, utcnow
 
@@ -24,7 +30,7 @@ def make_schedule(name="nightly", **retention):
 
 
 def archive_exists(backup_name_and_file):
-    return os.path.exists(services.storage().path(backup_name_and_file))
+    return os.path.exists(backup_storage().path(backup_name_and_file))
 
 
 def remaining_ids():
@@ -32,7 +38,7 @@ def remaining_ids():
 
 
 def apply(schedule_id=None):
-    return pruning.apply_retention(pruning.scopes_for(schedule_id))
+    return retention.apply_retention(SYSTEM, retention.scopes_for(schedule_id))
 
 
 def test_keep_last_removes_the_oldest_scheduled_backups_with_their_files(app):
@@ -46,7 +52,7 @@ def test_keep_last_removes_the_oldest_scheduled_backups_with_their_files(app):
     assert [r["name"] for r in result["removed"]] == names[:2]
     assert result["freed_bytes"] == 200
     assert not archive_exists(files[0]) and not archive_exists(files[1])
-    assert not os.path.exists(services.storage().path(files[0]) + ".sha256")
+    assert not os.path.exists(backup_storage().path(files[0]) + ".sha256")
     assert archive_exists(files[2]) and archive_exists(files[3])
 
 
@@ -83,13 +89,13 @@ def test_with_no_rule_set_nothing_completed_is_removed(app):
 
     assert result["removed"] == []
     assert remaining_ids() == {b.id for b in backups + manual}
-    preview = pruning.preview(schedule)
+    preview = retention.preview(schedule)
     assert preview["remove"] == [] and preview["rules_set"] is False
-    assert {tuple(k["reasons"]) for k in preview["keep"]} == {(pruning.RETENTION_OFF,)}
+    assert {tuple(k["reasons"]) for k in preview["keep"]} == {(retention.RETENTION_OFF,)}
 
 
 def test_the_global_policy_in_settings_governs_manual_imported_and_safety_backups(app):
-    settings.update_retention_settings({"policy": {"keep_last": 1}, "pre_restore_min_days": 7})
+    settings.update_retention_settings(SYSTEM, {"policy": {"keep_last": 1}, "pre_restore_min_days": 7})
     schedule = make_schedule()
     manual = make_backup(30)
     imported = make_backup(20, "import")
@@ -106,10 +112,10 @@ def test_the_global_policy_in_settings_governs_manual_imported_and_safety_backup
 
 
 def test_a_deleted_schedules_backups_fall_under_the_global_policy(app):
-    settings.update_retention_settings({"policy": {"keep_last": 1}})
+    settings.update_retention_settings(SYSTEM, {"policy": {"keep_last": 1}})
     schedule = make_schedule(keep_last=10)
     orphans = [make_backup(days, "scheduled", schedule=schedule) for days in (3, 2)]
-    services.delete_schedule(schedule)
+    schedules.delete_schedule(SYSTEM, schedule)
 
     apply()
 
@@ -135,13 +141,13 @@ def test_pinned_backups_are_kept_and_a_pin_made_after_planning_still_wins(app):
     pinned = make_backup(5, "scheduled", schedule=schedule, pinned=True)
     late_pin = make_backup(4, "scheduled", schedule=schedule)
     make_backup(1, "scheduled", schedule=schedule)
-    scope_plan = pruning.plan_scope(pruning.schedule_scope(schedule))
+    scope_plan = retention.plan_scope(retention.schedule_scope(schedule))
     assert set(scope_plan.plan.remove) == {late_pin.id}
 
     row = db.session.get(Backup, late_pin.id)
-    planned = pruning.removal(row, scope_plan.plan.remove[late_pin.id])
-    services.update_backup(row, {"pinned": True})  # between the plan and the removal
-    removed = pruning.remove_backup(planned, scope_plan.scope)
+    planned = retention.removal(row, scope_plan.plan.remove[late_pin.id])
+    backups.update_backup(SYSTEM, row, {"pinned": True})  # between the plan and the removal
+    removed = retention.remove_backup(SYSTEM, planned, scope_plan.scope)
 
     assert removed is False
     assert {pinned.id, late_pin.id} <= remaining_ids()
@@ -157,7 +163,7 @@ def test_a_backup_being_restored_or_verified_is_kept(app):
     db.session.add(operation)
     db.session.commit()
 
-    preview = pruning.preview(schedule)
+    preview = retention.preview(schedule)
     apply(schedule.id)
 
     assert restoring.id in remaining_ids()
@@ -166,7 +172,7 @@ def test_a_backup_being_restored_or_verified_is_kept(app):
 
 
 def test_failed_and_cancelled_rows_go_after_failed_max_days_even_without_rules(app):
-    settings.update_retention_settings({"failed_max_days": 14})
+    settings.update_retention_settings(SYSTEM, {"failed_max_days": 14})
     make_schedule()
     old_failed = make_backup(20, status="failed")
     old_cancelled = make_backup(15, status="cancelled")
@@ -188,7 +194,7 @@ def test_the_preview_names_what_goes_and_why_the_rest_stays(app):
     kept_yesterday = make_backup(1, "scheduled", schedule=schedule)
     kept_today = make_backup(0, "scheduled", schedule=schedule)
 
-    preview = pruning.preview(schedule)
+    preview = retention.preview(schedule)
 
     assert [(r["id"], r["reason"]) for r in preview["remove"]] == [(gone.id, "not kept by any rule")]
     explanations = {k["id"]: k["explanation"] for k in preview["keep"]}
@@ -202,7 +208,7 @@ def test_retention_run_is_an_operation_in_a_real_worker(app):
     old = make_backup(3, "scheduled", schedule=schedule)
     new = make_backup(1, "scheduled", schedule=schedule)
 
-    operation = pruning.start_retention(schedule.id)
+    operation = retention.start_retention(SYSTEM, schedule.id)
     assert operation.kind == "retention" and operation.backup_id is None
     run_jobs(app)
 
@@ -214,11 +220,11 @@ def test_retention_run_is_an_operation_in_a_real_worker(app):
 
 def test_a_completed_scheduled_backup_queues_its_schedules_retention(app, tmp_path):
     _, uploads = make_app_data(tmp_path / "app")
-    services.create_source({"name": "uploads", "kind": "files", "path": str(uploads)})
+    sources.create_source(SYSTEM, {"name": "uploads", "kind": "files", "path": str(uploads)})
     schedule = make_schedule(keep_last=1)
-    first_id = services.run_schedule_now(schedule).id
+    first_id = schedules.run_schedule_now(SYSTEM, schedule).id
     run_jobs(app)
-    second_id = services.run_schedule_now(schedule).id
+    second_id = schedules.run_schedule_now(SYSTEM, schedule).id
     first_file = db.session.get(Backup, first_id).file_name
     run_jobs(app)
 
@@ -231,8 +237,8 @@ def test_a_completed_scheduled_backup_queues_its_schedules_retention(app, tmp_pa
 
 def test_a_retention_run_for_a_deleted_schedule_fails_with_a_clear_message(app):
     schedule = make_schedule(keep_last=1)
-    operation = pruning.start_retention(schedule.id)
-    services.delete_schedule(schedule)
+    operation = retention.start_retention(SYSTEM, schedule.id)
+    schedules.delete_schedule(SYSTEM, schedule)
 
     run_jobs(app)
 
@@ -244,12 +250,12 @@ def test_a_retention_run_for_a_deleted_schedule_fails_with_a_clear_message(app):
 def test_the_daily_run_starts_once_a_day_across_racing_schedulers(app):
     now = dt.datetime(2026, 11, 23, 4, 0)
 
-    started = race(app, lambda: pruning.start_daily_retention(now) is not None)
+    started = race(app, lambda: retention.start_daily_retention(now) is not None)
 
     assert sorted(started) == [False, True]
-    assert pruning.start_daily_retention(now + dt.timedelta(hours=23)) is None
+    assert retention.start_daily_retention(now + dt.timedelta(hours=23)) is None
     run_jobs(app)  # the first run ends, so the next one is a new operation
-    assert pruning.start_daily_retention(now + dt.timedelta(hours=24, seconds=1)) is not None
+    assert retention.start_daily_retention(now + dt.timedelta(hours=24, seconds=1)) is not None
     runs = Operation.query.filter_by(kind="retention").all()
     assert len(runs) == 2 and {r.params["schedule_id"] for r in runs} == {None}
 
@@ -265,8 +271,8 @@ def test_the_daily_run_starts_once_a_day_across_racing_schedulers(app):
 def test_bad_retention_settings_are_refused_and_change_nothing(app, change, message):
     before = settings.retention_settings()
 
-    with pytest.raises(services.Invalid) as refused:
-        settings.update_retention_settings(change)
+    with pytest.raises(errors.Invalid) as refused:
+        settings.update_retention_settings(SYSTEM, change)
 
     assert refused.value.message.startswith(message)
     assert settings.retention_settings() == before

@@ -4,8 +4,10 @@ a missed run is made up once; runs wait while a restore holds the slot. Clock in
 import datetime as dt
 
 from helpers import make_app_data, race
-
-from webapp import services
+from webapp import runs
+from webapp.services import backups
+from webapp.services import sources
+from webapp.services.audit import SYSTEM
 from webapp.extensions import db
 from webapp.models import Backup, RunLock, Schedule
 from webapp.scheduling import run_due_schedules
@@ -16,7 +18,7 @@ DAILY_AT_3 = {"kind": "daily", "hour": 3, "minute": 0, "timezone": "UTC"}
 
 def make_schedule(tmp_path, next_run_at=NOW - dt.timedelta(seconds=30)):
     _, uploads = make_app_data(tmp_path / "app")
-    services.create_source({"name": "uploads", "kind": "files", "path": str(uploads)})
+    sources.create_source(SYSTEM, {"name": "uploads", "kind": "files", "path": str(uploads)})
     schedule = Schedule(name="nightly", timing=DAILY_AT_3, backup_type="full", next_run_at=next_run_at)
     db.session.add(schedule)
     db.session.commit()
@@ -62,7 +64,7 @@ def test_after_a_week_of_downtime_the_missed_run_is_made_up_once(app, tmp_path):
 def test_due_runs_wait_while_a_restore_runs_and_then_run(app, tmp_path):
     schedule = make_schedule(tmp_path)
     due_at = schedule.next_run_at
-    db.session.add(RunLock(name=services.RUN_LOCK, owner="operation:999"))
+    db.session.add(RunLock(name=runs.RUN_LOCK, owner="operation:999"))
     db.session.commit()
 
     assert run_due_schedules(NOW) == []
@@ -77,7 +79,7 @@ def test_due_runs_wait_while_a_restore_runs_and_then_run(app, tmp_path):
 
 def test_a_due_run_that_finds_a_backup_running_is_recorded_as_skipped(app, tmp_path):
     schedule = make_schedule(tmp_path)
-    running = services.start_backup(type="full")  # holds the slot (its job is only queued)
+    running = backups.start_backup(SYSTEM, type="full")  # holds the slot (its job is only queued)
 
     assert run_due_schedules(NOW) == []
 

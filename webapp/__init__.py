@@ -6,10 +6,12 @@ import os
 from flask import Flask, abort, redirect, url_for
 from flask_login import login_required
 
+from . import cli
 from .config import load_config
 from .extensions import csrf, db, login_manager, migrate
+from .models import MAX_ID, User
+from .views import register_blueprints
 
-MAX_ID = 2**63 - 1  # the largest integer SQLite and PostgreSQL BIGINT hold
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -30,9 +32,6 @@ def create_app(config=None):
     login_manager.login_message = "Please log in."
     login_manager.session_protection = "strong"
 
-    from . import cli, models  # noqa: F401  (importing models registers their tables)
-    from .views import register_blueprints
-
     register_blueprints(app)
     app.url_value_preprocessor(refuse_ids_beyond_the_database)
     cli.register(app)
@@ -51,8 +50,6 @@ def refuse_ids_beyond_the_database(endpoint, values):
 def _load_user(session_id):
     """The active user of a session id ("<user id>:<session version>"); an older version is a
     session that a logout or a password change ended."""
-    from .models import User
-
     user_id, _, version = str(session_id).partition(":")
     user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
     if user is None or not user.is_active or str(user.session_version) != version:

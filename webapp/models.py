@@ -30,6 +30,7 @@ class Status(str, enum.Enum):
         return self.value
 
 
+MAX_ID = 2**63 - 1  # the largest integer SQLite and PostgreSQL BIGINT hold
 ACTIVE_STATUSES = (Status.PENDING.value, Status.RUNNING.value)
 STATUSES = tuple(s.value for s in Status)
 BACKUP_TYPES = ("full", "database", "files", "custom")

@@ -8,13 +8,12 @@ path described here is a route; tests/e2e/test_api_fuzz.py fuzzes a running Cair
 
 import json
 
-from . import MAX_ID
 from .backup.archive import COMPRESSIONS
 from .backup.engine import CAIRN_VERSION
 from .backup.schedule import PRESET_KINDS as PRESETS
 from .backup.sources import SOURCE_KINDS
-from .models import BACKUP_TYPES, OPERATION_KINDS, ROLES, STATUSES, TRIGGERS
-from .services import RETENTION_RULES
+from .models import MAX_ID, BACKUP_TYPES, OPERATION_KINDS, ROLES, STATUSES, TRIGGERS
+from .services.settings import RETENTION_RULES
 
 OPENAPI_VERSION = "3.0.3"
 BASE_PATH = "/api/v1"

@@ -1,4 +1,5 @@
-"""The scheduler's tick: start each due schedule's backup exactly once.
+"""The scheduler's tick: reconcile dead jobs, start each due schedule's backup exactly once, and
+once a day the retention run over every backup.
 
 A due time is claimed in the metadata database, not in memory: the tick moves the schedule's
 `next_run_at` past now with a compare-and-set UPDATE (`WHERE next_run_at = <the value it
@@ -9,20 +10,24 @@ missed slot. While a restore holds the run slot, due schedules are not claimed: 
 when it has finished. A due run that finds a backup running is recorded as skipped.
 """
 
-import datetime as dt
-
 from sqlalchemy import update
 
-from . import services
-from .backup.schedule import Timing, next_runs
+from .errors import Conflict, ServiceError
 from .extensions import db
-from .models import RunLock, Schedule, utcnow
+from .jobs.reconcile import reconcile
+from .models import Schedule, utcnow
+from .runs import restore_running
+from .services.audit import SYSTEM, audit
+from .services.retention import start_daily_retention
+from .services.schedules import first_run_after, record_run, start_scheduled_backup
 
 
-def first_run_after(schedule, moment):
-    """The schedule's first run strictly after `moment` (naive UTC, as the database keeps it)."""
-    after = moment.replace(tzinfo=dt.timezone.utc)
-    return next_runs(Timing.from_dict(schedule.timing), after, 1)[0].astimezone(dt.timezone.utc).replace(tzinfo=None)
+def tick(now=None):
+    """The scheduler's periodic work; returns the rows the reconciler closed."""
+    reconciled = reconcile()
+    run_due_schedules(now)
+    start_daily_retention(now)
+    return reconciled
 
 
 def run_due_schedules(now=None):
@@ -34,58 +39,45 @@ def run_due_schedules(now=None):
     for schedule in due:
         if restore_running():
             break  # held, not claimed: the schedules stay due and run once the restore is over
-        if claim(schedule, now) and start(schedule, now):
+        due_at = schedule.next_run_at
+        if claim(schedule, now) and start(schedule, now, due_at):
             started.append(schedule)
     return started
 
 
-def restore_running():
-    lock = db.session.get(RunLock, services.RUN_LOCK)
-    return lock is not None and lock.owner.startswith("operation:")
-
-
 def claim(schedule, now):
     """Move next_run_at past now, unless another tick already did: the database decides."""
-    due_at = schedule.next_run_at
     changed = db.session.execute(
-        update(Schedule).where(Schedule.id == schedule.id, Schedule.next_run_at == due_at)
+        update(Schedule).where(Schedule.id == schedule.id, Schedule.next_run_at == schedule.next_run_at)
         .values(next_run_at=first_run_after(schedule, now))).rowcount
     db.session.commit()
     db.session.refresh(schedule)
-    schedule.claimed_due_at = due_at
     return changed == 1
 
 
-def start(schedule, now):
+def start(schedule, now, due_at):
     """Start the claimed run; record what happened on the schedule. True when a backup started."""
     try:
-        backup = services.start_backup(type=schedule.backup_type, source_ids=schedule.source_ids or None,
-                                       compression=schedule.compression, trigger="scheduled",
-                                       schedule_id=schedule.id,
-                                       note=f"schedule {schedule.name}")
-    except services.Conflict as e:
+        backup = start_scheduled_backup(SYSTEM, schedule, f"schedule {schedule.name}")
+    except Conflict as e:
         if restore_running():  # a restore took the slot since we looked: give the due time back
-            unclaim(schedule)
+            unclaim(schedule, due_at)
             return False
         record(schedule, now, "skipped", f"skipped: {e.message}")
         return False
-    except services.ServiceError as e:
+    except ServiceError as e:
         record(schedule, now, "failed", f"could not start: {e.message}")
         return False
     record(schedule, now, "started", f"started backup #{backup.id}", backup.id)
     return True
 
 
-def unclaim(schedule):
-    db.session.execute(update(Schedule).where(Schedule.id == schedule.id)
-                       .values(next_run_at=schedule.claimed_due_at))
+def unclaim(schedule, due_at):
+    db.session.execute(update(Schedule).where(Schedule.id == schedule.id).values(next_run_at=due_at))
     db.session.commit()
 
 
 def record(schedule, now, status, message, backup_id=None):
-    schedule.last_run_at, schedule.last_status, schedule.last_message = now, status, message
-    if backup_id is not None:
-        schedule.last_backup_id = backup_id
-    db.session.commit()
-    services.audit(f"schedule.run.{status}", f"schedule:{schedule.name}", detail=message,
-                   result="ok" if status == "started" else "error")
+    record_run(schedule, now, status, message, backup_id)
+    audit(SYSTEM, f"schedule.run.{status}", f"schedule:{schedule.name}", detail=message,
+          result="ok" if status == "started" else "error")

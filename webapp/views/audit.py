@@ -3,9 +3,9 @@
 from flask import Blueprint, render_template, request
 from flask_login import login_required
 
-from .. import services
+from ..services.audit import audit_query
 from ..models import User
-from . import filtered_page
+from .common import filtered_page
 
 bp = Blueprint("audit", __name__, url_prefix="/admin/audit")
 PAGE_SIZE = 50
@@ -15,6 +15,6 @@ PAGE_SIZE = 50
 @login_required
 def index():
     filters = {k: request.args.get(k, "") for k in ("user", "action", "since", "until")}
-    pagination = filtered_page(services.audit_query, filters, PAGE_SIZE)
+    pagination = filtered_page(audit_query, filters, PAGE_SIZE)
     usernames = [name for (name,) in User.query.with_entities(User.username).order_by(User.username)]
     return render_template("audit/list.html", pagination=pagination, filters=filters, usernames=usernames)

@@ -6,9 +6,10 @@ from urllib.parse import urlsplit
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from .. import services
-from ..extensions import db
+from ..errors import ServiceError
 from ..forms import LoginForm
+from ..services import accounts
+from .common import actor
 
 bp = Blueprint("auth", __name__)
 
@@ -34,8 +35,8 @@ def login():
     form = LoginForm()
     if form.validate_on_submit():
         try:
-            user = services.sign_in(form.username.data, form.password.data)
-        except services.ServiceError as e:
+            user = accounts.sign_in(form.username.data, form.password.data, request.remote_addr)
+        except ServiceError as e:
             flash(e.message[0].upper() + e.message[1:] + ".", "error")
             return render_template("auth/login.html", form=form), e.status
         session.clear()  # no state from before login survives it
@@ -52,12 +53,12 @@ def mark_signed_in():
 
 def password_needed():
     """Whether the next restore, new API key or user change asks for the password again."""
-    return not services.sign_in_is_recent(session.get("signed_in_at"))
+    return not accounts.sign_in_is_recent(session.get("signed_in_at"))
 
 
 def confirm_recent_sign_in(form):
     """Go on only after a recent sign-in, or with the password typed again in `form`."""
-    if services.require_recent_sign_in(current_user, session.get("signed_in_at"), form.get("password")):
+    if accounts.require_recent_sign_in(actor(), session.get("signed_in_at"), form.get("password")):
         mark_signed_in()
 
 
@@ -65,10 +66,7 @@ def confirm_recent_sign_in(form):
 @login_required
 def logout():
     """Sign out here and everywhere else: every session and token of the user ends."""
-    user = current_user._get_current_object()
-    services.audit("logout", f"user:{user.username}")
-    user.end_sessions()
-    db.session.commit()
+    accounts.sign_out(actor())
     logout_user()
     session.clear()
     flash("You are logged out.", "info")

@@ -5,6 +5,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from ..models import isoformat
+from .api.common import envelope_for_http_error, fail
 
 MESSAGES = {
     400: "The request was not valid.",
@@ -24,8 +25,6 @@ def register(app):
     @app.errorhandler(HTTPException)
     def http_error(error):
         if wants_json():
-            from .api import envelope_for_http_error
-
             return envelope_for_http_error(error)
         message = MESSAGES.get(error.code, error.description)
         return render_template("error.html", code=error.code, message=message), error.code
@@ -33,8 +32,6 @@ def register(app):
     @app.errorhandler(CSRFError)
     def csrf_error(error):
         if wants_json():
-            from .api import fail
-
             return fail(f"CSRF check failed: {error.description}", 400)
         return render_template("error.html", code=400,
                                message="The form expired or was not sent by this site. Reload the page and try again."), 400

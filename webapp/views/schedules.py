@@ -3,17 +3,13 @@
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from .. import pruning, services
-from ..extensions import db
-from ..models import BACKUP_TYPES, Schedule, Source
-from . import admin_required
+from ..models import BACKUP_TYPES, Source
+from ..services import retention, schedules
+from ..services.settings import RETENTION_RULES
+from .common import actor, admin_required, back_to, get_or_404, refusals
 
 bp = Blueprint("schedules", __name__, url_prefix="/admin/schedules")
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-
-
-def get_or_404(schedule_id):
-    return db.session.get(Schedule, schedule_id) or abort(404)
 
 
 def form_data(form):
@@ -22,7 +18,7 @@ def form_data(form):
             "type": form.get("type", "full"), "compression": "zstd",
             "source_ids": form.getlist("source_ids", type=int),
             "retention": {rule: int(form.get(rule) or 0) if (form.get(rule) or "0").isdigit() else -1
-                          for rule in services.RETENTION_RULES}}
+                          for rule in RETENTION_RULES}}
     if form.get("preset") == "cron":
         data["cron"] = form.get("cron", "")
     else:
@@ -38,7 +34,7 @@ def sent_values(form):
 
 def schedule_values(schedule):
     """A schedule's fields as the form shows them."""
-    data = services.schedule_dict(schedule)
+    data = schedules.schedule_dict(schedule)
     return dict(data, **data["retention"], preset=data["preset"] or "cron")
 
 
@@ -47,90 +43,84 @@ def form_context(form):
             "sources": Source.query.order_by(Source.name).all()}
 
 
-def render_list(status=200):
-    schedules = [services.schedule_dict(s) for s in Schedule.query.order_by(Schedule.name)]
-    return render_template("schedules/list.html", schedules=schedules,
-                           **form_context(sent_values(request.form))), status
+def render_list(error=None):
+    listed = [schedules.schedule_dict(s) for s in schedules.all_schedules()]
+    return render_template("schedules/list.html", schedules=listed,
+                           **form_context(sent_values(request.form))), error.status if error else 200
 
 
 def render_detail(schedule, form, status=200):
-    return render_template("schedules/detail.html", schedule=services.schedule_dict(schedule),
-                           preview=pruning.preview(schedule), **form_context(form)), status
+    return render_template("schedules/detail.html", schedule=schedules.schedule_dict(schedule),
+                           preview=retention.preview(schedule), **form_context(form)), status
+
+
+def render_detail_again(error, schedule_id):
+    """The schedule's page after a refused change, with what was sent."""
+    schedule = get_or_404(schedules.get_schedule, schedule_id)
+    return render_detail(schedule, sent_values(request.form), error.status)
 
 
 @bp.route("", methods=["GET", "POST"], strict_slashes=False)
 @login_required
+@refusals(render_list)
 def index():
     if request.method == "GET":
         return render_list()
     if not current_user.is_admin:
         abort(403)
-    try:
-        schedule = services.create_schedule(form_data(request.form), user=current_user)
-    except services.ServiceError as e:
-        db.session.rollback()
-        flash(e.message, "error")
-        return render_list(400)
+    schedule = schedules.create_schedule(actor(), form_data(request.form))
     flash(f"Schedule {schedule.name} added.", "success")
     return redirect(url_for("schedules.index"))
 
 
 @bp.route("/<int:schedule_id>", methods=["GET", "POST"])
 @login_required
+@refusals(render_detail_again)
 def detail(schedule_id):
     """The schedule: its runs, its retention preview, and (for admins) its form to edit it."""
-    schedule = get_or_404(schedule_id)
+    schedule = get_or_404(schedules.get_schedule, schedule_id)
     if request.method == "GET":
         return render_detail(schedule, schedule_values(schedule))
     if not current_user.is_admin:
         abort(403)
-    try:
-        services.update_schedule(schedule, form_data(request.form), user=current_user)
-    except services.ServiceError as e:
-        db.session.rollback()
-        flash(e.message, "error")
-        return render_detail(get_or_404(schedule_id), sent_values(request.form), 400)
+    schedules.update_schedule(actor(), schedule, form_data(request.form))
     flash(f"Schedule {schedule.name} saved.", "success")
     return redirect(url_for("schedules.detail", schedule_id=schedule.id))
 
 
 @bp.route("/<int:schedule_id>/retention", methods=["POST"])
 @admin_required
+@refusals(back_to("schedules.detail"))
 def apply_retention(schedule_id):
     """Remove now what the preview shows as removed, in a retention run."""
-    try:
-        operation = pruning.start_retention(get_or_404(schedule_id).id, user=current_user)
-    except services.ServiceError as e:
-        flash(e.message, "error")
-        return redirect(url_for("schedules.detail", schedule_id=schedule_id))
+    schedule = get_or_404(schedules.get_schedule, schedule_id)
+    operation = retention.start_retention(actor(), schedule.id)
     return redirect(url_for("operations.detail", operation_id=operation.id))
 
 
 @bp.route("/<int:schedule_id>/enabled", methods=["POST"])
 @admin_required
+@refusals(back_to("schedules.index"))
 def set_enabled(schedule_id):
-    schedule = get_or_404(schedule_id)
+    schedule = get_or_404(schedules.get_schedule, schedule_id)
     enabled = request.form.get("enabled") == "1"
-    services.update_schedule(schedule, {"enabled": enabled}, user=current_user)
+    schedules.update_schedule(actor(), schedule, {"enabled": enabled})
     flash(f"Schedule {schedule.name} {'enabled' if enabled else 'disabled'}.", "success")
     return redirect(url_for("schedules.index"))
 
 
 @bp.route("/<int:schedule_id>/run", methods=["POST"])
 @admin_required
+@refusals(lambda error, schedule_id: redirect(url_for("schedules.index")))
 def run(schedule_id):
-    try:
-        backup = services.run_schedule_now(get_or_404(schedule_id), user=current_user)
-    except services.ServiceError as e:
-        flash(e.message, "error")
-        return redirect(url_for("schedules.index"))
+    backup = schedules.run_schedule_now(actor(), get_or_404(schedules.get_schedule, schedule_id))
     return redirect(url_for("backups.detail", backup_id=backup.id))
 
 
 @bp.route("/<int:schedule_id>/delete", methods=["POST"])
 @admin_required
 def delete(schedule_id):
-    schedule = get_or_404(schedule_id)
-    services.delete_schedule(schedule, user=current_user)
+    schedule = get_or_404(schedules.get_schedule, schedule_id)
+    schedules.delete_schedule(actor(), schedule)
     flash(f"Schedule {schedule.name} deleted; its backups are kept.", "success")
     return redirect(url_for("schedules.index"))

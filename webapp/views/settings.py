@@ -3,15 +3,13 @@
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user
 
-from .. import pruning, services
-from ..extensions import db
 from ..models import ROLES, User
-from ..settings import retention_settings, update_retention_settings
-from . import admin_required
+from ..services import accounts, retention
+from ..services.settings import DAY_SETTINGS, RETENTION_RULES, retention_settings, update_retention_settings
+from .common import actor, admin_required, refusals
 from .auth import confirm_recent_sign_in, mark_signed_in
 
 bp = Blueprint("settings", __name__, url_prefix="/admin/settings")
-DAY_FIELDS = ("pre_restore_min_days", "failed_max_days")
 
 
 def whole_number(text):
@@ -21,23 +19,21 @@ def whole_number(text):
 
 
 def retention_form_data(form):
-    return {"policy": {rule: whole_number(form.get(rule) or "0") for rule in services.RETENTION_RULES},
+    return {"policy": {rule: whole_number(form.get(rule) or "0") for rule in RETENTION_RULES},
             "timezone": (form.get("timezone") or "").strip(),
-            **{field: whole_number(form.get(field)) for field in DAY_FIELDS}}
+            **{field: whole_number(form.get(field)) for field in DAY_SETTINGS}}
 
 
 def render(values=None, status=200, new_key=None):
     """The settings page; `new_key` is an API key secret to show this once."""
     return render_template(
         "settings/index.html", retention=values or retention_settings(),
-        preview=pruning.preview_scope(pruning.global_scope()), roles=ROLES, new_key=new_key,
+        preview=retention.preview_scope(retention.global_scope()), roles=ROLES, new_key=new_key,
         users=User.query.order_by(User.username).all() if current_user.is_admin else [],
-        api_keys=services.api_keys_of(current_user).all()), status
+        api_keys=accounts.api_keys_of(current_user).all()), status
 
 
-def refused(error):
-    db.session.rollback()
-    flash(error.message, "error")
+def render_refused(error, **view_args):
     return render(status=error.status)
 
 
@@ -49,26 +45,19 @@ def index():
 
 @bp.route("/retention", methods=["POST"])
 @admin_required
+@refusals(lambda error: render(retention_form_data(request.form), 400))
 def save_retention():
-    data = retention_form_data(request.form)
-    try:
-        update_retention_settings(data, user=current_user)
-    except services.ServiceError as e:
-        flash(e.message, "error")
-        return render(data, 400)
+    update_retention_settings(actor(), retention_form_data(request.form))
     flash("Retention settings saved.", "success")
     return redirect(url_for("settings.index"))
 
 
 @bp.route("/retention/run", methods=["POST"])
 @admin_required
+@refusals(lambda error: redirect(url_for("settings.index")))
 def run_retention():
     """Apply every policy now (every schedule's and the global one), as the daily run does."""
-    try:
-        operation = pruning.start_retention(None, user=current_user)
-    except services.ServiceError as e:
-        flash(e.message, "error")
-        return redirect(url_for("settings.index"))
+    operation = retention.start_retention(actor(), None)
     return redirect(url_for("operations.detail", operation_id=operation.id))
 
 
@@ -76,44 +65,37 @@ def run_retention():
 
 @bp.route("/users", methods=["POST"])
 @admin_required
+@refusals(render_refused)
 def create_user():
     form = request.form
-    try:
-        confirm_recent_sign_in(form)
-        user = services.create_user(form.get("username"), form.get("password"), form.get("role", "viewer"),
-                                    actor=current_user)
-    except services.ServiceError as e:
-        return refused(e)
+    confirm_recent_sign_in(form)
+    user = accounts.create_user(actor(), form.get("username"), form.get("password"), form.get("role", "viewer"))
     flash(f"User {user.username} added ({user.role}).", "success")
     return redirect(url_for("settings.index"))
 
 
 @bp.route("/users/<int:user_id>", methods=["POST"])
 @admin_required
+@refusals(render_refused)
 def update_user(user_id):
     """Change a user's role, enable or disable them, or set a new password (if one is typed)."""
     form = request.form
     changes = {"role": form.get("role"), "disabled": form.get("disabled") == "1"}
     if form.get("new_password"):
         changes["password"] = form["new_password"]
-    try:
-        confirm_recent_sign_in(form)
-        user = services.manage_user(services.get_user(user_id), changes, actor=current_user)
-    except services.ServiceError as e:
-        return refused(e)
+    confirm_recent_sign_in(form)
+    user = accounts.manage_user(actor(), accounts.get_user(user_id), changes)
     flash(f"User {user.username} saved.", "success")
     return redirect(url_for("settings.index"))
 
 
 @bp.route("/users/<int:user_id>/delete", methods=["POST"])
 @admin_required
+@refusals(render_refused)
 def delete_user(user_id):
-    try:
-        user = services.get_user(user_id)
-        name = user.username
-        services.delete_user(user, actor=current_user)
-    except services.ServiceError as e:
-        return refused(e)
+    user = accounts.get_user(user_id)
+    name = user.username
+    accounts.delete_user(actor(), user)
     flash(f"User {name} deleted.", "success")
     return redirect(url_for("settings.index"))
 
@@ -122,37 +104,31 @@ def delete_user(user_id):
 
 @bp.route("/api-keys", methods=["POST"])
 @login_required
+@refusals(render_refused)
 def create_api_key():
-    try:
-        confirm_recent_sign_in(request.form)
-        key, secret = services.create_api_key(current_user, request.form.get("name"))
-    except services.ServiceError as e:
-        return refused(e)
+    confirm_recent_sign_in(request.form)
+    key, secret = accounts.create_api_key(actor(), request.form.get("name"))
     flash(f"API key {key.name} created. Copy it now: it is not shown again.", "success")
     return render(new_key=secret)
 
 
 @bp.route("/api-keys/<int:key_id>/delete", methods=["POST"])
 @login_required
+@refusals(render_refused)
 def revoke_api_key(key_id):
-    try:
-        services.revoke_api_key(current_user, key_id)
-    except services.ServiceError as e:
-        return refused(e)
+    accounts.revoke_api_key(actor(), key_id)
     flash("API key revoked.", "success")
     return redirect(url_for("settings.index"))
 
 
 @bp.route("/password", methods=["POST"])
 @login_required
+@refusals(render_refused)
 def change_password():
     """A new password for yourself; your other sessions and tokens end, this one goes on."""
-    user = current_user._get_current_object()
-    try:
-        services.change_own_password(user, request.form.get("current_password"), request.form.get("new_password"))
-    except services.ServiceError as e:
-        return refused(e)
-    login_user(user)  # the session id carries the new session version
+    me = actor()
+    accounts.change_own_password(me, request.form.get("current_password"), request.form.get("new_password"))
+    login_user(me.user)  # the session id carries the new session version
     mark_signed_in()
     flash("Password changed. Your other sessions have been signed out.", "success")
     return redirect(url_for("settings.index"))

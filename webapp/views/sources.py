@@ -3,68 +3,75 @@
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
-from .. import services
 from ..backup.sources.base import redact_url
-from ..extensions import db
 from ..forms import SourceForm
 from ..models import Source
-from . import admin_required
+from ..services import sources
+from .common import actor, admin_required, get_or_404, refusals
 
 bp = Blueprint("sources", __name__, url_prefix="/admin/sources")
 
 
-def get_or_404(source_id):
-    return db.session.get(Source, source_id) or abort(404)
+def render_list(form, status=200):
+    return render_template("sources/list.html", sources=Source.query.order_by(Source.name).all(), form=form), status
+
+
+def render_edit(source, form, status=200):
+    return render_template("sources/edit.html", form=form, source=source), status
+
+
+def edit_form(source):
+    form = SourceForm(obj=source)
+    form.kind.render_kw = {"disabled": True}
+    return form
+
+
+def render_edit_again(source_id):
+    """The edit page after a refused change, with what was sent."""
+    source = sources.get_source(source_id)
+    return render_edit(source, edit_form(source), 400)
 
 
 @bp.route("", methods=["GET", "POST"], strict_slashes=False)
 @login_required
+@refusals(lambda error: render_list(SourceForm(), 400))
 def index():
     form = SourceForm()
     if not form.is_submitted():
-        return render_template("sources/list.html", sources=Source.query.order_by(Source.name).all(), form=form)
+        return render_list(form)
     if not current_user.is_admin:
         abort(403)
-    if form.validate():
-        try:
-            source = services.create_source(form.data_for_service())
-            flash(f"Source {source.name} added.", "success")
-            return redirect(url_for("sources.index"))
-        except services.ServiceError as e:
-            flash(e.message, "error")
-    sources = Source.query.order_by(Source.name).all()
-    return render_template("sources/list.html", sources=sources, form=form), 400
+    if not form.validate():
+        return render_list(form, 400)
+    source = sources.create_source(actor(), form.data_for_service())
+    flash(f"Source {source.name} added.", "success")
+    return redirect(url_for("sources.index"))
 
 
 @bp.route("/<int:source_id>/edit", methods=["GET", "POST"])
 @admin_required
+@refusals(lambda error, source_id: render_edit_again(source_id))
 def edit(source_id):
-    source = get_or_404(source_id)
-    form = SourceForm(obj=source)
-    form.kind.render_kw = {"disabled": True}
+    source = get_or_404(sources.get_source, source_id)
+    form = edit_form(source)
     if not form.is_submitted():
         form.url.data = redact_url(source.url)  # the password is kept unless a new one is typed
         form.include.data = "\n".join(source.include or [])
         form.exclude.data = "\n".join(source.exclude or [])
-    else:
-        form.kind.data = source.kind
-        if form.validate():
-            try:
-                services.update_source(source, form.data_for_service())
-                flash(f"Source {source.name} saved.", "success")
-                return redirect(url_for("sources.index"))
-            except services.ServiceError as e:
-                db.session.rollback()
-                flash(e.message, "error")
-        return render_template("sources/edit.html", form=form, source=source), 400
-    return render_template("sources/edit.html", form=form, source=source)
+        return render_edit(source, form)
+    form.kind.data = source.kind
+    if not form.validate():
+        return render_edit(source, form, 400)
+    sources.update_source(actor(), source, form.data_for_service())
+    flash(f"Source {source.name} saved.", "success")
+    return redirect(url_for("sources.index"))
 
 
 @bp.route("/<int:source_id>/delete", methods=["POST"])
 @admin_required
 def delete(source_id):
-    source = get_or_404(source_id)
-    services.delete_source(source)
+    source = get_or_404(sources.get_source, source_id)
+    sources.delete_source(actor(), source)
     flash(f"Source {source.name} deleted; its existing backups are kept.", "success")
     return redirect(url_for("sources.index"))
 
@@ -73,5 +80,5 @@ def delete(source_id):
 @admin_required
 def test(source_id):
     """Checks the source now; returns a fragment for htmx."""
-    source = get_or_404(source_id)
-    return render_template("partials/source_test.html", source=source, result=services.test_source(source))
+    source = get_or_404(sources.get_source, source_id)
+    return render_template("partials/source_test.html", source=source, result=sources.check_source(source))

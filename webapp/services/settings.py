@@ -1,4 +1,4 @@
-"""Installation-wide settings kept in the metadata database, edited on /admin/settings.
+"""Installation-wide settings kept in the metadata database, edited on the Settings page.
 
 Retention defaults:
 - `policy`: the rules for manual, imported and safety (pre_restore) backups, and for the
@@ -14,16 +14,19 @@ import json
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
-from .backup.schedule import ScheduleError, check_timezone
-from .extensions import db
-from .models import Setting, utcnow
-from .services import RETENTION_RULES, Invalid, audit, retention_policy
+from ..backup.schedule import ScheduleError, check_timezone
+from ..errors import Invalid
+from ..extensions import db
+from ..models import Setting, utcnow
+from .audit import audit
 
+RETENTION_RULES = ("keep_last", "keep_days", "keep_daily", "keep_weekly", "keep_monthly")
+MAX_RETENTION_RULE = 100_000  # keep_days beyond this would reach before the year 1
+MAX_DAYS = 36500
 RETENTION = "retention"
 RETENTION_DEFAULTS = {"policy": {rule: 0 for rule in RETENTION_RULES}, "timezone": "UTC",
                       "pre_restore_min_days": 7, "failed_max_days": 30}
-# When the daily retention run last started, as an ISO text the tick compares and sets.
-DAILY_RETENTION_CLAIM = "retention.daily_run_at"
+DAY_SETTINGS = ("pre_restore_min_days", "failed_max_days")
 
 
 def get(key, default=None):
@@ -59,6 +62,20 @@ def compare_and_set(key, expected, value):
     return changed == 1
 
 
+def retention_policy(value):
+    """Retention rules: whole numbers, 0 (or missing) meaning the rule is off."""
+    value = value or {}
+    if not isinstance(value, dict) or set(value) - set(RETENTION_RULES):
+        raise Invalid(f"retention takes {', '.join(RETENTION_RULES)}")
+    policy = {}
+    for rule in RETENTION_RULES:
+        number = value.get(rule, 0)
+        if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= MAX_RETENTION_RULE:
+            raise Invalid(f"retention {rule} must be a whole number, 0 to {MAX_RETENTION_RULE}")
+        policy[rule] = number
+    return policy
+
+
 def retention_settings():
     """The retention defaults, with every key present."""
     stored = get(RETENTION, {})
@@ -67,7 +84,7 @@ def retention_settings():
     return merged
 
 
-def update_retention_settings(data, user=None):
+def update_retention_settings(actor, data):
     """Check and save the retention defaults; unknown keys and bad values change nothing."""
     if not isinstance(data, dict):
         raise Invalid("retention settings must be an object")
@@ -80,13 +97,12 @@ def update_retention_settings(data, user=None):
         check_timezone(merged["timezone"])
     except ScheduleError as e:
         raise Invalid(str(e)) from None
-    for key in ("pre_restore_min_days", "failed_max_days"):
+    for key in DAY_SETTINGS:
         value = merged[key]
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 36500:
-            raise Invalid(f"{key} must be a whole number of days, 0 to 36500")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DAYS:
+            raise Invalid(f"{key} must be a whole number of days, 0 to {MAX_DAYS}")
     put(RETENTION, merged)
-    audit("settings.retention", "settings:retention", user=user,
+    audit(actor, "settings.retention", "settings:retention",
           detail=", ".join(f"{rule}={merged['policy'][rule]}" for rule in RETENTION_RULES)
-          + f"; timezone={merged['timezone']}; pre_restore_min_days={merged['pre_restore_min_days']}"
-          + f"; failed_max_days={merged['failed_max_days']}")
+          + "".join(f"; {key}={merged[key]}" for key in ("timezone", *DAY_SETTINGS)))
     return merged

@@ -19,21 +19,29 @@ pointing at a missing archive.
 
 import datetime as dt
 import logging
-import secrets
 import zoneinfo
 from dataclasses import dataclass
 
 from sqlalchemy import delete, exists, or_, select
 
-from . import services, settings
-from .backup.retention import UNSUCCESSFUL_STATUSES, Candidate, Policy, RetentionPlan, plan_retention
-from .extensions import db
-from .models import ACTIVE_STATUSES, Backup, Operation, Schedule, isoformat, utcnow
+from .. import runs
+from ..backup.retention import UNSUCCESSFUL_STATUSES, Candidate, Policy, RetentionPlan, plan_retention
+from ..errors import Unavailable
+from ..extensions import db
+from ..models import ACTIVE_STATUSES, Backup, Operation, Schedule, isoformat, utcnow
+from . import settings
+from .audit import SYSTEM, audit
+from .operations import new_operation
+from .schedules import get_schedule
+from .storage import backup_storage
 
 log = logging.getLogger(__name__)
 GLOBAL_LABEL = "manual, imported and safety backups"
 RETENTION_OFF = "no retention rule set"
 DAILY = dt.timedelta(days=1)
+RUN_RETENTION = "webapp.jobs.retention.run_retention"
+# When the daily retention run last started, as an ISO text the tick compares and sets.
+DAILY_RETENTION_CLAIM = "retention.daily_run_at"
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,7 @@ def all_scopes():
 
 def scopes_for(schedule_id):
     """The scopes a retention run covers: one schedule's, or (None) all of them."""
-    return all_scopes() if schedule_id is None else [schedule_scope(services.get_schedule(schedule_id))]
+    return all_scopes() if schedule_id is None else [schedule_scope(get_schedule(schedule_id))]
 
 
 def backups_in(scope):
@@ -149,7 +157,7 @@ def backup_summary(backup):
 
 # ------------------------------------------------------------------ apply ----
 
-def apply_retention(scopes, now=None, user=None, progress=None, should_cancel=lambda: False, address=None):
+def apply_retention(actor, scopes, now=None, progress=None, should_cancel=lambda: False):
     """Remove what each scope's plan removes; return what was removed.
 
     `progress(phase, done, total)` is told the bytes freed so far; `should_cancel()` is asked
@@ -165,7 +173,7 @@ def apply_retention(scopes, now=None, user=None, progress=None, should_cancel=la
             break
         if progress:
             progress(f"removing {entry['name']}", freed, total)
-        if remove_backup(entry, scope, user, address):
+        if remove_backup(actor, entry, scope):
             removed.append(dict(entry, scope=scope.label))
             freed += entry["file_size"] or 0
     return {"removed": removed, "freed_bytes": freed,
@@ -177,7 +185,7 @@ def removal(backup, reason):
     return dict(backup_summary(backup), file_name=backup.file_name, reason=reason)
 
 
-def remove_backup(entry, scope, user=None, address=None):
+def remove_backup(actor, entry, scope):
     """Delete the row if it is still as planned, then its files; audit it. True when removed."""
     in_use = exists().where(Operation.backup_id == entry["id"], Operation.status.in_(ACTIVE_STATUSES))
     deleted = db.session.execute(
@@ -189,54 +197,46 @@ def remove_backup(entry, scope, user=None, address=None):
         log.info("retention left %s in place: it changed after the plan was made", entry["name"])
         return False
     if entry["file_name"]:
-        services.storage().delete(entry["file_name"])
-    services.audit("retention.remove", f"backup:{entry['name']}", user=user, address=address,
-                   detail=f"{scope.label}: {entry['reason']} ({entry['status']})")
+        backup_storage().delete(entry["file_name"])
+    audit(actor, "retention.remove", f"backup:{entry['name']}",
+          detail=f"{scope.label}: {entry['reason']} ({entry['status']})")
     return True
 
 
 # ------------------------------------------------------------------- runs ----
 
-def start_retention(schedule_id=None, user=None, why="on request"):
+def start_retention(actor, schedule_id=None, why="on request"):
     """Queue a retention run (an Operation) for one schedule's backups, or for all of them.
 
     A run already pending for the same backups is returned instead of queueing another.
     """
-    from . import jobs
-
     if schedule_id is not None:
-        services.get_schedule(schedule_id)
-    params = {"schedule_id": schedule_id, "why": why, "requested_from": services.request_address()}
-    for operation in Operation.query.filter(Operation.kind == "retention",
-                                            Operation.status == "pending"):
+        get_schedule(schedule_id)
+    for operation in Operation.query.filter(Operation.kind == "retention", Operation.status == "pending"):
         if (operation.params or {}).get("schedule_id") == schedule_id:
             return operation
-    operation = Operation(kind="retention", params=params, created_by_id=user.id if user else None,
-                          attempt=secrets.token_hex(16))
-    db.session.add(operation)
-    db.session.flush()
-    operation.job_id = jobs.job_id_for(operation)
+    operation = new_operation(actor, "retention", schedule_id=schedule_id, why=why)
     db.session.commit()
     db.session.refresh(operation)
-    services.audit("retention.start", f"operation:{operation.id}", user=user,
-                   detail=f"{'schedule ' + str(schedule_id) if schedule_id else 'every backup'}: {why}")
-    jobs.enqueue_operation(operation, jobs.run_retention)
+    audit(actor, "retention.start", f"operation:{operation.id}",
+          detail=f"{'schedule ' + str(schedule_id) if schedule_id else 'every backup'}: {why}")
+    runs.enqueue(operation, RUN_RETENTION, "retention run")
     return operation
 
 
 def start_daily_retention(now=None):
     """Start the daily run over every scope, once a day across every scheduler; or None."""
     now = now or utcnow()
-    last = settings.get(settings.DAILY_RETENTION_CLAIM)
+    last = settings.get(DAILY_RETENTION_CLAIM)
     if last is not None and dt.datetime.fromisoformat(last) > now - DAILY:
         return None
-    if not settings.compare_and_set(settings.DAILY_RETENTION_CLAIM, last, now.isoformat()):
+    if not settings.compare_and_set(DAILY_RETENTION_CLAIM, last, now.isoformat()):
         return None  # another scheduler claimed it first
     try:
-        return start_retention(None, why="daily")
-    except services.Unavailable:
+        return start_retention(SYSTEM, None, why="daily")
+    except Unavailable:
         # Not queued (Redis is down): give the claim back, so a later tick tries again today.
-        settings.compare_and_set(settings.DAILY_RETENTION_CLAIM, now.isoformat(), (now - DAILY).isoformat())
+        settings.compare_and_set(DAILY_RETENTION_CLAIM, now.isoformat(), (now - DAILY).isoformat())
         raise
 
 
@@ -246,7 +246,7 @@ def after_scheduled_backup(backup):
         return None
     if db.session.get(Schedule, backup.schedule_id) is None:
         return None  # the schedule was deleted: its backups wait for the daily run
-    return start_retention(backup.schedule_id, why=f"after backup #{backup.id}")
+    return start_retention(SYSTEM, backup.schedule_id, why=f"after backup #{backup.id}")
 
 
 def describe_result(result):

@@ -1,4 +1,4 @@
-"""First-start set-up: the first admin and the demo application."""
+"""The first start: the first admin, and a demo application to back up and restore at once."""
 
 import os
 import random
@@ -6,9 +6,11 @@ import sqlite3
 
 from flask import current_app
 
-from . import services
-from .models import Source, User
-from .security import generate_password
+from ..models import Source, User
+from ..security import generate_password
+from .accounts import create_user
+from .audit import SYSTEM
+from .sources import create_source
 
 DEMO_ROWS = 3000
 DEMO_FILES = 300
@@ -22,7 +24,7 @@ def ensure_first_admin():
     generated = password is None
     if generated:
         password = generate_password()
-    services.create_user(current_app.config["ADMIN_USERNAME"], password, role="admin")
+    create_user(SYSTEM, current_app.config["ADMIN_USERNAME"], password, role="admin")
     return password if generated else None
 
 
@@ -35,8 +37,8 @@ def seed_demo():
     uploads = os.path.join(root, "uploads")
     build_demo_database(db_path)
     build_demo_uploads(uploads)
-    services.create_source({"name": "demo-db", "kind": "sqlite", "path": db_path})
-    services.create_source({"name": "demo-uploads", "kind": "files", "path": uploads, "exclude": ["*.tmp"]})
+    create_source(SYSTEM, {"name": "demo-db", "kind": "sqlite", "path": db_path})
+    create_source(SYSTEM, {"name": "demo-uploads", "kind": "files", "path": uploads, "exclude": ["*.tmp"]})
     return True
 
 

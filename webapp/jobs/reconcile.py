@@ -1,0 +1,109 @@
+"""The reconciler: close the rows whose job or worker is gone, and remove what they left behind.
+
+A running row whose heartbeat stopped, or an old pending or running row whose job RQ reports as
+failed, stopped or missing, is marked failed. Closing it takes the attempt token away (see
+webapp.runs), so an orphaned attempt that wakes up later can no longer change it; then its partial
+archive, its staging files and a dead restore's moved-aside targets are cleaned up.
+"""
+
+import contextlib
+import datetime as dt
+import logging
+import shutil
+
+from flask import current_app
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from .. import runs
+from ..extensions import get_redis
+from ..models import ACTIVE_STATUSES, Backup, Operation, Status, utcnow
+from ..services.audit import SYSTEM, audit
+from ..services.restores import restore_sources, restore_token
+from ..services.storage import backup_storage
+
+log = logging.getLogger(__name__)
+PENDING_GRACE = dt.timedelta(seconds=30)
+GONE_STATUSES = (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
+
+
+def reconcile():
+    """Fail active rows whose job or worker is gone; release a run slot nobody holds."""
+    now = utcnow()
+    closed = []
+    active = (Backup.query.filter(Backup.status.in_(ACTIVE_STATUSES)).all()
+              + Operation.query.filter(Operation.status.in_(ACTIVE_STATUSES)).all())
+    for row in active:
+        reason = why_gone(row, now)
+        if reason is not None and fail_orphan(row, advice(row, reason)):
+            closed.append(row)
+    runs.release_stale_slot()
+    return closed
+
+
+def fail_orphan(row, reason, status=Status.FAILED):
+    """Close a row on behalf of an attempt that is gone and clean up after it; True if closed."""
+    attempt = row.attempt
+    if not runs.close(row, reason, status):
+        return False
+    label = runs.lock_owner(row)
+    log.warning("%s marked %s: %s", label, status.value, reason)
+    audit(SYSTEM, f"{label.split(':')[0]}.reconcile", label, result="error", detail=reason)
+    clean_up_after(row, attempt)
+    return True
+
+
+def why_gone(row, now):
+    """Why an active row has no live attempt behind it, or None while it may still run."""
+    timeout = dt.timedelta(seconds=current_app.config["HEARTBEAT_TIMEOUT"])
+    if row.status == Status.RUNNING.value and (row.heartbeat_at or row.started_at or now) < now - timeout:
+        return (f"the worker stopped responding during '{row.phase}' (killed or crashed); "
+                f"no heartbeat for over {timeout.seconds} s")
+    if not row.job_id or now - row.created_at < PENDING_GRACE:
+        return None
+    try:
+        job = Job.fetch(row.job_id, connection=get_redis())
+        status = job.get_status()
+    except NoSuchJobError:
+        return "its job is no longer in the queue (Redis was restarted or flushed)"
+    except Exception:
+        return None  # Redis unreachable: heartbeats alone decide
+    if status in GONE_STATUSES:
+        return f"the worker reported the job as {status.value}: {last_line(job)}"
+    return None
+
+
+def last_line(job):
+    with contextlib.suppress(Exception):
+        result = job.latest_result()
+        if result is not None and result.exc_string:
+            return result.exc_string.strip().splitlines()[-1]
+    return "no details"
+
+
+def advice(row, reason):
+    """What a person should do after a restore died: nothing was touched, or roll back."""
+    if not isinstance(row, Operation) or row.kind != "restore":
+        return reason
+    if row.phase != "applying":
+        return f"{reason}. Nothing was restored: every target is as it was."
+    if row.safety_backup_id:
+        return (f"{reason}. It died while putting the data in place, so some sources may already be "
+                f"restored; roll back to the safety backup #{row.safety_backup_id} "
+                f"(one click on this page) or run the restore again.")
+    return f"{reason}. It died while putting the data in place; run the restore again."
+
+
+def clean_up_after(row, attempt):
+    """Remove what a dead attempt left: partial archives, staging, moved-aside restore targets."""
+    store = backup_storage()
+    if isinstance(row, Backup):
+        if row.file_name:
+            store.delete(row.file_name)
+        shutil.rmtree(store.staging_dir(row.name), ignore_errors=True)
+        return
+    shutil.rmtree(store.staging_dir(f"operation-{row.id}"), ignore_errors=True)
+    if row.kind == "restore" and attempt:
+        for source in restore_sources(row):
+            with contextlib.suppress(Exception):
+                source.restorer(restore_token(attempt), 0, None).recover()

@@ -1,0 +1,39 @@
+"""The verify job: check a backup's archive (its hash, and with `deep` every member and dump)."""
+
+from ..backup import BackupError, Cancelled
+from ..backup.restore import verify_archive
+from ..models import Status
+from ..services.audit import audit
+from ..services.operations import record_verification
+from ..services.storage import backup_storage
+from .tracking import OperationTracker, requester
+
+
+def run_verify(operation_id, attempt):
+    """RQ job: verify the operation's backup and record the outcome on both rows."""
+    tracker = OperationTracker(operation_id, attempt)
+    operation = tracker.start()
+    if operation is None:
+        return "skipped: cancelled before it started"
+    backup, store = operation.backup, backup_storage()
+    deep = bool(operation.params.get("deep"))
+    try:
+        with tracker.heartbeat():
+            report = verify_archive(store.path(backup.file_name), backup.sha256, backup.manifest, deep=deep,
+                                    staging_dir=store.staging_dir(f"operation-{operation.id}"),
+                                    reporter=tracker.reporter())
+    except Cancelled:
+        tracker.finish(Status.CANCELLED, "cancelled on request")
+        return "cancelled"
+    except BackupError as e:
+        tracker.finish(Status.FAILED, str(e))
+        return "failed"
+    record_verification(backup, report.ok, report.problems)
+    result = {"ok": report.ok, "deep": deep, "problems": report.problems, "members": report.members}
+    if report.ok:
+        tracker.complete(result)
+    else:
+        tracker.finish(Status.FAILED, "verification failed: " + "; ".join(report.problems[:3]), result)
+    audit(requester(operation), "backup.verify", f"backup:{backup.id}", result="ok" if report.ok else "error",
+          detail=f"{'deep' if deep else 'quick'}: " + ("; ".join(report.problems) or "passed"))
+    return "passed" if report.ok else "failed"

@@ -1,0 +1,142 @@
+"""The single run slot and the job queue.
+
+At most one backup or restore runs at a time: the one whose row holds the `run_lock` row,
+taken in the same transaction that creates it. Jobs are queued by dotted path, so this module
+never imports them; a job id is known before the job is queued, so the row is committed whole
+before any worker sees it.
+
+A row is changed only by the job attempt whose token it holds (`attempt`): closing a row on
+behalf of an attempt that is gone takes the token away, so an orphan that wakes up later can no
+longer change it.
+"""
+
+import contextlib
+import logging
+import secrets
+
+from flask import current_app
+from rq.job import Job
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
+from .errors import Conflict, Unavailable
+from .extensions import db, get_queue, get_redis
+from .models import ACTIVE_STATUSES, Backup, Operation, RunLock, Status, utcnow
+
+log = logging.getLogger(__name__)
+RUN_LOCK = "exclusive"
+RESULT_TTL = 86400
+FAILURE_TTL = 7 * 86400
+
+
+def new_attempt():
+    return secrets.token_hex(16)
+
+
+def kind_of(row):
+    """"backup", or the operation's kind."""
+    return "backup" if isinstance(row, Backup) else row.kind
+
+
+def job_id_for(row):
+    return f"{kind_of(row)}-{row.id}-{row.attempt[:8]}"
+
+
+def lock_owner(row_or_model, row_id=None):
+    model = row_or_model if isinstance(row_or_model, type) else type(row_or_model)
+    return f"{'backup' if model is Backup else 'operation'}:{row_id if row_id is not None else row_or_model.id}"
+
+
+def end_column(model):
+    return "completed_at" if model is Backup else "finished_at"
+
+
+# ----------------------------------------------------------------- slot ----
+
+def add_with_job_id(row):
+    """Add a new row and give it its job id (the caller commits)."""
+    db.session.add(row)
+    db.session.flush()
+    row.job_id = job_id_for(row)
+
+
+def take_slot(row):
+    """Commit a new row (with its job id) together with the run lock, or refuse with 409."""
+    add_with_job_id(row)
+    db.session.add(RunLock(name=RUN_LOCK, owner=lock_owner(row)))
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict(slot_holder_message()) from None
+
+
+def slot_holder_message():
+    if restore_running():
+        return "a restore is running; wait until it has finished"
+    return "a backup is already running"
+
+
+def restore_running():
+    lock = db.session.get(RunLock, RUN_LOCK)
+    return lock is not None and lock.owner.startswith("operation:")
+
+
+def release_slot(owner):
+    """Free the slot if `owner` holds it (part of the caller's transaction)."""
+    RunLock.query.filter_by(name=RUN_LOCK, owner=owner).delete()
+
+
+def release_stale_slot():
+    """Free the slot when the row holding it has ended (or is gone)."""
+    lock = db.session.get(RunLock, RUN_LOCK)
+    if lock is None:
+        return
+    kind, _, row_id = lock.owner.partition(":")
+    holder = db.session.get(Backup if kind == "backup" else Operation, int(row_id))
+    if holder is None or not holder.is_active:
+        db.session.delete(lock)
+        db.session.commit()
+
+
+# ---------------------------------------------------------------- queue ----
+
+def enqueue(row, job, description):
+    """Queue `job` (a dotted path) for a committed, pending row; an unreachable queue fails the row.
+
+    Nothing is committed after the enqueue, so the caller still holds the row as it was queued
+    (pending) even when a worker starts it at once. Never with a Retry: a restore must not run
+    twice by itself.
+    """
+    try:
+        get_queue().enqueue(job, row.id, row.attempt, job_id=row.job_id,
+                            job_timeout=current_app.config["JOB_TIMEOUT"], result_ttl=RESULT_TTL,
+                            failure_ttl=FAILURE_TTL, description=description)
+    except Exception as e:
+        log.exception("enqueue failed")
+        close(row, f"the job queue (Redis) could not be reached: {e}")
+        raise Unavailable("the job queue (Redis) is not reachable; is the worker side running?") from None
+
+
+def request_cancel(row):
+    """Close a pending row at once; flag a running one for its job to stop at the next chunk."""
+    if row.status == Status.PENDING.value:
+        with contextlib.suppress(Exception):
+            Job.fetch(row.job_id, connection=get_redis()).cancel()
+        close(row, "cancelled on request", Status.CANCELLED)
+    else:
+        row.cancel_requested = True
+        db.session.commit()
+
+
+def close(row, reason, status=Status.FAILED):
+    """End an active row on behalf of an attempt that is gone or never started, and free the
+    slot. True when this call closed it (and not the attempt, or another caller, first)."""
+    model = type(row)
+    closed = db.session.execute(
+        update(model)
+        .where(model.id == row.id, model.attempt == row.attempt, model.status.in_(ACTIVE_STATUSES))
+        .values(status=status.value, error=reason, attempt=None, **{end_column(model): utcnow()})).rowcount
+    release_slot(lock_owner(row))
+    db.session.commit()
+    return closed == 1

@@ -1,0 +1,229 @@
+"""Users, signing in, passwords asked again, and API keys."""
+
+import datetime as dt
+import time
+
+from flask import current_app
+
+from .. import security, throttle
+from ..backup.retention import describe_limit
+from ..errors import Conflict, Forbidden, Invalid, NotFound, NotSignedIn, TooManyAttempts
+from ..extensions import db
+from ..models import ROLES, ApiKey, User, utcnow
+from ..security import MIN_PASSWORD_LENGTH, authenticate, check_password, hash_password
+from .audit import Actor, audit
+
+USER_FIELDS = ("username", "password", "role", "disabled")
+
+
+# ---------------------------------------------------------------- users ----
+
+def create_user(actor, username, password, role="admin"):
+    username = check_username(username)
+    check_role(role)
+    check_new_password(password)
+    user = User(username=username, password_hash=hash_password(password), role=role)
+    db.session.add(user)
+    db.session.commit()
+    audit(actor, "user.create", f"user:{username}", detail=f"role {role}")
+    return user
+
+
+def check_username(username, existing=None):
+    username = username.strip() if isinstance(username, str) else ""
+    if not username or len(username) > 64:
+        raise Invalid("username must be 1-64 characters")
+    clash = User.query.filter(User.username == username)
+    if existing is not None:
+        clash = clash.filter(User.id != existing.id)
+    if clash.first():
+        raise Conflict(f"user {username!r} already exists")
+    return username
+
+
+def check_role(role):
+    if role not in ROLES:
+        raise Invalid(f"role must be one of {', '.join(ROLES)}")
+
+
+def check_new_password(password):
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+        raise Invalid(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+
+
+def get_user(user_id):
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    return user
+
+
+def user_named(username):
+    user = User.query.filter_by(username=username).first()
+    if user is None:
+        raise NotFound(f"no user named {username!r}")
+    return user
+
+
+def update_user(actor, user, data):
+    """Rename, change the role, set a new password, disable or enable a user.
+
+    A new password or disabling ends every session and token of the user. The last active
+    admin can be neither demoted nor disabled.
+    """
+    check_user_changes(user, data)
+    changes = sorted(key for key in data if key != "password" and data[key] != getattr(user, key))
+    if "username" in data:
+        user.username = data["username"].strip()  # checked above
+    user.role = data.get("role", user.role)
+    user.disabled = data.get("disabled", user.disabled)
+    if "password" in data:
+        user.password_hash = hash_password(data["password"])
+        changes.append("password")
+    if "password" in data or data.get("disabled"):
+        user.end_sessions()
+    db.session.commit()
+    audit(actor, "user.update", f"user:{user.username}", detail=", ".join(changes) or "no change")
+    return user
+
+
+def check_user_changes(user, data):
+    unknown = sorted(set(data) - set(USER_FIELDS))
+    if unknown:
+        raise Invalid(f"only username, password, role and disabled can be changed, not {', '.join(unknown)}")
+    if "disabled" in data and not isinstance(data["disabled"], bool):
+        raise Invalid("disabled must be true or false")
+    if "role" in data:
+        check_role(data["role"])
+    if "password" in data:
+        check_new_password(data["password"])
+    if "username" in data:
+        check_username(data["username"], existing=user)
+    if user.is_admin and user.is_active and (data.get("role", "admin") != "admin" or data.get("disabled")):
+        keep_an_active_admin(user)
+
+
+def manage_user(actor, user, data):
+    """An admin's change to a user. Their own password is changed only with the current one
+    (change_own_password), so a stolen session cannot take the account over."""
+    if user.id == actor.user_id and "password" in data:
+        raise Forbidden("change your own password with your current one, in Settings under Your password")
+    return update_user(actor, user, data)
+
+
+def delete_user(actor, user):
+    if user.is_admin and user.is_active:
+        keep_an_active_admin(user)
+    name = user.username
+    db.session.delete(user)
+    db.session.commit()
+    audit(actor, "user.delete", f"user:{name}")
+
+
+def keep_an_active_admin(user):
+    others = User.query.filter(User.role == "admin", User.disabled.is_(False), User.id != user.id).count()
+    if not others:
+        raise Conflict(f"{user.username} is the last active admin; make another user admin first")
+
+
+def change_own_password(actor, current_password, new_password):
+    """The actor's own new password, after the current one; every other session of theirs ends."""
+    if not password_matches(actor, current_password, "password.change"):
+        raise Invalid("the current password is wrong")
+    update_user(actor, actor.user, {"password": new_password})
+
+
+# -------------------------------------------------------------- sign-in ----
+
+def sign_in_is_recent(signed_in_at):
+    """Whether a sign-in at `signed_in_at` (epoch seconds, None if unknown) is recent enough for
+    a restore, a new API key or a new password without typing the password again."""
+    limit = current_app.config["RESTORE_REAUTH_AFTER"]
+    return signed_in_at is not None and time.time() - signed_in_at <= limit
+
+
+def require_recent_sign_in(actor, signed_in_at, password):
+    """After an old sign-in the user types the password again; True when they just did.
+
+    Raises Forbidden when it is missing or wrong, TooManyAttempts after too many wrong ones.
+    """
+    if sign_in_is_recent(signed_in_at):
+        return False
+    if not isinstance(password, str) or not password:
+        limit = describe_limit(dt.timedelta(seconds=current_app.config["RESTORE_REAUTH_AFTER"]))
+        raise Forbidden(f"type your password again: you signed in more than {limit} ago")
+    if not password_matches(actor, password, "password.confirm"):
+        raise Forbidden("the password is wrong; nothing was done")
+    return True
+
+
+def password_matches(actor, password, action):
+    """Check a signed-in user's password, throttled and audited like a sign-in."""
+    user = actor.user
+    wait = throttle.begin_attempt(user.username, actor.address)
+    if wait:
+        raise TooManyAttempts(throttle.too_many_message(wait))
+    if not isinstance(password, str) or not check_password(user, password):
+        throttle.record_failure(user.username, actor.address)
+        audit(actor, action, f"user:{user.username}", result="error", detail="wrong password")
+        return False
+    throttle.record_success(user.username, actor.address)
+    db.session.commit()  # check_password may have rehashed it
+    return True
+
+
+def sign_in(username, password, address, action="login"):
+    """The active user with these credentials, throttled per account and per address.
+
+    Raises TooManyAttempts (429) or NotSignedIn (401) with the same words whether or not the
+    account exists.
+    """
+    anonymous = Actor(address=address)
+    wait = throttle.begin_attempt(username, address)
+    if wait:
+        audit(anonymous, action, f"user:{username}", result="error", detail="refused: too many failed sign-ins")
+        raise TooManyAttempts(throttle.too_many_message(wait))
+    user = authenticate(username, password)
+    if user is None:
+        throttle.record_failure(username, address)
+        audit(anonymous, action, f"user:{username}", result="error", detail="wrong username or password")
+        raise NotSignedIn("wrong username or password")
+    throttle.record_success(username, address)
+    user.last_login_at = utcnow()
+    db.session.commit()
+    audit(Actor(user, address), action, f"user:{user.username}")
+    return user
+
+
+def sign_out(actor):
+    """End every session and token of the actor, this one included."""
+    audit(actor, "logout", f"user:{actor.user.username}")
+    actor.user.end_sessions()
+    db.session.commit()
+
+
+# ------------------------------------------------------------- api keys ----
+
+def api_keys_of(user):
+    return ApiKey.query.filter_by(user_id=user.id).order_by(ApiKey.id)
+
+
+def create_api_key(actor, name):
+    """A new key acting as the actor; returns (key, secret). The secret is not kept, only its hash."""
+    name = name.strip() if isinstance(name, str) else ""
+    if not name or len(name) > 100:
+        raise Invalid("name must be 1-100 characters")
+    key, secret = security.create_api_key(actor.user, name)
+    audit(actor, "api_key.create", f"api_key:{key.id}", detail=f"{name} ({key.prefix}…)")
+    return key, secret
+
+
+def revoke_api_key(actor, key_id):
+    """Delete one of the actor's own keys; another user's key is not found."""
+    key = ApiKey.query.filter_by(id=key_id, user_id=actor.user_id).first()
+    if key is None:
+        raise NotFound(f"API key {key_id} not found")
+    detail = f"{key.name} ({key.prefix}…)"
+    db.session.delete(key)
+    db.session.commit()
+    audit(actor, "api_key.delete", f"api_key:{key_id}", detail=detail)

@@ -1,0 +1,198 @@
+"""Backups: list, start, change, cancel, delete, and the archive a completed one holds."""
+
+import secrets
+
+from .. import runs
+from ..backup.archive import COMPRESSIONS
+from ..errors import Conflict, Invalid, NotFound
+from ..extensions import db
+from ..models import ACTIVE_STATUSES, BACKUP_TYPES, STATUSES, TRIGGERS, Backup, Source, Status, utcnow
+from .audit import audit, parse_time, parse_until
+from .storage import backup_storage
+
+RUN_BACKUP = "webapp.jobs.backup.run_backup"
+MAX_NOTE = 1000
+BACKUP_CHANGES = ("note", "pinned")
+
+
+def get_backup(backup_id):
+    backup = db.session.get(Backup, backup_id)
+    if backup is None:
+        raise NotFound(f"backup {backup_id} not found")
+    return backup
+
+
+def backup_query(type=None, status=None, trigger=None, since=None, until=None):
+    """Backups matching the list filters, newest first."""
+    query = Backup.query
+    for field, value, allowed in (("type", type, BACKUP_TYPES), ("status", status, STATUSES),
+                                  ("trigger", trigger, TRIGGERS)):
+        if value:
+            if value not in allowed:
+                raise Invalid(f"{field} must be one of {', '.join(allowed)}")
+            query = query.filter(getattr(Backup, field) == value)
+    if since_time := parse_time(since, "since"):
+        query = query.filter(Backup.created_at >= since_time)
+    if until_time := parse_until(until):
+        query = query.filter(Backup.created_at < until_time)
+    return query.order_by(Backup.created_at.desc(), Backup.id.desc())
+
+
+def running_backup():
+    return Backup.query.filter(Backup.status.in_(ACTIVE_STATUSES)).order_by(Backup.id.desc()).first()
+
+
+def last_completed_backup():
+    return (Backup.query.filter_by(status=Status.COMPLETED.value)
+            .order_by(Backup.completed_at.desc()).first())
+
+
+# ---------------------------------------------------------------- start ----
+
+def start_backup(actor, type="full", source_ids=None, note="", compression="zstd", mode="full",
+                 encrypt=False, trigger="manual", schedule_id=None):
+    """Create a pending backup, take the single run slot and enqueue its job."""
+    check_backup_options(compression, mode, encrypt)
+    note = check_note(note)
+    sources = select_sources(type, source_ids)
+    runs.release_stale_slot()
+    backup = new_backup_row(actor, type, trigger, sources, compression, note, schedule_id)
+    runs.take_slot(backup)
+    audit(actor, "backup.create", f"backup:{backup.id}",
+          detail=f"{type} backup of {', '.join(s.name for s in sources)}")
+    db.session.refresh(backup)
+    runs.enqueue(backup, RUN_BACKUP, f"backup {backup.name}")
+    return backup
+
+
+def check_backup_options(compression, mode, encrypt):
+    if not isinstance(compression, str) or compression not in COMPRESSIONS:
+        raise Invalid(f"compression must be one of {', '.join(COMPRESSIONS)}")
+    if mode != "full":
+        raise Invalid("only full backups (mode 'full') are available")
+    if not isinstance(encrypt, bool):
+        raise Invalid("encrypt must be true or false")
+    if encrypt:
+        raise Invalid("encryption is not configured: add an age recipient in Settings first")
+
+
+def check_note(note):
+    if not isinstance(note, str):
+        raise Invalid("note must be text")
+    if len(note) > MAX_NOTE:
+        raise Invalid(f"note must be at most {MAX_NOTE} characters")
+    return note.strip()
+
+
+def select_sources(backup_type, source_ids):
+    """The sources a backup of this type covers; Invalid when there are none."""
+    if not isinstance(backup_type, str) or backup_type not in BACKUP_TYPES:
+        raise Invalid(f"type must be one of {', '.join(BACKUP_TYPES)}")
+    if source_ids is not None and not isinstance(source_ids, list):
+        raise Invalid("source_ids must be a list of source ids")
+    if backup_type == "custom":
+        return chosen_sources(source_ids)
+    if source_ids:
+        raise Invalid("source_ids apply only to type custom")
+    sources = Source.query.filter_by(enabled=True).order_by(Source.id).all()
+    if backup_type == "database":
+        sources = [s for s in sources if s.is_database]
+    elif backup_type == "files":
+        sources = [s for s in sources if s.kind == "files"]
+    if not sources:
+        raise Invalid(f"there are no enabled sources for a {backup_type} backup; add one under Sources")
+    return sources
+
+
+def chosen_sources(source_ids):
+    if not source_ids:
+        raise Invalid("a custom backup needs source_ids")
+    ids = sorted(source_id_set(source_ids))
+    sources = Source.query.filter(Source.id.in_(ids)).order_by(Source.id).all()
+    missing = set(ids) - {s.id for s in sources}
+    if missing:
+        raise Invalid(f"no source with id {', '.join(map(str, sorted(missing)))}")
+    return sources
+
+
+def source_id_set(source_ids):
+    try:
+        return {int(i) for i in source_ids}
+    except (TypeError, ValueError):
+        raise Invalid("source_ids must be a list of source ids") from None
+
+
+def backup_name(trigger, now):
+    return f"backup_{trigger}_{now:%Y%m%d_%H%M%S}_{secrets.token_hex(2)}"
+
+
+def new_backup_row(actor, type, trigger, sources, compression="zstd", note="", schedule_id=None,
+                   attempt=None):
+    """A pending Backup row for these Source rows, with its archive's file name."""
+    now = utcnow()
+    backup = Backup(name=backup_name(trigger, now), type=type, trigger=trigger, mode="full",
+                    status=Status.PENDING.value, created_at=now, compression=compression,
+                    source_ids=[s.id for s in sources], note=note,
+                    sources=[{"id": s.id, "name": s.name, "kind": s.kind} for s in sources],
+                    created_by_id=actor.user_id, schedule_id=schedule_id,
+                    requested_from=actor.address, attempt=attempt or runs.new_attempt())
+    backup.file_name = backup_storage().new_file_name(backup.name, now, compression)
+    return backup
+
+
+# --------------------------------------------------------------- change ----
+
+def cancel_backup(actor, backup):
+    """Stop a pending or running backup; its partial file is removed."""
+    cancel_run(actor, backup, "backup.cancel", f"backup:{backup.id}")
+    return backup
+
+
+def cancel_run(actor, row, action, target):
+    if not row.is_active:
+        raise Conflict(f"{target.replace(':', ' ')} is {row.status}, not running")
+    runs.request_cancel(row)
+    audit(actor, action, target)
+
+
+def update_backup(actor, backup, data):
+    unknown = set(data) - set(BACKUP_CHANGES)
+    if unknown:
+        raise Invalid(f"only note and pinned can be changed, not {', '.join(sorted(unknown))}")
+    if "note" in data:
+        backup.note = check_note(data["note"])
+    if "pinned" in data:
+        if not isinstance(data["pinned"], bool):
+            raise Invalid("pinned must be true or false")
+        backup.pinned = data["pinned"]
+    db.session.commit()
+    audit(actor, "backup.update", f"backup:{backup.id}", detail=", ".join(sorted(data)))
+    return backup
+
+
+def delete_backup(actor, backup):
+    if backup.is_active:
+        raise Conflict(f"backup {backup.id} is {backup.status}; cancel it first")
+    if backup.file_name:
+        backup_storage().delete(backup.file_name)
+    name = backup.name
+    db.session.delete(backup)
+    db.session.commit()
+    audit(actor, "backup.delete", f"backup:{name}")
+
+
+def archive_path(backup):
+    """The file of a completed backup, or NotFound with the reason."""
+    if backup.status != Status.COMPLETED.value or not backup.file_name:
+        raise NotFound(f"backup {backup.id} has no archive ({backup.status})")
+    store = backup_storage()
+    if not store.exists(backup.file_name):
+        raise NotFound(f"the archive of backup {backup.id} is missing from {store.root}")
+    return store.path(backup.file_name)
+
+
+def download(actor, backup):
+    """The archive's path, with the download recorded."""
+    path = archive_path(backup)
+    audit(actor, "backup.download", f"backup:{backup.id}")
+    return path

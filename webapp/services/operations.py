@@ -1,0 +1,59 @@
+"""Operations: the restore, verify and retention jobs' status rows, and starting a verify."""
+
+from .. import runs
+from ..errors import Conflict, Invalid, NotFound
+from ..extensions import db
+from ..models import ACTIVE_STATUSES, Operation, utcnow
+from .audit import audit
+from .backups import archive_path, cancel_run
+
+RUN_VERIFY = "webapp.jobs.verify.run_verify"
+
+
+def get_operation(operation_id):
+    operation = db.session.get(Operation, operation_id)
+    if operation is None:
+        raise NotFound(f"operation {operation_id} not found")
+    return operation
+
+
+def operations_of(backup, limit=10):
+    return Operation.query.filter_by(backup_id=backup.id).order_by(Operation.id.desc()).limit(limit).all()
+
+
+def cancel_operation(actor, operation):
+    """Stop a pending or running operation (a restore stops only before it applies)."""
+    cancel_run(actor, operation, f"{operation.kind}.cancel", f"operation:{operation.id}")
+    return operation
+
+
+def new_operation(actor, kind, backup_id=None, **params):
+    """A pending operation row, added to the session with its job id (the caller commits)."""
+    operation = Operation(kind=kind, backup_id=backup_id, params=dict(params, requested_from=actor.address),
+                          created_by_id=actor.user_id, attempt=runs.new_attempt())
+    runs.add_with_job_id(operation)
+    return operation
+
+
+def start_verify(actor, backup, deep=False):
+    """Queue a check of a completed backup's archive; returns the Operation."""
+    if not isinstance(deep, bool):
+        raise Invalid("deep must be true or false")
+    archive_path(backup)
+    busy = Operation.query.filter(Operation.backup_id == backup.id, Operation.kind == "verify",
+                                  Operation.status.in_(ACTIVE_STATUSES)).first()
+    if busy is not None:
+        raise Conflict(f"backup {backup.id} is already being verified (operation {busy.id})")
+    operation = new_operation(actor, "verify", backup.id, deep=deep)
+    db.session.commit()
+    audit(actor, "backup.verify.start", f"backup:{backup.id}", detail="deep" if deep else "quick")
+    db.session.refresh(operation)
+    runs.enqueue(operation, RUN_VERIFY, f"verify of backup {backup.id}")
+    return operation
+
+
+def record_verification(backup, ok, problems):
+    backup.verified_at = utcnow()
+    backup.verify_status = "passed" if ok else "failed"
+    backup.verify_problems = problems
+    db.session.commit()

@@ -1,0 +1,145 @@
+"""Restores: which current sources a backup would overwrite, and starting a confirmed restore."""
+
+from .. import runs
+from ..backup import SourceError, make_source
+from ..backup.sources.base import keep_password, redact_url
+from ..errors import Invalid
+from ..extensions import db
+from ..models import Source
+from .audit import audit
+from .backups import archive_path, get_backup, source_id_set
+from .operations import new_operation
+from .sources import refuse_cairns_own_data, refuse_cairns_own_database
+
+RUN_RESTORE = "webapp.jobs.restore.run_restore"
+RESTORE_CONFIRM = "RESTORE"
+SERVER_DATABASE_KINDS = ("postgres", "mysql")
+
+
+def matching_sources(backup):
+    """Current sources with the name of one in the backup (what a restore could write to)."""
+    names = [s["name"] for s in backup.sources or []]
+    return Source.query.filter(Source.name.in_(names)).order_by(Source.id).all()
+
+
+def restore_targets(backup, source_ids=None):
+    """The current Source rows a restore of `backup` would overwrite, matched by name and kind."""
+    archived = {s["name"]: s["kind"] for s in backup.sources or []}
+    current = {s.name: s for s in Source.query.filter(Source.name.in_(list(archived))).all()}
+    if source_ids is not None:
+        chosen = chosen_targets(backup, current, source_ids)
+    else:
+        missing = sorted(set(archived) - set(current))
+        if missing:
+            raise Invalid(f"the backup holds {', '.join(missing)}, which no longer exist here; add them "
+                          f"under Sources (same name) or choose source_ids")
+        chosen = list(current.values())
+    for source in chosen:
+        if source.kind != archived[source.name]:
+            raise Invalid(f"{source.name} is a {source.kind} source here but {archived[source.name]} in the backup")
+    return sorted(chosen, key=lambda s: s.id)
+
+
+def chosen_targets(backup, current, source_ids):
+    if not isinstance(source_ids, list) or not source_ids:
+        raise Invalid("source_ids must be a non-empty list of source ids")
+    wanted = source_id_set(source_ids)
+    chosen = [s for s in current.values() if s.id in wanted]
+    unknown = wanted - {s.id for s in chosen}
+    if unknown:
+        raise Invalid(f"backup {backup.id} holds no data for source id {', '.join(map(str, sorted(unknown)))}")
+    return chosen
+
+
+def other_databases(sources, targets):
+    """Check `targets` (source name -> connection URL of another database to restore it into)."""
+    if targets is None:
+        return {}
+    if not isinstance(targets, dict):
+        raise Invalid("targets must map source names to connection URLs")
+    by_name = {s.name: s for s in sources}
+    cleaned = {}
+    for name, url in targets.items():
+        source = by_name.get(name)
+        if source is None or source.kind not in SERVER_DATABASE_KINDS:
+            raise Invalid(f"targets: {name!r} is not a PostgreSQL or MySQL source of this restore")
+        if not isinstance(url, str) or not url.strip():
+            continue  # an empty field in the dialog: restore in place
+        url = keep_password(url.strip(), source.url)
+        try:
+            make_source(source.kind, name, url=url).validate()
+        except SourceError as e:
+            raise Invalid(f"targets: {name}: {e}") from None
+        refuse_cairns_own_database(url)
+        cleaned[name] = url
+    return cleaned
+
+
+def start_restore(actor, backup, confirm=None, source_ids=None, safety_backup=True, targets=None,
+                  terminate_connections=False):
+    """Queue a confirmed restore of a completed backup; takes the single run slot.
+
+    `targets` restores server databases into other databases (name -> URL), e.g. a scratch
+    database to look at yesterday's data; `terminate_connections` closes the application's open
+    connections to a PostgreSQL target instead of refusing to restore while they are open.
+    """
+    check_restore_request(backup, confirm, safety_backup, terminate_connections)
+    chosen = restore_targets(backup, source_ids)
+    elsewhere = other_databases(chosen, targets)
+    for source in chosen:  # sources saved before this rule existed are checked again here
+        refuse_cairns_own_data(source)
+    runs.release_stale_slot()
+    operation = new_operation(actor, "restore", backup.id, source_ids=[s.id for s in chosen],
+                              sources=[s.name for s in chosen], safety_backup=safety_backup, targets=elsewhere,
+                              terminate_connections=terminate_connections)
+    runs.take_slot(operation)
+    into = "".join(f"; {name} into {redact_url(url)}" for name, url in elsewhere.items())
+    audit(actor, "backup.restore.start", f"backup:{backup.id}",
+          detail=f"restore of {', '.join(s.name for s in chosen)} (safety backup "
+                 f"{'on' if safety_backup else 'off'}){into}")
+    db.session.refresh(operation)
+    runs.enqueue(operation, RUN_RESTORE, f"restore of backup {backup.id}")
+    return operation
+
+
+def check_restore_request(backup, confirm, safety_backup, terminate_connections):
+    if confirm != RESTORE_CONFIRM:
+        raise Invalid(f'type {RESTORE_CONFIRM} to confirm: a restore overwrites the current data')
+    for field, value in (("safety_backup", safety_backup), ("terminate_connections", terminate_connections)):
+        if not isinstance(value, bool):
+            raise Invalid(f"{field} must be true or false")
+    archive_path(backup)
+    if backup.verify_status == "failed":
+        raise Invalid(f"backup {backup.id} failed verification; it cannot be restored")
+
+
+def rollback(actor, operation):
+    """Restore the safety backup a restore took, onto the same sources."""
+    if not operation.safety_backup_id:
+        raise Invalid("This operation has no safety backup to roll back to.")
+    return start_restore(actor, get_backup(operation.safety_backup_id), confirm=RESTORE_CONFIRM,
+                         source_ids=operation.params.get("source_ids"), safety_backup=False)
+
+
+# --------------------------------------------------------- for the job ----
+
+def restore_token(attempt):
+    """Names the staging files beside each target, so leftovers of a killed restore can be found."""
+    return attempt[:12]
+
+
+def restore_sources(operation):
+    """Engine sources for what a restore writes to: the chosen Source rows, with a server
+    database pointed at another database when the restore asked for it (params targets)."""
+    params = operation.params
+    rows = Source.query.filter(Source.id.in_(params.get("source_ids", []))).order_by(Source.id).all()
+    return [make_source(row.kind, row.name, **restore_settings(row, params)) for row in rows]
+
+
+def restore_settings(row, params):
+    settings = row.engine_settings()
+    if row.kind in SERVER_DATABASE_KINDS:
+        settings["url"] = params.get("targets", {}).get(row.name, row.url)
+        if row.kind == "postgres":
+            settings["terminate_connections"] = bool(params.get("terminate_connections"))
+    return settings

@@ -1,0 +1,154 @@
+"""Sources: what to back up, checked before they are saved and again before they are restored."""
+
+import os
+
+from flask import current_app
+from sqlalchemy.engine import make_url
+
+from ..backup import SourceError, make_source
+from ..backup.sources.base import check_name, keep_password
+from ..errors import Conflict, Invalid, NotFound
+from ..extensions import db
+from ..models import Source
+from .audit import audit
+
+SOURCE_FIELDS = ("name", "kind", "path", "url", "include", "exclude", "enabled")
+LOOPBACK_HOSTS = ("", "localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def get_source(source_id):
+    source = db.session.get(Source, source_id)
+    if source is None:
+        raise NotFound(f"source {source_id} not found")
+    return source
+
+
+def create_source(actor, data):
+    source = Source(**validate_source(data))
+    db.session.add(source)
+    db.session.commit()
+    audit(actor, "source.create", f"source:{source.name}")
+    return source
+
+
+def update_source(actor, source, data):
+    for key, value in validate_source(data, existing=source).items():
+        setattr(source, key, value)
+    db.session.commit()
+    audit(actor, "source.update", f"source:{source.name}")
+    return source
+
+
+def delete_source(actor, source):
+    name = source.name
+    db.session.delete(source)
+    db.session.commit()
+    audit(actor, "source.delete", f"source:{name}")
+
+
+def check_source(source):
+    """Check a stored source now: what it would back up, or why it cannot."""
+    engine_source = make_source(source.kind, source.name, **source.engine_settings())
+    try:
+        return {"ok": True, **engine_source.check()}
+    except SourceError as e:
+        return {"ok": False, "error": str(e)}
+
+
+def validate_source(data, existing=None):
+    """Clean and check source fields; raise Invalid with the reason a person can act on."""
+    merged = existing.to_dict() if existing else {}
+    merged.update({k: v for k, v in (data or {}).items() if k in SOURCE_FIELDS})
+    kind = merged.get("kind")
+    if existing is not None and kind != existing.kind:
+        raise Invalid("the kind of an existing source cannot change; create a new source")
+    engine_source = engine_source_from(merged, existing)
+    refuse_cairns_own_data(engine_source)
+    clash = Source.query.filter(Source.name == engine_source.name)
+    if existing is not None:
+        clash = clash.filter(Source.id != existing.id)
+    if clash.first():
+        raise Conflict(f"a source named {engine_source.name!r} already exists")
+    enabled = merged.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise Invalid("enabled must be true or false")
+    return {"name": engine_source.name, "kind": kind, "path": engine_source.path, "url": engine_source.url,
+            "include": engine_source.include, "exclude": engine_source.exclude, "enabled": enabled}
+
+
+def engine_source_from(fields, existing):
+    """The engine's source for these fields, validated by the engine."""
+    try:
+        name = check_name(text_field(fields, "name"))
+        # The stored password is never shown: an edit that leaves it out (or as ***) keeps it.
+        url = keep_password(text_field(fields, "url"), existing.url if existing else None) or None
+        engine_source = make_source(fields.get("kind"), name, path=text_field(fields, "path") or None, url=url,
+                                    include=glob_list(fields.get("include"), "include"),
+                                    exclude=glob_list(fields.get("exclude"), "exclude"))
+        engine_source.validate()
+    except SourceError as e:
+        raise Invalid(str(e)) from None
+    return engine_source
+
+
+def glob_list(value, field):
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.replace(",", "\n").splitlines()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise Invalid(f"{field} must be a list of glob patterns")
+    return [v.strip() for v in value if v.strip()]
+
+
+def text_field(fields, key):
+    value = fields.get(key)
+    if value is not None and not isinstance(value, str):
+        raise Invalid(f"{key} must be text")
+    return (value or "").strip()
+
+
+# ------------------------------------------------------- Cairn's own data ----
+
+def refuse_cairns_own_data(source):
+    """A source must not hold Cairn's own metadata or archives: restoring it would rewrite the
+    audit trail and the backup records, or replace the archive being restored."""
+    if source.path:
+        refuse_cairns_own_folders(source.path)
+    if source.url:
+        refuse_cairns_own_database(source.url)
+
+
+def refuse_cairns_own_folders(source_path):
+    config = current_app.config
+    backup_dir = os.path.realpath(config["BACKUP_DIR"])
+    own = {"Cairn's data directory (DATA_DIR)": os.path.realpath(config["DATA_DIR"]),
+           "the backup directory (BACKUP_DIR)": backup_dir}
+    metadata = make_url(config["SQLALCHEMY_DATABASE_URI"])
+    if metadata.get_backend_name() == "sqlite" and metadata.database:
+        own["Cairn's metadata database"] = os.path.realpath(metadata.database)
+    path = os.path.realpath(source_path)
+    for what, location in own.items():
+        if is_within(location, path) or (location == backup_dir and is_within(path, location)):
+            raise Invalid(f"{source_path} holds {what}; Cairn does not back up or restore its own data")
+
+
+def refuse_cairns_own_database(url):
+    metadata = make_url(current_app.config["SQLALCHEMY_DATABASE_URI"])
+    if database_address(make_url(url)) == database_address(metadata):
+        raise Invalid("this is Cairn's own metadata database (DATABASE_URL); Cairn does not back up "
+                      "or restore its own data")
+
+
+def is_within(path, folder):
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def database_address(url):
+    """Which database on which server a URL names, whatever its driver and user."""
+    family = {"postgres": "postgresql", "mariadb": "mysql"}.get(url.get_backend_name(), url.get_backend_name())
+    host = url.host or url.query.get("host") or ""
+    if host in LOOPBACK_HOSTS or str(host).startswith("/"):
+        host = "this machine"  # loopback and Unix sockets all reach the local server
+    port = url.port or {"postgresql": 5432, "mysql": 3306}.get(family)
+    return family, host, port, url.database

@@ -1,0 +1,147 @@
+"""What Cairn is doing now and how it has done: status, statistics, metrics and health."""
+
+import datetime as dt
+import os
+import socket
+
+from rq import Worker
+
+from ..extensions import db, get_queue
+from ..models import ACTIVE_STATUSES, STATUSES, Backup, Operation, Status, isoformat
+from .backups import last_completed_backup, running_backup
+from .schedules import next_scheduled_run
+from .storage import backup_storage
+
+FINISHED_STATUSES = ("completed", "failed", "cancelled", "timeout")
+
+
+def storage_used():
+    total = db.session.query(db.func.coalesce(db.func.sum(Backup.file_size), 0)).filter(
+        Backup.status == Status.COMPLETED.value).scalar()
+    return int(total or 0)
+
+
+def process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def live_workers():
+    """Workers registered on Cairn's queue, without those on this host whose process is gone.
+
+    RQ keeps a killed worker's registration until its key expires, so a crashed worker would
+    otherwise still count as alive for minutes.
+    """
+    host = socket.gethostname()
+    return [{"name": w.name, "hostname": w.hostname, "pid": w.pid, "state": str(w.get_state()),
+             "current_job": w.get_current_job_id(),
+             "last_heartbeat": isoformat(as_naive_utc(w.last_heartbeat))}
+            for w in Worker.all(queue=get_queue())
+            if not (w.hostname == host and w.pid and not process_alive(w.pid))]
+
+
+def as_naive_utc(moment):
+    """RQ hands out aware times; the API shows naive UTC ones with a Z."""
+    if moment is not None and moment.tzinfo is not None:
+        moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+def redis_state():
+    try:
+        info = get_queue().connection.info("server")
+        return {"reachable": True, "version": info.get("redis_version")}
+    except Exception as e:
+        return {"reachable": False, "error": str(e)}
+
+
+def status_report():
+    redis = redis_state()
+    active = Backup.query.filter(Backup.status.in_(ACTIVE_STATUSES)).order_by(Backup.id).all()
+    last = last_completed_backup()
+    operations = Operation.query.filter(Operation.status.in_(ACTIVE_STATUSES)).order_by(Operation.id).all()
+    store = backup_storage()
+    return {
+        "running": [b.to_dict() for b in active if b.status == Status.RUNNING.value],
+        "queued": [b.to_dict() for b in active if b.status == Status.PENDING.value],
+        "operations": [o.to_dict() for o in operations],
+        "workers": live_workers() if redis["reachable"] else [],
+        "redis": redis,
+        "last_success": isoformat(last.completed_at) if last else None,
+        "last_success_id": last.id if last else None,
+        "next_scheduled_run": isoformat(next_scheduled_run()),
+        "backup_dir": store.root,
+        "free_bytes": store.free_bytes(),
+        "storage_used_bytes": storage_used(),
+    }
+
+
+def status_counts():
+    return dict(db.session.query(Backup.status, db.func.count(Backup.id)).group_by(Backup.status).all())
+
+
+def success_rate(counts):
+    """Completed backups among the finished ones (0 to 1), or None before any finished."""
+    finished = sum(counts.get(s, 0) for s in FINISHED_STATUSES)
+    return round(counts.get("completed", 0) / finished, 4) if finished else None
+
+
+def stats_report(limit=100):
+    """Counts by status, total size, success rate and the latest backups' sizes and durations."""
+    counts = status_counts()
+    latest = (Backup.query.filter(Backup.status == Status.COMPLETED.value)
+              .order_by(Backup.created_at.desc(), Backup.id.desc()).limit(limit).all())
+    return {
+        "counts": {status: counts.get(status, 0) for status in STATUSES},
+        "total_size_bytes": storage_used(),
+        "success_rate": success_rate(counts),
+        "sizes": [{"id": b.id, "created_at": isoformat(b.created_at), "file_size": b.file_size,
+                   "duration_seconds": b.duration_seconds} for b in reversed(latest)],
+    }
+
+
+def dashboard_figures():
+    """The dashboard's numbers: last success, what runs, space, completed count, success rate."""
+    counts = status_counts()
+    rate = success_rate(counts)
+    return {"last_backup": last_completed_backup(), "running": running_backup(), "storage_used": storage_used(),
+            "free_space": backup_storage().free_bytes(), "backup_count": counts.get("completed", 0),
+            "success_rate": round(100.0 * rate, 1) if rate is not None else None,
+            "recent": Backup.query.order_by(Backup.created_at.desc()).limit(5).all()}
+
+
+def metrics_text():
+    """The same figures in the Prometheus text format."""
+    counts = status_counts()
+    last = last_completed_backup()
+    last_success = last.completed_at.replace(tzinfo=dt.timezone.utc).timestamp() if last else 0
+    lines = ["# HELP cairn_backups Backups by status.", "# TYPE cairn_backups gauge"]
+    lines += [f'cairn_backups{{status="{status}"}} {counts.get(status, 0)}' for status in STATUSES]
+    lines += ["# HELP cairn_backup_bytes Total size of the completed backups' archives.",
+              "# TYPE cairn_backup_bytes gauge", f"cairn_backup_bytes {storage_used()}",
+              "# HELP cairn_last_success_timestamp_seconds When the last backup completed.",
+              "# TYPE cairn_last_success_timestamp_seconds gauge",
+              f"cairn_last_success_timestamp_seconds {last_success:.0f}"]
+    return "\n".join(lines) + "\n"
+
+
+def health_report():
+    """What /healthz checks: the metadata DB, Redis and at least one worker."""
+    report = {"database": False, "redis": False, "worker": False}
+    try:
+        db.session.execute(db.text("SELECT 1"))
+        report["database"] = True
+    except Exception:
+        db.session.rollback()
+    report["redis"] = redis_state()["reachable"]
+    if report["redis"]:
+        try:
+            report["worker"] = bool(live_workers())
+        except Exception:
+            pass
+    return report

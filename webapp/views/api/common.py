@@ -1,0 +1,130 @@
+"""What every API route shares: the blueprints, the envelope, authentication and paging."""
+
+import functools
+import time
+
+from flask import Blueprint, current_app, g, jsonify, request, session
+from flask_login import current_user
+from werkzeug.exceptions import HTTPException
+
+from ...errors import Invalid, ServiceError, envelope_code
+from ...extensions import csrf, db
+from ...security import token_claims, user_from_api_key, user_from_claims
+from ...services.audit import Actor
+from ..common import MAX_PAGE
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+health_bp = Blueprint("health", __name__)
+csrf.exempt(bp)  # token clients need no CSRF; browser-session writes are checked in authenticate()
+
+PUBLIC = {"api.token"}
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+MAX_PAGE_SIZE = 100
+
+
+def ok(data=None, message="success", status=200):
+    return jsonify({"code": 0, "message": message, "data": data}), status
+
+
+def fail(message, status):
+    return jsonify({"code": envelope_code(status), "message": message, "data": None}), status
+
+
+def envelope_for_http_error(error):
+    body, status = fail(error.description if error.code != 404 else "not found", error.code or 500)
+    if getattr(error, "valid_methods", None):  # a 405 names the methods the route takes
+        body.headers["Allow"] = ", ".join(error.valid_methods)
+    return body, status
+
+
+@bp.errorhandler(ServiceError)
+def service_error(error):
+    db.session.rollback()
+    return fail(error.message, error.status)
+
+
+@bp.errorhandler(HTTPException)
+def http_error(error):
+    return envelope_for_http_error(error)
+
+
+@bp.errorhandler(Exception)
+def internal_error(error):
+    db.session.rollback()
+    current_app.logger.exception("API error")
+    return fail("internal error; the details are in the server log", 500)
+
+
+def presented_secret():
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.headers.get("X-API-Key") or request.args.get("api_key")
+
+
+@bp.before_request
+def authenticate_request():
+    """Bearer JWT or API key, X-API-Key, ?api_key, or the browser session (with CSRF)."""
+    if request.endpoint in PUBLIC:
+        return None
+    secret = presented_secret()
+    if secret:
+        claims = token_claims(secret)
+        g.api_user = user_from_claims(claims) or user_from_api_key(secret)
+        if g.api_user is None:
+            return fail("invalid or expired token or API key", 401)
+        # A token's sign-in is when it was issued. An API key is a script's standing credential
+        # and is never asked for a password, so it counts as a fresh sign-in.
+        g.signed_in_at = claims["iat"] if claims else time.time()
+        return None
+    if current_user.is_authenticated:
+        if request.method in UNSAFE_METHODS:
+            csrf.protect()
+        g.api_user = current_user._get_current_object()
+        g.signed_in_at = session.get("signed_in_at")
+        return None
+    return fail("authentication required: send Authorization: Bearer <token> or X-API-Key", 401)
+
+
+def caller():
+    """The API's caller and their address, as the services take them."""
+    return Actor(g.api_user, request.remote_addr)
+
+
+def admin_only(view):
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if not g.api_user.is_admin:
+            return fail("this needs an administrator", 403)
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def json_body():
+    data = request.get_json(silent=True)
+    if data is None:
+        if request.data:
+            raise Invalid("the body must be JSON")
+        return {}
+    if not isinstance(data, dict):
+        raise Invalid("the body must be a JSON object")
+    return data
+
+
+def page_args():
+    try:
+        page = int(request.args.get("page", 1))
+        page_size = int(request.args.get("page_size", 20))
+    except ValueError:
+        raise Invalid("page and page_size must be whole numbers") from None
+    if not 1 <= page <= MAX_PAGE or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise Invalid(f"page is 1 to {MAX_PAGE}; page_size is 1 to {MAX_PAGE_SIZE}")
+    return page, page_size
+
+
+def paged(query, serialize=lambda item: item.to_dict()):
+    page, page_size = page_args()
+    result = query.paginate(page=page, per_page=page_size, error_out=False)
+    return {"items": [serialize(i) for i in result.items], "total": result.total, "page": page,
+            "page_size": page_size}

@@ -1,0 +1,52 @@
+"""Status, statistics, metrics, health, the audit trail and the OpenAPI document."""
+
+from flask import current_app, jsonify, request
+
+from ...openapi import document
+from ...services.audit import audit_query
+from ...services.status import health_report, metrics_text, stats_report, status_report
+from .common import authenticate_request, bp, health_bp, ok, paged
+
+AUDIT_FILTERS = ("user", "action", "since", "until")
+
+
+@bp.route("/audit", methods=["GET"])
+def list_audit():
+    filters = {k: request.args.get(k) for k in AUDIT_FILTERS}
+    return ok(paged(audit_query(**filters)))
+
+
+@bp.route("/status", methods=["GET"])
+def status():
+    return ok(status_report())
+
+
+@bp.route("/stats", methods=["GET"])
+def stats():
+    return ok(stats_report())
+
+
+@bp.route("/metrics", methods=["GET"])
+def metrics():
+    return current_app.response_class(metrics_text(), mimetype="text/plain; version=0.0.4")
+
+
+@health_bp.route("/metrics")
+def root_metrics():
+    """/metrics, where Prometheus looks by default, with the API's credentials."""
+    return authenticate_request() or metrics()
+
+
+@bp.route("/openapi.json", methods=["GET"])
+def openapi_document():
+    """The OpenAPI description of this API, as tools read it (not in the envelope)."""
+    return jsonify(document())
+
+
+@health_bp.route("/healthz")
+def healthz():
+    report = health_report()
+    down = [name for name, up in report.items() if not up]
+    if down:
+        return jsonify({"code": 9, "message": f"down: {', '.join(down)}", "data": report}), 503
+    return jsonify({"code": 0, "message": "ok", "data": report}), 200

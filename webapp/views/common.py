@@ -1,0 +1,80 @@
+"""What the page views share: who acts, 404s, refusals, paging."""
+
+import functools
+
+from flask import abort, flash, redirect, request, url_for
+from flask_login import current_user, login_required
+
+from ..errors import Invalid, NotFound, ServiceError
+from ..extensions import db
+from ..services.audit import Actor
+
+MAX_PAGE = 10**9  # beyond this a page's offset would overflow the database's integers
+
+
+def actor():
+    """The signed-in user and their address, as the services take them."""
+    return Actor(current_user._get_current_object(), request.remote_addr)
+
+
+def admin_required(view):
+    """Pages that change data or reveal backup contents are for admins only."""
+
+    @functools.wraps(view)
+    @login_required
+    def wrapped(*args, **kwargs):
+        if not current_user.is_admin:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def get_or_404(getter, object_id):
+    """`getter(object_id)`, or the 404 page when there is no such object."""
+    try:
+        return getter(object_id)
+    except NotFound:
+        abort(404)
+
+
+def refusals(respond):
+    """A ServiceError raised by the view becomes a flash message, then `respond(error,
+    **view_args)`: a redirect (see `back_to`), or the page again with what was sent."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapped(*args, **kwargs):
+            try:
+                return view(*args, **kwargs)
+            except ServiceError as error:
+                db.session.rollback()
+                flash(error.message, "error")
+                return respond(error, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
+def back_to(endpoint, **extra):
+    """A refusal's response: redirect to `endpoint`, with the view's own arguments."""
+    return lambda error, **view_args: redirect(url_for(endpoint, **view_args, **extra))
+
+
+def is_htmx():
+    return request.headers.get("HX-Request") == "true"
+
+
+def page_number():
+    """The `page` query argument of a list page, from 1 up to MAX_PAGE."""
+    return min(max(1, request.args.get("page", 1, type=int) or 1), MAX_PAGE)
+
+
+def filtered_page(query_for, filters, per_page):
+    """One page of `query_for(**filters)`; a bad filter is flashed and the unfiltered list shown."""
+    try:
+        return query_for(**filters).paginate(page=page_number(), per_page=per_page, error_out=False)
+    except Invalid as e:
+        flash(e.message, "error")
+        return query_for().paginate(page=1, per_page=per_page, error_out=False)
