@@ -7,7 +7,7 @@ import re
 
 from helpers import csrf_token, login, make_backup, run_jobs
 
-from webapp import settings
+from webapp.services import settings
 from webapp.extensions import db
 from webapp.models import Backup, Operation, Schedule, utcnow
 
