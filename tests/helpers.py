@@ -5,6 +5,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -20,6 +21,19 @@ def need(service, available, hint):
     if IN_CI:
         pytest.fail(message + "; CI requires it")
     pytest.skip(message)
+
+
+def wait_for(what, check, timeout, interval=0.2, until=bool):
+    """Call `check()` until `until(value)` holds for what it returned (by default: until it is
+    truthy) and return that value; fail naming `what` and the last value after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if until(value):
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"{what}: not within {timeout} s; last value: {value!r}")
+        time.sleep(interval)
 
 
 def csrf_token(client, path="/login"):

@@ -16,7 +16,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -25,7 +24,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helpers import need
+from helpers import need, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_PASSWORD = "e2e correct horse battery"
@@ -104,24 +103,17 @@ class Api:
     def wait_for_backup(self, backup_id, until=lambda b: b["status"] not in ("pending", "running"),
                         timeout=60, interval=0.2):
         """Poll the record until `until(record)` holds; return the record."""
-        deadline = time.monotonic() + timeout
-        record = self.backup(backup_id)
-        while not until(record):
-            assert time.monotonic() < deadline, f"backup {backup_id} never got there; last record: {record}"
-            time.sleep(interval)
-            record = self.backup(backup_id)
-        return record
+        return wait_for(f"backup {backup_id} to get there", lambda: self.backup(backup_id), timeout,
+                        interval, until=until)
+
+    def active_backups(self):
+        return [b for status in ("pending", "running")
+                for b in self.get(f"/backups?status={status}&page_size=100").data["items"]]
 
     def wait_idle(self, timeout=60):
         """Wait until no backup is pending or running (so a test starts from a quiet server)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            active = [b for status in ("pending", "running")
-                      for b in self.get(f"/backups?status={status}&page_size=100").data["items"]]
-            if not active:
-                return
-            assert time.monotonic() < deadline, f"backups still active: {active}"
-            time.sleep(0.3)
+        wait_for("no backup pending or running", self.active_backups, timeout, interval=0.3,
+                 until=lambda active: not active)
 
 
 # ------------------------------------------------------------ processes ----
@@ -183,19 +175,21 @@ class CairnServer:
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen([sys.executable, "-m", "webapp.supervisor"], cwd=ROOT, env=self.env(),
                                         stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT
-        last = None
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the supervisor exited with {self.process.returncode}\n{self.log_tail()}")
-            try:
-                last = http("GET", f"{self.base_url}/healthz", timeout=5)
-                if last.status == 200:
-                    return self
-            except (urllib.error.URLError, ConnectionError, OSError):
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"/healthz never answered 200 (last: {last})\n{self.log_tail()}")
+        try:
+            wait_for("/healthz to answer 200", self.started_healthz, START_TIMEOUT,
+                     until=lambda response: response is not None and response.status == 200)
+        except pytest.fail.Exception as failure:
+            pytest.fail(f"{failure}\n{self.log_tail()}")
+        return self
+
+    def started_healthz(self):
+        """/healthz's response, or None while nothing listens; raises if the supervisor exited."""
+        if self.process.poll() is not None:
+            raise AssertionError(f"the supervisor exited with {self.process.returncode}\n{self.log_tail()}")
+        try:
+            return http("GET", f"{self.base_url}/healthz", timeout=5)
+        except (urllib.error.URLError, ConnectionError, OSError):
+            return None
 
     def children(self):
         try:

@@ -2,9 +2,8 @@
 `trigger: scheduled` and its schedule_id, and the retention run that follows removes the oldest
 backup, record and files, once `keep_last` is exceeded."""
 
-import time
-
 import pytest
+from helpers import wait_for
 
 DUE_RUN_TIMEOUT = 150  # the first due minute, plus a minute more if the slot was busy then
 
@@ -13,16 +12,6 @@ DUE_RUN_TIMEOUT = 150  # the first due minute, plus a minute more if the slot wa
 def small_source(cairn, api, e2e, tmp_path_factory):
     root = e2e.make_folder(tmp_path_factory.mktemp("small") / "site")
     return api.create_source("site", "files", root)
-
-
-def wait_for(what, check, timeout, interval=0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
-        time.sleep(interval)
 
 
 def archive_files(cairn, backup):
@@ -47,12 +36,13 @@ def test_a_due_schedule_backs_up_by_itself_and_retention_removes_the_oldest(cair
         items = api.get("/backups?trigger=scheduled&page_size=100").data["items"]
         return next((b for b in items if b["id"] != first["id"]), None)
 
-    due = wait_for("the schedule's due run", due_backup, DUE_RUN_TIMEOUT)
+    due = wait_for("the schedule's due run", due_backup, DUE_RUN_TIMEOUT, interval=0.5)
     due = api.wait_for_backup(due["id"])
     assert due["status"] == "completed", due
     assert due["trigger"] == "scheduled" and due["schedule_id"] == schedule["id"]
 
-    wait_for("retention of the first backup", lambda: api.get(f"/backups/{first['id']}").status == 404, 60)
+    wait_for("retention of the first backup", lambda: api.get(f"/backups/{first['id']}").status == 404, 60,
+             interval=0.5)
     assert archive_files(cairn, first) == []
     assert len(archive_files(cairn, due)) == 2
     preview = api.get(f"/schedules/{schedule['id']}/retention-preview").data

@@ -19,6 +19,7 @@ import psutil
 import pymysql
 import pytest
 from engine_support import decompressed_bytes, extract, leftovers
+from helpers import wait_for
 
 from webapp.backup import make_source
 from webapp.backup.archive import ArchiveWriter
@@ -760,16 +761,6 @@ def blocked_dump_database(scratch):
     holder.close()
 
 
-def wait_for(predicate, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.05)
-    return predicate()
-
-
 def test_cancel_during_a_dump_leaves_no_dump_process_and_no_spool(scratch, blocked_dump_database, tmp_path):
     database = blocked_dump_database
     user = scratch.user(database, NASTY_PASSWORD)
@@ -816,15 +807,13 @@ def test_a_killed_python_process_takes_its_dump_process_with_it(blocked_dump_dat
     staging.mkdir()
     child = subprocess.Popen([sys.executable, "-c", CHILD, ROOT, url_for(database), os.fspath(staging)])
     try:
-        running = wait_for(lambda: dump_processes(database), 15)
-        assert running, "the dump never started"
-        (dump,) = running
+        (dump,) = wait_for("the dump to start", lambda: dump_processes(database), 15, interval=0.05)
         assert dump.ppid() == child.pid
 
         child.kill()  # SIGKILL: no Python code runs any more in the child
         child.wait()
 
-        assert wait_for(lambda: not alive(dump), 2), "the dump outlived the process that started it"
+        wait_for("the dump to end with the process that started it", lambda: not alive(dump), 2, interval=0.05)
     finally:
         if child.poll() is None:
             child.kill()

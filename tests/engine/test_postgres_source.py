@@ -21,7 +21,7 @@ import psutil
 import psycopg
 import pytest
 from engine_support import extract, leftovers, read_json_member
-from helpers import need
+from helpers import need, wait_for
 
 from webapp.backup import Cancelled, SourceError, make_source
 from webapp.backup.archive import ArchiveWriter
@@ -271,9 +271,11 @@ def test_the_password_is_in_no_archive_member_and_no_command_line(backup, app_db
     locker.execute("LOCK TABLE posts IN ACCESS EXCLUSIVE MODE")
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         running = pool.submit(backup, [pg_source(url)])
-        dumps = wait_for(lambda: [p for p in dump_processes(name) if p.info["name"] == "pg_dump"], 15)
-        command_lines = [p.info["cmdline"] for p in dumps]
-        locker.close()
+        try:
+            dumps = wait_for("pg_dump to start", lambda: pg_dumps(name), 15, interval=0.05)
+            command_lines = [p.info["cmdline"] for p in dumps]
+        finally:
+            locker.close()  # else the backup, and the pool with it, would wait for the lock forever
         result, archive = running.result(timeout=30)
     root = extract(archive, tmp_path / "extracted")
 
@@ -582,6 +584,11 @@ def dump_processes(database=None):
     return found
 
 
+def pg_dumps(database):
+    """pg_dump itself (past setpriv's exec) dumping `database`."""
+    return [p for p in dump_processes(database) if p.info["name"] == "pg_dump"]
+
+
 def test_cancel_while_pg_dump_runs_leaves_no_process_and_no_spool(backup, blocked_dump, tmp_path):
     name, url = blocked_dump
     seen = []
@@ -609,26 +616,17 @@ create_backup([make_source("postgres", "app", url={url!r})], {archive!r},
 """
 
 
-def wait_for(condition, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.05)
-    return condition()
-
-
 def test_a_killed_worker_leaves_no_pg_dump_running(blocked_dump, tmp_path):
     name, url = blocked_dump
     code = CHILD.format(root=ROOT, url=url, archive=os.fspath(tmp_path / "b.tar.zst"),
                         staging=os.fspath(tmp_path / "staging"))
     worker = subprocess.Popen([sys.executable, "-c", code])
     try:
-        dumps = wait_for(lambda: [p for p in dump_processes(name) if p.info["name"] == "pg_dump"], 15)
-        assert dumps, "pg_dump never started"
+        wait_for("pg_dump to start", lambda: pg_dumps(name), 15, interval=0.05)
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
-        assert wait_for(lambda: dump_processes(name) == [], 2), dump_processes(name)
+        wait_for("every dump process to end", lambda: dump_processes(name), 2, interval=0.05,
+                 until=lambda left: left == [])
     finally:
         if worker.poll() is None:
             worker.kill()
