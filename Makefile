@@ -30,7 +30,9 @@ test-system-deps:
 	  else echo "missing system packages:$$missing (install them with apt-get)"; fi; \
 	fi
 
+# The layer contracts (.importlinter) are checked first: a forbidden import fails the build.
 test: $(VENV)/.test-installed test-system-deps
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed

@@ -1,0 +1,79 @@
+"""The shape of the code: the layer contracts hold and catch a forbidden import, no import
+cycles, no imports hidden inside functions, and modules and functions of a readable size."""
+
+import ast
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import grimp
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+WEBAPP = ROOT / "webapp"
+LINT_IMPORTS = pathlib.Path(sys.executable).with_name("lint-imports")
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+
+
+def python_files(under=WEBAPP):
+    return sorted(path for path in under.rglob("*.py") if "__pycache__" not in path.parts)
+
+
+def lint_imports(root):
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=root, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(root)))
+
+
+def test_the_layer_contracts_hold():
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_forbidden_import_breaks_a_contract(tmp_path):
+    """The engine reaching up into the services, in a copy of the code, fails the check."""
+    shutil.copytree(WEBAPP, tmp_path / "webapp", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / ".importlinter", tmp_path)
+    progress = tmp_path / "webapp" / "backup" / "progress.py"
+    progress.write_text(progress.read_text() + "\nfrom ..services import backups  # noqa\n")
+    result = lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert "BROKEN" in result.stdout and "webapp.backup.progress -> webapp.services.backups" in result.stdout
+
+
+def test_no_import_cycles_among_our_modules():
+    graph = grimp.build_graph("webapp")
+    cycles = []
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            back = graph.find_shortest_chain(importer=imported, imported=module)
+            if back and module < imported:
+                cycles.append(" -> ".join((module, *back)))
+    assert cycles == []
+
+
+def test_no_import_inside_a_function():
+    hidden = []
+    for path in python_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                hidden += [f"{path.relative_to(ROOT)}:{inner.lineno} in {node.name}" for inner in ast.walk(node)
+                           if isinstance(inner, (ast.Import, ast.ImportFrom))]
+    assert hidden == []
+
+
+def test_modules_and_functions_stay_readable():
+    """Modules under 400 lines (the dump-tool sources aside, each a whole tool's dialogue),
+    functions under 60."""
+    too_long = []
+    for path in python_files():
+        source = path.read_text()
+        if source.count("\n") > MAX_MODULE_LINES and "sources" not in path.relative_to(WEBAPP).parts:
+            too_long.append(f"{path.relative_to(ROOT)}: {source.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    too_long.append(f"{path.relative_to(ROOT)}: {node.name}() has {length} lines")
+    assert too_long == []
