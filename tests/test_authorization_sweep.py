@@ -1,9 +1,9 @@
 """Access control over EVERY route: the list of routes comes from `app.url_map` at run time, so a
 route added later is covered without touching this file.
 
-SPEC §6: every route except `/login`, `/healthz`, `/auth/token` and static files requires a
-logged-in user; everything that changes data or reveals backup contents requires `admin`.
-SPEC §2/§4: a viewer has read-only pages and API, and manages their own API keys.
+The access rules (README, "Users, API keys and the audit trail"): every route except `/login`,
+`/healthz`, `/auth/token` and static files requires a logged-in user; everything that changes data or reveals backup contents requires `admin`.
+A viewer has read-only pages and API, and manages their own API keys.
 
 The helpers here (the world of real rows, the payloads, the route walk, the database snapshot) are
 also used by tests/test_csrf.py.
@@ -21,11 +21,11 @@ from helpers import csrf_token, login, make_app_data, make_backup
 SKIPPED_METHODS = {"HEAD", "OPTIONS"}
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
-# The public routes SPEC §6 names (static files are recognised by their endpoint, below). Nothing
+# The public routes (static files are recognised by their endpoint, below). Nothing
 # else may be added here.
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/healthz"), ("POST", "/api/v1/auth/token")}
 
-# What a viewer may change (SPEC §4: `/api-keys` are the caller's own keys; logging out), in the
+# What a viewer may change (`/api-keys` are the caller's own keys; logging out), in the
 # API and on the settings page.
 VIEWER_MAY_WRITE = {
     ("POST", "/logout"),
@@ -80,7 +80,7 @@ def is_api(rule):
 
 def reveals_contents(rule):
     """GET routes a viewer may not use: archive downloads (any route with a `download` segment)
-    and the user administration SPEC §4 calls admin only."""
+    and the user administration, which is for admins only."""
     return "download" in rule.rule.split("/") or rule.rule.startswith("/api/v1/users")
 
 
@@ -324,7 +324,7 @@ def test_the_walk_sees_the_routes_spec_names(app):
     assert len(routes) > 40
     missing = [rule for rule in VIEWER_MUST_READ if ("GET", rule) not in routes]
     assert not missing, f"read-only routes gone from url_map: {missing}"
-    assert PUBLIC <= routes, f"public routes SPEC names are missing: {PUBLIC - routes}"
+    assert PUBLIC <= routes, f"public routes are missing: {PUBLIC - routes}"
 
 
 def test_unauthenticated_every_route_is_refused(app, client, world):
@@ -425,7 +425,7 @@ def test_viewer_over_the_api_changes_nothing_and_downloads_nothing(app, client, 
     before = db_snapshot(exclude={"audit_events", "api_keys"})
     others_before = other_users_rows(world.viewer)
     offenders = sweep_as_viewer(app, client, world, routes, auth_headers={"Authorization": f"Bearer {secret}"})
-    assert not offenders, offenders_message(f"viewer ({credential}) answers that break SPEC §6:", offenders)
+    assert not offenders, offenders_message(f"viewer ({credential}) answers that break the access rules:", offenders)
     assert other_users_rows(world.viewer) == others_before, "a viewer changed another user's account or keys"
     after = db_snapshot(exclude={"audit_events", "api_keys"})
     assert before == after, "a viewer's API requests changed the metadata DB:\n" + describe_changes(before, after)
@@ -444,7 +444,7 @@ def test_viewer_in_the_browser_changes_nothing_and_downloads_nothing(app, client
     before = db_snapshot(**unchanged)
     others_before = other_users_rows(world.viewer)
     offenders = sweep_as_viewer(app, client, world, protected_routes(app), csrf=token)
-    assert not offenders, offenders_message("viewer (browser) answers that break SPEC §6:", offenders)
+    assert not offenders, offenders_message("viewer (browser) answers that break the access rules:", offenders)
     assert other_users_rows(world.viewer) == others_before, "a viewer changed another user's account or keys"
     after = db_snapshot(**unchanged)
     assert before == after, "a viewer's browser requests changed the metadata DB:\n" + describe_changes(before, after)

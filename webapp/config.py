@@ -1,4 +1,4 @@
-"""Configuration from the environment (SPEC §1), read when the app is created."""
+"""Configuration from the environment (the README's Configuration table), read when the app is created."""
 
 import os
 import secrets

@@ -386,7 +386,7 @@ def sha256_file(path):
 
 
 def extract_with_standard_tools(archive, target):
-    """`zstd -d -c archive | tar -x -p -C target`, as SPEC §3 promises works without Cairn."""
+    """`zstd -d -c archive | tar -x -p -C target`, as docs/archive-format.md promises works without Cairn."""
     target = Path(target)
     target.mkdir(parents=True)
     zstd = subprocess.Popen(["zstd", "-d", "-c", "--", str(archive)], stdout=subprocess.PIPE,

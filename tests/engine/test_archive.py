@@ -1,4 +1,4 @@
-"""Archive format v1 (SPEC §3): member order, manifest, sidecar, compressions, standard tools."""
+"""Archive format v1 (docs/archive-format.md): member order, manifest, sidecar, compressions, standard tools."""
 
 import json
 import os
