@@ -1,13 +1,13 @@
 """Backup pages: list, details, "Back up now", download, cancel, delete, verify, restore, import."""
 
-from flask import Blueprint, flash, make_response, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, flash, redirect, render_template, request, send_file, url_for
 from flask_login import login_required
 
 from ..errors import Invalid, ServiceError
 from ..forms import BackupForm
 from ..models import BACKUP_TYPES, STATUSES, TRIGGERS, Source
 from ..services import backups, imports, operations, restores
-from .common import actor, admin_required, back_to, filtered_page, get_or_404, is_htmx, refusals
+from .common import actor, admin_required, back_to, filtered_page, get_or_404, is_htmx, refusals, status_panel
 from .auth import confirm_recent_sign_in
 
 bp = Blueprint("backups", __name__, url_prefix="/admin/backups")
@@ -86,10 +86,7 @@ def row(backup_id):
 def status(backup_id):
     """The status panel alone, polled by htmx while the backup runs."""
     backup = get_or_404(backups.get_backup, backup_id)
-    response = make_response(render_template("partials/backup_status.html", backup=backup))
-    if is_htmx() and not backup.is_active:
-        response.headers["HX-Refresh"] = "true"  # once it ends, reload to show size and contents
-    return response
+    return status_panel("partials/backup_status.html", backup, backup=backup)
 
 
 @bp.route("/<int:backup_id>/download")

@@ -2,7 +2,7 @@
 
 import functools
 
-from flask import abort, flash, redirect, request, url_for
+from flask import abort, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from ..errors import Invalid, NotFound, ServiceError
@@ -64,6 +64,15 @@ def back_to(endpoint, **extra):
 
 def is_htmx():
     return request.headers.get("HX-Request") == "true"
+
+
+def status_panel(template, row, **context):
+    """A running row's status panel, polled by htmx; once the row has ended, the page reloads to
+    show the outcome in full."""
+    response = make_response(render_template(template, **context))
+    if is_htmx() and not row.is_active:
+        response.headers["HX-Refresh"] = "true"
+    return response
 
 
 def page_number():

@@ -1,10 +1,10 @@
 """Operation pages: a restore's or verify's live progress, cancel, and roll back to the safety backup."""
 
-from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
 from ..services import operations, restores
-from .common import actor, admin_required, back_to, get_or_404, is_htmx, refusals
+from .common import actor, admin_required, back_to, get_or_404, refusals, status_panel
 from .auth import confirm_recent_sign_in
 
 bp = Blueprint("operations", __name__, url_prefix="/admin/operations")
@@ -21,10 +21,7 @@ def detail(operation_id):
 def status(operation_id):
     """The status panel alone, polled by htmx while the operation runs."""
     operation = get_or_404(operations.get_operation, operation_id)
-    response = make_response(render_template("partials/operation_status.html", operation=operation))
-    if is_htmx() and not operation.is_active:
-        response.headers["HX-Refresh"] = "true"  # once it ends, reload to show the outcome in full
-    return response
+    return status_panel("partials/operation_status.html", operation, operation=operation)
 
 
 @bp.route("/<int:operation_id>/cancel", methods=["POST"])
