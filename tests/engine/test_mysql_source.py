@@ -21,7 +21,7 @@ import pytest
 from engine_support import decompressed_bytes, extract, leftovers
 
 from webapp.backup import make_source
-from webapp.backup.archive import ArchiveWriter
+from webapp.backup.archive_writer import ArchiveWriter
 from webapp.backup.errors import Cancelled, DumpError, RestoreError, SourceError
 from webapp.backup.progress import Reporter
 from webapp.backup.restore import apply_all, restore_archive, verify_archive
