@@ -283,7 +283,7 @@ class Schedule(db.Model):
     __table_args__ = NEVER_REUSE_IDS
     id = db.Column(db.Integer, primary_key=True)
     name = db.Column(db.String(64), unique=True, nullable=False)
-    timing = db.Column(db.JSON, nullable=False)  # backup.schedule.Timing.to_dict()
+    timing = db.Column(db.JSON, nullable=False)  # backup.schedule_timing.Timing.to_dict()
     backup_type = db.Column(db.String(16), nullable=False, default="full")
     source_ids = db.Column(db.JSON, nullable=False, default=list)  # for backup_type "custom"
     compression = db.Column(db.String(8), nullable=False, default="zstd")

@@ -10,7 +10,7 @@ import json
 
 from .backup.archive import COMPRESSIONS
 from .backup.engine import CAIRN_VERSION
-from .backup.schedule import PRESET_KINDS as PRESETS
+from .backup.schedule_timing import PRESET_KINDS as PRESETS
 from .backup.sources import SOURCE_KINDS
 from .models import MAX_ID, BACKUP_TYPES, OPERATION_KINDS, ROLES, STATUSES, TRIGGERS
 from .services.settings import RETENTION_RULES

@@ -11,7 +11,8 @@ from engine_support import (SUFFIXES, extract, files_source, leftovers, read_jso
                             sha256_of, sha256sum_check, sqlite_source, sqlite_state, tar_members,
                             tree_state)
 from webapp.backup import BackupError, create_backup, make_source
-from webapp.backup.archive import ArchiveWriter, extension_for, read_manifest
+from webapp.backup.archive import extension_for, read_manifest
+from webapp.backup.archive_writer import ArchiveWriter
 
 MAGIC = {"zstd": b"\x28\xb5\x2f\xfd", "gzip": b"\x1f\x8b"}
 

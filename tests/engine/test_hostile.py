@@ -14,8 +14,8 @@ from backports import zstd
 from engine_support import files_source, make_db, sha256_of, sqlite_source, write_file
 from test_restore import cairn_leftovers, target_state
 
+from webapp.backup.archive_scan import scan_archive
 from webapp.backup.errors import RestoreError, VerifyError
-from webapp.backup.reader import scan_archive
 from webapp.backup.restore import restore_archive, verify_archive
 
 MTIME = 1_600_000_000

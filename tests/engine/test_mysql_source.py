@@ -22,7 +22,7 @@ from engine_support import decompressed_bytes, extract, leftovers
 from helpers import wait_for
 
 from webapp.backup import make_source
-from webapp.backup.archive import ArchiveWriter
+from webapp.backup.archive_writer import ArchiveWriter
 from webapp.backup.errors import Cancelled, DumpError, RestoreError, SourceError
 from webapp.backup.progress import Reporter
 from webapp.backup.restore import apply_all, restore_archive, verify_archive

@@ -24,7 +24,7 @@ from engine_support import extract, leftovers, read_json_member
 from helpers import need, wait_for
 
 from webapp.backup import Cancelled, SourceError, make_source
-from webapp.backup.archive import ArchiveWriter
+from webapp.backup.archive_writer import ArchiveWriter
 from webapp.backup.errors import RestoreError
 from webapp.backup.restore import restore_archive, verify_archive
 from webapp.backup.sources.base import url_without_password

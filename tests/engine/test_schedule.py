@@ -7,8 +7,9 @@ import zoneinfo
 
 import pytest
 
-from webapp.backup.schedule import (ScheduleError, Timing, cron_expression, describe, due_run,
-                                    next_runs)
+from webapp.backup.schedule_description import describe
+from webapp.backup.schedule_runs import cron_expression, due_run, next_runs
+from webapp.backup.schedule_timing import ScheduleError, Timing
 
 UTC = dt.timezone.utc
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")

@@ -12,9 +12,9 @@ from engine_support import build_tree, files_source, make_db, sqlite_source, wri
 from test_restore import cairn_leftovers, target_state
 
 from webapp.backup import create_backup
-from webapp.backup.archive import ArchiveWriter
+from webapp.backup.archive_scan import scan_archive
+from webapp.backup.archive_writer import ArchiveWriter
 from webapp.backup.errors import RestoreError, VerifyError
-from webapp.backup.reader import scan_archive
 from webapp.backup.restore import restore_archive, verify_archive
 
 FLIPS = 20

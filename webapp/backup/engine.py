@@ -7,7 +7,7 @@ import os
 import shutil
 import time
 
-from .archive import ArchiveWriter
+from .archive_writer import ArchiveWriter
 from .errors import BackupError
 from .progress import Reporter
 

@@ -10,8 +10,8 @@ import shutil
 import tarfile
 
 from .archive import COMPRESSIONS
+from .archive_scan import scan_archive
 from .errors import VerifyError
-from .reader import scan_archive
 from .restore import DatabaseSpool
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"

@@ -12,8 +12,10 @@ import os
 import shutil
 import tempfile
 
+from .archive_scan import scan_archive
+from .checksums import checksum_problems, quick_check
 from .errors import RestoreError, VerifyError
-from .reader import DumpFile, checksum_problems, database_kind, quick_check, scan_archive
+from .reader import DumpFile, database_kind
 from .sources import dump_check_for
 from .sources.files import remove_tree
 

@@ -1,4 +1,4 @@
-"""A fast, strict reader of compressed tar streams, for the checking reader in reader.py.
+"""A fast, strict reader of compressed tar streams, for the checking reader in archive_scan.py.
 
 Python's tarfile parses a stream through layers of buffered file objects and copies every
 member's bytes at least twice; on an archive of 20,000 small files that costs several times the

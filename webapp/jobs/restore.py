@@ -7,8 +7,8 @@ from flask import current_app
 from rq.timeouts import JobTimeoutException
 
 from ..backup import BackupError, Cancelled
+from ..backup.checksums import quick_check
 from ..backup.errors import VerifyError
-from ..backup.reader import quick_check
 from ..backup.restore import remove_old_copies, restore_archive
 from ..extensions import db
 from ..models import Source, Status

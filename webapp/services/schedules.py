@@ -2,8 +2,9 @@
 
 import datetime as dt
 
-from ..backup.schedule import ScheduleError, Timing, next_runs
-from ..backup.schedule import describe as describe_timing
+from ..backup.schedule_description import describe as describe_timing
+from ..backup.schedule_runs import next_runs
+from ..backup.schedule_timing import ScheduleError, Timing
 from ..errors import Conflict, Invalid, NotFound
 from ..extensions import db
 from ..models import BACKUP_TYPES, Schedule, isoformat, utcnow

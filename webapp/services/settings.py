@@ -14,7 +14,7 @@ import json
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
-from ..backup.schedule import ScheduleError, check_timezone
+from ..backup.schedule_timing import ScheduleError, check_timezone
 from ..errors import Invalid
 from ..extensions import db
 from ..models import Setting, utcnow

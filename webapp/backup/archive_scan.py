@@ -1,0 +1,209 @@
+"""Reading Cairn archives back: one streaming pass that checks everything (no outside tool).
+
+Every read goes through `scan_archive`, which hashes the file as it reads it, decompresses with
+backports.zstd or gzip (both raise on truncation), walks the tar stream, and holds each member to
+an allow-list (regular files and folders only, no absolute paths, no `..`, known top-level
+names), to the manifest's size and SHA-256, and to the order `cairn.json` first and
+`manifest.json` last. Members are handed to a sink chosen by the caller (discard, a staging file,
+a spool for checking a database), so verification and restore share one reader.
+"""
+
+import dataclasses
+import hashlib
+import os
+import tarfile
+import zlib
+
+from backports import zstd
+
+from .archive import compression_from_name
+from .archive_checks import (TOP_LEVEL, check_expected, check_magic, check_member_layout,
+                             check_member_safety, check_meta, compare_manifest, member_name, parse_json)
+from .errors import Cancelled, VerifyError
+from .tarstream import DecompressedInput, TarStream
+
+MAX_JSON_BYTES = 64 << 20  # cairn.json and manifest.json are read into memory; nothing else is
+# An archive that unpacks to more than this many times its own size (plus a margin) is treated as
+# a decompression bomb. Real backups stay far below it: even text compresses less than 20:1.
+MAX_EXPANSION = 200
+EXPANSION_MARGIN = 1 << 30
+STREAM_ERRORS = (EOFError, tarfile.TarError, zstd.ZstdError, zlib.error, OSError, UnicodeDecodeError)
+
+
+@dataclasses.dataclass
+class ScanResult:
+    sha256: str
+    size: int
+    meta: dict
+    manifest: dict
+    members: list
+
+
+class _Progress:
+    """Reports the raw bytes read by the input thread, from the caller's thread (where the
+    reporter's callback may touch the database) and at most once per chunk read."""
+
+    def __init__(self, source, reporter):
+        self.source = source
+        self.reporter = reporter
+        self.reported = 0
+
+    def __call__(self):
+        if self.reporter is not None and self.source.raw_size != self.reported:
+            self.reporter.advance(self.source.raw_size - self.reported)
+            self.reported = self.source.raw_size
+
+
+def limited(chunks, limit):
+    """The decompressed chunks, refused as a decompression bomb once they exceed `limit` bytes.
+
+    Headers count as well as member data, and so does anything after the end of the tar.
+    """
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > limit:
+            raise bomb(limit)
+        yield chunk
+
+
+def bomb(limit):
+    return VerifyError(f"the archive unpacks to more than {limit} bytes; refusing it as a decompression bomb")
+
+def scan_archive(path, sink=None, expected=None, reporter=None, max_unpacked=None):
+    """Stream the archive once, check it whole, and hand each member's bytes to `sink`.
+
+    `sink(name, member)` is called for every member after cairn.json but manifest.json. For a
+    regular file it returns None (discard) or an object with write(bytes) and close(); for a
+    folder it only takes note (its return value is not used). With `expected` (the members list from the
+    record) every member is held to its recorded size and SHA-256 as it streams, so an oversized
+    member is refused before its bytes land anywhere. Raises VerifyError naming the first
+    problem; Cancelled when the reporter says so.
+    """
+    compression = compression_from_name(path)
+    if not os.path.isfile(path):
+        raise VerifyError(f"{os.path.basename(path)}: the archive file is missing")
+    expected_by_name = {m["path"]: m for m in expected} if expected is not None else None
+    limit = max_unpacked if max_unpacked is not None else unpack_limit(os.path.getsize(path))
+    check_magic(path, compression)
+    source = DecompressedInput(path, compression)
+    progress = _Progress(source, reporter)
+    try:
+        scan = _Scan(TarStream(limited(source.chunks(), limit)), sink, expected_by_name, limit, progress)
+        scan.run()
+    except (VerifyError, Cancelled):
+        raise
+    except STREAM_ERRORS as e:
+        raise VerifyError(f"{os.path.basename(path)} is truncated or damaged ({stream_error(e)})") from None
+    finally:
+        source.close()
+    if scan.meta is None:
+        raise VerifyError("cairn.json is missing: this is not a Cairn archive")
+    if scan.manifest is None:
+        raise VerifyError("manifest.json is missing: the archive is incomplete")
+    compare_manifest(scan.seen, scan.manifest, expected)
+    return ScanResult(source.sha256.hexdigest(), source.raw_size, scan.meta, scan.manifest, scan.seen)
+
+
+class _Scan:
+    """One pass over the members of a tar stream: each is checked, then read or handed to the sink."""
+
+    def __init__(self, tar, sink, expected_by_name, limit, progress):
+        self.tar = tar
+        self.sink = sink
+        self.expected_by_name = expected_by_name
+        self.limit = limit
+        self.progress = progress
+        self.seen, self.names, self.meta, self.manifest, self.unpacked = [], set(), None, None, 0
+
+    def run(self):
+        while (member := self.tar.next_member()) is not None:
+            self.progress()
+            name = self.admit(member)
+            if name in TOP_LEVEL:
+                self.read_top_level(member, name)
+            else:
+                self.read_content(member, name)
+        self.progress()  # the tar's end-of-archive check read the decompressed stream to its very end
+
+    def admit(self, member):
+        """Check a member's header before any of its data is read; return its name."""
+        if self.manifest is not None:
+            raise VerifyError(f"member {member.name!r} follows manifest.json, which must be last")
+        check_member_safety(member)
+        name = member_name(member)
+        if self.meta is None and name != "cairn.json":
+            raise VerifyError(f"this is not a Cairn archive: its first member is {name!r}, not cairn.json")
+        check_member_layout(member)
+        if name in self.names:
+            raise VerifyError(f"member {name!r} appears twice")
+        self.names.add(name)
+        self.unpacked += member.size  # refused on the header's word, before reading the data
+        if self.unpacked > self.limit:
+            raise bomb(self.limit)
+        return name
+
+    def read_top_level(self, member, name):
+        data = read_json_member(self.tar, member)
+        if name == "cairn.json":
+            self.meta = parse_json(data, "cairn.json")
+            check_meta(self.meta)
+            self.seen.append(entry_for(member, hashlib.sha256(data).hexdigest()))
+        else:
+            self.manifest = parse_json(data, "manifest.json")
+
+    def read_content(self, member, name):
+        want = self.expected_by_name.get(name) if self.expected_by_name is not None else None
+        if self.expected_by_name is not None:
+            check_expected(member, want)
+        if member.isdir():
+            if self.sink is not None:
+                self.sink(name, member)  # folders carry their owner, which the manifest does not
+            self.seen.append(entry_for(member, None))
+            return
+        digest = copy_member(self.tar, member, self.sink(name, member) if self.sink else None, self.progress)
+        if want is not None and digest != want.get("sha256"):
+            raise VerifyError(f"{name}: SHA-256 does not match the manifest (damaged)")
+        self.seen.append(entry_for(member, digest))
+
+
+def unpack_limit(compressed_size):
+    return compressed_size * MAX_EXPANSION + EXPANSION_MARGIN
+
+
+def stream_error(error):
+    text = str(error) or error.__class__.__name__
+    return text if len(text) < 200 else text[:200] + "…"
+
+
+def read_json_member(tar, member):
+    if member.size > MAX_JSON_BYTES:
+        raise VerifyError(f"{member.name} is {member.size} bytes; too large to be Cairn's")
+    return b"".join(tar.data(member))
+
+
+def copy_member(tar, member, out, progress):
+    """Read a member's bytes into `out` (None: nowhere), hashing them; return the digest.
+
+    `progress` is called for every piece, so a cancel takes effect within one chunk.
+    """
+    digest = hashlib.sha256()
+    try:
+        for piece in tar.data(member):
+            digest.update(piece)
+            if out is not None:
+                out.write(piece)
+            progress()
+    finally:
+        if out is not None:
+            out.close()
+    return digest.hexdigest()
+
+
+def entry_for(member, sha256):
+    kind = "dir" if member.isdir() else "file"
+    entry = {"path": member_name(member), "type": kind, "size": member.size, "mode": member.mode & 0o7777,
+             "mtime": int(member.mtime)}
+    if kind == "file":
+        entry["sha256"] = sha256
+    return entry
