@@ -7,7 +7,6 @@ import sqlite3
 import time
 
 import psutil
-import pytest
 from helpers import wait_for
 
 try:

@@ -3,7 +3,6 @@ a clear message by the reader, verify and restore, and a refused restore writes 
 """
 
 import hashlib
-import io
 import json
 import os
 import sqlite3

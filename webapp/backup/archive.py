@@ -6,7 +6,6 @@ beside it, so `sha256sum -c` and `zstd -d | tar x` work without Cairn.
 """
 
 import gzip
-import hashlib
 import json
 import os
 import tarfile
@@ -80,15 +79,6 @@ def write_sidecar(path, sha256):
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, sidecar_path(path))
-
-
-def file_sha256(path):
-    """SHA-256 of a whole file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_manifest(path):

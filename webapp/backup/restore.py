@@ -15,7 +15,7 @@ import tempfile
 from .archive_scan import scan_archive
 from .checksums import checksum_problems, quick_check
 from .errors import RestoreError, VerifyError
-from .reader import DumpFile, database_kind
+from .dump_files import DumpFile, database_kind
 from .sources import dump_check_for
 from .sources.files import remove_tree
 

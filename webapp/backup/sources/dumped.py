@@ -10,7 +10,7 @@ import os
 import time
 
 from ..errors import DumpError, RestoreError, SourceError
-from ..reader import DumpFile
+from ..dump_files import DumpFile
 from .base import Restorer, Source, url_without_password
 
 

@@ -6,7 +6,7 @@ import stat
 import time
 
 from ..errors import DumpError, RestoreError, SourceError
-from ..reader import DumpFile, sqlite_integrity_problem, sqlite_uri
+from ..dump_files import DumpFile, sqlite_integrity_problem, sqlite_uri
 from .base import Restorer, Source, beside, make_parents, remove_made_parents
 
 SQLITE_HEADER = b"SQLite format 3\x00"
