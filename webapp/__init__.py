@@ -29,6 +29,8 @@ def create_app(config=None):
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in."
     login_manager.session_protection = "strong"
+    from . import headers
+    headers.init_app(app)
 
     from . import cli, models  # noqa: F401  (importing models registers their tables)
     from .views import register_blueprints
