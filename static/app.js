@@ -40,7 +40,6 @@ document.addEventListener("submit", function (event) {
   }
   event.preventDefault();
   var bar = document.getElementById(barId);
-  var fill = bar.querySelector(".progress-fill");
   var text = document.getElementById(barId + "-text");
   bar.hidden = false;
   var xhr = new XMLHttpRequest();
@@ -48,7 +47,7 @@ document.addEventListener("submit", function (event) {
   xhr.upload.onprogress = function (e) {
     if (e.lengthComputable) {
       var percent = Math.floor(100 * e.loaded / e.total);
-      fill.style.width = percent + "%";
+      bar.value = percent;
       text.textContent = "Uploading… " + percent + " %";
     }
   };

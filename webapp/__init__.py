@@ -31,6 +31,8 @@ def create_app(config=None):
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in."
     login_manager.session_protection = "strong"
+    from . import headers
+    headers.init_app(app)
 
     register_blueprints(app)
     app.url_value_preprocessor(refuse_ids_beyond_the_database)

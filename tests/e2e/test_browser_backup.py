@@ -62,7 +62,7 @@ def test_browser_backup(browser, standard_tools, cairn, api, e2e, page, tmp_path
         page.evaluate("window.__e2e_same_page = true")
         expect(panel.locator(".phase")).to_have_text("dumping sqlite:gate", timeout=TIMEOUT_MS)
         expect(badge).to_have_attribute("data-status", "running")
-        expect(panel.locator(".progress[role=progressbar]")).to_be_visible()
+        expect(panel.get_by_role("progressbar")).to_be_visible()
         page.wait_for_timeout(1500)
         assert status_polls, "the status panel never polled"
         assert page.evaluate("window.__e2e_same_page") is True, "the page reloaded while the backup ran"
@@ -74,8 +74,8 @@ def test_browser_backup(browser, standard_tools, cairn, api, e2e, page, tmp_path
     expect(page.locator(f"#backup-status-{backup_id} .badge[data-status]")).to_have_attribute(
         "data-status", "completed", timeout=TIMEOUT_MS)
     expect(page.locator(f"#backup-status-{backup_id} .badge")).to_have_text("completed")
-    expect(page.locator(f"#backup-status-{backup_id} .progress")).to_have_attribute(
-        "aria-valuenow", re.compile(r"^100(\.0+)?$"))
+    expect(page.locator(f"#backup-status-{backup_id}").get_by_role("progressbar")).to_have_attribute(
+        "value", re.compile(r"^100(\.0+)?$"))
     record = api.backup(backup_id)
     assert record["status"] == "completed" and record["note"] == "from the browser ✓"
     assert {s["name"] for s in record["sources"]} == {"browser-files", "gate"}
