@@ -6,7 +6,7 @@ import os
 from flask import Flask, abort, redirect, url_for
 from flask_login import login_required
 
-from . import cli
+from . import cli, headers
 from .config import load_config
 from .extensions import csrf, db, login_manager, migrate
 from .models import MAX_ID, User
@@ -31,7 +31,6 @@ def create_app(config=None):
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in."
     login_manager.session_protection = "strong"
-    from . import headers
     headers.init_app(app)
 
     register_blueprints(app)
