@@ -14,6 +14,7 @@ import subprocess
 import tarfile
 
 from webapp.backup import make_source
+from webapp.backup.archive_writer import ArchiveWriter
 
 BASE_MTIME = 1_600_000_000
 BIG_SIZE = 2 * 1024 * 1024 + 12345  # > 2 MiB, and not a multiple of any block size
@@ -210,3 +211,19 @@ def leftovers(directory):
     for dirpath, _, filenames in os.walk(directory):
         found += [os.path.relpath(os.path.join(dirpath, n), directory) for n in filenames]
     return sorted(found)
+
+
+DUMP_SUFFIXES = {"sqlite": "sqlite3", "postgres": "pgdump", "mysql": "sql"}
+
+
+def write_database_archive(path, dump, kind, location):
+    """An archive of one database source `app` whose cairn.json, manifest, hashes and sidecar all
+    agree with `dump` (which may be damaged on purpose); returns its SHA-256 and members.
+    `location` is the source's path (sqlite) or its URL without the password."""
+    where = {"path": os.fspath(location)} if kind == "sqlite" else {"url": location}
+    with ArchiveWriter(path) as writer:
+        writer.add_json("cairn.json", {"format": "cairn-archive", "format_version": 1, "type": "database",
+                                       "mode": "full", "sources": [{"name": "app", "kind": kind, **where}]}, 0)
+        writer.add_stream(f"database/app.{DUMP_SUFFIXES[kind]}", io.BytesIO(dump), len(dump), 0o644, 0)
+        manifest = writer.finish({"sources": [{"name": "app", "kind": kind, "size": len(dump)}]}, 0)
+    return writer.sha256, manifest["members"]

@@ -6,7 +6,6 @@ afterwards. The server is TEST_MYSQL_URL (default mysql://root@127.0.0.1:3306/te
 """
 
 import hashlib
-import io
 import os
 import stat
 import subprocess
@@ -18,11 +17,10 @@ import uuid
 import psutil
 import pymysql
 import pytest
-from engine_support import decompressed_bytes, extract, leftovers
+from engine_support import decompressed_bytes, extract, leftovers, write_database_archive
 from helpers import wait_for
 
 from webapp.backup import make_source
-from webapp.backup.archive_writer import ArchiveWriter
 from webapp.backup.errors import Cancelled, DumpError, RestoreError, SourceError
 from webapp.backup.progress import Reporter
 from webapp.backup.restore import apply_all, restore_archive, verify_archive
@@ -308,21 +306,10 @@ def dump_member(archive, tmp_path, name="app"):
     return (root / "database" / f"{name}.sql").read_bytes()
 
 
-def write_mysql_archive(path, dump, url):
-    """An archive whose cairn.json, manifest, hashes and sidecar all agree with `dump`."""
-    with ArchiveWriter(path) as writer:
-        writer.add_json("cairn.json", {"format": "cairn-archive", "format_version": 1, "type": "database",
-                                       "mode": "full", "sources": [{"name": "app", "kind": "mysql",
-                                                                    "url": url_without_password(url)}]}, 0)
-        writer.add_stream("database/app.sql", io.BytesIO(dump), len(dump), 0o644, 0)
-        manifest = writer.finish({"sources": [{"name": "app", "kind": "mysql", "size": len(dump)}]}, 0)
-    return writer.sha256, manifest["members"]
-
-
 def restore_crafted(tmp_path, dump, database):
     """Restore `dump` into `database` from an otherwise consistent archive."""
     archive = tmp_path / "crafted" / f"backup_manual_{uuid.uuid4().hex[:6]}.tar.zst"
-    sha256, members = write_mysql_archive(archive, dump, url_for(database))
+    sha256, members = write_database_archive(archive, dump, "mysql", url_without_password(url_for(database)))
     return restore_archive(archive, [mysql_source(database)], token=TOKEN, expected_sha256=sha256,
                            expected_members=members, lock_timeout=5)
 
@@ -472,7 +459,7 @@ def test_a_dump_cut_before_its_completion_marker_is_named_and_never_restored(scr
     dump = dump_member(archive, tmp_path)
     cut = dump[:dump.rindex(b"-- Dump completed")]
     crafted = tmp_path / "out" / "backup_manual_cut.tar.zst"
-    sha256, members = write_mysql_archive(crafted, cut, url_for(database))
+    sha256, members = write_database_archive(crafted, cut, "mysql", url_without_password(url_for(database)))
 
     report = verify_archive(crafted, sha256, members, deep=True, staging_dir=tmp_path / "v")
 

@@ -6,7 +6,6 @@ schema objects with their definitions, and each sequence's position.
 """
 
 import concurrent.futures
-import io
 import json
 import os
 import re
@@ -20,11 +19,10 @@ import uuid
 import psutil
 import psycopg
 import pytest
-from engine_support import extract, leftovers, read_json_member
+from engine_support import extract, leftovers, read_json_member, write_database_archive
 from helpers import need, wait_for
 
 from webapp.backup import Cancelled, SourceError, make_source
-from webapp.backup.archive_writer import ArchiveWriter
 from webapp.backup.errors import RestoreError
 from webapp.backup.restore import restore_archive, verify_archive
 from webapp.backup.sources.base import url_without_password
@@ -387,17 +385,6 @@ def test_deep_verify_passes_on_a_good_archive(backup, app_db, tmp_path):
     assert report.members == 2  # cairn.json and the dump (the manifest lists them)
 
 
-def write_archive_around(path, dump, url):
-    """An archive whose cairn.json, manifest, hashes and sidecar all agree with `dump`."""
-    with ArchiveWriter(path) as writer:
-        writer.add_json("cairn.json", {"format": "cairn-archive", "format_version": 1, "type": "database",
-                                       "mode": "full", "sources": [{"name": "app", "kind": "postgres",
-                                                                    "url": url_without_password(url)}]}, 0)
-        writer.add_stream("database/app.pgdump", io.BytesIO(dump), len(dump), 0o644, 0)
-        manifest = writer.finish({"sources": [{"name": "app", "kind": "postgres", "size": len(dump)}]}, 0)
-    return writer.sha256, manifest["members"]
-
-
 def overwrite_header(dump):
     return b"XXXXX" + dump[5:]
 
@@ -413,7 +400,7 @@ def test_a_damaged_dump_is_named_and_never_restored(backup, app_db, tmp_path, da
     _, good = backup([pg_source(url)])
     dump = (extract(good, tmp_path / "good") / "database" / "app.pgdump").read_bytes()
     archive = tmp_path / "out" / "backup_manual_damaged.tar.zst"
-    sha256, members = write_archive_around(archive, damage(dump), url)
+    sha256, members = write_database_archive(archive, damage(dump), "postgres", url_without_password(url))
 
     report = verify_archive(archive, sha256, members, deep=True, staging_dir=tmp_path / "v")
     assert not report.ok

@@ -1,19 +1,17 @@
 """Verifying archives (quick and deep), and refusing to restore from any damaged one."""
 
 import hashlib
-import io
 import os
 import shutil
 import sqlite3
 
 import pytest
 from backports import zstd
-from engine_support import build_tree, files_source, make_db, sqlite_source, write_file
+from engine_support import build_tree, files_source, make_db, sqlite_source, write_database_archive, write_file
 from test_restore import cairn_leftovers, target_state
 
 from webapp.backup import create_backup
 from webapp.backup.archive_scan import scan_archive
-from webapp.backup.archive_writer import ArchiveWriter
 from webapp.backup.errors import RestoreError, VerifyError
 from webapp.backup.restore import restore_archive, verify_archive
 
@@ -227,24 +225,13 @@ def break_page(path):
         f.write(b"\xff" * 4096)
 
 
-def write_archive_around(path, dump, source_path):
-    """An archive whose cairn.json, manifest, hashes and sidecar all agree with `dump`."""
-    with ArchiveWriter(path) as writer:
-        writer.add_json("cairn.json", {"format": "cairn-archive", "format_version": 1, "type": "database",
-                                       "mode": "full", "sources": [{"name": "app", "kind": "sqlite",
-                                                                    "path": os.fspath(source_path)}]}, 0)
-        writer.add_stream("database/app.sqlite3", io.BytesIO(dump), len(dump), 0o644, 0)
-        manifest = writer.finish({"sources": [{"name": "app", "kind": "sqlite", "size": len(dump)}]}, 0)
-    return writer.sha256, manifest["members"]
-
-
 @pytest.mark.parametrize("damage", [break_index, break_page], ids=["index", "page"])
 def test_a_dump_that_fails_integrity_check_is_named_and_never_restored(tmp_path, plain_db, damage):
     bad = tmp_path / "bad.db"
     make_db(bad).close()
     damage(bad)
     archive = tmp_path / "out" / "backup_manual_1.tar.zst"
-    sha256, members = write_archive_around(archive, bad.read_bytes(), plain_db)
+    sha256, members = write_database_archive(archive, bad.read_bytes(), "sqlite", plain_db)
 
     report = verify_archive(archive, sha256, members, deep=True, staging_dir=tmp_path / "v")
     assert not report.ok
