@@ -13,6 +13,13 @@ def utcnow():
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
+def as_naive_utc(moment):
+    """An aware time as the naive UTC the database keeps (naive times and None pass through)."""
+    if moment is not None and moment.tzinfo is not None:
+        moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return moment
+
+
 def isoformat(value):
     """Times are stored naive in UTC and shown as ISO 8601 with a Z."""
     return value.replace(microsecond=0).isoformat() + "Z" if value else None

@@ -7,7 +7,7 @@ from ..backup.schedule_runs import next_runs
 from ..backup.schedule_timing import ScheduleError, Timing
 from ..errors import Conflict, Invalid, NotFound
 from ..extensions import db
-from ..models import BACKUP_TYPES, Schedule, isoformat, utcnow
+from ..models import BACKUP_TYPES, Schedule, as_naive_utc, isoformat, utcnow
 from .audit import audit
 from .backups import check_backup_options, select_sources, start_backup
 from .settings import retention_policy
@@ -34,10 +34,6 @@ def next_scheduled_run():
     """When the next enabled schedule is due (naive UTC), or None."""
     return (db.session.query(db.func.min(Schedule.next_run_at))
             .filter(Schedule.enabled.is_(True)).scalar())
-
-
-def as_naive_utc(moment):
-    return moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
 def first_run_after(schedule, moment):

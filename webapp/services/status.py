@@ -7,7 +7,7 @@ import socket
 from rq import Worker
 
 from ..extensions import db, get_queue
-from ..models import ACTIVE_STATUSES, STATUSES, Backup, Operation, Status, isoformat
+from ..models import ACTIVE_STATUSES, STATUSES, Backup, Operation, Status, as_naive_utc, isoformat
 from .backups import last_completed_backup, running_backup
 from .schedules import next_scheduled_run
 from .storage import backup_storage
@@ -43,13 +43,6 @@ def live_workers():
              "last_heartbeat": isoformat(as_naive_utc(w.last_heartbeat))}
             for w in Worker.all(queue=get_queue())
             if not (w.hostname == host and w.pid and not process_alive(w.pid))]
-
-
-def as_naive_utc(moment):
-    """RQ hands out aware times; the API shows naive UTC ones with a Z."""
-    if moment is not None and moment.tzinfo is not None:
-        moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return moment
 
 
 def redis_state():
