@@ -1,13 +1,12 @@
 """`flask users create|set-password|disable|enable`."""
 
 import click
-from flask.cli import AppGroup
 
-from ..errors import ServiceError
 from ..services import accounts
 from ..services.audit import SYSTEM
+from .common import ServiceGroup
 
-group = AppGroup("users", help="Manage users.")
+group = ServiceGroup("users", help="Manage users.")
 
 
 @group.command("create")
@@ -16,10 +15,7 @@ group = AppGroup("users", help="Manage users.")
 @click.option("--role", type=click.Choice(["admin", "viewer"]), default="admin", show_default=True)
 def create_user(username, password, role):
     """Create a user."""
-    try:
-        accounts.create_user(SYSTEM, username, password, role)
-    except ServiceError as e:
-        raise click.ClickException(e.message) from None
+    accounts.create_user(SYSTEM, username, password, role)
     click.echo(f"user {username} created ({role})")
 
 
@@ -49,7 +45,4 @@ def enable(username):
 
 
 def change_user(username, changes):
-    try:
-        accounts.update_user(SYSTEM, accounts.user_named(username), changes)
-    except ServiceError as e:
-        raise click.ClickException(e.message) from None
+    accounts.update_user(SYSTEM, accounts.user_named(username), changes)

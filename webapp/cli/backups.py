@@ -1,0 +1,201 @@
+"""`flask backups list|create|show|verify|restore|download|delete`: the services the pages and
+the API use, from the server's command line."""
+
+import hashlib
+import json
+import os
+
+import click
+
+from ..backup.archive import COMPRESSIONS
+from ..models import BACKUP_TYPES, STATUSES, TRIGGERS
+from ..services import backups, operations, restores
+from .common import actor, emit, json_option, service_group, size, table, wait_option
+from .progress import follow
+from .serialise import as_data, listing
+
+CHUNK = 1 << 20
+
+group = service_group("backups", "Back up, verify, restore, download and delete backups.")
+backup_id_argument = click.argument("backup_id", metavar="ID", type=int)
+
+
+@group.command("list")
+@click.option("--type", "backup_type", type=click.Choice(BACKUP_TYPES))
+@click.option("--status", type=click.Choice(STATUSES))
+@click.option("--trigger", type=click.Choice(TRIGGERS))
+@click.option("--since", metavar="DATE", help="Created at or after this ISO 8601 date or time.")
+@click.option("--until", metavar="DATE", help="Created before this time, or up to the end of this date.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, metavar="N")
+@json_option
+def list_backups(backup_type, status, trigger, since, until, limit, as_json):
+    """List backups, newest first."""
+    query = backups.backup_query(type=backup_type, status=status, trigger=trigger, since=since, until=until)
+    emit(as_json, listing(query.limit(limit).all(), query.count()), backups_text)
+
+
+@group.command("create")
+@click.option("--type", "backup_type", type=click.Choice(BACKUP_TYPES),
+              help="What to back up  [default: custom with --source, else full]")
+@click.option("--source", "source_ids", type=int, multiple=True, metavar="ID",
+              help="A source to back up (type custom); repeat it for more.")
+@click.option("--note", default="", help="A note kept with the backup.")
+@click.option("--compression", type=click.Choice(list(COMPRESSIONS)), default="zstd", show_default=True)
+@wait_option
+@json_option
+def create(backup_type, source_ids, note, compression, wait, as_json):
+    """Start a backup (one runs at a time)."""
+    backup = backups.start_backup(actor(), type=backup_type or ("custom" if source_ids else "full"),
+                                  source_ids=list(source_ids) or None, note=note, compression=compression)
+    follow(backup, wait, as_json, backup_text)
+
+
+@group.command("show")
+@backup_id_argument
+@json_option
+def show(backup_id, as_json):
+    """Show one backup."""
+    emit(as_json, as_data(backups.get_backup(backup_id)), backup_text)
+
+
+@group.command("verify")
+@backup_id_argument
+@click.option("--deep", is_flag=True, help="Also unpack the archive and check every member and database.")
+@wait_option
+@json_option
+def verify(backup_id, deep, wait, as_json):
+    """Check a completed backup's archive against its SHA-256 (and with --deep, its manifest)."""
+    operation = operations.start_verify(actor(), backups.get_backup(backup_id), deep=deep)
+    follow(operation, wait, as_json, operation_text)
+
+
+@group.command("restore")
+@backup_id_argument
+@click.option("--source", "source_ids", type=int, multiple=True, metavar="ID",
+              help="Restore only this source; repeat it for more  [default: every source in the backup]")
+@click.option("--safety-backup/--no-safety-backup", default=True, show_default=True,
+              help="Back up the current data first, to roll back to.")
+@click.option("--confirm", metavar="RESTORE", help="Do not ask: RESTORE confirms.")
+@wait_option
+@json_option
+def restore(backup_id, source_ids, safety_backup, confirm, wait, as_json):
+    """Restore a backup over the current data of its sources.
+
+    Lists what it overwrites and asks you to type RESTORE, unless --confirm RESTORE is given;
+    anything else stops it with nothing done. Unlike the web, it does not ask for a password
+    again: that check is for browser sessions left open, and whoever runs `flask` on the
+    server already has the machine.
+    """
+    backup, source_ids = backups.get_backup(backup_id), list(source_ids) or None
+    if confirm is None:
+        confirm = ask_to_confirm(backup, source_ids)
+    operation = restores.start_restore(actor(), backup, confirm=confirm, source_ids=source_ids,
+                                       safety_backup=safety_backup)
+    follow(operation, wait, as_json, operation_text)
+
+
+def ask_to_confirm(backup, source_ids):
+    backups.archive_path(backup)  # no question about a backup that cannot be restored
+    click.echo(f"Restoring backup {backup.id} ({backup.name}) overwrites:", err=True)
+    for source in restores.restore_targets(backup, source_ids):
+        click.echo(f"  {source.name} ({source.kind}) {source.location}", err=True)
+    return click.prompt("Type RESTORE to go on", default="", show_default=False, err=True)
+
+
+@group.command("download")
+@backup_id_argument
+@click.option("--output", "-o", type=click.Path(), metavar="PATH",
+              help="The file (or folder) to write  [default: the backup's file name, here]")
+@json_option
+def download(backup_id, output, as_json):
+    """Copy a completed backup's archive to a file; an existing file is never overwritten."""
+    backup = backups.get_backup(backup_id)
+    backups.archive_path(backup)
+    target = download_target(backup, output)
+    digest, written = copy_new_file(backups.download(actor(), backup), target)
+    emit(as_json, {"id": backup.id, "path": target, "size": written, "sha256": digest},
+         lambda data: f"backup {data['id']}: {data['path']} ({size(data['size'])}, sha256 {data['sha256']})")
+    if digest != backup.sha256:
+        raise click.ClickException(f"the copy's SHA-256 differs from the backup's ({backup.sha256}); "
+                                   f"verify the backup")
+
+
+def download_target(backup, output):
+    target = os.path.abspath(output or backup.download_name)
+    if os.path.isdir(target):
+        target = os.path.join(target, backup.download_name)
+    if os.path.lexists(target):
+        raise click.ClickException(f"{target} exists; choose another --output")
+    return target
+
+
+def copy_new_file(source, target):
+    """Stream `source` into a new file `target`; its SHA-256 and size. No partial file is left."""
+    digest, written = hashlib.sha256(), 0
+    with open(source, "rb") as src:
+        try:
+            dst = open(target, "xb")
+        except FileExistsError:
+            raise click.ClickException(f"{target} exists; choose another --output") from None
+        except OSError as e:
+            raise click.ClickException(f"cannot write {target}: {e.strerror}") from None
+        try:
+            with dst:
+                while chunk := src.read(CHUNK):
+                    dst.write(chunk)
+                    digest.update(chunk)
+                    written += len(chunk)
+        except BaseException:
+            os.unlink(target)
+            raise
+    return digest.hexdigest(), written
+
+
+@group.command("delete")
+@backup_id_argument
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@json_option
+def delete(backup_id, yes, as_json):
+    """Delete a backup and its archive."""
+    backup = backups.get_backup(backup_id)
+    if not yes:
+        click.confirm(f"Delete backup {backup.id} ({backup.name}) and its archive?", abort=True, err=True)
+    backups.delete_backup(actor(), backup)
+    emit(as_json, None, lambda _: f"backup {backup_id} deleted")
+
+
+# ------------------------------------------------------------------ text ----
+
+def backups_text(data):
+    rows = [(b["id"], b["status"], b["type"], b["trigger"], b["created_at"], size(b["file_size"]), b["name"])
+            for b in data["items"]]
+    shown = f"{len(rows)} of {data['total']} backups"
+    return table(rows, ("ID", "STATUS", "TYPE", "TRIGGER", "CREATED", "SIZE", "NAME")) + f"\n{shown}"
+
+
+def backup_text(b):
+    lines = [f"backup {b['id']}: {b['name']}", f"  status    {b['status']} {progress(b)}".rstrip(),
+             f"  type      {b['type']} ({b['trigger']}), {b['compression']}",
+             f"  created   {b['created_at']}" + (f" by {b['created_by']}" if b["created_by"] else ""),
+             f"  sources   {', '.join(s['name'] for s in b['sources'])}"]
+    if b["completed_at"]:
+        lines.append(f"  completed {b['completed_at']}, {size(b['file_size'])}, sha256 {b['sha256'] or '-'}")
+    if b["verify_status"]:
+        lines.append(f"  verified  {b['verify_status']} at {b['verified_at']}")
+    lines += [f"  {key:<9} {b[key]}" for key in ("note", "error") if b[key]]
+    return "\n".join(lines)
+
+
+def operation_text(op):
+    lines = [f"{op['kind']} {op['id']} of backup {op['backup_id']}: {op['status']} {progress(op)}".rstrip()]
+    if op["error"]:
+        lines.append(f"  error  {op['error']}")
+    if op["result"]:
+        lines.append(f"  result {json.dumps(op['result'], ensure_ascii=False)}")
+    return "\n".join(lines)
+
+
+def progress(row):
+    if row["status"] not in ("pending", "running"):
+        return ""
+    return f"({row['phase'] or 'queued'}, {row['progress']['percent']:.0f}%)"
