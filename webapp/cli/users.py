@@ -3,8 +3,7 @@
 import click
 
 from ..services import accounts
-from ..services.audit import SYSTEM
-from .common import ServiceGroup
+from .common import ServiceGroup, actor
 
 group = ServiceGroup("users", help="Manage users.")
 
@@ -15,7 +14,7 @@ group = ServiceGroup("users", help="Manage users.")
 @click.option("--role", type=click.Choice(["admin", "viewer"]), default="admin", show_default=True)
 def create_user(username, password, role):
     """Create a user."""
-    accounts.create_user(SYSTEM, username, password, role)
+    accounts.create_user(actor(), username, password, role)
     click.echo(f"user {username} created ({role})")
 
 
@@ -45,4 +44,4 @@ def enable(username):
 
 
 def change_user(username, changes):
-    accounts.update_user(SYSTEM, accounts.user_named(username), changes)
+    accounts.update_user(actor(), accounts.user_named(username), changes)
