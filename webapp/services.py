@@ -31,44 +31,8 @@ SERVER_DATABASE_KINDS = ("postgres", "mysql")
 MAX_NOTE = 1000
 
 
-class ServiceError(Exception):
-    """A request the rules refuse; `status` is the HTTP status it maps to."""
-
-    status = 400
-
-    def __init__(self, message, status=None):
-        super().__init__(message)
-        self.message = message
-        if status is not None:
-            self.status = status
-
-
-class Invalid(ServiceError):
-    status = 400
-
-
-class NotFound(ServiceError):
-    status = 404
-
-
-class Conflict(ServiceError):
-    status = 409
-
-
-class Unavailable(ServiceError):
-    status = 503
-
-
-class NotSignedIn(ServiceError):
-    status = 401
-
-
-class Forbidden(ServiceError):
-    status = 403
-
-
-class TooManyAttempts(ServiceError):
-    status = 429
+from .errors import (Conflict, Forbidden, Invalid, NotFound, NotSignedIn, ServiceError,  # noqa: E402,F401
+                     TooManyAttempts, Unavailable)
 
 
 def storage():
