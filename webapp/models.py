@@ -216,12 +216,12 @@ class Backup(db.Model):
         }
 
 
-OPERATION_KINDS = ("restore", "verify", "import", "retention")
+OPERATION_KINDS = ("restore", "verify", "retention")  # an import makes a Backup (trigger import)
 
 
 class Operation(db.Model):
-    """A restore, verify or retention job's status row (imports are checked in the request and
-    recorded here). A retention run belongs to no single backup: its `backup_id` is None."""
+    """A restore, verify or retention job's status row. A retention run belongs to no single
+    backup: its `backup_id` is None."""
 
     __tablename__ = "operations"
     __table_args__ = NEVER_REUSE_IDS

@@ -7,9 +7,10 @@ from flask import Blueprint, current_app, g, jsonify, request, send_file, sessio
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
-from .. import pruning, services
+from .. import pruning, schemas, services
+from ..errors import ServiceError, envelope_code
 from ..extensions import csrf, db
-from ..models import Schedule, Source, User, isoformat
+from ..models import Schedule, Source, User
 from ..security import issue_token, token_claims, user_from_api_key, user_from_claims
 from . import MAX_PAGE
 
@@ -17,8 +18,6 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 health_bp = Blueprint("health", __name__)
 csrf.exempt(bp)  # token clients need no CSRF; browser-session writes are checked in authenticate()
 
-CODES = {200: 0, 201: 0, 202: 0, 400: 1, 416: 1, 422: 1, 401: 2, 403: 3, 404: 4, 405: 1, 409: 5,
-         413: 6, 429: 7, 500: 9, 503: 9}
 PUBLIC = {"api.token"}
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -28,7 +27,7 @@ def ok(data=None, message="success", status=200):
 
 
 def fail(message, status):
-    return jsonify({"code": CODES.get(status, 9), "message": message, "data": None}), status
+    return jsonify({"code": envelope_code(status), "message": message, "data": None}), status
 
 
 def envelope_for_http_error(error):
@@ -38,7 +37,7 @@ def envelope_for_http_error(error):
     return body, status
 
 
-@bp.errorhandler(services.ServiceError)
+@bp.errorhandler(ServiceError)
 def service_error(error):
     db.session.rollback()
     return fail(error.message, error.status)
@@ -108,6 +107,11 @@ def json_body():
     return data
 
 
+def body(model):
+    """The request's JSON body parsed as `model` (a schemas.Body); Invalid names what is wrong."""
+    return schemas.parse(model, json_body())
+
+
 def page_args():
     try:
         page = int(request.args.get("page", 1))
@@ -119,24 +123,22 @@ def page_args():
     return page, page_size
 
 
-def paged(query, serialize=lambda item: item.to_dict()):
+def paged(query, model, build=lambda item: item):
+    """One page of `query`, each item (as `build` makes it) shaped by `model`."""
     page, page_size = page_args()
     result = query.paginate(page=page, per_page=page_size, error_out=False)
-    return {"items": [serialize(i) for i in result.items], "total": result.total, "page": page,
-            "page_size": page_size}
+    return schemas.dump(schemas.Page[model], {"items": [build(i) for i in result.items], "total": result.total,
+                                              "page": page, "page_size": page_size})
 
 
 # ----------------------------------------------------------------- auth ----
 
 @bp.route("/auth/token", methods=["POST"])
 def token():
-    data = json_body()
-    username, password = data.get("username"), data.get("password")
-    if not isinstance(username, str) or not isinstance(password, str):
-        raise services.Invalid("send username and password as strings")
-    user = services.sign_in(username, password, action="api.token")
+    credentials = body(schemas.TokenRequest)
+    user = services.sign_in(credentials.username, credentials.password, action="api.token")
     value, expires = issue_token(user)
-    return ok({"token": value, "token_type": "Bearer", "expires_at": isoformat(expires.replace(tzinfo=None))})
+    return ok(schemas.dump(schemas.Token, {"token": value, "token_type": "Bearer", "expires_at": expires}))
 
 
 # -------------------------------------------------------------- backups ----
@@ -144,29 +146,29 @@ def token():
 @bp.route("/backups", methods=["GET"])
 def list_backups():
     filters = {k: request.args.get(k) for k in ("type", "status", "trigger", "since", "until")}
-    return ok(paged(services.backup_query(**filters)))
+    return ok(paged(services.backup_query(**filters), schemas.Backup))
 
 
 @bp.route("/backups", methods=["POST"])
 @admin_only
 def create_backup():
-    data = json_body()
+    data = body(schemas.BackupCreate)
     backup = services.start_backup(
-        type=data.get("type", "full"), source_ids=data.get("source_ids"), note=data.get("note", ""),
-        compression=data.get("compression", "zstd"), mode=data.get("mode", "full"),
-        encrypt=data.get("encrypt", False), user=g.api_user)
-    return ok(backup.to_dict(), "backup started", 202)
+        type=data.type, source_ids=data.source_ids, note=data.note, compression=data.compression,
+        mode=data.mode, encrypt=data.encrypt, user=g.api_user)
+    return ok(schemas.dump(schemas.Backup, backup), "backup started", 202)
 
 
 @bp.route("/backups/<int:backup_id>", methods=["GET"])
 def show_backup(backup_id):
-    return ok(services.get_backup(backup_id).to_dict())
+    return ok(schemas.dump(schemas.Backup, services.get_backup(backup_id)))
 
 
 @bp.route("/backups/<int:backup_id>", methods=["PATCH"])
 @admin_only
 def patch_backup(backup_id):
-    return ok(services.update_backup(services.get_backup(backup_id), json_body()).to_dict(), "saved")
+    backup = services.update_backup(services.get_backup(backup_id), body(schemas.BackupChange).sent())
+    return ok(schemas.dump(schemas.Backup, backup), "saved")
 
 
 @bp.route("/backups/<int:backup_id>", methods=["DELETE"])
@@ -190,27 +192,27 @@ def download_backup(backup_id):
 @admin_only
 def cancel_backup(backup_id):
     backup = services.cancel_backup(services.get_backup(backup_id), user=g.api_user)
-    return ok(backup.to_dict(), "cancel requested", 202)
+    return ok(schemas.dump(schemas.Backup, backup), "cancel requested", 202)
 
 
 @bp.route("/backups/<int:backup_id>/verify", methods=["POST"])
 @admin_only
 def verify_backup(backup_id):
-    deep = json_body().get("deep", False)
+    deep = body(schemas.VerifyRequest).deep
     operation = services.start_verify(services.get_backup(backup_id), deep=deep, user=g.api_user)
-    return ok(operation.to_dict(), "verification started", 202)
+    return ok(schemas.dump(schemas.Operation, operation), "verification started", 202)
 
 
 @bp.route("/backups/<int:backup_id>/restore", methods=["POST"])
 @admin_only
 def restore_backup(backup_id):
-    data = json_body()
-    services.require_recent_sign_in(g.api_user, g.signed_in_at, data.get("password"))
+    data = body(schemas.RestoreRequest)
+    services.require_recent_sign_in(g.api_user, g.signed_in_at, data.password)
     operation = services.start_restore(
-        services.get_backup(backup_id), confirm=data.get("confirm"), source_ids=data.get("source_ids"),
-        safety_backup=data.get("safety_backup", True), targets=data.get("targets"),
-        terminate_connections=data.get("terminate_connections", False), user=g.api_user)
-    return ok(operation.to_dict(), "restore started", 202)
+        services.get_backup(backup_id), confirm=data.confirm, source_ids=data.source_ids,
+        safety_backup=data.safety_backup, targets=data.targets,
+        terminate_connections=data.terminate_connections, user=g.api_user)
+    return ok(schemas.dump(schemas.Operation, operation), "restore started", 202)
 
 
 @bp.route("/backups/import", methods=["POST"])
@@ -220,21 +222,21 @@ def import_backup():
     if upload is None:
         raise services.Invalid("send the archive as multipart form field 'file'")
     backup = services.import_archive(upload, user=g.api_user)
-    return ok(backup.to_dict(), "archive imported", 201)
+    return ok(schemas.dump(schemas.Backup, backup), "archive imported", 201)
 
 
 # ----------------------------------------------------------- operations ----
 
 @bp.route("/operations/<int:operation_id>", methods=["GET"])
 def show_operation(operation_id):
-    return ok(services.get_operation(operation_id).to_dict())
+    return ok(schemas.dump(schemas.Operation, services.get_operation(operation_id)))
 
 
 @bp.route("/operations/<int:operation_id>/cancel", methods=["POST"])
 @admin_only
 def cancel_operation(operation_id):
     operation = services.cancel_operation(services.get_operation(operation_id), user=g.api_user)
-    return ok(operation.to_dict(), "cancel requested", 202)
+    return ok(schemas.dump(schemas.Operation, operation), "cancel requested", 202)
 
 
 # -------------------------------------------------------------- sources ----
@@ -248,26 +250,27 @@ def get_source(source_id):
 
 @bp.route("/schedules", methods=["GET"])
 def list_schedules():
-    return ok(paged(Schedule.query.order_by(Schedule.name), services.schedule_dict))
+    return ok(paged(Schedule.query.order_by(Schedule.name), schemas.Schedule, services.schedule_dict))
 
 
 @bp.route("/schedules", methods=["POST"])
 @admin_only
 def create_schedule():
-    schedule = services.create_schedule(json_body(), user=g.api_user)
-    return ok(services.schedule_dict(schedule), "schedule created", 201)
+    schedule = services.create_schedule(body(schemas.ScheduleCreate).sent(), user=g.api_user)
+    return ok(schemas.dump(schemas.Schedule, services.schedule_dict(schedule)), "schedule created", 201)
 
 
 @bp.route("/schedules/<int:schedule_id>", methods=["GET"])
 def show_schedule(schedule_id):
-    return ok(services.schedule_dict(services.get_schedule(schedule_id)))
+    return ok(schemas.dump(schemas.Schedule, services.schedule_dict(services.get_schedule(schedule_id))))
 
 
 @bp.route("/schedules/<int:schedule_id>", methods=["PUT"])
 @admin_only
 def update_schedule(schedule_id):
-    schedule = services.update_schedule(services.get_schedule(schedule_id), json_body(), user=g.api_user)
-    return ok(services.schedule_dict(schedule), "schedule saved")
+    schedule = services.update_schedule(services.get_schedule(schedule_id), body(schemas.ScheduleChange).sent(),
+                                        user=g.api_user)
+    return ok(schemas.dump(schemas.Schedule, services.schedule_dict(schedule)), "schedule saved")
 
 
 @bp.route("/schedules/<int:schedule_id>", methods=["DELETE"])
@@ -281,35 +284,37 @@ def delete_schedule(schedule_id):
 @admin_only
 def run_schedule(schedule_id):
     backup = services.run_schedule_now(services.get_schedule(schedule_id), user=g.api_user)
-    return ok(backup.to_dict(), "backup started", 202)
+    return ok(schemas.dump(schemas.Backup, backup), "backup started", 202)
 
 
 @bp.route("/schedules/<int:schedule_id>/retention-preview", methods=["GET"])
 def retention_preview(schedule_id):
     """What the schedule's policy would remove now, and why each other backup is kept."""
-    return ok(pruning.preview(services.get_schedule(schedule_id)))
+    return ok(schemas.dump(schemas.RetentionPreview, pruning.preview(services.get_schedule(schedule_id))))
 
 
 @bp.route("/sources", methods=["GET"])
 def list_sources():
-    return ok(paged(Source.query.order_by(Source.name)))
+    return ok(paged(Source.query.order_by(Source.name), schemas.Source))
 
 
 @bp.route("/sources", methods=["POST"])
 @admin_only
 def create_source():
-    return ok(services.create_source(json_body()).to_dict(), "source created", 201)
+    source = services.create_source(body(schemas.SourceCreate).sent())
+    return ok(schemas.dump(schemas.Source, source), "source created", 201)
 
 
 @bp.route("/sources/<int:source_id>", methods=["GET"])
 def show_source(source_id):
-    return ok(get_source(source_id).to_dict())
+    return ok(schemas.dump(schemas.Source, get_source(source_id)))
 
 
 @bp.route("/sources/<int:source_id>", methods=["PUT"])
 @admin_only
 def update_source(source_id):
-    return ok(services.update_source(get_source(source_id), json_body()).to_dict(), "source saved")
+    source = services.update_source(get_source(source_id), body(schemas.SourceChange).sent())
+    return ok(schemas.dump(schemas.Source, source), "source saved")
 
 
 @bp.route("/sources/<int:source_id>", methods=["DELETE"])
@@ -323,22 +328,23 @@ def delete_source(source_id):
 @admin_only
 def test_source(source_id):
     result = services.test_source(get_source(source_id))
-    return ok(result, "source is ready" if result["ok"] else result["error"])
+    return ok(schemas.dump(schemas.SourceTest, result), "source is ready" if result["ok"] else result["error"])
 
 
 # ------------------------------------------------------------- api keys ----
 
 @bp.route("/api-keys", methods=["GET"])
 def list_api_keys():
-    return ok(paged(services.api_keys_of(g.api_user)))
+    return ok(paged(services.api_keys_of(g.api_user), schemas.ApiKey))
 
 
 @bp.route("/api-keys", methods=["POST"])
 def create_api_key():
-    data = json_body()
-    services.require_recent_sign_in(g.api_user, g.signed_in_at, data.get("password"))
-    key, secret = services.create_api_key(g.api_user, data.get("name"))
-    return ok(dict(key.to_dict(), key=secret), "store the key now: it is not shown again", 201)
+    data = body(schemas.ApiKeyCreate)
+    services.require_recent_sign_in(g.api_user, g.signed_in_at, data.password)
+    key, secret = services.create_api_key(g.api_user, data.name)
+    return ok(schemas.dump(schemas.ApiKeyCreated, key, key=secret), "store the key now: it is not shown again",
+              201)
 
 
 @bp.route("/api-keys/<int:key_id>", methods=["DELETE"])
@@ -352,26 +358,25 @@ def delete_api_key(key_id):
 @bp.route("/users", methods=["GET"])
 @admin_only
 def list_users():
-    return ok(paged(User.query.order_by(User.username)))
+    return ok(paged(User.query.order_by(User.username), schemas.User))
 
 
 @bp.route("/users", methods=["POST"])
 @admin_only
 def create_user():
-    data = json_body()
-    services.require_recent_sign_in(g.api_user, g.signed_in_at, data.get("your_password"))
-    user = services.create_user(data.get("username"), data.get("password"), data.get("role", "viewer"),
-                                actor=g.api_user)
-    return ok(user.to_dict(), "user created", 201)
+    data = body(schemas.UserCreate)
+    services.require_recent_sign_in(g.api_user, g.signed_in_at, data.your_password)
+    user = services.create_user(data.username, data.password, data.role, actor=g.api_user)
+    return ok(schemas.dump(schemas.User, user), "user created", 201)
 
 
 @bp.route("/users/<int:user_id>", methods=["PATCH"])
 @admin_only
 def update_user(user_id):
-    data = json_body()
+    data = body(schemas.UserChange).sent()
     services.require_recent_sign_in(g.api_user, g.signed_in_at, data.pop("your_password", None))
     user = services.manage_user(services.get_user(user_id), data, actor=g.api_user)
-    return ok(user.to_dict(), "user saved")
+    return ok(schemas.dump(schemas.User, user), "user saved")
 
 
 @bp.route("/users/<int:user_id>", methods=["DELETE"])
@@ -386,19 +391,19 @@ def delete_user(user_id):
 @bp.route("/audit", methods=["GET"])
 def list_audit():
     filters = {k: request.args.get(k) for k in ("user", "action", "since", "until")}
-    return ok(paged(services.audit_query(**filters)))
+    return ok(paged(services.audit_query(**filters), schemas.AuditEvent))
 
 
 # --------------------------------------------------------------- status ----
 
 @bp.route("/status", methods=["GET"])
 def status():
-    return ok(services.status_report())
+    return ok(schemas.dump(schemas.Status, services.status_report()))
 
 
 @bp.route("/stats", methods=["GET"])
 def stats():
-    return ok(services.stats_report())
+    return ok(schemas.dump(schemas.Stats, services.stats_report()))
 
 
 @bp.route("/metrics", methods=["GET"])
@@ -414,7 +419,7 @@ def root_metrics():
 
 @bp.route("/openapi.json", methods=["GET"])
 def openapi_document():
-    """The OpenAPI 3 description of this API, as tools read it (not in the envelope)."""
+    """The OpenAPI 3.1 description of this API, as tools read it (not in the envelope)."""
     from ..openapi import document
 
     return jsonify(document())
@@ -425,6 +430,6 @@ def healthz():
     report = services.health_report()
     down = [name for name, up in report.items() if not up]
     if down:
-        return jsonify({"code": 9, "message": f"down: {', '.join(down)}", "data": report}), 503
+        return jsonify({"code": envelope_code(503), "message": f"down: {', '.join(down)}", "data": report}), 503
     return jsonify({"code": 0, "message": "ok", "data": report}), 200
 
