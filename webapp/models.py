@@ -38,6 +38,8 @@ class Status(str, enum.Enum):
 
 
 MAX_ID = 2**63 - 1  # the largest integer SQLite and PostgreSQL BIGINT hold
+MAX_PAGE = 10**9  # beyond this a page's offset would overflow the database's integers
+MAX_PAGE_SIZE = 100
 ACTIVE_STATUSES = (Status.PENDING.value, Status.RUNNING.value)
 STATUSES = tuple(s.value for s in Status)
 BACKUP_TYPES = ("full", "database", "files", "custom")
@@ -224,12 +226,12 @@ class Backup(db.Model):
         }
 
 
-OPERATION_KINDS = ("restore", "verify", "import", "retention")
+OPERATION_KINDS = ("restore", "verify", "retention")  # an import makes a Backup (trigger import)
 
 
 class Operation(db.Model):
-    """A restore, verify or retention job's status row (imports are checked in the request and
-    recorded here). A retention run belongs to no single backup: its `backup_id` is None."""
+    """A restore, verify or retention job's status row. A retention run belongs to no single
+    backup: its `backup_id` is None."""
 
     __tablename__ = "operations"
     __table_args__ = NEVER_REUSE_IDS

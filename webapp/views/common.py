@@ -7,9 +7,9 @@ from flask_login import current_user, login_required
 
 from ..errors import Invalid, NotFound, ServiceError
 from ..extensions import db
+from ..models import MAX_PAGE
 from ..services.audit import Actor
 
-MAX_PAGE = 10**9  # beyond this a page's offset would overflow the database's integers
 
 
 def actor():

@@ -2,35 +2,32 @@
 
 from flask import g, request
 
-from ...errors import Invalid
-from ...models import User, isoformat
+from ... import schemas
+from ...models import User
 from ...security import issue_token
 from ...services import accounts
-from .common import admin_only, bp, caller, json_body, ok, paged
+from .common import admin_only, body, bp, caller, ok, paged
 
 
 @bp.route("/auth/token", methods=["POST"])
 def token():
-    data = json_body()
-    username, password = data.get("username"), data.get("password")
-    if not isinstance(username, str) or not isinstance(password, str):
-        raise Invalid("send username and password as strings")
-    user = accounts.sign_in(username, password, request.remote_addr, action="api.token")
+    credentials = body(schemas.TokenRequest)
+    user = accounts.sign_in(credentials.username, credentials.password, request.remote_addr, action="api.token")
     value, expires = issue_token(user)
-    return ok({"token": value, "token_type": "Bearer", "expires_at": isoformat(expires.replace(tzinfo=None))})
+    return ok(schemas.dump(schemas.Token, {"token": value, "token_type": "Bearer", "expires_at": expires}))
 
 
 @bp.route("/api-keys", methods=["GET"])
 def list_api_keys():
-    return ok(paged(accounts.api_keys_of(g.api_user)))
+    return ok(paged(accounts.api_keys_of(g.api_user), schemas.ApiKey))
 
 
 @bp.route("/api-keys", methods=["POST"])
 def create_api_key():
-    data = json_body()
-    accounts.require_recent_sign_in(caller(), g.signed_in_at, data.get("password"))
-    key, secret = accounts.create_api_key(caller(), data.get("name"))
-    return ok(dict(key.to_dict(), key=secret), "store the key now: it is not shown again", 201)
+    data = body(schemas.ApiKeyCreate)
+    accounts.require_recent_sign_in(caller(), g.signed_in_at, data.password)
+    key, secret = accounts.create_api_key(caller(), data.name)
+    return ok(schemas.dump(schemas.ApiKeyCreated, key, key=secret), "store the key now: it is not shown again", 201)
 
 
 @bp.route("/api-keys/<int:key_id>", methods=["DELETE"])
@@ -42,25 +39,25 @@ def delete_api_key(key_id):
 @bp.route("/users", methods=["GET"])
 @admin_only
 def list_users():
-    return ok(paged(User.query.order_by(User.username)))
+    return ok(paged(User.query.order_by(User.username), schemas.User))
 
 
 @bp.route("/users", methods=["POST"])
 @admin_only
 def create_user():
-    data = json_body()
-    accounts.require_recent_sign_in(caller(), g.signed_in_at, data.get("your_password"))
-    user = accounts.create_user(caller(), data.get("username"), data.get("password"), data.get("role", "viewer"))
-    return ok(user.to_dict(), "user created", 201)
+    data = body(schemas.UserCreate)
+    accounts.require_recent_sign_in(caller(), g.signed_in_at, data.your_password)
+    user = accounts.create_user(caller(), data.username, data.password, data.role)
+    return ok(schemas.dump(schemas.User, user), "user created", 201)
 
 
 @bp.route("/users/<int:user_id>", methods=["PATCH"])
 @admin_only
 def update_user(user_id):
-    data = json_body()
+    data = body(schemas.UserChange).sent()
     accounts.require_recent_sign_in(caller(), g.signed_in_at, data.pop("your_password", None))
     user = accounts.manage_user(caller(), accounts.get_user(user_id), data)
-    return ok(user.to_dict(), "user saved")
+    return ok(schemas.dump(schemas.User, user), "user saved")
 
 
 @bp.route("/users/<int:user_id>", methods=["DELETE"])

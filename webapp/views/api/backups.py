@@ -2,10 +2,11 @@
 
 from flask import g, request, send_file
 
+from ... import schemas
 from ...errors import Invalid
 from ...services import backups, imports, operations, restores
 from ...services.accounts import require_recent_sign_in
-from .common import admin_only, bp, caller, json_body, ok, paged
+from .common import admin_only, body, bp, caller, ok, paged
 
 LIST_FILTERS = ("type", "status", "trigger", "since", "until")
 
@@ -13,29 +14,28 @@ LIST_FILTERS = ("type", "status", "trigger", "since", "until")
 @bp.route("/backups", methods=["GET"])
 def list_backups():
     filters = {k: request.args.get(k) for k in LIST_FILTERS}
-    return ok(paged(backups.backup_query(**filters)))
+    return ok(paged(backups.backup_query(**filters), schemas.Backup))
 
 
 @bp.route("/backups", methods=["POST"])
 @admin_only
 def create_backup():
-    data = json_body()
-    backup = backups.start_backup(
-        caller(), type=data.get("type", "full"), source_ids=data.get("source_ids"), note=data.get("note", ""),
-        compression=data.get("compression", "zstd"), mode=data.get("mode", "full"),
-        encrypt=data.get("encrypt", False))
-    return ok(backup.to_dict(), "backup started", 202)
+    data = body(schemas.BackupCreate)
+    backup = backups.start_backup(caller(), type=data.type, source_ids=data.source_ids, note=data.note,
+                                  compression=data.compression, mode=data.mode, encrypt=data.encrypt)
+    return ok(schemas.dump(schemas.Backup, backup), "backup started", 202)
 
 
 @bp.route("/backups/<int:backup_id>", methods=["GET"])
 def show_backup(backup_id):
-    return ok(backups.get_backup(backup_id).to_dict())
+    return ok(schemas.dump(schemas.Backup, backups.get_backup(backup_id)))
 
 
 @bp.route("/backups/<int:backup_id>", methods=["PATCH"])
 @admin_only
 def patch_backup(backup_id):
-    return ok(backups.update_backup(caller(), backups.get_backup(backup_id), json_body()).to_dict(), "saved")
+    backup = backups.update_backup(caller(), backups.get_backup(backup_id), body(schemas.BackupChange).sent())
+    return ok(schemas.dump(schemas.Backup, backup), "saved")
 
 
 @bp.route("/backups/<int:backup_id>", methods=["DELETE"])
@@ -57,27 +57,26 @@ def download_backup(backup_id):
 @admin_only
 def cancel_backup(backup_id):
     backup = backups.cancel_backup(caller(), backups.get_backup(backup_id))
-    return ok(backup.to_dict(), "cancel requested", 202)
+    return ok(schemas.dump(schemas.Backup, backup), "cancel requested", 202)
 
 
 @bp.route("/backups/<int:backup_id>/verify", methods=["POST"])
 @admin_only
 def verify_backup(backup_id):
-    deep = json_body().get("deep", False)
+    deep = body(schemas.VerifyRequest).deep
     operation = operations.start_verify(caller(), backups.get_backup(backup_id), deep=deep)
-    return ok(operation.to_dict(), "verification started", 202)
+    return ok(schemas.dump(schemas.Operation, operation), "verification started", 202)
 
 
 @bp.route("/backups/<int:backup_id>/restore", methods=["POST"])
 @admin_only
 def restore_backup(backup_id):
-    data = json_body()
-    require_recent_sign_in(caller(), g.signed_in_at, data.get("password"))
+    data = body(schemas.RestoreRequest)
+    require_recent_sign_in(caller(), g.signed_in_at, data.password)
     operation = restores.start_restore(
-        caller(), backups.get_backup(backup_id), confirm=data.get("confirm"), source_ids=data.get("source_ids"),
-        safety_backup=data.get("safety_backup", True), targets=data.get("targets"),
-        terminate_connections=data.get("terminate_connections", False))
-    return ok(operation.to_dict(), "restore started", 202)
+        caller(), backups.get_backup(backup_id), confirm=data.confirm, source_ids=data.source_ids,
+        safety_backup=data.safety_backup, targets=data.targets, terminate_connections=data.terminate_connections)
+    return ok(schemas.dump(schemas.Operation, operation), "restore started", 202)
 
 
 @bp.route("/backups/import", methods=["POST"])
@@ -87,16 +86,16 @@ def import_backup():
     if upload is None:
         raise Invalid("send the archive as multipart form field 'file'")
     backup = imports.import_archive(caller(), upload)
-    return ok(backup.to_dict(), "archive imported", 201)
+    return ok(schemas.dump(schemas.Backup, backup), "archive imported", 201)
 
 
 @bp.route("/operations/<int:operation_id>", methods=["GET"])
 def show_operation(operation_id):
-    return ok(operations.get_operation(operation_id).to_dict())
+    return ok(schemas.dump(schemas.Operation, operations.get_operation(operation_id)))
 
 
 @bp.route("/operations/<int:operation_id>/cancel", methods=["POST"])
 @admin_only
 def cancel_operation(operation_id):
     operation = operations.cancel_operation(caller(), operations.get_operation(operation_id))
-    return ok(operation.to_dict(), "cancel requested", 202)
+    return ok(schemas.dump(schemas.Operation, operation), "cancel requested", 202)

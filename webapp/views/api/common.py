@@ -7,11 +7,12 @@ from flask import Blueprint, current_app, g, jsonify, request, session
 from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
+from ... import schemas
 from ...errors import Invalid, ServiceError, envelope_code
 from ...extensions import csrf, db
+from ...models import MAX_PAGE, MAX_PAGE_SIZE
 from ...security import token_claims, user_from_api_key, user_from_claims
 from ...services.audit import Actor
-from ..common import MAX_PAGE
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 health_bp = Blueprint("health", __name__)
@@ -19,7 +20,6 @@ csrf.exempt(bp)  # token clients need no CSRF; browser-session writes are checke
 
 PUBLIC = {"api.token"}
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-MAX_PAGE_SIZE = 100
 
 
 def ok(data=None, message="success", status=200):
@@ -112,6 +112,11 @@ def json_body():
     return data
 
 
+def body(model):
+    """The request's JSON body parsed as `model` (a schemas.Body); Invalid names what is wrong."""
+    return schemas.parse(model, json_body())
+
+
 def page_args():
     try:
         page = int(request.args.get("page", 1))
@@ -123,8 +128,9 @@ def page_args():
     return page, page_size
 
 
-def paged(query, serialize=lambda item: item.to_dict()):
+def paged(query, model, build=lambda item: item):
+    """One page of `query`, each item (as `build` makes it) shaped by `model`."""
     page, page_size = page_args()
     result = query.paginate(page=page, per_page=page_size, error_out=False)
-    return {"items": [serialize(i) for i in result.items], "total": result.total, "page": page,
-            "page_size": page_size}
+    return schemas.dump(schemas.Page[model], {"items": [build(i) for i in result.items], "total": result.total,
+                                              "page": page, "page_size": page_size})

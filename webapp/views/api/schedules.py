@@ -1,31 +1,37 @@
 """Schedules: when backups run and what retention keeps."""
 
+from ... import schemas
 from ...services import retention, schedules
-from .common import admin_only, bp, caller, json_body, ok, paged
+from .common import admin_only, body, bp, caller, ok, paged
+
+
+def shown(schedule):
+    return schemas.dump(schemas.Schedule, schedules.schedule_dict(schedule))
 
 
 @bp.route("/schedules", methods=["GET"])
 def list_schedules():
-    return ok(paged(schedules.all_schedules(), schedules.schedule_dict))
+    return ok(paged(schedules.all_schedules(), schemas.Schedule, schedules.schedule_dict))
 
 
 @bp.route("/schedules", methods=["POST"])
 @admin_only
 def create_schedule():
-    schedule = schedules.create_schedule(caller(), json_body())
-    return ok(schedules.schedule_dict(schedule), "schedule created", 201)
+    schedule = schedules.create_schedule(caller(), body(schemas.ScheduleCreate).sent())
+    return ok(shown(schedule), "schedule created", 201)
 
 
 @bp.route("/schedules/<int:schedule_id>", methods=["GET"])
 def show_schedule(schedule_id):
-    return ok(schedules.schedule_dict(schedules.get_schedule(schedule_id)))
+    return ok(shown(schedules.get_schedule(schedule_id)))
 
 
 @bp.route("/schedules/<int:schedule_id>", methods=["PUT"])
 @admin_only
 def update_schedule(schedule_id):
-    schedule = schedules.update_schedule(caller(), schedules.get_schedule(schedule_id), json_body())
-    return ok(schedules.schedule_dict(schedule), "schedule saved")
+    schedule = schedules.update_schedule(caller(), schedules.get_schedule(schedule_id),
+                                         body(schemas.ScheduleChange).sent())
+    return ok(shown(schedule), "schedule saved")
 
 
 @bp.route("/schedules/<int:schedule_id>", methods=["DELETE"])
@@ -39,10 +45,10 @@ def delete_schedule(schedule_id):
 @admin_only
 def run_schedule(schedule_id):
     backup = schedules.run_schedule_now(caller(), schedules.get_schedule(schedule_id))
-    return ok(backup.to_dict(), "backup started", 202)
+    return ok(schemas.dump(schemas.Backup, backup), "backup started", 202)
 
 
 @bp.route("/schedules/<int:schedule_id>/retention-preview", methods=["GET"])
 def retention_preview(schedule_id):
     """What the schedule's policy would remove now, and why each other backup is kept."""
-    return ok(retention.preview(schedules.get_schedule(schedule_id)))
+    return ok(schemas.dump(schemas.RetentionPreview, retention.preview(schedules.get_schedule(schedule_id))))

@@ -1,30 +1,33 @@
 """Sources: what is backed up."""
 
+from ... import schemas
 from ...models import Source
 from ...services import sources
-from .common import admin_only, bp, caller, json_body, ok, paged
+from .common import admin_only, body, bp, caller, ok, paged
 
 
 @bp.route("/sources", methods=["GET"])
 def list_sources():
-    return ok(paged(Source.query.order_by(Source.name)))
+    return ok(paged(Source.query.order_by(Source.name), schemas.Source))
 
 
 @bp.route("/sources", methods=["POST"])
 @admin_only
 def create_source():
-    return ok(sources.create_source(caller(), json_body()).to_dict(), "source created", 201)
+    source = sources.create_source(caller(), body(schemas.SourceCreate).sent())
+    return ok(schemas.dump(schemas.Source, source), "source created", 201)
 
 
 @bp.route("/sources/<int:source_id>", methods=["GET"])
 def show_source(source_id):
-    return ok(sources.get_source(source_id).to_dict())
+    return ok(schemas.dump(schemas.Source, sources.get_source(source_id)))
 
 
 @bp.route("/sources/<int:source_id>", methods=["PUT"])
 @admin_only
 def update_source(source_id):
-    return ok(sources.update_source(caller(), sources.get_source(source_id), json_body()).to_dict(), "source saved")
+    source = sources.update_source(caller(), sources.get_source(source_id), body(schemas.SourceChange).sent())
+    return ok(schemas.dump(schemas.Source, source), "source saved")
 
 
 @bp.route("/sources/<int:source_id>", methods=["DELETE"])
@@ -38,4 +41,4 @@ def delete_source(source_id):
 @admin_only
 def test_source(source_id):
     result = sources.check_source(sources.get_source(source_id))
-    return ok(result, "source is ready" if result["ok"] else result["error"])
+    return ok(schemas.dump(schemas.SourceTest, result), "source is ready" if result["ok"] else result["error"])

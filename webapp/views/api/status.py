@@ -2,6 +2,8 @@
 
 from flask import current_app, jsonify, request
 
+from ... import schemas
+from ...errors import envelope_code
 from ...openapi import document
 from ...services.audit import audit_query
 from ...services.status import health_report, metrics_text, stats_report, status_report
@@ -13,17 +15,17 @@ AUDIT_FILTERS = ("user", "action", "since", "until")
 @bp.route("/audit", methods=["GET"])
 def list_audit():
     filters = {k: request.args.get(k) for k in AUDIT_FILTERS}
-    return ok(paged(audit_query(**filters)))
+    return ok(paged(audit_query(**filters), schemas.AuditEvent))
 
 
 @bp.route("/status", methods=["GET"])
 def status():
-    return ok(status_report())
+    return ok(schemas.dump(schemas.Status, status_report()))
 
 
 @bp.route("/stats", methods=["GET"])
 def stats():
-    return ok(stats_report())
+    return ok(schemas.dump(schemas.Stats, stats_report()))
 
 
 @bp.route("/metrics", methods=["GET"])
@@ -39,7 +41,7 @@ def root_metrics():
 
 @bp.route("/openapi.json", methods=["GET"])
 def openapi_document():
-    """The OpenAPI description of this API, as tools read it (not in the envelope)."""
+    """The OpenAPI 3.1 description of this API, as tools read it (not in the envelope)."""
     return jsonify(document())
 
 
@@ -48,5 +50,5 @@ def healthz():
     report = health_report()
     down = [name for name, up in report.items() if not up]
     if down:
-        return jsonify({"code": 9, "message": f"down: {', '.join(down)}", "data": report}), 503
+        return jsonify({"code": envelope_code(503), "message": f"down: {', '.join(down)}", "data": report}), 503
     return jsonify({"code": 0, "message": "ok", "data": report}), 200

@@ -1,0 +1,104 @@
+"""webapp/schemas.py: the response models shape ORM rows and service dicts exactly as the API
+showed them before (the models' to_dict and the services' dicts), and `parse` refuses what a body
+must not hold with a message naming the field."""
+
+import pytest
+
+from helpers import make_app_data, run_jobs
+from webapp import schemas
+from webapp.services import retention
+from webapp.services.schedules import schedule_dict
+from webapp.services.sources import check_source
+from webapp.services.status import stats_report, status_report
+from webapp.errors import Invalid
+from webapp.extensions import db
+from webapp.models import MAX_ID, ApiKey, AuditEvent, Backup, Operation, Source, User
+
+
+@pytest.fixture
+def world(app, api, tmp_path):
+    """Rows of every kind: backups (verified, failed), a restore, a URL with a password, schedules, ..."""
+    db_path, uploads = make_app_data(tmp_path / "app")
+    for body in ({"name": "app-db", "kind": "sqlite", "path": str(db_path)},
+                 {"name": "uploads", "kind": "files", "path": str(uploads), "exclude": ["*.tmp"]}):
+        assert api.post("/sources", json=body).status_code == 201
+    db.session.add(Source(name="pg", kind="postgres", url="postgresql://app:secret@db.example/app"))
+    db.session.commit()
+    backup_id = api.post("/backups", json={"type": "custom", "source_ids": [1, 2], "note": "first"}
+                         ).get_json()["data"]["id"]
+    run_jobs(app)
+    assert api.post(f"/backups/{backup_id}/verify", json={"deep": True}).status_code == 202
+    run_jobs(app)
+    uploads.rename(tmp_path / "gone")
+    api.post("/backups", json={"type": "files"})
+    run_jobs(app)
+    assert api.post(f"/backups/{backup_id}/restore", json={"confirm": "RESTORE", "source_ids": [1]}).status_code == 202
+    assert api.post("/api-keys", json={"name": "script"}).status_code == 201
+    for body in ({"name": "nightly", "preset": "daily", "time": "03:00", "retention": {"keep_last": 3}},
+                 {"name": "weekly", "preset": "weekly", "time": "04:30", "weekday": "mon", "timezone": "Asia/Shanghai"},
+                 {"name": "monthly", "preset": "monthly", "time": "05:00", "day": 31, "enabled": False},
+                 {"name": "hourly", "preset": "hourly", "time": ":15", "type": "custom", "source_ids": [1]},
+                 {"name": "cron", "cron": "0 */6 * * *"}):
+        assert api.post("/schedules", json=body).status_code == 201, body
+    return backup_id
+
+
+@pytest.mark.parametrize("model, row_class", [
+    (schemas.Backup, Backup), (schemas.Operation, Operation), (schemas.Source, Source), (schemas.User, User),
+    (schemas.ApiKey, ApiKey), (schemas.AuditEvent, AuditEvent)])
+def test_a_response_model_shapes_each_row_as_its_to_dict_did(world, model, row_class):
+    rows = row_class.query.all()
+    assert rows
+    for row in rows:
+        assert schemas.dump(model, row) == row.to_dict()
+
+
+def test_the_service_dicts_keep_their_shape(app, world):
+    from webapp.models import Schedule
+
+    for schedule in Schedule.query.all():
+        shown = schedule_dict(schedule)
+        assert schemas.dump(schemas.Schedule, shown) == shown
+        assert schemas.dump(schemas.RetentionPreview, retention.preview(schedule)) == retention.preview(schedule)
+    status, stats = status_report(), stats_report()
+    assert status["operations"] and stats["sizes"]
+    assert schemas.dump(schemas.Status, status) == status
+    assert schemas.dump(schemas.Stats, stats) == stats
+    for result in (check_source(db.session.get(Source, 1)), check_source(db.session.get(Source, 2))):
+        assert schemas.dump(schemas.SourceTest, result) == result
+
+
+def test_a_new_api_key_shows_its_secret_once(world):
+    key = ApiKey.query.first()
+    assert schemas.dump(schemas.ApiKeyCreated, key, key="cairn_secret") == dict(key.to_dict(), key="cairn_secret")
+
+
+@pytest.mark.parametrize("model, body, message", [
+    (schemas.BackupCreate, {"note": "\ud800"}, "note must be text UTF-8 can encode (it holds a lone surrogate)"),
+    (schemas.BackupCreate, {"source_ids": [1e308]}, f"source_ids.0 must be a whole number from 1 to {MAX_ID}"),
+    (schemas.BackupCreate, {"source_ids": [2**70]}, f"source_ids.0 must be a whole number from 1 to {MAX_ID}"),
+    (schemas.BackupCreate, {"source_ids": [True]}, f"source_ids.0 must be a whole number from 1 to {MAX_ID}"),
+    (schemas.BackupCreate, {"mode": "incremental"}, "mode must be full: only full backups are available"),
+    (schemas.BackupChange, {"note": "x", "name": "y"}, "the body takes only note, pinned, not name"),
+    (schemas.SourceCreate, {"name": "x", "kind": ["files"]}, "kind names an unknown source kind"),
+    (schemas.SourceCreate, {"name": "x", "kind": "files", "path": "/srv/\x00"}, "path must not contain NUL"),
+    (schemas.TokenRequest, {"username": "admin"}, "password is required"),
+    (schemas.RestoreRequest, {}, "confirm is required (type RESTORE to confirm"),
+    (schemas.ScheduleCreate, {"name": "n", "retention": {"keep_last": 2.0}},
+     "retention.keep_last must be a whole number, 0 to 100000"),
+    (schemas.UserChange, {"disabled": "yes"}, "disabled must be true or false"),
+])
+def test_parse_names_the_field_and_what_it_must_be(model, body, message):
+    with pytest.raises(Invalid) as refused:
+        schemas.parse(model, body)
+    assert refused.value.status == 400 and message in refused.value.message
+
+
+def test_parse_keeps_what_was_accepted_before():
+    assert schemas.parse(schemas.BackupCreate, {"source_ids": ["3", 4.0]}).source_ids == [3, 4]
+    assert schemas.parse(schemas.ScheduleCreate, {"name": " n ", "preset": " Daily ", "weekday": "mon", "day": "5",
+                                                  "cron": None}).sent() == {
+        "name": "n", "preset": "daily", "weekday": "mon", "day": "5", "cron": None}
+    assert schemas.parse(schemas.RestoreRequest, {"confirm": "RESTORE", "password": 12345678}).password == 12345678
+    assert schemas.parse(schemas.SourceChange, {"include": "*.jpg\n*.png", "bogus": 1}).sent() == {
+        "include": "*.jpg\n*.png"}

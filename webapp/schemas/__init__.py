@@ -1,0 +1,93 @@
+"""The API's request and response shapes, defined once with pydantic.
+
+Request models (`Body` and its kinds) read a JSON body; `parse` turns what they refuse into
+`Invalid`, with a message naming each field. They check what a field is (its type, length and
+choices, whether it may be null) and refuse hostile values: text UTF-8 cannot encode, ids beyond
+the database, objects where text belongs. The services still check what depends on the data: a
+source's path exists, a name is free, a timing runs.
+
+Response models (`Shape` and its kinds) build the `data` of an answer from an ORM row or from a
+service's dict; `dump` returns it ready for JSON. webapp/openapi.py generates the components of
+the OpenAPI document from both kinds.
+"""
+
+from pydantic import ValidationError
+
+from ..errors import Invalid
+from .fields import MAX_PROBLEMS, shown
+from .requests import (Body, ClosedBody, TokenRequest, BackupCreate, BackupChange, VerifyRequest, RestoreRequest,
+                       SourceChange, SourceCreate, Retention, ScheduleChange,
+                       ScheduleCreate, ApiKeyCreate, UserCreate, UserChange, REQUESTS)
+from .responses import (Shape, Progress, WithProgress, BackupSource, Backup, Operation, Source, SourceTest,
+                        Schedule, RetentionEntry, RemovedBackup, KeptBackup,
+                        RetentionPreview, Worker, Redis, Status, SizePoint, Stats, User,
+                        ApiKey, ApiKeyCreated, AuditEvent, Token, Page, Envelope,
+                        RESPONSES)
+
+__all__ = ["parse", "dump", "REQUESTS", "RESPONSES", "Body", "ClosedBody", "TokenRequest", "BackupCreate",
+           "BackupChange", "VerifyRequest", "RestoreRequest", "SourceChange", "SourceCreate", "Retention",
+           "ScheduleChange", "ScheduleCreate", "ApiKeyCreate", "UserCreate", "UserChange", "Shape",
+           "Progress", "WithProgress", "BackupSource", "Backup", "Operation", "Source", "SourceTest",
+           "Schedule", "RetentionEntry", "RemovedBackup", "KeptBackup", "RetentionPreview", "Worker", "Redis",
+           "Status", "SizePoint", "Stats", "User", "ApiKey", "ApiKeyCreated", "AuditEvent", "Token", "Page",
+           "Envelope"]
+
+
+def parse(model, data):
+    """`data`, a request's JSON object, as `model`; Invalid naming each field it refuses."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        problems = [explain(model, e) for e in error.errors()]
+        more = f"; and {len(problems) - MAX_PROBLEMS} more" if len(problems) > MAX_PROBLEMS else ""
+        raise Invalid("; ".join(problems[:MAX_PROBLEMS]) + more) from None
+
+
+def dump(model, value, **more):
+    """`value` (an ORM row or a service's dict, plus `more` fields) as `model` shapes it, ready for JSON."""
+    # exclude_unset: an optional field the value lacks stays out of the answer, as it always did.
+    if more:
+        value = {**value, **more} if isinstance(value, dict) else Extended(value, more)
+    return model.model_validate(value).model_dump(mode="json", exclude_unset=True)
+
+
+class Extended:
+    """An object's attributes, and a few more (a new API key's secret)."""
+
+    def __init__(self, row, more):
+        self._row, self._more = row, more
+
+    def __getattr__(self, name):
+        return self._more[name] if name in self._more else getattr(self._row, name)
+
+
+# pydantic's own error types, as predicates about the field
+RULES = {
+    "missing": "is required",
+    "string_type": "must be text",
+    "bool_type": "must be true or false",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "list_type": "must be a list",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "too_short": "must have at least {min_length} item(s)",
+    "too_long": "must have at most {max_length} item(s)",
+    "extra_forbidden": "is not a field of this request",
+}
+
+
+def explain(model, error):
+    """One refused field in words: where it is, then what it must be."""
+    where = ".".join(shown(part) for part in error["loc"]) or "the body"
+    if error["type"] == "cairn":
+        return f"{where} {error['msg']}"
+    rule = RULES.get(error["type"])
+    if rule is None:
+        return f"{where}: {error['msg']}"
+    rule = rule.format(**error.get("ctx", {}))
+    field = model.model_fields.get(error["loc"][0]) if len(error["loc"]) == 1 else None
+    if error["type"] == "missing" and field is not None and field.description:
+        rule += f" ({field.description})"
+    return f"{where} {rule}"

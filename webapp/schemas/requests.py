@@ -1,0 +1,182 @@
+"""Request bodies: what each write route reads, checked field by field."""
+
+
+from pydantic import (BaseModel, ConfigDict, Field,
+                      model_validator)
+
+from ..backup.schedule_timing import KINDS as TIMING_KINDS
+from .fields import (CONFIRM_WORD, BackupType, Compression, Day, Flag, FullMode, Globs, Id, Location, NewPassword,
+                     Note, PasswordAgain, RetentionRule, Role, ScheduleName, Secret, SourceKind, SourceName, Targets,
+                     TimingText, Username, Weekday, one_of, refuse, shown, text)
+
+
+class Body(BaseModel):
+    """A JSON request body; fields it does not know are ignored."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    def sent(self):
+        """The fields the client sent, cleaned, as the services take them (left-out ones stay out)."""
+        return self.model_dump(exclude_unset=True)
+
+
+class ClosedBody(Body):
+    """A body that refuses fields it does not know."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def refuse_unknown_fields(cls, data):
+        if isinstance(data, dict):
+            unknown = [name for name in data if name not in cls.model_fields]
+            if unknown:
+                raise refuse(f"takes only {', '.join(cls.model_fields)}, not {', '.join(map(shown, unknown))}")
+        return data
+
+
+class TokenRequest(Body):
+    """Credentials for a JWT."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"username": "admin",
+                                                               "password": "correct horse battery"}]})
+    username: text(max_length=64)
+    password: Secret = Field(json_schema_extra={"format": "password"})
+
+
+class BackupCreate(Body):
+    """What to back up; every field may be left out."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"type": "full", "note": "before the upgrade"}]})
+    type: BackupType = Field("full", description="full: every enabled source; database or files: those "
+                                                 "sources; custom: the source_ids")
+    source_ids: list[Id] | None = Field(None, description="for type custom")
+    note: Note = ""
+    compression: Compression = "zstd"
+    mode: FullMode = "full"
+    encrypt: Flag = Field(False, description="needs an age recipient in Settings")
+
+
+class BackupChange(ClosedBody):
+    """A backup's note or pin."""
+
+    note: Note = None
+    pinned: Flag = Field(None, description="pinned backups are never removed by retention")
+
+
+class VerifyRequest(Body):
+    """How thoroughly to verify."""
+
+    deep: Flag = Field(False, description="check every member and database dump too")
+
+
+class RestoreRequest(Body):
+    """What to restore, confirmed."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"confirm": CONFIRM_WORD}]})
+    confirm: one_of([CONFIRM_WORD], rule=f"must be {CONFIRM_WORD}: a restore overwrites the current data") = Field(
+        description=f"type {CONFIRM_WORD} to confirm: a restore overwrites the current data")
+    source_ids: list[Id] | None = Field(None, min_length=1, description="restore only these sources")
+    safety_backup: Flag = Field(True, description="take a backup of the current data first")
+    targets: Targets | None = Field(
+        None, description="source name -> connection URL of another database to restore into "
+                          "(empty or null: in place)")
+    terminate_connections: Flag = Field(False, description="close open PostgreSQL connections to the target")
+    password: PasswordAgain = None
+
+
+class SourceChange(Body):
+    """Source fields; those left out keep their values."""
+
+    name: SourceName = None
+    kind: SourceKind = Field(None, description="cannot change once created")
+    path: Location | None = Field(None, description="file path (sqlite) or directory (files)")
+    url: Location | None = Field(None, description="connection URL (postgres, mysql); leave the password "
+                                                   "out or *** to keep the stored one")
+    include: Globs | None = Field(None, description="glob patterns (files)")
+    exclude: Globs | None = Field(None, description="glob patterns (files)")
+    enabled: Flag = None
+
+
+class SourceCreate(SourceChange):
+    """A new source."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"name": "uploads", "kind": "files", "path": "/srv/app/uploads", "exclude": ["*.tmp"]}]})
+    name: SourceName
+    kind: SourceKind
+
+
+class Retention(ClosedBody):
+    """Which backups a schedule keeps; a rule left out or 0 is off."""
+
+    keep_last: RetentionRule = 0
+    keep_days: RetentionRule = 0
+    keep_daily: RetentionRule = 0
+    keep_weekly: RetentionRule = 0
+    keep_monthly: RetentionRule = 0
+
+
+class ScheduleChange(Body):
+    """Schedule fields; those left out keep their values, and a new timing replaces the old."""
+
+    name: ScheduleName = None
+    cron: TimingText | None = Field(None, description="five fields: minute hour day-of-month month day-of-week",
+                                    examples=["0 3 * * *"])
+    preset: one_of(TIMING_KINDS, fold=True) | None = Field(
+        None, description="hourly, daily, weekly or monthly, with time (and weekday or day); cron means the cron "
+                          "field")
+    time: TimingText | None = Field(None, description="HH:MM (daily, weekly, monthly) or :MM (hourly)",
+                                    examples=["03:00"])
+    weekday: Weekday | None = None
+    day: Day | None = None
+    timezone: TimingText | None = Field(None, description="IANA time zone, UTC when left out",
+                                        examples=["Europe/Berlin"])
+    type: BackupType = None
+    source_ids: list[Id] | None = Field(None, description="for type custom")
+    mode: FullMode = None
+    compression: Compression = None
+    retention: Retention | None = None
+    enabled: Flag = None
+
+
+class ScheduleCreate(ScheduleChange):
+    """A new schedule: a `cron` expression, or a `preset` with `time` and `weekday`/`day`."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"name": "nightly", "preset": "daily", "time": "03:00", "timezone": "UTC", "type": "full",
+         "retention": {"keep_daily": 7, "keep_weekly": 4}}]})
+    name: ScheduleName
+
+
+class ApiKeyCreate(Body):
+    """A new API key of the caller."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "nightly script"}]})
+    name: text(1, 100, strip=True)
+    password: PasswordAgain = None
+
+
+class UserCreate(Body):
+    """A new user."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"username": "alice", "password": "a long passphrase", "role": "viewer"}]})
+    username: Username
+    password: NewPassword = Field(json_schema_extra={"format": "password"})
+    role: Role = "viewer"
+    your_password: PasswordAgain = None
+
+
+class UserChange(ClosedBody):
+    """A user's new name, password, role or state."""
+
+    username: Username = None
+    password: NewPassword = Field(None, json_schema_extra={"format": "password"})
+    role: Role = None
+    disabled: Flag = Field(None, description="a disabled user cannot sign in; their sessions and tokens end")
+    your_password: PasswordAgain = None
+
+
+REQUESTS = (TokenRequest, BackupCreate, BackupChange, VerifyRequest, RestoreRequest, SourceCreate, SourceChange,
+            ScheduleCreate, ScheduleChange, ApiKeyCreate, UserCreate, UserChange)
