@@ -78,11 +78,6 @@ class User(UserMixin, db.Model):
     def is_admin(self):
         return self.role == "admin"
 
-    def to_dict(self):
-        return {"id": self.id, "username": self.username, "role": self.role,
-                "disabled": self.disabled, "created_at": isoformat(self.created_at),
-                "last_login_at": isoformat(self.last_login_at)}
-
 
 class ApiKey(db.Model):
     __tablename__ = "api_keys"
@@ -95,10 +90,6 @@ class ApiKey(db.Model):
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     last_used_at = db.Column(db.DateTime)
     user = db.relationship("User")
-
-    def to_dict(self):
-        return {"id": self.id, "name": self.name, "prefix": self.prefix,
-                "created_at": isoformat(self.created_at), "last_used_at": isoformat(self.last_used_at)}
 
 
 class Source(db.Model):
@@ -128,12 +119,6 @@ class Source(db.Model):
         """What the engine needs to build this source."""
         return {"path": self.path, "url": self.url, "include": self.include or [],
                 "exclude": self.exclude or []}
-
-    def to_dict(self):
-        return {"id": self.id, "name": self.name, "kind": self.kind, "path": self.path,
-                "url": redact_url(self.url), "include": self.include or [], "exclude": self.exclude or [],
-                "enabled": self.enabled, "created_at": isoformat(self.created_at),
-                "updated_at": isoformat(self.updated_at)}
 
 
 class Backup(db.Model):
@@ -206,25 +191,6 @@ class Backup(db.Model):
     def download_name(self):
         return self.file_name.rsplit("/", 1)[-1] if self.file_name else None
 
-    def to_dict(self):
-        return {
-            "id": self.id, "name": self.name, "type": self.type, "trigger": self.trigger,
-            "mode": self.mode, "parent_id": self.parent_id, "status": self.status,
-            "phase": self.phase,
-            "progress": {"done_bytes": self.done_bytes, "total_bytes": self.total_bytes,
-                         "percent": self.percent},
-            "created_at": isoformat(self.created_at), "started_at": isoformat(self.started_at),
-            "completed_at": isoformat(self.completed_at), "duration_seconds": self.duration_seconds,
-            "file_name": self.download_name, "file_size": self.file_size, "sha256": self.sha256,
-            "source_size": self.source_size, "compression": self.compression,
-            "compression_ratio": self.compression_ratio, "encrypted": self.encrypted,
-            "sources": self.sources or [], "source_ids": self.source_ids or [],
-            "created_by": self.created_by.username if self.created_by else None,
-            "schedule_id": self.schedule_id, "note": self.note, "error": self.error,
-            "pinned": self.pinned, "verified_at": isoformat(self.verified_at),
-            "verify_status": self.verify_status, "verify_problems": self.verify_problems or [],
-        }
-
 
 OPERATION_KINDS = ("restore", "verify", "retention")  # an import makes a Backup (trigger import)
 
@@ -270,18 +236,6 @@ class Operation(db.Model):
         if params.get("targets"):
             params["targets"] = {name: redact_url(url) for name, url in params["targets"].items()}
         return params
-
-    def to_dict(self):
-        return {
-            "id": self.id, "kind": self.kind, "backup_id": self.backup_id, "status": self.status,
-            "phase": self.phase,
-            "progress": {"done_bytes": self.done_bytes, "total_bytes": self.total_bytes,
-                         "percent": self.percent},
-            "params": self.public_params(), "created_at": isoformat(self.created_at),
-            "started_at": isoformat(self.started_at), "finished_at": isoformat(self.finished_at),
-            "error": self.error, "result": self.result,
-            "created_by": self.created_by.username if self.created_by else None,
-        }
 
 
 class Schedule(db.Model):
@@ -351,7 +305,3 @@ class AuditEvent(db.Model):
     result = db.Column(db.String(16), nullable=False, default="ok")
     detail = db.Column(db.Text, nullable=False, default="")
 
-    def to_dict(self):
-        return {"id": self.id, "at": isoformat(self.at), "user": self.username,
-                "action": self.action, "target": self.target, "address": self.address,
-                "result": self.result, "detail": self.detail}

@@ -1,17 +1,17 @@
-"""What `--json` prints: the API's `data`, made by the functions the API uses.
+"""What `--json` prints: the API's `data`, shaped by the API's own response schemas."""
 
-The one place to change when the API's responses change shape (e.g. to response schemas).
-"""
-
-from ..models import Schedule
+from .. import schemas
+from ..models import Backup, Operation, Schedule, Source
 from ..services.schedules import schedule_dict
+
+SHAPES = {Backup: schemas.Backup, Operation: schemas.Operation, Source: schemas.Source}
 
 
 def as_data(row):
     """A backup, operation, source or schedule as the API returns it."""
     if isinstance(row, Schedule):
-        return schedule_dict(row)
-    return row.to_dict()
+        return schemas.dump(schemas.Schedule, schedule_dict(row))
+    return schemas.dump(SHAPES[type(row)], row)
 
 
 def listing(rows, total):

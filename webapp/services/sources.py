@@ -6,7 +6,7 @@ from flask import current_app
 from sqlalchemy.engine import make_url
 
 from ..backup import SourceError, make_source
-from ..backup.sources.base import check_name, keep_password
+from ..backup.sources.base import check_name, keep_password, redact_url
 from ..errors import Conflict, Invalid, NotFound
 from ..extensions import db
 from ..models import Source
@@ -57,7 +57,7 @@ def check_source(source):
 
 def validate_source(data, existing=None):
     """Clean and check source fields; raise Invalid with the reason a person can act on."""
-    merged = existing.to_dict() if existing else {}
+    merged = editable_fields(existing) if existing else {}
     merged.update({k: v for k, v in (data or {}).items() if k in SOURCE_FIELDS})
     kind = merged.get("kind")
     if existing is not None and kind != existing.kind:
@@ -74,6 +74,12 @@ def validate_source(data, existing=None):
         raise Invalid("enabled must be true or false")
     return {"name": engine_source.name, "kind": kind, "path": engine_source.path, "url": engine_source.url,
             "include": engine_source.include, "exclude": engine_source.exclude, "enabled": enabled}
+
+
+def editable_fields(source):
+    """A stored source's fields as an edit starts from them (the password left out: it is kept)."""
+    return {"name": source.name, "kind": source.kind, "path": source.path, "url": redact_url(source.url),
+            "include": source.include or [], "exclude": source.exclude or [], "enabled": source.enabled}
 
 
 def engine_source_from(fields, existing):

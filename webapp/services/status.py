@@ -60,9 +60,9 @@ def status_report():
     operations = Operation.query.filter(Operation.status.in_(ACTIVE_STATUSES)).order_by(Operation.id).all()
     store = backup_storage()
     return {
-        "running": [b.to_dict() for b in active if b.status == Status.RUNNING.value],
-        "queued": [b.to_dict() for b in active if b.status == Status.PENDING.value],
-        "operations": [o.to_dict() for o in operations],
+        "running": [b for b in active if b.status == Status.RUNNING.value],
+        "queued": [b for b in active if b.status == Status.PENDING.value],
+        "operations": operations,
         "workers": live_workers() if redis["reachable"] else [],
         "redis": redis,
         "last_success": isoformat(last.completed_at) if last else None,
