@@ -77,3 +77,17 @@ def test_modules_and_functions_stay_readable():
                 if length > MAX_FUNCTION_LINES:
                     too_long.append(f"{path.relative_to(ROOT)}: {node.name}() has {length} lines")
     assert too_long == []
+
+
+def test_services_read_no_request_globals():
+    """The acting user and address come in as an argument (an Actor), so the pages, the API, the
+    command line and the jobs call the services alike."""
+    request_globals = {"request", "g", "session", "current_user", "has_request_context"}
+    readers = []
+    for folder in ("services", "jobs"):
+        for path in python_files(WEBAPP / folder):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module in ("flask", "flask_login"):
+                    readers += [f"{path.relative_to(ROOT)} imports {alias.name}" for alias in node.names
+                                if alias.name in request_globals]
+    assert readers == []
