@@ -5,6 +5,7 @@ import os
 import re
 import sqlite3
 import threading
+from pathlib import Path
 import time
 from types import SimpleNamespace
 
@@ -110,6 +111,21 @@ def make_app_data(root):
     (uploads / "cache").mkdir()
     (uploads / "cache" / "x.tmp").write_text("scratch")
     return db_path, uploads
+
+
+def note_rows(db_path):
+    """The rows of make_app_data's `notes` table, to compare before and after a restore."""
+    con = sqlite3.connect(db_path)
+    try:
+        return con.execute("SELECT id, body FROM notes ORDER BY id").fetchall()
+    finally:
+        con.close()
+
+
+def file_contents(root):
+    """{relative path: bytes} of every file below `root`."""
+    root = Path(root)
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
 
 
 def make_backup(days_ago, trigger="manual", status="completed", schedule=None, pinned=False,

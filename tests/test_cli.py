@@ -15,7 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from helpers import make_app_data
+from helpers import file_contents, make_app_data, note_rows
 from webapp.extensions import db
 from webapp.models import AuditEvent, Backup, Operation
 from webapp.services import schedules, sources
@@ -103,19 +103,6 @@ def progress_lines(result):
     return [line for line in result.stderr.splitlines() if PROGRESS_LINE.match(line)]
 
 
-def rows(db_path):
-    con = sqlite3.connect(db_path)
-    try:
-        return con.execute("SELECT id, body FROM notes ORDER BY id").fetchall()
-    finally:
-        con.close()
-
-
-def tree(root):
-    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(Path(root).rglob("*"))
-            if path.is_file()}
-
-
 def sha256_of(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -174,7 +161,7 @@ def test_verify_deep_download_and_delete(app, backed_up, cli, tmp_path):
 
 
 def test_restore_asks_for_the_word_then_brings_back_rows_and_files(backed_up, cli, app_data):
-    rows_before, files_before = rows(app_data.db_path), tree(app_data.uploads)
+    rows_before, files_before = note_rows(app_data.db_path), file_contents(app_data.uploads)
     con = sqlite3.connect(app_data.db_path)
     con.execute("UPDATE notes SET body = 'changed' WHERE id < 100")
     con.execute("DELETE FROM notes WHERE id > 400")
@@ -182,20 +169,20 @@ def test_restore_asks_for_the_word_then_brings_back_rows_and_files(backed_up, cl
     con.close()
     shutil.rmtree(app_data.uploads / "2026")
     (app_data.uploads / "new.txt").write_text("added after the backup")
-    changed_rows, changed_files = rows(app_data.db_path), tree(app_data.uploads)
+    changed_rows, changed_files = note_rows(app_data.db_path), file_contents(app_data.uploads)
 
     refused = cli("backups", "restore", backed_up.id, input="restore\n")
     assert refused.returncode != 0
     assert "overwrites:" in refused.stderr and str(app_data.uploads) in refused.stderr
     assert "Error: type RESTORE to confirm" in refused.stderr
     assert Operation.query.count() == 0
-    assert rows(app_data.db_path) == changed_rows and tree(app_data.uploads) == changed_files
+    assert note_rows(app_data.db_path) == changed_rows and file_contents(app_data.uploads) == changed_files
 
     restored = cli("backups", "restore", backed_up.id, "--confirm", "RESTORE", "--json")
     operation = parsed(restored)
     assert operation["kind"] == "restore" and operation["status"] == "completed", operation
     assert progress_lines(restored)[-1] == f"restore {operation['id']}: completed · 100%"
-    assert rows(app_data.db_path) == rows_before and tree(app_data.uploads) == files_before
+    assert note_rows(app_data.db_path) == rows_before and file_contents(app_data.uploads) == files_before
     fresh()
     safety = db.session.get(Backup, operation["result"]["safety_backup_id"])
     assert safety.trigger == "pre_restore" and safety.status == "completed"

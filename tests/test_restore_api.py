@@ -5,25 +5,7 @@ import os
 import shutil
 import sqlite3
 
-from helpers import make_app_data, run_jobs
-
-
-def rows(db_path):
-    con = sqlite3.connect(db_path)
-    try:
-        return con.execute("SELECT id, body FROM notes ORDER BY id").fetchall()
-    finally:
-        con.close()
-
-
-def tree(root):
-    found = {}
-    for dirpath, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(dirpath, name)
-            with open(path, "rb") as f:
-                found[os.path.relpath(path, root)] = f.read()
-    return found
+from helpers import file_contents, make_app_data, note_rows, run_jobs
 
 
 def backed_up(app, api, tmp_path):
@@ -50,9 +32,9 @@ def damage_app_data(db_path, uploads):
 
 def test_restore_brings_back_rows_and_files_and_keeps_a_safety_backup(app, api, tmp_path):
     record, db_path, uploads = backed_up(app, api, tmp_path)
-    rows_before, files_before = rows(db_path), tree(uploads)
+    rows_before, files_before = note_rows(db_path), file_contents(uploads)
     damage_app_data(db_path, uploads)
-    damaged_rows, damaged_files = rows(db_path), tree(uploads)
+    damaged_rows, damaged_files = note_rows(db_path), file_contents(uploads)
 
     started = api.post(f"/backups/{record['id']}/restore", json={"confirm": "RESTORE"})
     assert started.status_code == 202, started.get_json()
@@ -63,7 +45,7 @@ def test_restore_brings_back_rows_and_files_and_keeps_a_safety_backup(app, api, 
     run_jobs(app)
     done = api.get(f"/operations/{operation['id']}").get_json()["data"]
     assert done["status"] == "completed", done["error"]
-    assert rows(db_path) == rows_before and tree(uploads) == files_before
+    assert note_rows(db_path) == rows_before and file_contents(uploads) == files_before
 
     safety = api.get(f"/backups/{done['result']['safety_backup_id']}").get_json()["data"]
     assert safety["trigger"] == "pre_restore" and safety["status"] == "completed"
@@ -71,7 +53,7 @@ def test_restore_brings_back_rows_and_files_and_keeps_a_safety_backup(app, api, 
     assert api.post(f"/backups/{safety['id']}/restore",
                     json={"confirm": "RESTORE", "safety_backup": False}).status_code == 202
     run_jobs(app)
-    assert rows(db_path) == damaged_rows and tree(uploads) == damaged_files
+    assert note_rows(db_path) == damaged_rows and file_contents(uploads) == damaged_files
 
 
 def test_restore_needs_the_exact_confirm_word(app, api, tmp_path):
@@ -84,15 +66,15 @@ def test_restore_needs_the_exact_confirm_word(app, api, tmp_path):
 
 def test_restore_of_some_sources_leaves_the_others_alone(app, api, tmp_path):
     record, db_path, uploads = backed_up(app, api, tmp_path)
-    rows_before = rows(db_path)
+    rows_before = note_rows(db_path)
     damage_app_data(db_path, uploads)
-    damaged_files = tree(uploads)
+    damaged_files = file_contents(uploads)
     db_source = next(s for s in api.get("/sources").get_json()["data"]["items"] if s["kind"] == "sqlite")
     started = api.post(f"/backups/{record['id']}/restore",
                        json={"confirm": "RESTORE", "source_ids": [db_source["id"]], "safety_backup": False})
     assert started.status_code == 202
     run_jobs(app)
-    assert rows(db_path) == rows_before and tree(uploads) == damaged_files
+    assert note_rows(db_path) == rows_before and file_contents(uploads) == damaged_files
 
 
 def test_a_damaged_archive_fails_verify_and_restore_leaves_the_data_alone(app, api, tmp_path):
@@ -102,7 +84,7 @@ def test_a_damaged_archive_fails_verify_and_restore_leaves_the_data_alone(app, a
     data[len(data) // 2] ^= 0x10
     archive.write_bytes(bytes(data))
     damage_app_data(db_path, uploads)
-    damaged_rows, damaged_files = rows(db_path), tree(uploads)
+    damaged_rows, damaged_files = note_rows(db_path), file_contents(uploads)
 
     for deep in (False, True):
         op = api.post(f"/backups/{record['id']}/verify", json={"deep": deep}).get_json()["data"]
@@ -115,7 +97,7 @@ def test_a_damaged_archive_fails_verify_and_restore_leaves_the_data_alone(app, a
 
     refused = api.post(f"/backups/{record['id']}/restore", json={"confirm": "RESTORE"})
     assert refused.status_code == 400 and "failed verification" in refused.get_json()["message"]
-    assert rows(db_path) == damaged_rows and tree(uploads) == damaged_files
+    assert note_rows(db_path) == damaged_rows and file_contents(uploads) == damaged_files
 
 
 def test_deep_verify_of_a_good_backup_passes(app, api, tmp_path):
@@ -130,7 +112,7 @@ def test_deep_verify_of_a_good_backup_passes(app, api, tmp_path):
 def test_import_accepts_a_cairn_archive_and_it_restores(app, api, tmp_path):
     record, db_path, uploads = backed_up(app, api, tmp_path)
     archive_bytes = api.get(f"/backups/{record['id']}/download").data
-    rows_before = rows(db_path)
+    rows_before = note_rows(db_path)
     damage_app_data(db_path, uploads)
 
     imported = api.post("/backups/import", data={"file": (io.BytesIO(archive_bytes), "from-elsewhere.tar.zst")},
@@ -141,7 +123,7 @@ def test_import_accepts_a_cairn_archive_and_it_restores(app, api, tmp_path):
     assert backup["sha256"] == record["sha256"] and backup["verify_status"] == "passed"
     assert api.post(f"/backups/{backup['id']}/restore", json={"confirm": "RESTORE"}).status_code == 202
     run_jobs(app)
-    assert rows(db_path) == rows_before
+    assert note_rows(db_path) == rows_before
 
 
 def test_import_refuses_what_is_not_a_sound_archive(app, api, tmp_path):
