@@ -129,14 +129,16 @@ def request_cancel(row):
         db.session.commit()
 
 
-def close(row, reason, status=Status.FAILED):
+def close(row, reason, status=Status.FAILED, keep_slot=False):
     """End an active row on behalf of an attempt that is gone or never started, and free the
-    slot. True when this call closed it (and not the attempt, or another caller, first)."""
+    slot (unless `keep_slot`: the caller frees it once it has cleaned up after the attempt).
+    True when this call closed it (and not the attempt, or another caller, first)."""
     model = type(row)
     closed = db.session.execute(
         update(model)
         .where(model.id == row.id, model.attempt == row.attempt, model.status.in_(ACTIVE_STATUSES))
         .values(status=status.value, error=reason, attempt=None, **{end_column(model): utcnow()})).rowcount
-    release_slot(lock_owner(row))
+    if not keep_slot:
+        release_slot(lock_owner(row))
     db.session.commit()
     return closed == 1

@@ -4,7 +4,6 @@ back byte for byte; and a worker killed mid-restore, found by the reconciler and
 import re
 import shutil
 import sqlite3
-import time
 
 import psutil
 from helpers import wait_for
@@ -89,7 +88,7 @@ def test_restore_through_the_browser_dialog(browser, cairn, api, e2e, tmp_path):
     assert not [p for p in folder.parent.iterdir() if ".cairn-" in p.name]
 
 
-def test_worker_killed_mid_restore_is_reconciled_and_rolled_back(cairn, api, e2e, tmp_path):
+def test_worker_killed_mid_restore_is_reconciled_and_every_target_put_back(cairn, api, e2e, tmp_path):
     backup, folder, db_path = backed_up_app(api, e2e, tmp_path, "killed")
     damage(folder, db_path)
     damaged_files, damaged_rows = e2e.tree(folder), e2e.sqlite_contents(db_path)
@@ -101,27 +100,61 @@ def test_worker_killed_mid_restore_is_reconciled_and_rolled_back(cairn, api, e2e
     try:
         started = api.post(f"/backups/{backup['id']}/restore", {"confirm": "RESTORE"})
         assert started.status == 202, started
-        operation = wait_for_operation(api, started.data["id"], lambda o: o["phase"] == "applying")
-        time.sleep(0.5)
+        operation = wait_for_operation(api, started.data["id"],
+                                       lambda o: "killed-files" in (o["result"] or {}).get("applied", []))
         for worker in cairn.worker_processes():
             worker.send_signal(9)
-        failed = wait_for_operation(api, operation["id"], lambda o: o["status"] != "running")
+        failed = wait_for_operation(api, operation["id"],
+                                    lambda o: o["status"] != "running" and (o["result"] or {}).get("cleaned"))
     finally:
         app_lock.rollback()
         app_lock.close()
 
+    # The reconciler finished the job from the row's record: the swapped-in folder went back,
+    # the database was never written, and nothing Cairn made is left beside them.
     assert failed["status"] == "failed", failed
-    safety_id = failed["result"]["safety_backup_id"]
-    assert safety_id and f"safety backup #{safety_id}" in failed["error"]
-    assert not [p for p in folder.parent.iterdir() if ".cairn-restore-" in p.name]
+    assert "every target was put back as it was" in failed["error"], failed["error"]
+    assert failed["result"]["safety_backup_id"]
+    assert e2e.tree(folder) == damaged_files
+    assert e2e.sqlite_contents(db_path) == damaged_rows
+    assert not [p for p in folder.parent.iterdir() if ".cairn-" in p.name]
     assert not [p for p in psutil.process_iter(["cmdline"])
                 if any("rq:job:restore" in part for part in (p.info["cmdline"] or []))]
 
-    # One click (here: its API equivalent) puts back the data as it was before the restore.
+    # The worker is back, and the same restore now goes through.
     api.wait_idle()
-    rollback = api.post(f"/backups/{safety_id}/restore", {"confirm": "RESTORE", "safety_backup": False})
-    assert rollback.status == 202, rollback
-    done = wait_for_operation(api, rollback.data["id"], lambda o: o["status"] not in ("pending", "running"))
+    again = api.post(f"/backups/{backup['id']}/restore", {"confirm": "RESTORE"})
+    assert again.status == 202, again
+    done = wait_for_operation(api, again.data["id"], lambda o: o["status"] not in ("pending", "running"))
     assert done["status"] == "completed", done
+    assert e2e.tree(folder) != damaged_files and e2e.sqlite_contents(db_path) != damaged_rows
+    assert not [p for p in folder.parent.iterdir() if ".cairn-" in p.name]
+
+
+def test_worker_killed_during_the_safety_backup_leaves_every_target_as_it_was(cairn, api, e2e, tmp_path):
+    backup, folder, db_path = backed_up_app(api, e2e, tmp_path, "early")
+    damage(folder, db_path)
+    damaged_files, damaged_rows = e2e.tree(folder), e2e.sqlite_contents(db_path)
+
+    # The application holds an exclusive lock, so the safety backup waits to read the database.
+    app_lock = sqlite3.connect(db_path, isolation_level=None)
+    app_lock.execute("BEGIN EXCLUSIVE")
+    try:
+        started = api.post(f"/backups/{backup['id']}/restore", {"confirm": "RESTORE"})
+        assert started.status == 202, started
+        wait_for(
+            "the safety backup to start",
+            lambda: api.get("/backups?trigger=pre_restore&status=running").data["items"], timeout=60)
+        for worker in cairn.worker_processes():
+            worker.send_signal(9)
+        failed = wait_for_operation(api, started.data["id"], lambda o: o["status"] != "running")
+    finally:
+        app_lock.rollback()
+        app_lock.close()
+
+    assert failed["status"] == "failed" and "Nothing was restored" in failed["error"], failed
+    safety = api.get("/backups?trigger=pre_restore").data["items"][0]
+    assert safety["status"] == "failed" and safety["file_size"] is None
     assert e2e.tree(folder) == damaged_files
     assert e2e.sqlite_contents(db_path) == damaged_rows
+    assert not [p for p in folder.parent.iterdir() if ".cairn-" in p.name]

@@ -17,7 +17,8 @@ from .checksums import checksum_problems, quick_check
 from .errors import RestoreError, VerifyError
 from .dump_files import DumpFile, database_kind
 from .sources import dump_check_for
-from .sources.files import remove_tree
+from .sources.files import recover_folder, remove_tree
+from .sources.sqlite import recover_sqlite
 
 
 @dataclasses.dataclass
@@ -99,7 +100,8 @@ class RestoreResult:
 
 
 def restore_archive(path, sources, *, token, expected_sha256=None, expected_members=None,
-                    reporter=None, lock_timeout=30, keep_old_copies=False, staging_dir=None):
+                    reporter=None, lock_timeout=30, keep_old_copies=False, staging_dir=None,
+                    on_set_aside=None, on_applied=None):
     """Restore the named `sources` from the archive at `path`; all of them or none.
 
     `sources` are engine Source objects whose names and kinds match the archive's; each knows
@@ -112,6 +114,10 @@ def restore_archive(path, sources, *, token, expected_sha256=None, expected_memb
     `keep_old_copies`: then its path is in the result's `old_copies`, for remove_old_copies()
     once the caller has reported the restore done (removing thousands of files takes seconds,
     and the restored data is in place already).
+
+    So that a killed restore can be finished by someone else (recover_set_aside), the caller is
+    told what will be created or moved beside the user's data, `on_set_aside(entries)`, before
+    anything is, and which source has just been applied, `on_applied(name)`.
     """
     restorers = {}
     if reporter is not None:
@@ -122,6 +128,8 @@ def restore_archive(path, sources, *, token, expected_sha256=None, expected_memb
     try:
         for source in sources:
             restorers[source.name] = source.restorer(token, lock_timeout, staging_dir)
+        if on_set_aside is not None:
+            on_set_aside([entry for entry in (r.set_aside() for r in restorers.values()) if entry])
         result = scan_archive(path, sink=member_router(restorers), expected=expected_members,
                               reporter=reporter)
         if expected_sha256 and result.sha256 != expected_sha256:
@@ -132,7 +140,7 @@ def restore_archive(path, sources, *, token, expected_sha256=None, expected_memb
             restorer.check(result.manifest["members"])
         if reporter is not None:
             reporter.set_phase("applying")  # the last moment a cancel is honoured
-        apply_all(list(restorers.values()))
+        apply_all(list(restorers.values()), on_applied)
         old_copies = [copy for r in restorers.values() for copy in r.commit()]
     finally:
         discard_all(restorers.values())
@@ -141,6 +149,21 @@ def restore_archive(path, sources, *, token, expected_sha256=None, expected_memb
         remove_old_copies(old_copies)
         old_copies = []
     return RestoreResult(result.sha256, [s.name for s in sources], old_copies)
+
+
+def recover_set_aside(entries, applied, complete, lock_timeout=30):
+    """Finish a restore that was killed, from what it recorded: with `complete` (every source
+    was applied) drop what it set aside, else put back the targets it changed (those `applied`,
+    and a folder caught between the two renames of its swap). Leaves no `.cairn-` name behind.
+
+    Server databases keep nothing beside the user's data: PostgreSQL rolls a killed restore back
+    itself, and a MySQL database already loaded is put back from the safety backup.
+    """
+    for entry in entries:
+        if entry["kind"] == "folder":
+            recover_folder(entry, complete)
+        elif entry["kind"] == "sqlite":
+            recover_sqlite(entry, complete, entry["source"] in applied, lock_timeout)
 
 
 def remove_old_copies(paths):
@@ -192,7 +215,7 @@ def check_sources_present(meta, sources):
                                f"but {source.kind} here")
 
 
-def apply_all(restorers):
+def apply_all(restorers, on_applied=None):
     """Apply each restorer; when one fails, undo those already applied, newest first.
 
     The last one applied never has to be undone, so the one costliest to undo goes last and is
@@ -204,6 +227,8 @@ def apply_all(restorers):
         for failing in restorers:
             failing.apply(undoable=failing is not restorers[-1])
             applied.append(failing)
+            if on_applied is not None:
+                on_applied(failing.name)
     except BaseException as e:
         undo_errors = []
         for restorer in reversed(applied):

@@ -16,10 +16,10 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from .. import runs
-from ..extensions import get_redis
+from ..extensions import db, get_redis
 from ..models import ACTIVE_STATUSES, Backup, Operation, Status, utcnow
 from ..services.audit import SYSTEM, audit
-from ..services.restores import restore_sources, restore_token
+from ..services.restores import finish_set_aside, restore_complete, unfinished_set_asides
 from ..services.storage import backup_storage
 
 log = logging.getLogger(__name__)
@@ -37,19 +37,39 @@ def reconcile():
         reason = why_gone(row, now)
         if reason is not None and fail_orphan(row, advice(row, reason)):
             closed.append(row)
+    finish_unfinished_restores()
     runs.release_stale_slot()
     return closed
 
 
+def finish_unfinished_restores():
+    """What restores that ended without cleaning up set aside beside the user's data (a worker
+    killed while it removed a replaced tree): finished now, at start and on every tick."""
+    for operation in unfinished_set_asides():
+        finish_restore_safely(operation)
+
+
+def finish_restore_safely(operation):
+    """finish_set_aside(), logged instead of raised: the next tick tries again."""
+    try:
+        finish_set_aside(operation)
+    except Exception:
+        db.session.rollback()
+        log.exception("could not finish what restore %s set aside; the next tick tries again", operation.id)
+
+
 def fail_orphan(row, reason, status=Status.FAILED):
     """Close a row on behalf of an attempt that is gone and clean up after it; True if closed."""
-    attempt = row.attempt
-    if not runs.close(row, reason, status):
+    # The slot stays taken while the clean-up puts targets back, so no new restore or backup
+    # starts on them meanwhile.
+    if not runs.close(row, reason, status, keep_slot=True):
         return False
     label = runs.lock_owner(row)
     log.warning("%s marked %s: %s", label, status.value, reason)
     audit(SYSTEM, f"{label.split(':')[0]}.reconcile", label, result="error", detail=reason)
-    clean_up_after(row, attempt)
+    clean_up_after(row)
+    runs.release_slot(label)
+    db.session.commit()
     return True
 
 
@@ -82,19 +102,31 @@ def last_line(job):
 
 
 def advice(row, reason):
-    """What a person should do after a restore died: nothing was touched, or roll back."""
+    """What became of the data after a restore died, and what a person should do."""
     if not isinstance(row, Operation) or row.kind != "restore":
         return reason
-    if row.phase != "applying":
+    applied = (row.result or {}).get("applied", [])
+    if restore_complete(row):
+        return (f"{reason}. Every source had been restored ({', '.join(applied)}); only the clean-up "
+                f"was left, and it has been done.")
+    if not applied:
         return f"{reason}. Nothing was restored: every target is as it was."
-    if row.safety_backup_id:
-        return (f"{reason}. It died while putting the data in place, so some sources may already be "
-                f"restored; roll back to the safety backup #{row.safety_backup_id} "
-                f"(one click on this page) or run the restore again.")
-    return f"{reason}. It died while putting the data in place; run the restore again."
+    left = [name for name in applied if name in server_databases(row)]
+    if not left:
+        return f"{reason}. It died while putting the data in place; every target was put back as it was."
+    rollback = (f"roll back to the safety backup #{row.safety_backup_id} (one click on this page) or "
+                if row.safety_backup_id else "")
+    return (f"{reason}. It died while putting the data in place: {', '.join(left)} had already been "
+            f"restored and the rest was put back as it was; {rollback}run the restore again.")
 
 
-def clean_up_after(row, attempt):
+def server_databases(operation):
+    """The sources of a restore that are databases on a server (nothing beside them to put back)."""
+    set_aside = {entry["source"] for entry in (operation.result or {}).get("set_aside", [])}
+    return [name for name in operation.params.get("sources", []) if name not in set_aside]
+
+
+def clean_up_after(row):
     """Remove what a dead attempt left: partial archives, staging, moved-aside restore targets."""
     store = backup_storage()
     if isinstance(row, Backup):
@@ -103,7 +135,5 @@ def clean_up_after(row, attempt):
         shutil.rmtree(store.staging_dir(row.name), ignore_errors=True)
         return
     shutil.rmtree(store.staging_dir(f"operation-{row.id}"), ignore_errors=True)
-    if row.kind == "restore" and attempt:
-        for source in restore_sources(row):
-            with contextlib.suppress(Exception):
-                source.restorer(restore_token(attempt), 0, None).recover()
+    if row.kind == "restore":
+        finish_restore_safely(row)

@@ -9,13 +9,13 @@ from rq.timeouts import JobTimeoutException
 from ..backup import BackupError, Cancelled
 from ..backup.checksums import quick_check
 from ..backup.errors import VerifyError
-from ..backup.restore import remove_old_copies, restore_archive
+from ..backup.restore import restore_archive
 from ..extensions import db
-from ..models import Source, Status
+from ..models import Operation, Source, Status
 from ..services.audit import audit
 from ..services.backups import new_backup_row
 from ..services.operations import record_verification
-from ..services.restores import restore_sources, restore_token
+from ..services.restores import finish_set_aside, restore_sources, restore_token
 from ..services.storage import backup_storage
 from .backup import write_archive
 from .tracking import BackupTracker, LostOwnership, OperationTracker, requester
@@ -29,30 +29,44 @@ def run_restore(operation_id, attempt):
     operation = tracker.start()
     if operation is None:
         return "skipped: cancelled before it started"
-    result = {"restored": [], "safety_backup_id": None}
+    result = {"restored": [], "safety_backup_id": None, "set_aside": [], "applied": []}
     try:
         with tracker.heartbeat():
             restored = restore(operation, tracker, result)
     except LostOwnership:
         return "abandoned: the row was reconciled while this attempt ran"
-    except Cancelled:
+    except (Cancelled, VerifyError, JobTimeoutException, BackupError) as e:
+        result["cleaned"] = True  # the engine has put every target back and removed its staging
+        return record_failure(operation, tracker, result, e)
+    return record_success(operation, tracker, result, restored)
+
+
+def record_failure(operation, tracker, result, error):
+    """The row's outcome when the restore stopped: nothing was changed, or all was put back."""
+    if isinstance(error, Cancelled):
         tracker.finish(Status.CANCELLED, "cancelled on request; nothing was changed", result)
         return "cancelled"
-    except VerifyError as e:
-        tracker.finish(Status.FAILED, f"the archive failed verification, so nothing was changed: {e}", result)
-        restore_audit(operation, "error", str(e))
-        return "failed"
-    except JobTimeoutException:
-        tracker.finish(Status.TIMEOUT, f"stopped after the job timeout of {current_app.config['JOB_TIMEOUT']} s", result)
+    if isinstance(error, JobTimeoutException):
+        tracker.finish(Status.TIMEOUT, f"stopped after the job timeout of {current_app.config['JOB_TIMEOUT']} s",
+                       result)
         return "timeout"
-    except BackupError as e:
-        tracker.finish(Status.FAILED, f"{e}", result)
-        restore_audit(operation, "error", str(e))
-        return "failed"
+    prefix = "the archive failed verification, so nothing was changed: " if isinstance(error, VerifyError) else ""
+    tracker.finish(Status.FAILED, f"{prefix}{error}", result)
+    restore_audit(operation, "error", str(error))
+    return "failed"
+
+
+def record_success(operation, tracker, result, restored):
+    """Complete the row, then drop the replaced data: it was in place already, and removing
+    thousands of files takes a while."""
     result["restored"] = restored.restored
     tracker.complete(result)
     restore_audit(operation, "ok", f"restored {', '.join(restored.restored)} from backup {operation.backup.name}")
-    remove_replaced_data(operation, restored.old_copies)
+    try:
+        finish_set_aside(db.session.get(Operation, operation.id))
+    except OSError as e:
+        log.warning("restore %s: could not remove the replaced data (%s); the next start tries again",
+                    operation.id, e)
     return "completed"
 
 
@@ -76,7 +90,15 @@ def restore(operation, tracker, result):
                            expected_sha256=backup.sha256, expected_members=backup.manifest,
                            reporter=tracker.reporter(), keep_old_copies=True,
                            lock_timeout=current_app.config["RESTORE_LOCK_TIMEOUT"],
-                           staging_dir=store.staging_dir(f"operation-{operation.id}"))
+                           staging_dir=store.staging_dir(f"operation-{operation.id}"),
+                           on_set_aside=lambda entries: record(tracker, result, set_aside=entries),
+                           on_applied=lambda name: record(tracker, result, applied=[*result["applied"], name]))
+
+
+def record(tracker, result, **changes):
+    """Keep on the row, before going on, what a reconciler needs to finish a killed restore."""
+    result.update(changes)
+    tracker.record_result(result)
 
 
 def check_archive(backup, path, reporter):
@@ -87,15 +109,6 @@ def check_archive(backup, path, reporter):
     if problems:
         record_verification(backup, False, problems)
         raise VerifyError("; ".join(problems))
-
-
-def remove_replaced_data(operation, old_copies):
-    """Only now: the restored data was in place already."""
-    try:
-        remove_old_copies(old_copies)
-    except OSError as e:
-        log.warning("restore %s: could not remove the replaced data (%s); remove %s by hand",
-                    operation.id, e, ", ".join(old_copies))
 
 
 def restore_audit(operation, outcome, detail):

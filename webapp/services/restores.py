@@ -1,11 +1,14 @@
 """Restores: which current sources a backup would overwrite, and starting a confirmed restore."""
 
+from flask import current_app
+
 from .. import runs
 from ..backup import SourceError, make_source
+from ..backup.restore import recover_set_aside
 from ..backup.sources.base import keep_password, redact_url
 from ..errors import Invalid
 from ..extensions import db
-from ..models import Source
+from ..models import ACTIVE_STATUSES, Operation, Source
 from .audit import audit
 from .backups import archive_path, get_backup, source_id_set
 from .operations import new_operation
@@ -14,6 +17,7 @@ from .sources import refuse_cairns_own_data, refuse_cairns_own_database
 RUN_RESTORE = "webapp.jobs.restore.run_restore"
 RESTORE_CONFIRM = "RESTORE"
 SERVER_DATABASE_KINDS = ("postgres", "mysql")
+RECENT_RESTORES = 100  # how far back the clean-up at start looks for unfinished restores
 
 
 def matching_sources(backup):
@@ -126,6 +130,29 @@ def rollback(actor, operation):
 def restore_token(attempt):
     """Names the staging files beside each target, so leftovers of a killed restore can be found."""
     return attempt[:12]
+
+
+def restore_complete(operation):
+    """Whether every source of the restore was put in place (its record says so)."""
+    result = operation.result or {}
+    return set(operation.params.get("sources", [])) <= set(result.get("applied", []))
+
+
+def finish_set_aside(operation):
+    """Finish what a restore set aside beside the user's data, from its record: dropped when the
+    restore was complete, put back otherwise. Marks the record cleaned. Safe to repeat."""
+    result = dict(operation.result or {})
+    recover_set_aside(result.get("set_aside", []), result.get("applied", []), restore_complete(operation),
+                      current_app.config["RESTORE_LOCK_TIMEOUT"])
+    operation.result = dict(result, cleaned=True)
+    db.session.commit()
+
+
+def unfinished_set_asides():
+    """Ended restores whose set-aside data has not been cleaned up (the worker died during it)."""
+    ended = Operation.query.filter(Operation.kind == "restore", Operation.status.not_in(ACTIVE_STATUSES))
+    return [op for op in ended.order_by(Operation.id.desc()).limit(RECENT_RESTORES)
+            if (op.result or {}).get("set_aside") and not op.result.get("cleaned")]
 
 
 def restore_sources(operation):

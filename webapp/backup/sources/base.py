@@ -187,5 +187,8 @@ class Restorer:
     def discard(self):
         """Remove staged data (always called at the end, whatever happened)."""
 
-    def recover(self):
-        """After a killed restore: bring back a target that was moved away, drop staged data."""
+    def set_aside(self):
+        """What this restorer may create or move beside the user's data (a dict with `kind`,
+        `source`, `target` and the paths), recorded before anything is; None when it keeps its
+        scratch files in the restore's private folder. See restore.recover_set_aside."""
+        return None

@@ -142,9 +142,3 @@ class DumpRestorer(Restorer):
             remove_file(self.dump.path)
         remove_file(self.undo_dump)
         self.undo_dump = None
-
-    def recover(self):
-        """Nothing on the server can be repaired from here (PostgreSQL rolled the killed
-        transaction back itself; a half-loaded MySQL database needs the safety backup); the
-        scratch files live in the restore's staging folder, which the caller removes."""
-        self.discard()

@@ -210,8 +210,7 @@ class FolderRestorer(Restorer):
 
     The old tree is kept (renamed aside) until every source of the restore has been applied.
     A target reached through a symlink is restored where the link points, and the link stays.
-    The staging folder is made when the first member arrives, so a restorer built only to
-    recover() after a killed restore can always be built.
+    After a killed restore, recover_folder() finishes the job from what set_aside() recorded.
     """
 
     def __init__(self, source, token, lock_timeout):
@@ -339,10 +338,23 @@ class FolderRestorer(Restorer):
         if not os.path.lexists(self.target):
             remove_made_parents(self.target, self.made_parents)
 
-    def recover(self):
-        if not os.path.lexists(self.target) and os.path.lexists(self.old):
-            os.rename(self.old, self.target)
-        remove_tree(self.staging)
+    def set_aside(self):
+        return {"kind": "folder", "source": self.name, "target": self.target, "staging": self.staging,
+                "old": self.old}
+
+
+def recover_folder(entry, complete):
+    """After a killed restore: drop the replaced tree if the whole restore was done (`complete`),
+    else put it back in place of whatever the swap left there; drop the staging folder."""
+    target, old = entry["target"], entry["old"]
+    if complete:
+        remove_tree(old)
+    elif os.path.lexists(old):
+        # The first rename of the swap happened, so what stands at the target, if anything, is
+        # the restored tree: the target goes back to what it was.
+        remove_tree(target)
+        os.rename(old, target)
+    remove_tree(entry["staging"])
 
 
 def left_out_entries(source, root):

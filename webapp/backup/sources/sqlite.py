@@ -157,11 +157,12 @@ class SqliteRestorer(Restorer):
         self.target = source.path
         self.staged = beside(self.target, "restore", token)
         self.undo_copy = beside(self.target, "undo", token)
+        self.aside = beside(self.target, "aside", token)  # an unreadable live file, moved away whole
         self.made_parents = None
         self.dump = None  # the staged dump, checked on a thread as soon as it is complete
         self.applied = False
         self.had_target = True
-        self.set_aside = False
+        self.moved_aside = False
 
     def database_sink(self, kind, member):
         if kind != "sqlite3":
@@ -184,29 +185,29 @@ class SqliteRestorer(Restorer):
 
     def apply(self, undoable=True):
         self.had_target = os.path.exists(self.target)
-        self.set_aside = self.had_target and unreadable_database(self.target)
-        if self.set_aside:
-            move_database(self.target, self.undo_copy)
+        self.moved_aside = self.had_target and unreadable_database(self.target)
+        if self.moved_aside:
+            move_database(self.target, self.aside)
         elif self.had_target and undoable:
             copy_database(self.target, self.undo_copy, self.lock_timeout, live_path=self.target, scratch=True)
         try:
             copy_database(self.staged, self.target, self.lock_timeout)
-            if self.set_aside:
-                copy_owner_and_mode(self.undo_copy, self.target)  # the application must still open it
+            if self.moved_aside:
+                copy_owner_and_mode(self.aside, self.target)  # the application must still open it
         except BaseException:
-            if not self.had_target or self.set_aside:
+            if not self.had_target or self.moved_aside:
                 remove_file(self.target)  # connecting made an empty file where there was none
-            if self.set_aside:
-                move_database(self.undo_copy, self.target)
+            if self.moved_aside:
+                move_database(self.aside, self.target)
             raise
         self.applied = True
 
     def undo(self):
         if not self.applied:
             return
-        if self.set_aside:
+        if self.moved_aside:
             remove_file(self.target)
-            move_database(self.undo_copy, self.target)
+            move_database(self.aside, self.target)
         elif self.had_target:
             if not os.path.exists(self.undo_copy):
                 raise RestoreError(f"{self.name} was applied last, without a copy to undo it from")
@@ -217,6 +218,7 @@ class SqliteRestorer(Restorer):
 
     def commit(self):
         remove_file(self.undo_copy)
+        remove_file(self.aside)
         return []
 
     def discard(self):
@@ -224,13 +226,33 @@ class SqliteRestorer(Restorer):
             self.dump.abandon()
         remove_file(self.staged)
         remove_file(self.undo_copy)
+        if os.path.lexists(self.target):
+            remove_file(self.aside)
         if not os.path.lexists(self.target):
             remove_made_parents(self.target, self.made_parents)
 
-    def recover(self):
-        if not os.path.lexists(self.target) and os.path.lexists(self.undo_copy):
-            move_database(self.undo_copy, self.target)  # killed while an unreadable file was aside
-        self.discard()
+    def set_aside(self):
+        return {"kind": "sqlite", "source": self.name, "target": self.target, "staging": self.staged,
+                "undo": self.undo_copy, "aside": self.aside}
+
+
+def recover_sqlite(entry, complete, applied, lock_timeout):
+    """After a killed restore: keep the restored database if the whole restore was done
+    (`complete`), else put back the copy taken before it was `applied`; drop the scratch files.
+
+    An undo copy is trusted only once this source was recorded as applied: before that, a kill
+    may have cut the copy short, and the live database is still as it was (SQLite rolls an
+    unfinished copy back).
+    """
+    target, undo, aside = entry["target"], entry["undo"], entry["aside"]
+    if not complete and os.path.lexists(aside):
+        remove_file(target)  # what stands there, if anything, is the restore's fresh file
+        move_database(aside, target)
+    elif not complete and applied and os.path.lexists(undo):
+        copy_database(undo, target, lock_timeout)
+    remove_file(aside)
+    remove_file(undo)
+    remove_file(entry["staging"])
 
 
 # Not a database, or a damaged one; or a hot journal that a read-only connection may not roll back.
