@@ -1,7 +1,7 @@
 """`make run`: set up, then run the web server, the workers, the scheduler and (when REDIS_URL is
-unset) an embedded Redis in the foreground. Restarts a worker that dies; Ctrl-C or SIGTERM stops
-every child. Children get Linux's parent-death signal, so even a `kill -9` of this process leaves
-nothing running.
+unset) an embedded Redis in the foreground. Restarts a worker that dies (at once, unless it keeps
+dying at start); Ctrl-C or SIGTERM stops every child. Children get Linux's parent-death signal, so
+even a `kill -9` of this process leaves nothing running.
 """
 
 import ctypes
@@ -32,19 +32,33 @@ def log(message):
     print(f"[cairn] {message}", flush=True)
 
 
+def restart_delay(ran_for, quick_deaths, crash_loop_seconds):
+    """(seconds to wait before restarting a child that died after `ran_for` s, quick deaths in a row).
+
+    Only a crash loop waits: a child that ran at least `crash_loop_seconds` is restarted at once and
+    its count starts over, so deaths days apart never add up; each further quick death waits longer.
+    """
+    if ran_for >= crash_loop_seconds:
+        return 0, 0
+    return RESTART_BACKOFF_SECONDS[min(quick_deaths, len(RESTART_BACKOFF_SECONDS) - 1)], quick_deaths + 1
+
+
 class Child:
     """One supervised process; `restart` says whether a death is repaired or fatal."""
 
     def __init__(self, name, argv, env, restart):
         self.name, self.argv, self.env, self.restart = name, argv, env, restart
         self.process = None
-        self.restarts = 0
-        self.next_start = 0.0
+        self.started_at = 0.0
+        self.quick_deaths = 0
+        self.restart_at = None  # set while a dead child waits for its restart
 
     def start(self):
         # Own session: a terminal's Ctrl-C reaches only the supervisor, which stops children in order.
         self.process = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, start_new_session=True,
                                         preexec_fn=die_with_parent)
+        self.started_at = time.monotonic()
+        self.restart_at = None
         log(f"started {self.name} (pid {self.process.pid})")
 
     def alive(self):
@@ -96,31 +110,36 @@ def children_for(config, env):
     return [web, *workers, scheduler]
 
 
-def supervise(children):
+def supervise(children, crash_loop_seconds):
     """Restart what may be restarted; return when told to stop or when a vital child dies."""
     stopping = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stopping.append(signum))
     while not stopping:
-        now = time.monotonic()
         for child in children:
-            if child.alive() or now < child.next_start:
+            if child.alive():
                 continue
-            code = child.process.returncode
-            if not child.restart:
-                log(f"{child.name} exited with code {code}; stopping everything")
-                return 1
-            delay = RESTART_BACKOFF_SECONDS[min(child.restarts, len(RESTART_BACKOFF_SECONDS) - 1)]
-            if child.next_start == 0.0:
-                log(f"{child.name} died (code {code}); restarting in {delay} s")
-                child.next_start = now + delay
-                continue
-            child.restarts += 1
-            child.next_start = 0.0
-            child.start()
+            if child.restart_at is None:
+                if not child.restart:
+                    log(f"{child.name} exited with code {child.process.returncode}; stopping everything")
+                    return 1
+                schedule_restart(child, crash_loop_seconds)
+            if time.monotonic() >= child.restart_at:
+                child.start()
         time.sleep(0.2)
     log("stopping")
     return 0
+
+
+def schedule_restart(child, crash_loop_seconds):
+    now = time.monotonic()
+    ran_for = now - child.started_at
+    delay, child.quick_deaths = restart_delay(ran_for, child.quick_deaths, crash_loop_seconds)
+    child.restart_at = now + delay
+    when = "restarting now"
+    if delay:
+        when = f"restarting in {delay} s (died within {crash_loop_seconds} s of starting)"
+    log(f"{child.name} died (code {child.process.returncode}) after {ran_for:.1f} s; {when}")
 
 
 def stop_all(children):
@@ -154,7 +173,7 @@ def main():
     log(f"Cairn is running at http://{config['HOST']}:{config['PORT']}/ (Ctrl-C to stop)")
     code = 1
     try:
-        code = supervise(children)
+        code = supervise(children, config["CRASH_LOOP_SECONDS"])
     finally:
         stop_all(children)
         if redis_child is not None:
