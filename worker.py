@@ -5,14 +5,13 @@ import ctypes
 import logging
 import os
 import signal
-import socket
 import time
 
 from rq import Worker
 
 from webapp import create_app
 from webapp.extensions import db, get_queue, get_redis
-from webapp.jobs.reconcile import reconcile
+from webapp.jobs.reconcile import reconcile, worker_name
 from webapp.scheduling import tick
 
 TICK_SECONDS = 5
@@ -39,8 +38,7 @@ class CairnWorker(Worker):
 def run_worker(app):
     with app.app_context():
         reconcile()
-        worker = CairnWorker([get_queue()], connection=get_redis(),
-                        name=f"cairn-{socket.gethostname()}-{os.getpid()}")
+        worker = CairnWorker([get_queue()], connection=get_redis(), name=worker_name(os.getpid()))
         worker.work(with_scheduler=False, logging_level="INFO")
 
 

@@ -3,6 +3,10 @@
 import os
 import secrets
 
+# `make run` restarts a worker that ran at least this many seconds at once; one that dies sooner
+# is crash-looping and waits longer before each new start.
+CRASH_LOOP_SECONDS = 10
+
 
 def _int(env, name, default):
     value = env.get(name)
@@ -38,6 +42,7 @@ def load_config(env=None):
         "ADMIN_PASSWORD": env.get("ADMIN_PASSWORD") or None,
         "SEED_DEMO": (env.get("SEED_DEMO") or "1") not in ("0", "false", "no"),
         "WORKERS": _int(env, "WORKERS", 1),
+        "CRASH_LOOP_SECONDS": _int(env, "CRASH_LOOP_SECONDS", CRASH_LOOP_SECONDS),
         "RQ_QUEUE": env.get("RQ_QUEUE") or "cairn",
         "JOB_TIMEOUT": _int(env, "JOB_TIMEOUT", 6 * 3600),
         # A running job writes a heartbeat every few seconds; silence this long means it died.

