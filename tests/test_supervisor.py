@@ -13,7 +13,6 @@ import uuid
 from pathlib import Path
 
 import psutil
-import pytest
 
 from helpers import wait_for
 from webapp.config import CRASH_LOOP_SECONDS, load_config
