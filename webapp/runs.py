@@ -19,6 +19,7 @@ from rq.job import Job
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from .backup.progress import FINAL_PHASES
 from .errors import Conflict, Unavailable
 from .extensions import db, get_queue, get_redis
 from .models import ACTIVE_STATUSES, Backup, Operation, RunLock, Status, utcnow
@@ -119,14 +120,55 @@ def enqueue(row, job, description):
 
 
 def request_cancel(row):
-    """Close a pending row at once; flag a running one for its job to stop at the next chunk."""
-    if row.status == Status.PENDING.value:
-        with contextlib.suppress(Exception):
-            Job.fetch(row.job_id, connection=get_redis()).cancel()
-        close(row, "cancelled on request", Status.CANCELLED)
-    else:
-        row.cancel_requested = True
-        db.session.commit()
+    """Close a pending row at once; flag a running one for its job to stop within a chunk.
+
+    Refuses with Conflict once the job has reached a final phase (FINAL_PHASES) or ended: it
+    would complete anyway, and must not be reported as "cancel requested".
+    """
+    if row.status == Status.PENDING.value and close_pending(row):
+        return
+    if not flag_cancel(row):
+        raise Conflict(cancel_refusal(row))
+
+
+def close_pending(row):
+    """Cancel a row no worker has started; False when one started it meanwhile."""
+    model = type(row)
+    closed = db.session.execute(
+        update(model).where(model.id == row.id, model.status == Status.PENDING.value)
+        .values(status=Status.CANCELLED.value, error="cancelled on request", attempt=None,
+                **{end_column(model): utcnow()})).rowcount == 1
+    if not closed:
+        db.session.rollback()
+        return False
+    release_slot(lock_owner(row))
+    db.session.commit()
+    # Only now: a job that had started, once marked cancelled in RQ, would look dead to the reconciler.
+    with contextlib.suppress(Exception):
+        Job.fetch(row.job_id, connection=get_redis()).cancel()
+    return True
+
+
+def flag_cancel(row):
+    """Set a running row's cancel flag unless its phase is final; True if it was set.
+
+    The job writes a final phase only while the flag is unset (jobs/tracking.py), so these two
+    conditional UPDATEs of one row decide between them: the cancel is refused or honoured.
+    """
+    model = type(row)
+    flagged = db.session.execute(
+        update(model).where(model.id == row.id, model.status.in_(ACTIVE_STATUSES),
+                            model.phase.not_in(list(FINAL_PHASES)))
+        .values(cancel_requested=True)).rowcount == 1
+    db.session.commit()
+    return flagged
+
+
+def cancel_refusal(row):
+    db.session.refresh(row)
+    if row.is_active:
+        return f"too late to cancel: {FINAL_PHASES[row.phase]}"
+    return f"too late to cancel: it has already ended ({row.status})"
 
 
 def close(row, reason, status=Status.FAILED, keep_slot=False):

@@ -9,7 +9,7 @@ import time
 
 from .archive_writer import ArchiveWriter
 from .errors import BackupError
-from .progress import Reporter
+from .progress import FINISHING, Reporter
 
 CAIRN_VERSION = "0.1.0"
 
@@ -29,6 +29,8 @@ def create_backup(sources, archive_path, *, meta, staging_dir, compression="zstd
 
     `meta` goes into cairn.json (type, mode, parent, name, ...). Scratch files live in
     `staging_dir`, which is removed afterwards. On any error or cancel nothing is left behind.
+    `should_cancel()` is asked at every chunk until the archive is being sealed (FINISHING);
+    from then on the backup completes.
     """
     reporter = Reporter(progress, should_cancel)
     reporter.set_phase("scanning sources")
@@ -42,7 +44,7 @@ def create_backup(sources, archive_path, *, meta, staging_dir, compression="zstd
             writer.add_json("cairn.json", cairn_json(meta, sources, compression, now), now)
             summaries = [source.dump(writer, staging_dir, reporter) for source in sources]
             reporter.total = reporter.done  # the estimate was only an estimate; now it is known
-            reporter.set_phase("finishing")
+            reporter.set_phase(FINISHING)  # the point of no return: a cancel is checked a last time
             manifest = writer.finish({"created_at": iso(now), "sources": summaries}, now)
     except OSError as e:
         raise BackupError(disk_message(e, archive_path)) from None

@@ -11,17 +11,18 @@ import time
 
 from flask import current_app
 from rq import get_current_job
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from .. import runs
 from ..backup import Cancelled
-from ..backup.progress import Reporter
+from ..backup.progress import FINAL_PHASES, Reporter
 from ..extensions import db
 from ..models import ACTIVE_STATUSES, Backup, Operation, Status, utcnow
 from ..services.audit import Actor, audit
 from ..services.storage import backup_storage
 
 PROGRESS_INTERVAL = 0.5
+CANCEL_POLL = 0.5  # how stale should_cancel() may be
 
 
 class LostOwnership(Cancelled):
@@ -51,13 +52,18 @@ class RowTracker:
         self._last_write = 0.0
         self._last_phase = None
 
-    def _update(self, **values):
+    def _owned_row(self, *conditions):
         model = self.model
-        result = db.session.execute(
-            update(model)
-            .where(model.id == self.row_id, model.attempt == self.attempt, model.status.in_(ACTIVE_STATUSES))
-            .values(**values))
+        return (model.id == self.row_id, model.attempt == self.attempt, model.status.in_(ACTIVE_STATUSES),
+                *conditions)
+
+    def _update(self, *conditions, **values):
+        """Change the row if this attempt owns it (and `conditions` hold); True if it did."""
+        result = db.session.execute(update(self.model).where(*self._owned_row(*conditions)).values(**values))
         return result.rowcount == 1
+
+    def _owns(self):
+        return db.session.execute(select(self.model.id).where(*self._owned_row())).first() is not None
 
     def start(self, job_id=None):
         """Mark the row running; the row, or None when it is no longer this attempt's."""
@@ -65,7 +71,11 @@ class RowTracker:
         owned = self._update(status=Status.RUNNING.value, started_at=now, heartbeat_at=now,
                              job_id=job_id or current_job_id(), phase="starting")
         db.session.commit()
-        return db.session.get(self.model, self.row_id) if owned else None
+        if not owned:
+            return None
+        row = db.session.get(self.model, self.row_id)
+        self.cancel_requested = row.cancel_requested
+        return row
 
     def progress(self, phase, done, total):
         """Engine callback: write at most twice a second (and on each new phase)."""
@@ -73,14 +83,32 @@ class RowTracker:
         if phase == self._last_phase and now - self._last_write < PROGRESS_INTERVAL:
             return
         self._last_write, self._last_phase = now, phase
+        if phase in FINAL_PHASES:
+            return self._enter_final_phase(phase, done, total)
         owned = self._update(phase=phase, done_bytes=done, total_bytes=total, heartbeat_at=utcnow())
-        self.cancel_requested = bool(db.session.execute(
-            db.select(self.model.cancel_requested).where(self.model.id == self.row_id)).scalar())
         db.session.commit()
         if not owned:
             raise LostOwnership()
 
+    def _enter_final_phase(self, phase, done, total):
+        """Write a final phase only while no cancel stands, or raise Cancelled.
+
+        runs.request_cancel sets the flag only while the phase is not final; each is one
+        conditional UPDATE of the same row, so the database decides which came first: a cancel
+        is either refused (409) or honoured here, never accepted and then ignored.
+        """
+        entered = self._update(self.model.cancel_requested.is_(False), phase=phase, done_bytes=done,
+                               total_bytes=total, heartbeat_at=utcnow())
+        db.session.commit()
+        if entered:
+            return
+        if not self._owns():
+            raise LostOwnership()
+        self.cancel_requested = True
+        raise Cancelled()
+
     def should_cancel(self):
+        """Asked at every chunk, so it reads no database: the heartbeat thread keeps it fresh."""
         return self.cancel_requested
 
     def reporter(self):
@@ -89,17 +117,13 @@ class RowTracker:
 
     @contextlib.contextmanager
     def heartbeat(self):
-        """Beat from a thread, so long silent steps (a big SQLite snapshot) still show life."""
-        engine, stop, model = db.engine, threading.Event(), self.model
+        """Beat from a thread, so long silent steps (a big SQLite snapshot, pg_dump waiting for a
+        lock) still show life; the same thread reads the cancel flag every CANCEL_POLL seconds,
+        so a cancel is seen within one chunk of that even when no progress is written."""
+        stop = threading.Event()
         interval = max(1.0, current_app.config["HEARTBEAT_TIMEOUT"] / 6)
-
-        def beat():
-            while not stop.wait(interval):
-                with engine.begin() as conn:
-                    conn.execute(update(model).where(model.id == self.row_id, model.attempt == self.attempt)
-                                 .values(heartbeat_at=utcnow()))
-
-        thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
+        thread = threading.Thread(target=self._watch, args=(db.engine, stop, interval), name="heartbeat",
+                                  daemon=True)
         thread.start()
         try:
             yield
@@ -107,14 +131,39 @@ class RowTracker:
             stop.set()
             thread.join()
 
-    def close(self, status, **values):
+    def _watch(self, engine, stop, interval):
+        model = self.model
+        mine = (model.id == self.row_id, model.attempt == self.attempt)
+        last_beat = time.monotonic()
+        while not stop.wait(CANCEL_POLL):
+            with engine.begin() as conn:
+                if conn.execute(select(model.cancel_requested).where(*mine)).scalar():
+                    self.cancel_requested = True
+                if time.monotonic() - last_beat >= interval:
+                    conn.execute(update(model).where(*mine).values(heartbeat_at=utcnow()))
+                    last_beat = time.monotonic()
+
+    def close(self, status, *conditions, **values):
         """Record the outcome and free the run slot if this attempt still owns the row."""
-        owned = self._update(status=status.value, attempt=None, **{runs.end_column(self.model): utcnow()},
-                             **values)
+        owned = self._update(*conditions, status=status.value, attempt=None,
+                             **{runs.end_column(self.model): utcnow()}, **values)
         if owned:
             runs.release_slot(runs.lock_owner(self.model, self.row_id))
         db.session.commit()
         return owned
+
+    def close_completed(self, **values):
+        """Record success, unless a cancel stands: then the row ends cancelled (False).
+
+        A job without a final phase (a verify) can end before it reads a cancel accepted just
+        before; its requester was told it would stop, so it must not be recorded as completed.
+        A job past a final phase has no cancel standing: cancels are refused there.
+        """
+        if self.close(Status.COMPLETED, self.model.cancel_requested.is_(False), phase="completed", error=None,
+                      **values):
+            return True
+        self.finish(Status.CANCELLED, "cancelled on request")
+        return False
 
 
 class BackupTracker(RowTracker):
@@ -129,10 +178,10 @@ class BackupTracker(RowTracker):
         return owned
 
     def complete(self, result):
-        owned = self.close(
-            Status.COMPLETED, phase="completed", done_bytes=result.source_size,
-            total_bytes=result.source_size, file_size=result.size, sha256=result.sha256,
-            source_size=result.source_size, sources=result.sources, manifest=result.members, error=None)
+        owned = self.close_completed(
+            done_bytes=result.source_size, total_bytes=result.source_size, file_size=result.size,
+            sha256=result.sha256, source_size=result.source_size, sources=result.sources,
+            manifest=result.members)
         if owned:
             self.audit(db.session.get(Backup, self.row_id), "ok", f"completed: {result.size} bytes, sha256 {result.sha256}")
         return owned
@@ -154,4 +203,4 @@ class OperationTracker(RowTracker):
         return self.close(status, error=error, result=result)
 
     def complete(self, result):
-        return self.close(Status.COMPLETED, phase="completed", error=None, result=result)
+        return self.close_completed(result=result)

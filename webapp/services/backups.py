@@ -143,12 +143,14 @@ def new_backup_row(actor, type, trigger, sources, compression="zstd", note="", s
 # --------------------------------------------------------------- change ----
 
 def cancel_backup(actor, backup):
-    """Stop a pending or running backup; its partial file is removed."""
+    """Stop a pending or running backup; its partial file is removed. Conflict (409) once it is
+    being finalised: from then on it completes."""
     cancel_run(actor, backup, "backup.cancel", f"backup:{backup.id}")
     return backup
 
 
 def cancel_run(actor, row, action, target):
+    """Cancel a backup's or operation's job, or refuse (Conflict) when it no longer stops."""
     if not row.is_active:
         raise Conflict(f"{target.replace(':', ' ')} is {row.status}, not running")
     runs.request_cancel(row)

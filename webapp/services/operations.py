@@ -22,7 +22,8 @@ def operations_of(backup, limit=10):
 
 
 def cancel_operation(actor, operation):
-    """Stop a pending or running operation (a restore stops only before it applies)."""
+    """Stop a pending or running operation; Conflict (409) once a restore is putting the data
+    in place: from then on it completes."""
     cancel_run(actor, operation, f"{operation.kind}.cancel", f"operation:{operation.id}")
     return operation
 
