@@ -5,6 +5,7 @@ import enum
 
 from flask_login import UserMixin
 
+from .backup.progress import FINAL_PHASES
 from .backup.sources.base import redact_url
 from .extensions import db
 
@@ -167,6 +168,11 @@ class Backup(db.Model):
         return self.status in ACTIVE_STATUSES
 
     @property
+    def can_be_cancelled(self):
+        """Active and not yet past the point of no return (then a cancel is refused with 409)."""
+        return self.is_active and self.phase not in FINAL_PHASES
+
+    @property
     def percent(self):
         if self.status == Status.COMPLETED.value:
             return 100.0
@@ -224,6 +230,7 @@ class Operation(db.Model):
     created_by = db.relationship("User")
 
     is_active = Backup.is_active
+    can_be_cancelled = Backup.can_be_cancelled
     percent = Backup.percent
 
     @property
