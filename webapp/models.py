@@ -237,6 +237,18 @@ class Operation(db.Model):
     def safety_backup_id(self):
         return (self.result or {}).get("safety_backup_id")
 
+    @property
+    def restore_complete(self):
+        """A restore whose record says every source was put in place."""
+        sources = (self.params or {}).get("sources") or []
+        return bool(sources) and set(sources) <= set((self.result or {}).get("applied", []))
+
+    @property
+    def set_aside_pending(self):
+        """A restore that set data aside beside the user's and has not cleaned it up yet."""
+        result = self.result or {}
+        return self.kind == "restore" and bool(result.get("set_aside")) and not result.get("cleaned")
+
     def public_params(self):
         """The parameters as they may be shown: restore target URLs without their passwords."""
         params = dict(self.params or {})

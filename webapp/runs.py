@@ -89,15 +89,33 @@ def release_slot(owner):
 
 
 def release_stale_slot():
-    """Free the slot when the row holding it has ended (or is gone)."""
+    """Free the slot when the row holding it has ended (or is gone), unless it is a dead restore
+    whose targets are still to be put back: nothing else may run on them meanwhile."""
     lock = db.session.get(RunLock, RUN_LOCK)
     if lock is None:
         return
     kind, _, row_id = lock.owner.partition(":")
     holder = db.session.get(Backup if kind == "backup" else Operation, int(row_id))
-    if holder is None or not holder.is_active:
+    if holder is None or not (holder.is_active or still_putting_back(holder)):
         db.session.delete(lock)
         db.session.commit()
+
+
+def still_putting_back(row):
+    return isinstance(row, Operation) and row.set_aside_pending and not row.restore_complete
+
+
+def hold_slot(row):
+    """Take the slot on behalf of an ended row (to finish its clean-up), or find it held by that
+    row already; False when another backup or restore holds it."""
+    db.session.add(RunLock(name=RUN_LOCK, owner=lock_owner(row)))
+    try:
+        db.session.commit()
+        return True
+    except IntegrityError:
+        db.session.rollback()
+        lock = db.session.get(RunLock, RUN_LOCK)
+        return lock is not None and lock.owner == lock_owner(row)
 
 
 # ---------------------------------------------------------------- queue ----

@@ -104,16 +104,18 @@ def test_worker_killed_mid_restore_is_reconciled_and_every_target_put_back(cairn
                                        lambda o: "killed-files" in (o["result"] or {}).get("applied", []))
         for worker in cairn.worker_processes():
             worker.send_signal(9)
-        failed = wait_for_operation(api, operation["id"],
-                                    lambda o: o["status"] != "running" and (o["result"] or {}).get("cleaned"))
     finally:
-        app_lock.rollback()
+        app_lock.rollback()  # the application's transaction ends; the database can be written again
         app_lock.close()
+    failed = wait_for_operation(api, operation["id"],
+                                lambda o: o["status"] != "running" and (o["result"] or {}).get("cleaned"))
 
-    # The reconciler finished the job from the row's record: the swapped-in folder went back,
-    # the database was never written, and nothing Cairn made is left beside them.
+    # The reconciler finished the job from the row's record: the swapped-in folders went back,
+    # the databases were copied back from the copies taken before, and nothing Cairn made is left
+    # beside them.
     assert failed["status"] == "failed", failed
-    assert "every target was put back as it was" in failed["error"], failed["error"]
+    told = failed["error"]
+    assert "put back as it was" in told and "killed-files" in told and "may already hold" not in told, told
     assert failed["result"]["safety_backup_id"]
     assert e2e.tree(folder) == damaged_files
     assert e2e.sqlite_contents(db_path) == damaged_rows

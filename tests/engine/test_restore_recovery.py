@@ -48,7 +48,8 @@ def app_data(tmp_path, backup, sample_tree, plain_db):
 
 def restore_until(data, pause_at):
     """Run the restore in a child; it records what a restore job records, stops where `pause_at`
-    (a name) says and is killed there. Returns the record: (set_aside entries, applied names)."""
+    (a name) says and is killed there. Returns the record: set-aside entries, the sources applied,
+    and those touched (applied, or being applied)."""
     ready_r, ready_w = os.pipe()
     hold_r, _hold_w = os.pipe()  # never written: the child blocks on it until it is killed
     pid = os.fork()
@@ -64,18 +65,23 @@ def restore_until(data, pause_at):
     os.waitpid(pid, 0)
     assert paused == b"x", f"the restore never reached {pause_at!r}"
     record = json.loads(data["record"].read_text())
-    return record["set_aside"], record["applied"]
+    return record["set_aside"], record["applied"], [*record["applied"], *filter(None, [record["applying"]])]
 
 
 def run_child(data, pause_at, pause):
-    record = {"set_aside": [], "applied": []}
+    record = {"set_aside": [], "applied": [], "applying": None}
 
     def keep(**changes):
         record.update(changes)
         data["record"].write_text(json.dumps(record))
 
+    def on_applying(name):
+        keep(applying=name)
+
     def on_applied(name):
-        keep(applied=[*record["applied"], name])
+        if pause_at == f"copied {name}":  # applied, but killed before the record says so
+            pause()
+        keep(applied=[*record["applied"], name], applying=None)
         if pause_at == f"applied {name}":
             pause()
 
@@ -87,31 +93,57 @@ def run_child(data, pause_at, pause):
     restore_archive(data["archive"], data["sources"], token=TOKEN, expected_sha256=data["result"].sha256,
                     expected_members=data["result"].members, reporter=Reporter(progress), lock_timeout=5,
                     keep_old_copies=True, on_set_aside=lambda entries: keep(set_aside=entries),
-                    on_applied=on_applied)
+                    on_applying=on_applying, on_applied=on_applied)
     pause()  # "returned": the restore is done, the replaced tree not yet removed
 
 
 POINTS = {  # where the worker dies -> what the targets hold afterwards
-    "staging": "before", "applying": "before", "applied uploads": "before", "applied app": "backed_up",
-    "returned": "backed_up"}
+    "staging": "before", "applying": "before", "copied uploads": "before", "applied uploads": "before",
+    "copied app": "before", "applied app": "backed_up", "returned": "backed_up"}
 
 
 @pytest.mark.parametrize("pause_at", list(POINTS))
 def test_a_restore_killed_anywhere_is_finished_from_its_record(app_data, pause_at):
-    set_aside, applied = restore_until(app_data, pause_at)
+    set_aside, applied, touched = restore_until(app_data, pause_at)
     assert set_aside, "what the restore sets aside is recorded before anything is"
     complete = {s.name for s in app_data["sources"]} <= set(applied)
 
-    recover_set_aside(set_aside, applied, complete)
+    outcomes = recover_set_aside(set_aside, complete, touched)
 
     assert leftovers(app_data["tree"], app_data["db"]) == []
     assert state(app_data["tree"], app_data["db"]) == app_data[POINTS[pause_at]]
+    if pause_at == "copied app":  # the last database too: its undo copy was whole before the copy-in
+        assert outcomes == {"uploads": "put back", "app": "put back"}
+
+
+def test_a_database_copied_in_but_not_yet_recorded_is_put_back_from_its_undo_copy(
+        tmp_path, backup, sample_tree, plain_db):
+    """Two databases: the first keeps a whole undo copy, so a kill right after its copy-in (before
+    the record says it was applied) still puts it back."""
+    second = tmp_path / "second.db"
+    shutil.copyfile(plain_db, second)
+    sources = [sqlite_source(plain_db, "first"), sqlite_source(second, "second")]
+    result, archive = backup(sources)
+    for path in (plain_db, second):
+        con = sqlite3.connect(path)
+        con.execute("DELETE FROM posts")
+        con.commit()
+        con.close()
+    before = (sqlite_state(plain_db), sqlite_state(second))
+    data = dict(sources=sources, result=result, archive=archive, record=tmp_path / "record.json")
+
+    set_aside, applied, touched = restore_until(data, "copied first")
+    outcomes = recover_set_aside(set_aside, False, touched)
+
+    assert outcomes == {"first": "put back", "second": "unchanged"}
+    assert (sqlite_state(plain_db), sqlite_state(second)) == before
+    assert leftovers(plain_db, second) == []
 
 
 def test_recovery_repeated_changes_nothing_more(app_data):
-    set_aside, applied = restore_until(app_data, "applied uploads")
-    recover_set_aside(set_aside, applied, complete=False)
-    recover_set_aside(set_aside, applied, complete=False)
+    set_aside, applied, touched = restore_until(app_data, "applied uploads")
+    recover_set_aside(set_aside, False, touched)
+    recover_set_aside(set_aside, False, touched)
     assert leftovers(app_data["tree"], app_data["db"]) == []
     assert state(app_data["tree"], app_data["db"]) == app_data["before"]
 
@@ -121,9 +153,17 @@ def test_recovery_repeated_changes_nothing_more(app_data):
 
 def folder_entry(tree):
     parent, name = os.path.split(os.path.normpath(tree))
-    return {"kind": "folder", "source": "uploads", "target": os.fspath(tree),
+    return {"kind": "folder", "source": "uploads", "target": os.fspath(tree), "existed": True,
             "staging": os.path.join(parent, f".{name}.cairn-restore-{TOKEN}"),
             "old": os.path.join(parent, f".{name}.cairn-old-{TOKEN}")}
+
+
+def sqlite_entry(db):
+    parent, name = os.path.split(db)
+    return {"kind": "sqlite", "source": "app", "target": os.fspath(db), "existed": True,
+            **{key: os.path.join(parent, f".{name}.cairn-{label}-{TOKEN}")
+               for key, label in (("staging", "restore"), ("undo", "undo"), ("undo_part", "undo-part"),
+                                  ("aside", "aside"))}}
 
 
 def test_killed_between_the_two_renames_of_a_swap_the_folder_comes_back(sample_tree):
@@ -131,7 +171,7 @@ def test_killed_between_the_two_renames_of_a_swap_the_folder_comes_back(sample_t
     write_file(f"{entry['staging']}/half/staged.txt", b"half of a restore\n")
     os.rename(sample_tree, entry["old"])
 
-    recover_set_aside([entry], applied=[], complete=False)
+    assert recover_set_aside([entry], False, ["uploads"]) == {"uploads": "put back"}
 
     assert tree_state(sample_tree, include_root=True) == before
     assert leftovers(sample_tree) == []
@@ -142,25 +182,21 @@ def test_killed_while_removing_the_replaced_tree_the_removal_is_finished(sample_
     shutil.copytree(sample_tree, entry["old"])
     shutil.rmtree(next(p for p in os.scandir(entry["old"]) if p.is_dir()).path)  # half removed
 
-    recover_set_aside([entry], applied=["uploads"], complete=True)
+    recover_set_aside([entry], True, ["uploads"])
 
     assert tree_state(sample_tree, include_root=True) == restored
     assert leftovers(sample_tree) == []
 
 
 def test_an_unreadable_database_set_aside_whole_is_put_back(plain_db):
-    parent, name = os.path.split(plain_db)
-    entry = {"kind": "sqlite", "source": "plain", "target": os.fspath(plain_db),
-             "staging": os.path.join(parent, f".{name}.cairn-restore-{TOKEN}"),
-             "undo": os.path.join(parent, f".{name}.cairn-undo-{TOKEN}"),
-             "aside": os.path.join(parent, f".{name}.cairn-aside-{TOKEN}")}
+    entry = sqlite_entry(plain_db)
     with open(plain_db, "r+b") as f:
         f.write(b"\0" * 4096)  # what the application's data had become
     damaged = plain_db.read_bytes()
     os.rename(plain_db, entry["aside"])
     plain_db.write_bytes(b"a fresh file the restore had begun")
 
-    recover_set_aside([entry], applied=[], complete=False)
+    recover_set_aside([entry], False, ["app"])
 
     assert plain_db.read_bytes() == damaged and leftovers(plain_db) == []
 
@@ -168,16 +204,21 @@ def test_an_unreadable_database_set_aside_whole_is_put_back(plain_db):
 def test_a_half_made_undo_copy_is_never_trusted(plain_db):
     """Killed while copying the live database aside: the copy is dropped, the live one kept."""
     before = sqlite_state(plain_db)
-    parent, name = os.path.split(plain_db)
-    entry = {"kind": "sqlite", "source": "plain", "target": os.fspath(plain_db),
-             "staging": os.path.join(parent, f".{name}.cairn-restore-{TOKEN}"),
-             "undo": os.path.join(parent, f".{name}.cairn-undo-{TOKEN}"),
-             "aside": os.path.join(parent, f".{name}.cairn-aside-{TOKEN}")}
-    con = sqlite3.connect(entry["undo"])
+    entry = sqlite_entry(plain_db)
+    con = sqlite3.connect(entry["undo_part"])
     con.execute("CREATE TABLE half (x)")
     con.commit()
     con.close()
 
-    recover_set_aside([entry], applied=[], complete=False)
+    assert recover_set_aside([entry], False, ["app"]) == {"app": "unchanged"}
 
     assert sqlite_state(plain_db) == before and leftovers(plain_db) == []
+
+
+def test_a_folder_the_restore_brought_where_there_was_none_is_removed_again(tmp_path):
+    target = tmp_path / "new" / "uploads"
+    entry = dict(folder_entry(target), existed=False)
+    write_file(f"{target}/restored.txt", b"from the backup\n")  # the swap had happened
+
+    assert recover_set_aside([entry], False, ["uploads"]) == {"uploads": "put back"}
+    assert not target.exists() and leftovers(target) == []

@@ -17,6 +17,10 @@ class RestoreError(BackupError):
     """Writing an archive back into a source failed."""
 
 
+class UndoError(RestoreError):
+    """A restore failed and putting the targets back failed too: what was set aside is still there."""
+
+
 class VerifyError(BackupError):
     """An archive does not match its record or its manifest."""
 

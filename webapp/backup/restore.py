@@ -14,7 +14,7 @@ import tempfile
 
 from .archive_scan import scan_archive
 from .checksums import checksum_problems, quick_check
-from .errors import RestoreError, VerifyError
+from .errors import RestoreError, UndoError, VerifyError
 from .dump_files import DumpFile, database_kind
 from .sources import dump_check_for
 from .sources.files import recover_folder, remove_tree
@@ -101,7 +101,7 @@ class RestoreResult:
 
 def restore_archive(path, sources, *, token, expected_sha256=None, expected_members=None,
                     reporter=None, lock_timeout=30, keep_old_copies=False, staging_dir=None,
-                    on_set_aside=None, on_applied=None):
+                    on_set_aside=None, on_applying=None, on_applied=None):
     """Restore the named `sources` from the archive at `path`; all of them or none.
 
     `sources` are engine Source objects whose names and kinds match the archive's; each knows
@@ -117,7 +117,8 @@ def restore_archive(path, sources, *, token, expected_sha256=None, expected_memb
 
     So that a killed restore can be finished by someone else (recover_set_aside), the caller is
     told what will be created or moved beside the user's data, `on_set_aside(entries)`, before
-    anything is, and which source has just been applied, `on_applied(name)`.
+    anything is, which source it is about to apply, `on_applying(name)`, and which one has just
+    been applied, `on_applied(name)`.
     """
     restorers = {}
     if reporter is not None:
@@ -140,7 +141,7 @@ def restore_archive(path, sources, *, token, expected_sha256=None, expected_memb
             restorer.check(result.manifest["members"])
         if reporter is not None:
             reporter.set_phase("applying")  # the last moment a cancel is honoured
-        apply_all(list(restorers.values()), on_applied)
+        apply_all(list(restorers.values()), on_applying, on_applied)
         old_copies = [copy for r in restorers.values() for copy in r.commit()]
     finally:
         discard_all(restorers.values())
@@ -151,19 +152,22 @@ def restore_archive(path, sources, *, token, expected_sha256=None, expected_memb
     return RestoreResult(result.sha256, [s.name for s in sources], old_copies)
 
 
-def recover_set_aside(entries, applied, complete, lock_timeout=30):
+def recover_set_aside(entries, complete, touched=(), lock_timeout=30):
     """Finish a restore that was killed, from what it recorded: with `complete` (every source
-    was applied) drop what it set aside, else put back the targets it changed (those `applied`,
-    and a folder caught between the two renames of its swap). Leaves no `.cairn-` name behind.
+    was applied) drop what it set aside, else put back each folder and SQLite database it changed
+    (`touched`: the sources applied, and the one being applied). Leaves no `.cairn-` name behind.
+    Returns {source name: "restored", "put back" or "unchanged"}.
 
     Server databases keep nothing beside the user's data: PostgreSQL rolls a killed restore back
     itself, and a MySQL database already loaded is put back from the safety backup.
     """
+    outcomes = {}
     for entry in entries:
         if entry["kind"] == "folder":
-            recover_folder(entry, complete)
+            outcomes[entry["source"]] = recover_folder(entry, complete)
         elif entry["kind"] == "sqlite":
-            recover_sqlite(entry, complete, entry["source"] in applied, lock_timeout)
+            outcomes[entry["source"]] = recover_sqlite(entry, complete, entry["source"] in touched, lock_timeout)
+    return outcomes
 
 
 def remove_old_copies(paths):
@@ -215,7 +219,7 @@ def check_sources_present(meta, sources):
                                f"but {source.kind} here")
 
 
-def apply_all(restorers, on_applied=None):
+def apply_all(restorers, on_applying=None, on_applied=None):
     """Apply each restorer; when one fails, undo those already applied, newest first.
 
     The last one applied never has to be undone, so the one costliest to undo goes last and is
@@ -225,6 +229,8 @@ def apply_all(restorers, on_applied=None):
     applied, failing = [], None
     try:
         for failing in restorers:
+            if on_applying is not None:
+                on_applying(failing.name)
             failing.apply(undoable=failing is not restorers[-1])
             applied.append(failing)
             if on_applied is not None:
@@ -237,7 +243,7 @@ def apply_all(restorers, on_applied=None):
             except Exception as undo_error:  # keep going: every other target still gets its undo
                 undo_errors.append(f"{restorer.name}: {undo_error}")
         if undo_errors:
-            raise RestoreError(f"restore failed ({e}) and putting back failed too: "
+            raise UndoError(f"restore failed ({e}) and putting back failed too: "
                                f"{'; '.join(undo_errors)}") from None
         if isinstance(e, (RestoreError, OSError)):
             put_back = (f"; {', '.join(r.name for r in applied)}, already restored, "

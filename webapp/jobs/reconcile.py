@@ -22,7 +22,7 @@ from .. import runs
 from ..extensions import db, get_redis
 from ..models import ACTIVE_STATUSES, Backup, Operation, Status, utcnow
 from ..services.audit import SYSTEM, audit
-from ..services.restores import finish_set_aside, restore_complete, unfinished_set_asides
+from ..services.restores import claim_clean_up, describe_outcome, finish_set_aside, unfinished_set_asides
 from ..services.status import process_alive
 from ..services.storage import backup_storage
 
@@ -39,42 +39,72 @@ def reconcile():
               + Operation.query.filter(Operation.status.in_(ACTIVE_STATUSES)).all())
     for row in active:
         reason = why_gone(row, now)
-        if reason is not None and fail_orphan(row, advice(row, reason)):
+        if reason is not None and fail_orphan(row, reason):
             closed.append(row)
     finish_unfinished_restores()
     runs.release_stale_slot()
     return closed
 
 
+def fail_orphan(row, reason, status=Status.FAILED):
+    """Close a row on behalf of an attempt that is gone and clean up after it; True if closed.
+
+    The slot stays taken until a dead restore's targets are put back, so no new restore or
+    backup starts on them meanwhile (and stays taken if that fails, until it is done).
+    """
+    if not runs.close(row, reason, status, keep_slot=True):
+        return False
+    label = runs.lock_owner(row)
+    if isinstance(row, Operation) and row.kind == "restore":
+        reason = finish_dead_restore(row, reason)
+    else:
+        remove_partial_files(row)
+    log.warning("%s marked %s: %s", label, status.value, reason)
+    audit(SYSTEM, f"{label.split(':')[0]}.reconcile", label, result="error", detail=reason)
+    if not runs.still_putting_back(row):
+        runs.release_slot(label)
+        db.session.commit()
+    return True
+
+
+def finish_dead_restore(operation, reason):
+    """Put a dead restore's targets back (or drop what it set aside, when it had restored every
+    source), then say on the row what became of the data. Returns the row's error text."""
+    shutil.rmtree(backup_storage().staging_dir(f"operation-{operation.id}"), ignore_errors=True)
+    try:
+        told = describe_outcome(operation, finish_set_aside(operation))
+    except Exception as e:
+        db.session.rollback()
+        log.exception("could not finish what restore %s set aside", operation.id)
+        told = (f"Putting the data back failed ({e}); Cairn tries again at the next start and every few "
+                f"seconds, and holds back other backups and restores until it has.")
+    operation.error = f"{reason}. {told}"
+    db.session.commit()
+    return operation.error
+
+
 def finish_unfinished_restores():
-    """What restores that ended without cleaning up set aside beside the user's data (a worker
-    killed while it removed a replaced tree): finished now, at start and on every tick."""
+    """Restores that ended without cleaning up what they set aside beside the user's data (the
+    worker died while it removed a replaced tree, or putting targets back failed): finished now,
+    at every start and tick, by one caller at a time and, where targets go back, under the slot."""
     for operation in unfinished_set_asides():
-        finish_restore_safely(operation)
+        needs_slot = not operation.restore_complete
+        if needs_slot and not runs.hold_slot(operation):
+            continue  # a backup or restore runs: wait for it to end
+        if claim_clean_up(operation):
+            finish_quietly(operation)
+        if needs_slot and not operation.set_aside_pending:
+            runs.release_slot(runs.lock_owner(operation))
+            db.session.commit()
 
 
-def finish_restore_safely(operation):
+def finish_quietly(operation):
     """finish_set_aside(), logged instead of raised: the next tick tries again."""
     try:
         finish_set_aside(operation)
     except Exception:
         db.session.rollback()
         log.exception("could not finish what restore %s set aside; the next tick tries again", operation.id)
-
-
-def fail_orphan(row, reason, status=Status.FAILED):
-    """Close a row on behalf of an attempt that is gone and clean up after it; True if closed."""
-    # The slot stays taken while the clean-up puts targets back, so no new restore or backup
-    # starts on them meanwhile.
-    if not runs.close(row, reason, status, keep_slot=True):
-        return False
-    label = runs.lock_owner(row)
-    log.warning("%s marked %s: %s", label, status.value, reason)
-    audit(SYSTEM, f"{label.split(':')[0]}.reconcile", label, result="error", detail=reason)
-    clean_up_after(row)
-    runs.release_slot(label)
-    db.session.commit()
-    return True
 
 
 def why_gone(row, now):
@@ -133,39 +163,12 @@ def last_line(job):
     return "no details"
 
 
-def advice(row, reason):
-    """What became of the data after a restore died, and what a person should do."""
-    if not isinstance(row, Operation) or row.kind != "restore":
-        return reason
-    applied = (row.result or {}).get("applied", [])
-    if restore_complete(row):
-        return (f"{reason}. Every source had been restored ({', '.join(applied)}); only the clean-up "
-                f"was left, and it has been done.")
-    if not applied:
-        return f"{reason}. Nothing was restored: every target is as it was."
-    left = [name for name in applied if name in server_databases(row)]
-    if not left:
-        return f"{reason}. It died while putting the data in place; every target was put back as it was."
-    rollback = (f"roll back to the safety backup #{row.safety_backup_id} (one click on this page) or "
-                if row.safety_backup_id else "")
-    return (f"{reason}. It died while putting the data in place: {', '.join(left)} had already been "
-            f"restored and the rest was put back as it was; {rollback}run the restore again.")
-
-
-def server_databases(operation):
-    """The sources of a restore that are databases on a server (nothing beside them to put back)."""
-    set_aside = {entry["source"] for entry in (operation.result or {}).get("set_aside", [])}
-    return [name for name in operation.params.get("sources", []) if name not in set_aside]
-
-
-def clean_up_after(row):
-    """Remove what a dead attempt left: partial archives, staging, moved-aside restore targets."""
+def remove_partial_files(row):
+    """What a dead backup or verify left: a partial archive, a staging folder."""
     store = backup_storage()
     if isinstance(row, Backup):
         if row.file_name:
             store.delete(row.file_name)
         shutil.rmtree(store.staging_dir(row.name), ignore_errors=True)
-        return
-    shutil.rmtree(store.staging_dir(f"operation-{row.id}"), ignore_errors=True)
-    if row.kind == "restore":
-        finish_restore_safely(row)
+    else:
+        shutil.rmtree(store.staging_dir(f"operation-{row.id}"), ignore_errors=True)

@@ -8,7 +8,7 @@ from rq.timeouts import JobTimeoutException
 
 from ..backup import BackupError, Cancelled
 from ..backup.checksums import quick_check
-from ..backup.errors import VerifyError
+from ..backup.errors import UndoError, VerifyError
 from ..backup.restore import restore_archive
 from ..extensions import db
 from ..models import Operation, Source, Status
@@ -36,7 +36,9 @@ def run_restore(operation_id, attempt):
     except LostOwnership:
         return "abandoned: the row was reconciled while this attempt ran"
     except (Cancelled, VerifyError, JobTimeoutException, BackupError) as e:
-        result["cleaned"] = True  # the engine has put every target back and removed its staging
+        # The engine has put every target back and removed its staging, unless putting back
+        # failed: then the reconciler finishes it from the record.
+        result["cleaned"] = not isinstance(e, UndoError)
         return record_failure(operation, tracker, result, e)
     return record_success(operation, tracker, result, restored)
 
@@ -63,7 +65,7 @@ def record_success(operation, tracker, result, restored):
     tracker.complete(result)
     restore_audit(operation, "ok", f"restored {', '.join(restored.restored)} from backup {operation.backup.name}")
     try:
-        finish_set_aside(db.session.get(Operation, operation.id))
+        finish_set_aside(db.session.get(Operation, operation.id), complete=True)
     except OSError as e:
         log.warning("restore %s: could not remove the replaced data (%s); the next start tries again",
                     operation.id, e)
@@ -92,7 +94,9 @@ def restore(operation, tracker, result):
                            lock_timeout=current_app.config["RESTORE_LOCK_TIMEOUT"],
                            staging_dir=store.staging_dir(f"operation-{operation.id}"),
                            on_set_aside=lambda entries: record(tracker, result, set_aside=entries),
-                           on_applied=lambda name: record(tracker, result, applied=[*result["applied"], name]))
+                           on_applying=lambda name: record(tracker, result, applying=name),
+                           on_applied=lambda name: record(tracker, result, applied=[*result["applied"], name],
+                                                          applying=None))
 
 
 def record(tracker, result, **changes):

@@ -1,6 +1,7 @@
 """Restores: which current sources a backup would overwrite, and starting a confirmed restore."""
 
 from flask import current_app
+from sqlalchemy import update
 
 from .. import runs
 from ..backup import SourceError, make_source
@@ -8,7 +9,7 @@ from ..backup.restore import recover_set_aside
 from ..backup.sources.base import keep_password, redact_url
 from ..errors import Invalid
 from ..extensions import db
-from ..models import ACTIVE_STATUSES, Operation, Source
+from ..models import ACTIVE_STATUSES, Operation, Source, utcnow
 from .audit import audit
 from .backups import archive_path, get_backup, source_id_set
 from .operations import new_operation
@@ -132,27 +133,61 @@ def restore_token(attempt):
     return attempt[:12]
 
 
-def restore_complete(operation):
-    """Whether every source of the restore was put in place (its record says so)."""
+def touched_sources(operation):
+    """The sources a restore had begun to write: those applied, and the one being applied."""
     result = operation.result or {}
-    return set(operation.params.get("sources", [])) <= set(result.get("applied", []))
+    return [*result.get("applied", []), *filter(None, [result.get("applying")])]
 
 
-def finish_set_aside(operation):
+def finish_set_aside(operation, complete=None):
     """Finish what a restore set aside beside the user's data, from its record: dropped when the
-    restore was complete, put back otherwise. Marks the record cleaned. Safe to repeat."""
+    restore was complete, each target put back otherwise. Marks the record cleaned and returns
+    what became of each folder and SQLite target. Safe to repeat."""
+    complete = operation.restore_complete if complete is None else complete
     result = dict(operation.result or {})
-    recover_set_aside(result.get("set_aside", []), result.get("applied", []), restore_complete(operation),
-                      current_app.config["RESTORE_LOCK_TIMEOUT"])
-    operation.result = dict(result, cleaned=True)
+    outcomes = recover_set_aside(result.get("set_aside", []), complete, touched_sources(operation),
+                                 current_app.config["RESTORE_LOCK_TIMEOUT"])
+    operation.result = dict(result, cleaned=True, outcomes=outcomes)
     db.session.commit()
+    return outcomes
+
+
+def claim_clean_up(operation):
+    """Whether this caller finishes an ended restore's clean-up: of several reconcilers at once,
+    the database lets one through (a compare-and-set on the row's heartbeat, unused once ended)."""
+    claimed = db.session.execute(
+        update(Operation).where(Operation.id == operation.id, Operation.status.not_in(ACTIVE_STATUSES),
+                                Operation.heartbeat_at.is_not_distinct_from(operation.heartbeat_at))
+        .values(heartbeat_at=utcnow())).rowcount == 1
+    db.session.commit()
+    return claimed
 
 
 def unfinished_set_asides():
     """Ended restores whose set-aside data has not been cleaned up (the worker died during it)."""
     ended = Operation.query.filter(Operation.kind == "restore", Operation.status.not_in(ACTIVE_STATUSES))
-    return [op for op in ended.order_by(Operation.id.desc()).limit(RECENT_RESTORES)
-            if (op.result or {}).get("set_aside") and not op.result.get("cleaned")]
+    return [op for op in ended.order_by(Operation.id.desc()).limit(RECENT_RESTORES) if op.set_aside_pending]
+
+
+def describe_outcome(operation, outcomes):
+    """What became of the data after a restore's worker died, and what to do, for its page."""
+    if operation.restore_complete:
+        return "Every source had been restored; what the restore set aside beside the data has been removed."
+    touched = touched_sources(operation)
+    if not touched:
+        return "Nothing was restored: every target is as it was."
+    put_back = [name for name, outcome in outcomes.items() if outcome == "put back"]
+    restored = [name for name in touched if name not in outcomes]  # databases on a server
+    told = [f"put back as it was: {', '.join(put_back)}"] if put_back else []
+    if restored:
+        told.append(f"may already hold the backup's data: {', '.join(restored)}")
+    text = "It died while putting the data in place; " + "; ".join(told) + "."
+    if restored and operation.safety_backup_id:
+        text += (f" Roll back to the safety backup #{operation.safety_backup_id} (one click on this page) "
+                 f"or run the restore again.")
+    elif restored:
+        text += " Run the restore again."
+    return text
 
 
 def restore_sources(operation):

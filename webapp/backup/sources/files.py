@@ -340,21 +340,28 @@ class FolderRestorer(Restorer):
 
     def set_aside(self):
         return {"kind": "folder", "source": self.name, "target": self.target, "staging": self.staging,
-                "old": self.old}
+                "old": self.old, "existed": os.path.lexists(self.target)}
 
 
 def recover_folder(entry, complete):
     """After a killed restore: drop the replaced tree if the whole restore was done (`complete`),
-    else put it back in place of whatever the swap left there; drop the staging folder."""
+    else put the target back as it was; drop the staging folder. Returns what became of it."""
     target, old = entry["target"], entry["old"]
+    outcome = "unchanged"
     if complete:
         remove_tree(old)
+        outcome = "restored"
     elif os.path.lexists(old):
         # The first rename of the swap happened, so what stands at the target, if anything, is
         # the restored tree: the target goes back to what it was.
         remove_tree(target)
         os.rename(old, target)
+        outcome = "put back"
+    elif not entry["existed"] and os.path.lexists(target) and not os.path.lexists(entry["staging"]):
+        remove_tree(target)  # the swap brought in a folder that was not there before
+        outcome = "put back"
     remove_tree(entry["staging"])
+    return outcome
 
 
 def left_out_entries(source, root):

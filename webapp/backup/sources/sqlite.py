@@ -5,8 +5,9 @@ import sqlite3
 import stat
 import time
 
-from ..errors import DumpError, RestoreError, SourceError
+from ..archive import fsync_dir
 from ..dump_files import DumpFile, sqlite_integrity_problem, sqlite_uri
+from ..errors import DumpError, RestoreError, SourceError
 from .base import Restorer, Source, beside, make_parents, remove_made_parents
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -157,6 +158,7 @@ class SqliteRestorer(Restorer):
         self.target = source.path
         self.staged = beside(self.target, "restore", token)
         self.undo_copy = beside(self.target, "undo", token)
+        self.undo_part = beside(self.target, "undo-part", token)  # renamed to undo_copy once whole
         self.aside = beside(self.target, "aside", token)  # an unreadable live file, moved away whole
         self.made_parents = None
         self.dump = None  # the staged dump, checked on a thread as soon as it is complete
@@ -188,8 +190,10 @@ class SqliteRestorer(Restorer):
         self.moved_aside = self.had_target and unreadable_database(self.target)
         if self.moved_aside:
             move_database(self.target, self.aside)
-        elif self.had_target and undoable:
-            copy_database(self.target, self.undo_copy, self.lock_timeout, live_path=self.target, scratch=True)
+        elif self.had_target:
+            # Even the database applied last (`undoable` false) keeps a copy: should the worker die
+            # around its copy-in, the reconciler can still put it back (recover_sqlite).
+            self.take_undo_copy()
         try:
             copy_database(self.staged, self.target, self.lock_timeout)
             if self.moved_aside:
@@ -201,6 +205,15 @@ class SqliteRestorer(Restorer):
                 move_database(self.aside, self.target)
             raise
         self.applied = True
+
+    def take_undo_copy(self):
+        """Copy the live database aside under a scratch name and rename it once it is whole and on
+        disk, so an undo copy that exists can always be trusted (see recover_sqlite)."""
+        copy_database(self.target, self.undo_part, self.lock_timeout, live_path=self.target, scratch=True)
+        with open(self.undo_part, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(self.undo_part, self.undo_copy)
+        fsync_dir(os.path.dirname(self.undo_copy))
 
     def undo(self):
         if not self.applied:
@@ -225,6 +238,7 @@ class SqliteRestorer(Restorer):
         if self.dump is not None:
             self.dump.abandon()
         remove_file(self.staged)
+        remove_file(self.undo_part)
         remove_file(self.undo_copy)
         if os.path.lexists(self.target):
             remove_file(self.aside)
@@ -233,26 +247,34 @@ class SqliteRestorer(Restorer):
 
     def set_aside(self):
         return {"kind": "sqlite", "source": self.name, "target": self.target, "staging": self.staged,
-                "undo": self.undo_copy, "aside": self.aside}
+                "undo": self.undo_copy, "undo_part": self.undo_part, "aside": self.aside,
+                "existed": os.path.lexists(self.target)}
 
 
-def recover_sqlite(entry, complete, applied, lock_timeout):
+def recover_sqlite(entry, complete, touched, lock_timeout):
     """After a killed restore: keep the restored database if the whole restore was done
-    (`complete`), else put back the copy taken before it was `applied`; drop the scratch files.
+    (`complete`), else put back what it was; drop the scratch files. `touched`: the restore had
+    begun to write it. Returns what became of it.
 
-    An undo copy is trusted only once this source was recorded as applied: before that, a kill
-    may have cut the copy short, and the live database is still as it was (SQLite rolls an
-    unfinished copy back).
+    An undo copy only exists once it is whole (take_undo_copy), so it can always be copied back;
+    a half-made one (`undo_part`) means the copy-in had not begun. A database that did not exist
+    before the restore is removed again.
     """
     target, undo, aside = entry["target"], entry["undo"], entry["aside"]
+    outcome = "restored" if complete else "unchanged"
     if not complete and os.path.lexists(aside):
         remove_file(target)  # what stands there, if anything, is the restore's fresh file
         move_database(aside, target)
-    elif not complete and applied and os.path.lexists(undo):
+        outcome = "put back"
+    elif not complete and os.path.lexists(undo):
         copy_database(undo, target, lock_timeout)
-    remove_file(aside)
-    remove_file(undo)
-    remove_file(entry["staging"])
+        outcome = "put back"
+    elif not complete and not entry["existed"] and touched:
+        remove_file(target)  # the restore made it; there was no database here before
+        outcome = "put back"
+    for scratch in (aside, undo, entry["undo_part"], entry["staging"]):
+        remove_file(scratch)
+    return outcome
 
 
 # Not a database, or a damaged one; or a hot journal that a read-only connection may not roll back.
