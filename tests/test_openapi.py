@@ -1,5 +1,5 @@
 """The OpenAPI document (webapp/openapi.py): it describes exactly the routes of the `api` blueprint,
-it is well-formed OpenAPI 3.1 with the SPEC §4 envelope everywhere, its examples are what the API
+it is well-formed OpenAPI 3.1 with the `{code, message, data}` envelope everywhere, its examples are what the API
 parses, and the API serves it."""
 
 import re
@@ -12,7 +12,8 @@ from webapp.openapi import document
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
-# SPEC §4: HTTP status of an error -> the envelope's code.
+# HTTP status of an error -> the envelope's code, as the README's API section promises (written out
+# here on purpose rather than read from webapp.errors, so a change there is caught).
 ERROR_CODES = {400: 1, 401: 2, 403: 3, 404: 4, 409: 5, 413: 6, 416: 1, 429: 7, 503: 9}
 # The routes whose success is not a JSON envelope, and what they return instead.
 NOT_ENVELOPED = {("/backups/{backup_id}/download", "get"): "application/octet-stream",
@@ -199,7 +200,7 @@ def test_every_json_response_is_the_envelope_with_the_code_of_its_status():
             codes = schema["properties"]["code"].get("enum")
             expected_code = 0 if status.startswith("2") else ERROR_CODES.get(int(status), 1)
             if codes != [expected_code]:
-                problems.append(f"{where}: envelope code {codes}, SPEC says {expected_code}")
+                problems.append(f"{where}: envelope code {codes}, the contract says {expected_code}")
     assert not problems, "\n".join(problems)
 
 

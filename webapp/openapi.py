@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 description of the REST API v1 (SPEC §4), served at `GET /api/v1/openapi.json`.
+"""The OpenAPI 3.1 description of the REST API v1, served at `GET /api/v1/openapi.json`.
 
 The components are generated from the pydantic models of webapp/schemas.py, the shapes the API
 parses and answers with; the paths come from ROUTES, one row per route, and the error responses
@@ -73,7 +73,7 @@ def envelope_schema():
 
 
 def envelope(data, code):
-    """SPEC §4: every JSON response is the Envelope, here with this `data` and this `code`."""
+    """Every JSON response is the Envelope, here with this `data` and this `code`."""
     schema = copy.deepcopy(envelope_schema())
     schema["properties"]["code"]["enum"] = [code]
     schema["properties"]["data"] = data

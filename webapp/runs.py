@@ -62,8 +62,7 @@ def add_with_job_id(row):
 
 
 def take_slot(row):
-    """Commit a new row (with its job id) together with the run lock, or refuse with 409."""
-    add_with_job_id(row)
+    """Commit a new row (added with add_with_job_id) together with the run lock, or refuse with 409."""
     db.session.add(RunLock(name=RUN_LOCK, owner=lock_owner(row)))
     try:
         db.session.commit()

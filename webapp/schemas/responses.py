@@ -349,7 +349,7 @@ class Page(Shape, Generic[T]):
 
 
 class Envelope(Shape):
-    """SPEC §4: every JSON answer is `{code, message, data}`."""
+    """Every JSON answer is `{code, message, data}` (the codes: webapp.errors.ENVELOPE_CODES)."""
 
     code: int = Field(description="0 success, 1 invalid request, 2 not authenticated, 3 forbidden, 4 not found, "
                                   "5 conflict, 6 too large, 7 too many requests, 9 internal error")

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from ..errors import Invalid
 from ..extensions import db
-from ..models import AuditEvent, User
+from ..models import AuditEvent, User, as_naive_utc
 
 MAX_DETAIL = 2000
 
@@ -58,9 +58,7 @@ def parse_time(value, field):
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise Invalid(f"{field}: use an ISO 8601 date or time, e.g. 2026-01-31") from None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return parsed
+    return as_naive_utc(parsed)
 
 
 def parse_until(value):

@@ -12,6 +12,7 @@ from .storage import backup_storage
 
 RUN_BACKUP = "webapp.jobs.backup.run_backup"
 MAX_NOTE = 1000
+LIST_FILTERS = ("type", "status", "trigger", "since", "until")  # backup_query's keyword arguments
 BACKUP_CHANGES = ("note", "pinned")
 
 
@@ -57,6 +58,7 @@ def start_backup(actor, type="full", source_ids=None, note="", compression="zstd
     sources = select_sources(type, source_ids)
     runs.release_stale_slot()
     backup = new_backup_row(actor, type, trigger, sources, compression, note, schedule_id)
+    runs.add_with_job_id(backup)
     runs.take_slot(backup)
     audit(actor, "backup.create", f"backup:{backup.id}",
           detail=f"{type} backup of {', '.join(s.name for s in sources)}")

@@ -13,13 +13,12 @@ from .auth import confirm_recent_sign_in
 bp = Blueprint("backups", __name__, url_prefix="/admin/backups")
 PAGE_SIZE = 20
 MANIFEST_PAGE = 200
-LIST_FILTERS = ("type", "status", "trigger", "since", "until")
 
 
 @bp.route("", strict_slashes=False)
 @login_required
 def index():
-    filters = {k: request.args.get(k, "") for k in LIST_FILTERS}
+    filters = {k: request.args.get(k, "") for k in backups.LIST_FILTERS}
     pagination = filtered_page(backups.backup_query, filters, PAGE_SIZE)
     table_only = is_htmx() and request.headers.get("HX-Target") == "backup-table"
     return render_template("partials/backup_table.html" if table_only else "backups/list.html",

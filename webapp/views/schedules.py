@@ -100,7 +100,7 @@ def apply_retention(schedule_id):
 
 @bp.route("/<int:schedule_id>/enabled", methods=["POST"])
 @admin_required
-@refusals(back_to("schedules.index"))
+@refusals(lambda error, schedule_id: redirect(url_for("schedules.index")))
 def set_enabled(schedule_id):
     schedule = get_or_404(schedules.get_schedule, schedule_id)
     enabled = request.form.get("enabled") == "1"

@@ -242,7 +242,7 @@ class SqliteRestorer(Restorer):
         remove_file(self.undo_copy)
         if os.path.lexists(self.target):
             remove_file(self.aside)
-        if not os.path.lexists(self.target):
+        else:
             remove_made_parents(self.target, self.made_parents)
 
     def set_aside(self):

@@ -8,12 +8,11 @@ from ...services import backups, imports, operations, restores
 from ...services.accounts import require_recent_sign_in
 from .common import admin_only, body, bp, caller, ok, paged
 
-LIST_FILTERS = ("type", "status", "trigger", "since", "until")
 
 
 @bp.route("/backups", methods=["GET"])
 def list_backups():
-    filters = {k: request.args.get(k) for k in LIST_FILTERS}
+    filters = {k: request.args.get(k) for k in backups.LIST_FILTERS}
     return ok(paged(backups.backup_query(**filters), schemas.Backup))
 
 
