@@ -15,6 +15,7 @@ import sqlite3
 import pytest
 from engine_support import files_source, sqlite_source, sqlite_state, tree_state, write_file
 
+from webapp.backup.errors import UndoError
 from webapp.backup.progress import Reporter
 from webapp.backup.restore import recover_set_aside, restore_archive
 
@@ -222,3 +223,33 @@ def test_a_folder_the_restore_brought_where_there_was_none_is_removed_again(tmp_
 
     assert recover_set_aside([entry], False, ["uploads"]) == {"uploads": "put back"}
     assert not target.exists() and leftovers(target) == []
+
+
+def test_when_putting_back_fails_too_the_record_still_lets_the_reconciler_finish(app_data):
+    """The database stays locked by the application, so applying it fails; putting the folder
+    back fails too (its staging name is taken meanwhile). The restore says so (UndoError), and
+    recovery from its record then puts everything back."""
+    record = {}
+    app_lock = sqlite3.connect(app_data["db"], isolation_level=None)
+    app_lock.execute("BEGIN IMMEDIATE")
+
+    def on_applied(name):
+        record.setdefault("applied", []).append(name)
+        if name == "uploads":  # something takes the name the undo would move the folder to
+            write_file(f"{record['set_aside'][0]['staging']}/squatter.txt", b"not Cairn's\n")
+
+    try:
+        with pytest.raises(UndoError, match="putting back failed too"):
+            restore_archive(app_data["archive"], app_data["sources"], token=TOKEN,
+                            expected_sha256=app_data["result"].sha256, lock_timeout=0,
+                            expected_members=app_data["result"].members, keep_old_copies=True,
+                            on_set_aside=lambda entries: record.update(set_aside=entries),
+                            on_applying=lambda name: record.update(applying=name), on_applied=on_applied)
+    finally:
+        app_lock.rollback()
+        app_lock.close()
+
+    recover_set_aside(record["set_aside"], False, [*record["applied"], record["applying"]])
+
+    assert leftovers(app_data["tree"], app_data["db"]) == []
+    assert state(app_data["tree"], app_data["db"]) == app_data["before"]

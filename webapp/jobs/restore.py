@@ -53,7 +53,8 @@ def record_failure(operation, tracker, result, error):
                        result)
         return "timeout"
     prefix = "the archive failed verification, so nothing was changed: " if isinstance(error, VerifyError) else ""
-    tracker.finish(Status.FAILED, f"{prefix}{error}", result)
+    # Targets not all put back: the slot stays taken until the reconciler has finished it.
+    tracker.finish(Status.FAILED, f"{prefix}{error}", result, keep_slot=not result["cleaned"])
     restore_audit(operation, "error", str(error))
     return "failed"
 

@@ -143,11 +143,12 @@ class RowTracker:
                     conn.execute(update(model).where(*mine).values(heartbeat_at=utcnow()))
                     last_beat = time.monotonic()
 
-    def close(self, status, *conditions, **values):
-        """Record the outcome and free the run slot if this attempt still owns the row."""
+    def close(self, status, *conditions, keep_slot=False, **values):
+        """Record the outcome and free the run slot (unless `keep_slot`) if this attempt still
+        owns the row."""
         owned = self._update(*conditions, status=status.value, attempt=None,
                              **{runs.end_column(self.model): utcnow()}, **values)
-        if owned:
+        if owned and not keep_slot:
             runs.release_slot(runs.lock_owner(self.model, self.row_id))
         db.session.commit()
         return owned
@@ -199,8 +200,8 @@ class OperationTracker(RowTracker):
         self._update(result=dict(result))
         db.session.commit()
 
-    def finish(self, status, error, result=None):
-        return self.close(status, error=error, result=result)
+    def finish(self, status, error, result=None, keep_slot=False):
+        return self.close(status, error=error, result=result, keep_slot=keep_slot)
 
     def complete(self, result):
         return self.close_completed(result=result)
