@@ -118,11 +118,16 @@ def check_restore_request(backup, confirm, safety_backup, terminate_connections)
         raise Invalid(f"backup {backup.id} failed verification; it cannot be restored")
 
 
-def rollback(actor, operation):
-    """Restore the safety backup a restore took, onto the same sources."""
+def safety_backup_of(operation):
+    """The safety backup a restore took, or Invalid."""
     if not operation.safety_backup_id:
         raise Invalid("This operation has no safety backup to roll back to.")
-    return start_restore(actor, get_backup(operation.safety_backup_id), confirm=RESTORE_CONFIRM,
+    return get_backup(operation.safety_backup_id)
+
+
+def rollback(actor, operation):
+    """Restore the safety backup a restore took, onto the same sources."""
+    return start_restore(actor, safety_backup_of(operation), confirm=RESTORE_CONFIRM,
                          source_ids=operation.params.get("source_ids"), safety_backup=False)
 
 

@@ -39,6 +39,7 @@ def cancel(operation_id):
 def rollback(operation_id):
     """Restore the safety backup a failed restore took, onto the same sources."""
     operation = get_or_404(operations.get_operation, operation_id)
+    restores.safety_backup_of(operation)  # no safety backup: say so before asking for a password
     confirm_recent_sign_in(request.form)
     rollback_op = restores.rollback(actor(), operation)
     flash(f"Rolling back to safety backup #{operation.safety_backup_id}.", "info")
