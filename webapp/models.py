@@ -21,6 +21,15 @@ def as_naive_utc(moment):
     return moment
 
 
+def name_taken(column, value, existing=None):
+    """Whether another row than `existing` already has `value` in the unique `column`."""
+    model = column.class_
+    others = model.query.filter(column == value)
+    if existing is not None:
+        others = others.filter(model.id != existing.id)
+    return others.first() is not None
+
+
 def isoformat(value):
     """Times are stored naive in UTC and shown as ISO 8601 with a Z."""
     return value.replace(microsecond=0).isoformat() + "Z" if value else None

@@ -9,7 +9,7 @@ from .. import security, throttle
 from ..backup.retention import describe_limit
 from ..errors import Conflict, Forbidden, Invalid, NotFound, NotSignedIn, TooManyAttempts
 from ..extensions import db
-from ..models import ROLES, ApiKey, User, utcnow
+from ..models import ROLES, ApiKey, User, name_taken, utcnow
 from ..security import MIN_PASSWORD_LENGTH, authenticate, check_password, hash_password
 from .audit import Actor, audit
 
@@ -33,10 +33,7 @@ def check_username(username, existing=None):
     username = username.strip() if isinstance(username, str) else ""
     if not username or len(username) > 64:
         raise Invalid("username must be 1-64 characters")
-    clash = User.query.filter(User.username == username)
-    if existing is not None:
-        clash = clash.filter(User.id != existing.id)
-    if clash.first():
+    if name_taken(User.username, username, existing):
         raise Conflict(f"user {username!r} already exists")
     return username
 

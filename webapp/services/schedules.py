@@ -7,7 +7,7 @@ from ..backup.schedule_runs import next_runs
 from ..backup.schedule_timing import ScheduleError, Timing
 from ..errors import Conflict, Invalid, NotFound
 from ..extensions import db
-from ..models import BACKUP_TYPES, Schedule, as_naive_utc, isoformat, utcnow
+from ..models import BACKUP_TYPES, Schedule, as_naive_utc, isoformat, name_taken, utcnow
 from .audit import audit
 from .backups import check_backup_options, select_sources, start_backup
 from .settings import retention_policy
@@ -100,10 +100,7 @@ def schedule_name(fields, existing):
     name = text_field(fields, "name")
     if not name or len(name) > MAX_NAME:
         raise Invalid(f"name must be 1-{MAX_NAME} characters")
-    clash = Schedule.query.filter(Schedule.name == name)
-    if existing is not None:
-        clash = clash.filter(Schedule.id != existing.id)
-    if clash.first():
+    if name_taken(Schedule.name, name, existing):
         raise Conflict(f"a schedule named {name!r} already exists")
     return name
 

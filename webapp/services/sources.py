@@ -9,7 +9,7 @@ from ..backup import SourceError, make_source
 from ..backup.sources.base import check_name, keep_password, redact_url
 from ..errors import Conflict, Invalid, NotFound
 from ..extensions import db
-from ..models import Source
+from ..models import Source, name_taken
 from .audit import audit
 
 SOURCE_FIELDS = ("name", "kind", "path", "url", "include", "exclude", "enabled")
@@ -64,10 +64,7 @@ def validate_source(data, existing=None):
         raise Invalid("the kind of an existing source cannot change; create a new source")
     engine_source = engine_source_from(merged, existing)
     refuse_cairns_own_data(engine_source)
-    clash = Source.query.filter(Source.name == engine_source.name)
-    if existing is not None:
-        clash = clash.filter(Source.id != existing.id)
-    if clash.first():
+    if name_taken(Source.name, engine_source.name, existing):
         raise Conflict(f"a source named {engine_source.name!r} already exists")
     enabled = merged.get("enabled", True)
     if not isinstance(enabled, bool):
