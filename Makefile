@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := zstd sqlite3 chromium fonts-noto-cjk
 
-.PHONY: run test test-system-deps bench clean
+.PHONY: run test test-system-deps bench clean messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,20 @@ $(VENV)/.test-installed: requirements-test.txt $(VENV)/.installed
 	$(BIN)/pip install --quiet -r requirements-test.txt
 	touch $@
 
-run: $(VENV)/.installed
+# The Chinese catalog: translations/zh_CN/LC_MESSAGES/messages.po is the source, compiled here.
+CATALOG := translations/zh_CN/LC_MESSAGES/messages
+EXTRACT_KEYWORDS := -k _l -k lazy_gettext -k N_
+
+$(CATALOG).mo: $(CATALOG).po $(VENV)/.installed
+	$(BIN)/pybabel compile --statistics -i $(CATALOG).po -o $@ -l zh_CN
+
+# After changing words in the code or the templates: collect them, then translate the new
+# entries in the .po (docs/glossary.md has the terms).
+messages: $(VENV)/.installed
+	$(BIN)/pybabel extract -F babel.cfg $(EXTRACT_KEYWORDS) --no-wrap --sort-by-file -o translations/messages.pot .
+	$(BIN)/pybabel update -i translations/messages.pot -d translations -l zh_CN --no-wrap --ignore-obsolete
+
+run: $(VENV)/.installed $(CATALOG).mo
 	$(BIN)/python -m webapp.supervisor
 
 # The browser tests drive Debian's chromium; zstd and sqlite3 are the standard tools the tests
@@ -31,7 +44,7 @@ test-system-deps:
 	fi
 
 # The layer contracts (.importlinter) are checked first: a forbidden import fails the build.
-test: $(VENV)/.test-installed test-system-deps
+test: $(VENV)/.test-installed test-system-deps $(CATALOG).mo
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -4,9 +4,10 @@ import logging
 import os
 
 from flask import Flask, abort, redirect, url_for
+from flask_babel import lazy_gettext
 from flask_login import login_required
 
-from . import cli, headers
+from . import cli, headers, i18n, labels
 from .config import load_config
 from .extensions import csrf, db, login_manager, migrate
 from .models import MAX_ID, User
@@ -29,9 +30,11 @@ def create_app(config=None):
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
-    login_manager.login_message = "Please log in."
+    login_manager.login_message = lazy_gettext("Please sign in.")
     login_manager.session_protection = "strong"
     headers.init_app(app)
+    i18n.init_app(app)
+    labels.init_app(app)
 
     register_blueprints(app)
     app.url_value_preprocessor(refuse_ids_beyond_the_database)

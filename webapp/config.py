@@ -42,6 +42,9 @@ def load_config(env=None):
         "ADMIN_PASSWORD": env.get("ADMIN_PASSWORD") or None,
         "SEED_DEMO": (env.get("SEED_DEMO") or "1") not in ("0", "false", "no"),
         "WORKERS": _int(env, "WORKERS", 1),
+        # The language and time zone of users who chose none (and of requests without Accept-Language).
+        "DEFAULT_LOCALE": env.get("DEFAULT_LOCALE") or "en",
+        "DEFAULT_TIMEZONE": env.get("DEFAULT_TIMEZONE") or "UTC",
         "CRASH_LOOP_SECONDS": _int(env, "CRASH_LOOP_SECONDS", CRASH_LOOP_SECONDS),
         "RQ_QUEUE": env.get("RQ_QUEUE") or "cairn",
         "JOB_TIMEOUT": _int(env, "JOB_TIMEOUT", 6 * 3600),

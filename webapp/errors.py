@@ -1,9 +1,13 @@
 """The errors services raise, and how each reaches a person: an HTTP status and an envelope code.
 
-A service refuses a request by raising one of these with a message a person can act on. The
-pages turn it into a flash message, the API into `{code, message, data: null}` with the status
-below, the CLI into an error line; the words are the same everywhere.
+A service refuses a request by raising one of these with a message a person can act on: a
+template marked for the catalog and its parameters (`raise NotFound(N_("There is no backup
+%(id)s."), id=backup_id)`), or a Message an engine error carries. The pages turn it into a flash
+message, the API into `{code, message, data: null}` with the status below, the CLI into an error
+line, each in its reader's language (webapp.i18n).
 """
+
+from .backup.messages import Message
 
 # HTTP status -> the API envelope's `code`. The only copy of this table.
 ENVELOPE_CODES = {200: 0, 201: 0, 202: 0, 400: 1, 405: 1, 416: 1, 422: 1, 401: 2, 403: 3, 404: 4,
@@ -20,9 +24,9 @@ class ServiceError(Exception):
 
     status = 400
 
-    def __init__(self, message, status=None):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message, status=None, **params):
+        self.message = message if isinstance(message, Message) else Message(message, **params)
+        super().__init__(str(self.message))
         if status is not None:
             self.status = status
 

@@ -2,9 +2,11 @@
 
 import datetime as dt
 import enum
+import zoneinfo
 
 from flask_login import UserMixin
 
+from .backup.messages import as_message
 from .backup.progress import FINAL_PHASES
 from .backup.sources.base import redact_url
 from .extensions import db
@@ -35,6 +37,14 @@ def isoformat(value):
     return value.replace(microsecond=0).isoformat() + "Z" if value else None
 
 
+def error_columns(error):
+    """A status row's `error` and `error_message` for an exception, a Message or text: the English
+    sentence, and the record a page translates for its reader (None clears both)."""
+    message = as_message(error)
+    return {"error": str(message) if message is not None else None,
+            "error_message": message.as_record() if message is not None else None}
+
+
 class Status(str, enum.Enum):
     PENDING = "pending"
     RUNNING = "running"
@@ -55,6 +65,8 @@ STATUSES = tuple(s.value for s in Status)
 BACKUP_TYPES = ("full", "database", "files", "custom")
 TRIGGERS = ("manual", "scheduled", "pre_restore", "import")
 ROLES = ("admin", "viewer")
+LOCALES = ("en", "zh-CN")  # the languages a user may choose
+TIMEZONES = frozenset(zone for zone in zoneinfo.available_timezones() if "/" in zone or zone == "UTC")
 # SQLite would hand a deleted row's id to the next row; links and audit events must not change meaning.
 NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
 
@@ -72,6 +84,10 @@ class User(UserMixin, db.Model):
     # Part of every session's id and every token: raising it (logout, new password, disabling)
     # ends every session and token issued before.
     session_version = db.Column(db.Integer, nullable=False, default=1, server_default="1")
+    # The language ("en", "zh-CN") and IANA time zone pages are shown in; None follows the
+    # browser and DEFAULT_LOCALE, and DEFAULT_TIMEZONE.
+    locale = db.Column(db.String(8))
+    timezone = db.Column(db.String(64))
 
     @property
     def is_active(self):
@@ -160,7 +176,8 @@ class Backup(db.Model):
     requested_from = db.Column(db.String(64))  # the address that asked for it, for the audit trail
     schedule_id = db.Column(db.Integer)
     note = db.Column(db.String(1000), nullable=False, default="")
-    error = db.Column(db.Text)
+    error = db.Column(db.Text)  # in English; error_message holds it for translation (Message.as_record)
+    error_message = db.Column(db.JSON)
     pinned = db.Column(db.Boolean, nullable=False, default=False)
     verified_at = db.Column(db.DateTime)
     verify_status = db.Column(db.String(16))
@@ -225,7 +242,8 @@ class Operation(db.Model):
     total_bytes = db.Column(db.BigInteger, nullable=False, default=0)
     params = db.Column(db.JSON, nullable=False, default=dict)
     result = db.Column(db.JSON)
-    error = db.Column(db.Text)
+    error = db.Column(db.Text)  # in English; error_message holds it for translation (Message.as_record)
+    error_message = db.Column(db.JSON)
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow, index=True)
     started_at = db.Column(db.DateTime)
     finished_at = db.Column(db.DateTime)
@@ -331,5 +349,6 @@ class AuditEvent(db.Model):
     target = db.Column(db.String(200), nullable=False, default="")
     address = db.Column(db.String(64))
     result = db.Column(db.String(16), nullable=False, default="ok")
-    detail = db.Column(db.Text, nullable=False, default="")
+    detail = db.Column(db.Text, nullable=False, default="")  # in English; detail_message for translation
+    detail_message = db.Column(db.JSON)
 

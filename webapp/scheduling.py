@@ -63,10 +63,10 @@ def start(schedule, now, due_at):
         if restore_running():  # a restore took the slot since we looked: give the due time back
             unclaim(schedule, due_at)
             return False
-        record(schedule, now, "skipped", f"skipped: {e.message}")
+        record(schedule, now, "skipped", f"skipped: {e}")
         return False
     except ServiceError as e:
-        record(schedule, now, "failed", f"could not start: {e.message}")
+        record(schedule, now, "failed", f"could not start: {e}")
         return False
     record(schedule, now, "started", f"started backup #{backup.id}", backup.id)
     return True

@@ -1,8 +1,19 @@
-"""Exceptions raised by the backup engine; each carries a message a person can act on."""
+"""Exceptions raised by the backup engine; each carries a message a person can act on.
+
+The message is a `Message` (template + parameters): `raise SourceError(N_("The folder %(path)s
+does not exist"), path=path)`. `str(error)` is the English sentence; the edge translates
+`error.message` for its reader.
+"""
+
+from .messages import Message, N_
 
 
 class BackupError(Exception):
     """Base class for every engine failure."""
+
+    def __init__(self, template, **params):
+        self.message = template if isinstance(template, Message) else Message(template, **params)
+        super().__init__(str(self.message))
 
 
 class SourceError(BackupError):
@@ -32,5 +43,5 @@ class CommandError(BackupError):
 class Cancelled(BackupError):
     """The operation was stopped on request."""
 
-    def __init__(self, message="cancelled on request"):
-        super().__init__(message)
+    def __init__(self, template=N_("cancelled on request"), **params):
+        super().__init__(template, **params)

@@ -27,7 +27,7 @@ class ServiceGroup(AppGroup):
         try:
             return super().invoke(ctx)
         except ServiceError as e:
-            raise click.ClickException(e.message) from None
+            raise click.ClickException(str(e.message)) from None
 
 
 def service_group(name, help):

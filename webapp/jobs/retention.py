@@ -17,7 +17,7 @@ def run_retention(operation_id, attempt):
             result = apply_retention(requester(operation), scopes_for(operation.params.get("schedule_id")),
                                      progress=tracker.progress, should_cancel=tracker.should_cancel)
     except ServiceError as e:  # the schedule was deleted while the run was queued
-        tracker.finish(Status.FAILED, e.message)
+        tracker.finish(Status.FAILED, e)
         return "failed"
     if tracker.should_cancel():
         tracker.finish(Status.CANCELLED, "cancelled on request; " + describe_result(result), result)

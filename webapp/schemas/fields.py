@@ -10,7 +10,7 @@ from pydantic_core import PydanticCustomError
 from ..backup.archive import COMPRESSIONS
 from ..backup.sources import SOURCE_KINDS
 from ..backup.sources.base import NAME_PATTERN
-from ..models import MAX_ID, BACKUP_TYPES, ROLES
+from ..models import MAX_ID, BACKUP_TYPES, LOCALES, ROLES
 from ..security import MIN_PASSWORD_LENGTH
 from ..services.backups import MAX_NOTE
 from ..services.settings import MAX_RETENTION_RULE
@@ -161,6 +161,8 @@ BackupType = one_of(BACKUP_TYPES)
 Compression = one_of(COMPRESSIONS)
 FullMode = one_of(["full"], rule="must be full: only full backups are available")
 Role = one_of(ROLES)
+Locale = one_of(LOCALES)
+TimeZone = text(1, 64, rule="must be an IANA time zone name such as Asia/Shanghai or UTC")
 SourceKind = one_of(SOURCE_KINDS, rule=f"names an unknown source kind; choose one of {', '.join(SOURCE_KINDS)}")
 RetentionRule = whole_number(0, MAX_RETENTION_RULE, f"must be a whole number, 0 to {MAX_RETENTION_RULE}")
 Weekday = number_or_text({"anyOf": [{"type": "integer", "minimum": 0, "maximum": 6},

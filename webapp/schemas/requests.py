@@ -6,8 +6,8 @@ from pydantic import (BaseModel, ConfigDict, Field,
 
 from ..backup.schedule_timing import KINDS as TIMING_KINDS
 from .fields import (CONFIRM_WORD, BackupType, Compression, Day, Flag, FullMode, Globs, Id, Location, NewPassword,
-                     Note, PasswordAgain, RetentionRule, Role, ScheduleName, Secret, SourceKind, SourceName, Targets,
-                     TimingText, Username, Weekday, one_of, refuse, shown, text)
+                     Locale, Note, PasswordAgain, RetentionRule, Role, ScheduleName, Secret, SourceKind, SourceName,
+                     Targets, TimeZone, TimingText, Username, Weekday, one_of, refuse, shown, text)
 
 
 class Body(BaseModel):
@@ -175,6 +175,8 @@ class UserChange(ClosedBody):
     password: NewPassword = Field(None, json_schema_extra={"format": "password"})
     role: Role = None
     disabled: Flag = Field(None, description="a disabled user cannot sign in; their sessions and tokens end")
+    locale: Locale = None
+    timezone: TimeZone = None
     your_password: PasswordAgain = None
 
 

@@ -12,7 +12,7 @@ from ..backup.sources import SOURCE_KINDS
 from ..backup.sources.base import NAME_PATTERN, redact_url
 from ..models import BACKUP_TYPES, OPERATION_KINDS, ROLES, STATUSES, TRIGGERS, isoformat
 from ..services.backups import MAX_NOTE
-from .fields import Id
+from .fields import Id, Locale, TimeZone
 from .requests import Retention
 
 
@@ -298,6 +298,8 @@ class User(Shape):
     username: str = Field(min_length=1, max_length=64)
     role: Literal[ROLES]
     disabled: bool
+    locale: Locale | None = Field(description="the language pages and API messages are in; null follows Accept-Language")
+    timezone: TimeZone | None = Field(description="the IANA time zone pages show times in; null is DEFAULT_TIMEZONE")
     created_at: Time
     last_login_at: Time | None
 

@@ -9,11 +9,13 @@ from .. import security, throttle
 from ..backup.retention import describe_limit
 from ..errors import Conflict, Forbidden, Invalid, NotFound, NotSignedIn, TooManyAttempts
 from ..extensions import db
-from ..models import ROLES, ApiKey, User, name_taken, utcnow
+from ..backup.messages import N_
+from ..models import LOCALES, ROLES, TIMEZONES, ApiKey, User, name_taken, utcnow
 from ..security import MIN_PASSWORD_LENGTH, authenticate, check_password, hash_password
 from .audit import Actor, audit
 
-USER_FIELDS = ("username", "password", "role", "disabled")
+USER_FIELDS = ("username", "password", "role", "disabled", "locale", "timezone")
+PREFERENCES = ("locale", "timezone")
 
 
 # ---------------------------------------------------------------- users ----
@@ -74,6 +76,9 @@ def update_user(actor, user, data):
         user.username = data["username"].strip()  # checked above
     user.role = data.get("role", user.role)
     user.disabled = data.get("disabled", user.disabled)
+    for key in PREFERENCES:
+        if key in data:
+            setattr(user, key, data[key] or None)
     if "password" in data:
         user.password_hash = hash_password(data["password"])
         changes.append("password")
@@ -84,10 +89,31 @@ def update_user(actor, user, data):
     return user
 
 
+def set_preferences(user, data):
+    """A user's own language and time zone; any role may change their own. None follows the
+    browser and the defaults again."""
+    check_preferences(data)
+    for key in PREFERENCES:
+        if key in data:
+            setattr(user, key, data[key] or None)
+    db.session.commit()
+    return user
+
+
+def check_preferences(data):
+    if data.get("locale") and data["locale"] not in LOCALES:
+        raise Invalid(N_("locale must be one of %(choices)s"), choices=", ".join(LOCALES))
+    if data.get("timezone") and data["timezone"] not in TIMEZONES:
+        raise Invalid(N_("%(zone)s is not a time zone; use an IANA name such as Asia/Shanghai or UTC"),
+                      zone=data["timezone"])
+
+
 def check_user_changes(user, data):
     unknown = sorted(set(data) - set(USER_FIELDS))
     if unknown:
-        raise Invalid(f"only username, password, role and disabled can be changed, not {', '.join(unknown)}")
+        raise Invalid(N_("only %(fields)s can be changed, not %(unknown)s"), fields=", ".join(USER_FIELDS),
+                      unknown=", ".join(unknown))
+    check_preferences(data)
     if "disabled" in data and not isinstance(data["disabled"], bool):
         raise Invalid("disabled must be true or false")
     if "role" in data:

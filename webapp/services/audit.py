@@ -3,6 +3,7 @@
 import datetime as dt
 from dataclasses import dataclass
 
+from ..backup.messages import as_message
 from ..errors import Invalid
 from ..extensions import db
 from ..models import AuditEvent, User, as_naive_utc
@@ -26,10 +27,12 @@ SYSTEM = Actor()  # the scheduler, the first start and the command line
 
 
 def audit(actor, action, target="", result="ok", detail=""):
-    """Record an event. A job records the outcome of a request with the requester's address,
+    """Record an event; `detail` is a Message (kept for translation) or plain text. A job records the outcome of a request with the requester's address,
     kept on its row (`requested_from`)."""
     user = actor.user
-    db.session.add(AuditEvent(action=action, target=str(target), result=result, detail=detail[:MAX_DETAIL],
+    message = as_message(detail)
+    db.session.add(AuditEvent(action=action, target=str(target), result=result, detail=str(message)[:MAX_DETAIL],
+                              detail_message=message.as_record() if message.template else None,
                               user_id=user.id if user else None, username=user.username if user else None,
                               address=actor.address))
     db.session.commit()

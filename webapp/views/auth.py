@@ -4,10 +4,12 @@ import time
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
 from ..errors import ServiceError
 from ..forms import LoginForm
+from ..i18n import sentence, translate
 from ..services import accounts
 from .common import actor
 
@@ -37,13 +39,38 @@ def login():
         try:
             user = accounts.sign_in(form.username.data, form.password.data, request.remote_addr)
         except ServiceError as e:
-            flash(e.message[0].upper() + e.message[1:] + ".", "error")
+            flash(sentence(translate(e)), "error")
             return render_template("auth/login.html", form=form), e.status
-        session.clear()  # no state from before login survives it
+        keep_language_choice(session.clear)  # no other state from before login survives it
         login_user(user)
         mark_signed_in()
         return redirect(safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form)
+
+
+def keep_language_choice(clear):
+    """Clear the session but keep the language chosen on the sign-in page."""
+    chosen = session.get("locale")
+    clear()
+    if chosen:
+        session["locale"] = chosen
+
+
+@bp.route("/language", methods=["POST"])
+def choose_language():
+    """The header's language switch: kept on a signed-in user, and in the session (which is all
+    the sign-in page has)."""
+    choice = {"locale": request.form.get("locale", "")}
+    try:
+        if current_user.is_authenticated:
+            accounts.set_preferences(current_user, choice)
+        else:
+            accounts.check_preferences(choice)
+    except ServiceError as e:
+        flash(translate(e), "error")
+    else:
+        session["locale"] = choice["locale"]
+    return redirect(safe_next(request.form.get("next")))
 
 
 def mark_signed_in():
@@ -69,5 +96,5 @@ def logout():
     accounts.sign_out(actor())
     logout_user()
     session.clear()
-    flash("You are logged out.", "info")
+    flash(_("You are signed out."), "info")
     return redirect(url_for("auth.login"))

@@ -70,7 +70,7 @@ def restore_choices(backup):
         matching = [s.id for s in restores.matching_sources(backup)]
         return restores.restore_targets(backup, matching or None), None
     except ServiceError as e:
-        return [], e.message
+        return [], e
 
 
 @bp.route("/<int:backup_id>/row")

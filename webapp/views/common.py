@@ -49,7 +49,7 @@ def refusals(respond):
                 return view(*args, **kwargs)
             except ServiceError as error:
                 db.session.rollback()
-                flash(error.message, "error")
+                flash(sentence(translate(error)), "error")
                 return respond(error, **kwargs)
 
         return wrapped
@@ -85,5 +85,5 @@ def filtered_page(query_for, filters, per_page):
     try:
         return query_for(**filters).paginate(page=page_number(), per_page=per_page, error_out=False)
     except Invalid as e:
-        flash(e.message, "error")
+        flash(sentence(translate(e)), "error")
         return query_for().paginate(page=1, per_page=per_page, error_out=False)

@@ -37,32 +37,4 @@ def register(app):
                                message="The form expired or was not sent by this site. Reload the page and try again."), 400
 
 
-def filesize(value):
-    """Bytes as a short human size."""
-    if value is None:
-        return "—"
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-
-
-def duration(seconds):
-    if seconds is None:
-        return "—"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
-
-
-def when(value):
-    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
-
-
-FILTERS = {"filesize": filesize, "duration": duration, "when": when, "iso": isoformat}
+FILTERS = {"iso": isoformat}

@@ -8,7 +8,9 @@ from flask_login import current_user
 from werkzeug.exceptions import HTTPException
 
 from ... import schemas
+from ...backup.messages import N_
 from ...errors import Invalid, ServiceError, envelope_code
+from ...i18n import translate
 from ...extensions import csrf, db
 from ...models import MAX_PAGE, MAX_PAGE_SIZE
 from ...security import token_claims, user_from_api_key, user_from_claims
@@ -22,12 +24,14 @@ PUBLIC = {"api.token"}
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
-def ok(data=None, message="success", status=200):
-    return jsonify({"code": 0, "message": message, "data": data}), status
+def ok(data=None, message=N_("success"), status=200):
+    return jsonify({"code": 0, "message": translate(message), "data": data}), status
 
 
 def fail(message, status):
-    return jsonify({"code": envelope_code(status), "message": message, "data": None}), status
+    """The error envelope; `message` (a Message, an error carrying one, or text) is translated
+    for the caller, the code never is."""
+    return jsonify({"code": envelope_code(status), "message": translate(message), "data": None}), status
 
 
 def envelope_for_http_error(error):
@@ -40,7 +44,7 @@ def envelope_for_http_error(error):
 @bp.errorhandler(ServiceError)
 def service_error(error):
     db.session.rollback()
-    return fail(error.message, error.status)
+    return fail(error, error.status)
 
 
 @bp.errorhandler(HTTPException)

@@ -1,0 +1,92 @@
+"""The words a page shows for a stored code: statuses, triggers, kinds, roles, audit actions, phases.
+
+The code itself (what the API returns and CSS classes use) never changes; only its label is
+translated. An unknown code is shown as it is.
+"""
+
+import re
+
+from flask_babel import gettext, lazy_gettext as _l
+
+from .backup.messages import N_
+
+LABELS = {
+    "status": {
+        "pending": _l("queued"), "running": _l("running"), "completed": _l("completed"),
+        "failed": _l("failed"), "cancelled": _l("cancelled"), "timeout": _l("timed out"),
+        "ok": _l("ok"), "error": _l("error"), "refused": _l("refused"), "passed": _l("passed"),
+    },
+    "type": {
+        "full": _l("full"), "database": _l("databases"), "files": _l("folders"),
+        "custom": _l("chosen sources"),
+    },
+    "trigger": {
+        "manual": _l("manual"), "scheduled": _l("scheduled"), "pre_restore": _l("safety backup"),
+        "import": _l("imported"),
+    },
+    "mode": {"full": _l("full"), "incremental": _l("incremental")},
+    "source_kind": {
+        "sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "MySQL / MariaDB", "files": _l("folder"),
+    },
+    "operation_kind": {
+        "restore": _l("restore"), "verify": _l("verify"), "retention": _l("retention"),
+        "backup": _l("backup"), "import": _l("import"),
+    },
+    "role": {"admin": _l("administrator"), "viewer": _l("viewer")},
+    "compression": {"zstd": "zstd", "gzip": "gzip", "none": _l("none")},
+    "action": {
+        "auth.login": _l("sign-in"), "auth.logout": _l("sign-out"),
+        "password.change": _l("password changed"), "password.confirm": _l("password confirmed"),
+        "user.create": _l("user added"), "user.update": _l("user changed"), "user.delete": _l("user deleted"),
+        "api_key.create": _l("API key created"), "api_key.delete": _l("API key revoked"),
+        "source.create": _l("source added"), "source.update": _l("source changed"),
+        "source.delete": _l("source deleted"),
+        "backup.create": _l("backup started"), "backup.finish": _l("backup finished"),
+        "backup.cancel": _l("backup cancelled"), "backup.delete": _l("backup deleted"),
+        "backup.update": _l("backup changed"), "backup.download": _l("backup downloaded"),
+        "backup.import": _l("archive imported"), "backup.restore.start": _l("restore started"),
+        "backup.restore": _l("restore finished"), "backup.verify.start": _l("verify started"),
+        "backup.verify": _l("verify finished"), "backup.reconcile": _l("backup closed after its worker died"),
+        "operation.reconcile": _l("operation closed after its worker died"),
+        "schedule.create": _l("schedule added"), "schedule.update": _l("schedule changed"),
+        "schedule.delete": _l("schedule deleted"), "schedule.run.started": _l("scheduled run started"),
+        "schedule.run.skipped": _l("scheduled run skipped"), "schedule.run.failed": _l("scheduled run failed"),
+        "settings.retention": _l("retention defaults changed"), "retention.start": _l("retention run started"),
+        "retention.remove": _l("backup removed by retention"),
+    },
+}
+
+# Phases a job writes (webapp.backup and webapp.jobs); "<step> <kind>:<source>" names a source.
+PHASES = {
+    "": _l("waiting for a worker"), "queued": _l("waiting for a worker"),
+    "scanning sources": _l("scanning sources"), "finishing": _l("finishing"),
+    "applying": _l("putting the data in place"), "completed": _l("completed"),
+    "verifying archive": _l("verifying the archive"), "verifying members": _l("verifying every member"),
+    "verifying checksum": _l("verifying the checksum"), "verifying and staging": _l("verifying and staging"),
+    "safety backup of the current data": _l("safety backup of the current data"),
+}
+SOURCE_STEPS = {"dumping": N_("dumping %(kind)s source %(name)s"),
+                "archiving": N_("archiving %(kind)s source %(name)s")}
+SOURCE_PHASE = re.compile(r"^(?P<step>\w+) (?P<kind>\w+):(?P<name>.+)$")
+
+
+def label(code, kind):
+    """The reader's word for a stored code of the given kind (a key of LABELS)."""
+    word = LABELS.get(kind, {}).get(code)
+    return str(word) if word is not None else (code or "")
+
+
+def phase_label(phase):
+    """A job's phase in the reader's words."""
+    phase = phase or ""
+    if phase in PHASES:
+        return str(PHASES[phase])
+    match = SOURCE_PHASE.match(phase)
+    if match and match["step"] in SOURCE_STEPS:
+        return gettext(SOURCE_STEPS[match["step"]], kind=label(match["kind"], "source_kind"),
+                       name=match["name"])
+    return phase
+
+
+def init_app(app):
+    app.jinja_env.filters.update(label=label, phase=phase_label)
