@@ -29,6 +29,7 @@ PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/healthz"), ("POST", "
 # API and on the settings page.
 VIEWER_MAY_WRITE = {
     ("POST", "/logout"),
+    ("POST", "/language"),
     ("POST", "/api/v1/api-keys"),
     ("DELETE", "/api/v1/api-keys/<int:key_id>"),
     ("POST", "/admin/settings/api-keys"),

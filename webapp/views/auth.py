@@ -34,6 +34,8 @@ def safe_next(target):
 def login():
     if current_user.is_authenticated:
         return redirect(url_for("dashboard.index"))
+    if request.method == "POST" and "locale" in request.form:  # the language switch, signed out
+        return choose_language()
     form = LoginForm()
     if form.validate_on_submit():
         try:
@@ -57,9 +59,10 @@ def keep_language_choice(clear):
 
 
 @bp.route("/language", methods=["POST"])
+@login_required
 def choose_language():
-    """The header's language switch: kept on a signed-in user, and in the session (which is all
-    the sign-in page has)."""
+    """The header's language switch: kept on the signed-in user, and in the session. Signed out,
+    the sign-in page posts the switch to itself, and only the session keeps it."""
     choice = {"locale": request.form.get("locale", "")}
     try:
         if current_user.is_authenticated:

@@ -6,6 +6,7 @@ from flask import abort, flash, make_response, redirect, render_template, reques
 from flask_login import current_user, login_required
 
 from ..errors import Invalid, NotFound, ServiceError
+from ..i18n import translate
 from ..extensions import db
 from ..models import MAX_PAGE
 from ..services.audit import Actor
@@ -49,7 +50,7 @@ def refusals(respond):
                 return view(*args, **kwargs)
             except ServiceError as error:
                 db.session.rollback()
-                flash(sentence(translate(error)), "error")
+                flash(translate(error), "error")
                 return respond(error, **kwargs)
 
         return wrapped
@@ -85,5 +86,5 @@ def filtered_page(query_for, filters, per_page):
     try:
         return query_for(**filters).paginate(page=page_number(), per_page=per_page, error_out=False)
     except Invalid as e:
-        flash(sentence(translate(e)), "error")
+        flash(translate(e), "error")
         return query_for().paginate(page=1, per_page=per_page, error_out=False)
