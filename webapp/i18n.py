@@ -14,7 +14,7 @@ import os
 from babel import support
 from flask import current_app, g, has_request_context, request, session
 from flask_babel import (Babel, Domain, format_datetime, format_decimal, format_number,
-                         get_locale, get_timezone, gettext)
+                         get_locale, get_timezone, gettext, refresh)
 from flask_login import current_user
 
 from .backup.messages import Message, as_message
@@ -58,6 +58,9 @@ def init_app(app):
     babel = Babel(app, locale_selector=select_locale, timezone_selector=select_timezone)
     # Babel caches its domain per app; ours finds the catalog under its gettext name.
     babel.domain_instance = Catalog(TRANSLATIONS)
+    # Flask-Babel caches the choice on `g`, which outlives a request when an app context was
+    # pushed around it (the CLI, tests): every request chooses afresh.
+    app.before_request(refresh)
     app.jinja_env.filters.update(FILTERS)
     app.jinja_env.globals.update(translate=translate, sentence=sentence, current_locale=current_locale,
                                  language_names=LANGUAGE_NAMES, timezone_choices=TIMEZONE_CHOICES)
