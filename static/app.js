@@ -32,6 +32,7 @@ document.addEventListener("input", function (event) {
 });
 
 // Uploads with a progress bar: the form is sent by XHR so the browser can report bytes sent.
+// The words come from the form (data-text-*), in the reader's language; {percent} is the number.
 document.addEventListener("submit", function (event) {
   var form = event.target;
   var barId = form.getAttribute && form.getAttribute("data-upload-progress");
@@ -48,10 +49,10 @@ document.addEventListener("submit", function (event) {
     if (e.lengthComputable) {
       var percent = Math.floor(100 * e.loaded / e.total);
       bar.value = percent;
-      text.textContent = "Uploading… " + percent + " %";
+      text.textContent = form.getAttribute("data-text-uploading").replace("{percent}", percent);
     }
   };
-  xhr.upload.onload = function () { text.textContent = "Uploaded; checking the archive…"; };
+  xhr.upload.onload = function () { text.textContent = form.getAttribute("data-text-checking"); };
   xhr.onload = function () {
     if (xhr.status < 400 && xhr.responseURL && xhr.responseURL !== window.location.href) {
       window.location.assign(xhr.responseURL);
@@ -61,6 +62,6 @@ document.addEventListener("submit", function (event) {
       document.close();
     }
   };
-  xhr.onerror = function () { text.textContent = "The upload failed: the connection was lost."; };
+  xhr.onerror = function () { text.textContent = form.getAttribute("data-text-failed"); };
   xhr.send(new FormData(form));
 });

@@ -70,14 +70,14 @@ def test_backup_list_filters_and_pagination(app, admin_client, tmp_path):
     files = admin_client.get("/admin/backups/?type=files", headers={"HX-Request": "true", "HX-Target": "backup-table"})
     body = files.get_data(as_text=True)
     assert body.startswith('<div id="backup-table">') and body.count('id="backup-row-') == 5
-    assert "until: use an ISO 8601" in admin_client.get("/admin/backups/?until=soon").get_data(as_text=True)
+    assert "Until: use an ISO 8601" in admin_client.get("/admin/backups/?until=soon").get_data(as_text=True)
 
 
 def test_second_back_up_now_is_refused_with_the_reason(app, admin_client, tmp_path):
     add_sources_in_page(admin_client, tmp_path)
     assert start_backup_in_page(admin_client).status_code == 302
     refused = start_backup_in_page(admin_client)
-    assert refused.status_code == 409 and "a backup is already running" in refused.get_data(as_text=True)
+    assert refused.status_code == 409 and "A backup is already running" in refused.get_data(as_text=True)
 
 
 def test_source_form_shows_validation_errors(admin_client, tmp_path):

@@ -49,7 +49,7 @@ def test_restore_form_needs_the_word_then_runs_and_shows_next_steps(app, admin_c
 
     refused = post(admin_client, f"/admin/backups/{backup_id}/restore", {"confirm": "yes", "safety_backup": "1"},
                    follow_redirects=True)
-    assert "type RESTORE to confirm" in refused.get_data(as_text=True) and count(db_path) == 0
+    assert "Type RESTORE to confirm" in refused.get_data(as_text=True) and count(db_path) == 0
 
     started = post(admin_client, f"/admin/backups/{backup_id}/restore", {"confirm": "RESTORE", "safety_backup": "1"})
     assert started.status_code == 302 and "/admin/operations/" in started.headers["Location"]

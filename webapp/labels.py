@@ -1,14 +1,18 @@
-"""The words a page shows for a stored code: statuses, triggers, kinds, roles, audit actions, phases.
+"""The words a page shows for a stored code: statuses, triggers, kinds, roles, audit actions, phases;
+and the stored messages, ISO times and percentages a page shows, in the reader's words.
 
 The code itself (what the API returns and CSS classes use) never changes; only its label is
 translated. An unknown code is shown as it is.
 """
 
+import datetime as dt
 import re
 
-from flask_babel import gettext, lazy_gettext as _l
+from flask_babel import format_decimal, gettext, lazy_gettext as _l
+from markupsafe import Markup
 
-from .backup.messages import N_
+from .backup.messages import N_, Message
+from .i18n import translate, when
 
 LABELS = {
     "status": {
@@ -24,7 +28,13 @@ LABELS = {
         "manual": _l("manual"), "scheduled": _l("scheduled"), "pre_restore": _l("safety backup"),
         "import": _l("imported"),
     },
-    "mode": {"full": _l("full"), "incremental": _l("incremental")},
+    # A backup named by its trigger: "This puts back the data as it was on ... (manual backup)."
+    "backup_trigger": {
+        "manual": _l("manual backup"), "scheduled": _l("scheduled backup"),
+        "pre_restore": _l("safety backup"), "import": _l("imported backup"),
+    },
+    # Not "full": that word is the type's, and Chinese says the two differently (完整 / 全量).
+    "mode": {"full": _l("full copy"), "incremental": _l("incremental")},
     "source_kind": {
         "sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "MySQL / MariaDB", "files": _l("folder"),
     },
@@ -58,7 +68,7 @@ LABELS = {
 
 # Phases a job writes (webapp.backup and webapp.jobs); "<step> <kind>:<source>" names a source.
 PHASES = {
-    "": _l("waiting for a worker"), "queued": _l("waiting for a worker"),
+    "": _l("waiting for a worker"), "queued": _l("waiting for a worker"), "starting": _l("starting"),
     "scanning sources": _l("scanning sources"), "finishing": _l("finishing"),
     "applying": _l("putting the data in place"), "completed": _l("completed"),
     "verifying archive": _l("verifying the archive"), "verifying members": _l("verifying every member"),
@@ -68,6 +78,7 @@ PHASES = {
 SOURCE_STEPS = {"dumping": N_("dumping %(kind)s source %(name)s"),
                 "archiving": N_("archiving %(kind)s source %(name)s")}
 SOURCE_PHASE = re.compile(r"^(?P<step>\w+) (?P<kind>\w+):(?P<name>.+)$")
+REMOVING_PHASE = re.compile(r"^removing (?P<name>.+)$")  # a retention run removing a backup
 
 
 def label(code, kind):
@@ -85,8 +96,46 @@ def phase_label(phase):
     if match and match["step"] in SOURCE_STEPS:
         return gettext(SOURCE_STEPS[match["step"]], kind=label(match["kind"], "source_kind"),
                        name=match["name"])
+    match = REMOVING_PHASE.match(phase)
+    if match:
+        return gettext(N_("removing %(name)s"), name=match["name"])
     return phase
 
 
+def message_text(value, english=None):
+    """A message as a row or a result holds it (a record, a Message, an error or plain text) in
+    the reader's words; `english` when there is none."""
+    if isinstance(value, dict):
+        value = Message.from_record(value)
+    value = value or english
+    return translate(value) if value else ""
+
+
+def parts(items):
+    """Phrases about one thing as a list the reader's language writes ("20 KiB, 3 tables" /
+    "20 KiB，3张表"); markup a template made stays markup, anything else is escaped."""
+    items = [item for item in items if item]
+    text = items[0] if items else ""
+    for item in items[1:]:
+        text = Markup(gettext("%(list)s, %(item)s")) % {"list": text, "item": item}
+    return text
+
+
+def percent(value):
+    """A percentage with one decimal, the number and the sign placed for the reader."""
+    if value is None:
+        return "—"
+    return gettext("%(percent)s %%", percent=format_decimal(value, "#,##0.0"))
+
+
+def when_iso(value):
+    """An ISO 8601 UTC time as the API gives it ("2026-11-20T03:00:00Z") shown like `when`."""
+    if not value:
+        return when(None)
+    moment = dt.datetime.fromisoformat(str(value).removesuffix("Z"))
+    return when(moment.astimezone(dt.timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment)
+
+
 def init_app(app):
-    app.jinja_env.filters.update(label=label, phase=phase_label)
+    app.jinja_env.filters.update(label=label, phase=phase_label, message=message_text, parts=parts, percent=percent,
+                                 when_iso=when_iso)

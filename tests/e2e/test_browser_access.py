@@ -66,7 +66,7 @@ def test_admin_round_trip_asks_for_the_password_before_restoring_and_is_audited(
     page.fill("#restore-confirm", "RESTORE")
     dialog.get_by_role("button", name="Restore", exact=True).click()
     page.wait_for_url(re.compile(rf".*/admin/backups/{backup_id}\?restore=1$"))
-    expect(page.locator(".flash-error")).to_contain_text("the password is wrong; nothing was done")
+    expect(page.locator(".flash-error")).to_contain_text("The password is wrong; nothing was done")
 
     dialog = page.locator("#restore-dialog")
     expect(dialog).to_be_visible()  # opened again, to try once more

@@ -60,7 +60,7 @@ def test_browser_backup(browser, standard_tools, cairn, api, e2e, page, tmp_path
 
         # While it waits on the locked database, the panel keeps updating itself (htmx polling).
         page.evaluate("window.__e2e_same_page = true")
-        expect(panel.locator(".phase")).to_have_text("dumping sqlite:gate", timeout=TIMEOUT_MS)
+        expect(panel.locator(".phase")).to_have_text("dumping SQLite source gate", timeout=TIMEOUT_MS)
         expect(badge).to_have_attribute("data-status", "running")
         expect(panel.get_by_role("progressbar")).to_be_visible()
         page.wait_for_timeout(1500)

@@ -135,7 +135,7 @@ def test_pages_obey_the_policy_and_htmx_polls_under_it(browser, cairn, api, e2e,
         expect(panel.get_by_role("button", name="Cancel")).to_be_visible()
         # Mark this document and this panel element: a poll replaces the panel, not the page.
         panel.evaluate("element => { element.dataset.seen = 'yes'; window.__samePage = true; }")
-        expect(panel.locator(".phase")).to_have_text("dumping sqlite:csp-gate", timeout=TIMEOUT_MS)
+        expect(panel.locator(".phase")).to_have_text("dumping SQLite source csp-gate", timeout=TIMEOUT_MS)
         expect(panel).not_to_have_attribute("data-seen", "yes", timeout=TIMEOUT_MS)
         assert polls and page.evaluate("window.__samePage") is True, "the panel was not swapped in by a poll"
         expect(panel.get_by_role("progressbar")).to_be_visible()

@@ -1,10 +1,13 @@
 """Backup pages: list, details, "Back up now", download, cancel, delete, verify, restore, import."""
 
 from flask import Blueprint, flash, redirect, render_template, request, send_file, url_for
+from flask_babel import gettext as _
 from flask_login import login_required
 
+from ..backup.messages import N_
 from ..errors import Invalid, ServiceError
 from ..forms import BackupForm
+from ..labels import label
 from ..models import BACKUP_TYPES, STATUSES, TRIGGERS, Source
 from ..services import backups, imports, operations, restores
 from .common import actor, admin_required, back_to, filtered_page, get_or_404, is_htmx, refusals, status_panel
@@ -28,7 +31,8 @@ def index():
 
 def new_backup_form():
     form = BackupForm()
-    form.source_ids.choices = [(s.id, f"{s.name} ({s.kind})") for s in Source.query.order_by(Source.name)]
+    form.source_ids.choices = [(s.id, _("%(name)s (%(kind)s)", name=s.name, kind=label(s.kind, "source_kind")))
+                               for s in Source.query.order_by(Source.name)]
     return form
 
 
@@ -45,10 +49,11 @@ def new():
         backup = backups.start_backup(
             actor(), type=form.type.data, source_ids=form.source_ids.data if form.type.data == "custom" else None,
             note=form.note.data, compression=form.compression.data)
-        flash(f"Backup {backup.name} started.", "success")
+        flash(_("Backup %(name)s started.", name=backup.name), "success")
         return redirect(url_for("backups.detail", backup_id=backup.id))
     for field, errors in form.errors.items():
-        flash(f"{getattr(form, field).label.text if hasattr(form, field) else field}: {'; '.join(errors)}", "error")
+        flash(_("%(field)s: %(errors)s", field=getattr(form, field).label.text if hasattr(form, field) else field,
+                errors="; ".join(map(str, errors))), "error")
     return render_template("backups/new.html", form=form), 400 if form.errors else 200
 
 
@@ -102,7 +107,7 @@ def download(backup_id):
 @refusals(lambda error, backup_id: redirect(request.referrer or url_for("backups.detail", backup_id=backup_id)))
 def cancel(backup_id):
     backup = backups.cancel_backup(actor(), get_or_404(backups.get_backup, backup_id))
-    flash(f"Cancelling {backup.name}.", "info")
+    flash(_("Cancelling %(name)s.", name=backup.name), "info")
     return redirect(request.referrer or url_for("backups.detail", backup_id=backup_id))
 
 
@@ -112,7 +117,7 @@ def cancel(backup_id):
 def delete(backup_id):
     backup = get_or_404(backups.get_backup, backup_id)
     backups.delete_backup(actor(), backup)
-    flash(f"Deleted {backup.name}.", "success")
+    flash(_("Deleted %(name)s.", name=backup.name), "success")
     return redirect(url_for("backups.index"))
 
 
@@ -149,7 +154,7 @@ def import_archive():
         return render_template("backups/import.html")
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        raise Invalid("choose an archive file to upload")
+        raise Invalid(N_("choose an archive file to upload"))
     backup = imports.import_archive(actor(), upload)
-    flash(f"Imported and verified {backup.name}. You can restore it now.", "success")
+    flash(_("Imported and verified %(name)s. You can restore it now.", name=backup.name), "success")
     return redirect(url_for("backups.detail", backup_id=backup.id, restore=1))

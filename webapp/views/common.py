@@ -8,9 +8,9 @@ from flask_login import current_user, login_required
 from ..errors import Invalid, NotFound, ServiceError
 from ..i18n import translate
 from ..extensions import db
+from ..i18n import sentence, translate
 from ..models import MAX_PAGE
 from ..services.audit import Actor
-
 
 
 def actor():

@@ -1,6 +1,7 @@
 """Operation pages: a restore's or verify's live progress, cancel, and roll back to the safety backup."""
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import login_required
 
 from ..services import operations, restores
@@ -29,7 +30,7 @@ def status(operation_id):
 @refusals(back_to("operations.detail"))
 def cancel(operation_id):
     operations.cancel_operation(actor(), get_or_404(operations.get_operation, operation_id))
-    flash("Cancelling.", "info")
+    flash(_("Cancelling."), "info")
     return redirect(url_for("operations.detail", operation_id=operation_id))
 
 
@@ -42,5 +43,5 @@ def rollback(operation_id):
     restores.safety_backup_of(operation)  # no safety backup: say so before asking for a password
     confirm_recent_sign_in(request.form)
     rollback_op = restores.rollback(actor(), operation)
-    flash(f"Rolling back to safety backup #{operation.safety_backup_id}.", "info")
+    flash(_("Rolling back to safety backup #%(id)s.", id=operation.safety_backup_id), "info")
     return redirect(url_for("operations.detail", operation_id=rollback_op.id))
