@@ -6,7 +6,6 @@ from flask import abort, flash, make_response, redirect, render_template, reques
 from flask_login import current_user, login_required
 
 from ..errors import Invalid, NotFound, ServiceError
-from ..i18n import translate
 from ..extensions import db
 from ..i18n import sentence, translate
 from ..models import MAX_PAGE
@@ -50,7 +49,7 @@ def refusals(respond):
                 return view(*args, **kwargs)
             except ServiceError as error:
                 db.session.rollback()
-                flash(translate(error), "error")
+                flash(sentence(translate(error)), "error")
                 return respond(error, **kwargs)
 
         return wrapped
@@ -86,5 +85,5 @@ def filtered_page(query_for, filters, per_page):
     try:
         return query_for(**filters).paginate(page=page_number(), per_page=per_page, error_out=False)
     except Invalid as e:
-        flash(translate(e), "error")
+        flash(sentence(translate(e)), "error")
         return query_for().paginate(page=1, per_page=per_page, error_out=False)
