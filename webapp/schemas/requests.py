@@ -175,8 +175,8 @@ class UserChange(ClosedBody):
     password: NewPassword = Field(None, json_schema_extra={"format": "password"})
     role: Role = None
     disabled: Flag = Field(None, description="a disabled user cannot sign in; their sessions and tokens end")
-    locale: Locale = None
-    timezone: TimeZone = None
+    locale: Locale | None = Field(None, description="en or zh-CN; null follows the browser's Accept-Language")
+    timezone: TimeZone | None = Field(None, description="an IANA time zone for pages; null is DEFAULT_TIMEZONE")
     your_password: PasswordAgain = None
 
 

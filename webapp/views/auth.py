@@ -35,7 +35,7 @@ def login():
     if current_user.is_authenticated:
         return redirect(url_for("dashboard.index"))
     if request.method == "POST" and "locale" in request.form:  # the language switch, signed out
-        return choose_language()
+        return switch_language()
     form = LoginForm()
     if form.validate_on_submit():
         try:
@@ -61,6 +61,10 @@ def keep_language_choice(clear):
 @bp.route("/language", methods=["POST"])
 @login_required
 def choose_language():
+    return switch_language()
+
+
+def switch_language():
     """The header's language switch: kept on the signed-in user, and in the session. Signed out,
     the sign-in page posts the switch to itself, and only the session keeps it."""
     choice = {"locale": request.form.get("locale", "")}
