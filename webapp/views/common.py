@@ -3,13 +3,27 @@
 import functools
 
 from flask import abort, flash, make_response, redirect, render_template, request, url_for
+from flask_babel import gettext as _, lazy_gettext as _l
 from flask_login import current_user, login_required
 
 from ..errors import Invalid, NotFound, ServiceError
 from ..extensions import db
 from ..i18n import sentence, translate
+from ..labels import parts
 from ..models import MAX_PAGE
 from ..services.audit import Actor
+
+# The retention rules as a form labels their fields, and as a summary names a rule and its number.
+RULE_LABELS = {"keep_last": _l("last"), "keep_days": _l("days"), "keep_daily": _l("daily"),
+               "keep_weekly": _l("weekly"), "keep_monthly": _l("monthly")}
+RULE_SUMMARIES = {"keep_last": _l("last %(n)s"), "keep_days": _l("days %(n)s"), "keep_daily": _l("daily %(n)s"),
+                  "keep_weekly": _l("weekly %(n)s"), "keep_monthly": _l("monthly %(n)s")}
+
+
+def retention_summary(policy):
+    """A retention policy in a few words ("last 7, weekly 4"), or that it keeps everything."""
+    rules = [RULE_SUMMARIES[rule] % {"n": n} for rule, n in policy.items() if n and rule in RULE_SUMMARIES]
+    return parts(rules) if rules else _("everything")
 
 
 def actor():

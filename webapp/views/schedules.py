@@ -1,6 +1,7 @@
 """Schedules: when to back up what, and what to keep."""
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _, lazy_gettext as _l
 from flask_login import current_user, login_required
 
 from ..models import BACKUP_TYPES, Source
@@ -9,7 +10,8 @@ from ..services.settings import RETENTION_RULES
 from .common import actor, admin_required, back_to, get_or_404, refusals
 
 bp = Blueprint("schedules", __name__, url_prefix="/admin/schedules")
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+WEEKDAYS = (_l("Monday"), _l("Tuesday"), _l("Wednesday"), _l("Thursday"), _l("Friday"), _l("Saturday"),
+            _l("Sunday"))
 
 
 def form_data(form):
@@ -69,7 +71,7 @@ def index():
     if not current_user.is_admin:
         abort(403)
     schedule = schedules.create_schedule(actor(), form_data(request.form))
-    flash(f"Schedule {schedule.name} added.", "success")
+    flash(_("Schedule %(name)s added.", name=schedule.name), "success")
     return redirect(url_for("schedules.index"))
 
 
@@ -84,7 +86,7 @@ def detail(schedule_id):
     if not current_user.is_admin:
         abort(403)
     schedules.update_schedule(actor(), schedule, form_data(request.form))
-    flash(f"Schedule {schedule.name} saved.", "success")
+    flash(_("Schedule %(name)s saved.", name=schedule.name), "success")
     return redirect(url_for("schedules.detail", schedule_id=schedule.id))
 
 
@@ -105,7 +107,8 @@ def set_enabled(schedule_id):
     schedule = get_or_404(schedules.get_schedule, schedule_id)
     enabled = request.form.get("enabled") == "1"
     schedules.update_schedule(actor(), schedule, {"enabled": enabled})
-    flash(f"Schedule {schedule.name} {'enabled' if enabled else 'disabled'}.", "success")
+    flash(_("Schedule %(name)s enabled.", name=schedule.name) if enabled
+          else _("Schedule %(name)s disabled.", name=schedule.name), "success")
     return redirect(url_for("schedules.index"))
 
 
@@ -122,5 +125,5 @@ def run(schedule_id):
 def delete(schedule_id):
     schedule = get_or_404(schedules.get_schedule, schedule_id)
     schedules.delete_schedule(actor(), schedule)
-    flash(f"Schedule {schedule.name} deleted; its backups are kept.", "success")
+    flash(_("Schedule %(name)s deleted; its backups are kept.", name=schedule.name), "success")
     return redirect(url_for("schedules.index"))

@@ -1,8 +1,11 @@
-"""Settings: retention defaults, users (admins), and every user's own API keys and password."""
+"""Settings: retention defaults, users (admins), and every user's own language, time zone, API
+keys and password."""
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import get_timezone, gettext as _, refresh
 from flask_login import current_user, login_required, login_user
 
+from ..labels import label
 from ..models import ROLES, User
 from ..services import accounts, retention
 from ..services.settings import DAY_SETTINGS, RETENTION_RULES, retention_settings, update_retention_settings
@@ -30,7 +33,8 @@ def render(values=None, status=200, new_key=None):
         "settings/index.html", retention=values or retention_settings(),
         preview=retention.preview_scope(retention.global_scope()), roles=ROLES, new_key=new_key,
         users=User.query.order_by(User.username).all() if current_user.is_admin else [],
-        api_keys=accounts.api_keys_of(current_user).all()), status
+        api_keys=accounts.api_keys_of(current_user).all(), current_zone=get_timezone().zone,
+        default_zone=current_app.config["DEFAULT_TIMEZONE"]), status
 
 
 def render_refused(error, **view_args):
@@ -48,7 +52,7 @@ def index():
 @refusals(lambda error: render(retention_form_data(request.form), 400))
 def save_retention():
     update_retention_settings(actor(), retention_form_data(request.form))
-    flash("Retention settings saved.", "success")
+    flash(_("Retention settings saved."), "success")
     return redirect(url_for("settings.index"))
 
 
@@ -70,7 +74,7 @@ def create_user():
     form = request.form
     confirm_recent_sign_in(form)
     user = accounts.create_user(actor(), form.get("username"), form.get("password"), form.get("role", "viewer"))
-    flash(f"User {user.username} added ({user.role}).", "success")
+    flash(_("User %(name)s added (%(role)s).", name=user.username, role=label(user.role, "role")), "success")
     return redirect(url_for("settings.index"))
 
 
@@ -85,7 +89,7 @@ def update_user(user_id):
         changes["password"] = form["new_password"]
     confirm_recent_sign_in(form)
     user = accounts.manage_user(actor(), accounts.get_user(user_id), changes)
-    flash(f"User {user.username} saved.", "success")
+    flash(_("User %(name)s saved.", name=user.username), "success")
     return redirect(url_for("settings.index"))
 
 
@@ -96,11 +100,27 @@ def delete_user(user_id):
     user = accounts.get_user(user_id)
     name = user.username
     accounts.delete_user(actor(), user)
-    flash(f"User {name} deleted.", "success")
+    flash(_("User %(name)s deleted.", name=name), "success")
     return redirect(url_for("settings.index"))
 
 
-# ------------------------------------------------- your own keys and password ----
+# ------------------------------------------- your own preferences, keys and password ----
+
+@bp.route("/preferences", methods=["POST"])
+@login_required
+@refusals(render_refused)
+def save_preferences():
+    """Your language and time zone; an empty choice follows the browser or the server's default."""
+    choice = {key: request.form[key].strip() for key in ("locale", "timezone") if key in request.form}
+    accounts.set_preferences(current_user, choice)
+    if "locale" in choice:  # the header's switch keeps its choice in the session too
+        session.pop("locale", None)
+        if choice["locale"]:
+            session["locale"] = choice["locale"]
+    refresh()  # this response already speaks the new language
+    flash(_("Your preferences are saved."), "success")
+    return redirect(url_for("settings.index"))
+
 
 @bp.route("/api-keys", methods=["POST"])
 @login_required
@@ -108,7 +128,7 @@ def delete_user(user_id):
 def create_api_key():
     confirm_recent_sign_in(request.form)
     key, secret = accounts.create_api_key(actor(), request.form.get("name"))
-    flash(f"API key {key.name} created. Copy it now: it is not shown again.", "success")
+    flash(_("API key %(name)s created. Copy it now: it is not shown again.", name=key.name), "success")
     return render(new_key=secret)
 
 
@@ -117,7 +137,7 @@ def create_api_key():
 @refusals(render_refused)
 def revoke_api_key(key_id):
     accounts.revoke_api_key(actor(), key_id)
-    flash("API key revoked.", "success")
+    flash(_("API key revoked."), "success")
     return redirect(url_for("settings.index"))
 
 
@@ -130,5 +150,5 @@ def change_password():
     accounts.change_own_password(me, request.form.get("current_password"), request.form.get("new_password"))
     login_user(me.user)  # the session id carries the new session version
     mark_signed_in()
-    flash("Password changed. Your other sessions have been signed out.", "success")
+    flash(_("Password changed. Your other sessions have been signed out."), "success")
     return redirect(url_for("settings.index"))

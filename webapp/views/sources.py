@@ -1,6 +1,7 @@
 """Sources: what to back up."""
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from ..backup.sources.base import redact_url
@@ -44,7 +45,7 @@ def index():
     if not form.validate():
         return render_list(form, 400)
     source = sources.create_source(actor(), form.data_for_service())
-    flash(f"Source {source.name} added.", "success")
+    flash(_("Source %(name)s added.", name=source.name), "success")
     return redirect(url_for("sources.index"))
 
 
@@ -63,7 +64,7 @@ def edit(source_id):
     if not form.validate():
         return render_edit(source, form, 400)
     sources.update_source(actor(), source, form.data_for_service())
-    flash(f"Source {source.name} saved.", "success")
+    flash(_("Source %(name)s saved.", name=source.name), "success")
     return redirect(url_for("sources.index"))
 
 
@@ -72,7 +73,7 @@ def edit(source_id):
 def delete(source_id):
     source = get_or_404(sources.get_source, source_id)
     sources.delete_source(actor(), source)
-    flash(f"Source {source.name} deleted; its existing backups are kept.", "success")
+    flash(_("Source %(name)s deleted; its existing backups are kept.", name=source.name), "success")
     return redirect(url_for("sources.index"))
 
 

@@ -3,6 +3,7 @@
 from flask import g, request
 
 from ... import schemas
+from ...backup.messages import N_
 from ...models import User
 from ...security import issue_token
 from ...services import accounts
@@ -27,13 +28,13 @@ def create_api_key():
     data = body(schemas.ApiKeyCreate)
     accounts.require_recent_sign_in(caller(), g.signed_in_at, data.password)
     key, secret = accounts.create_api_key(caller(), data.name)
-    return ok(schemas.dump(schemas.ApiKeyCreated, key, key=secret), "store the key now: it is not shown again", 201)
+    return ok(schemas.dump(schemas.ApiKeyCreated, key, key=secret), N_("store the key now: it is not shown again"), 201)
 
 
 @bp.route("/api-keys/<int:key_id>", methods=["DELETE"])
 def delete_api_key(key_id):
     accounts.revoke_api_key(caller(), key_id)
-    return ok(None, "API key deleted")
+    return ok(None, N_("API key deleted"))
 
 
 @bp.route("/users", methods=["GET"])
@@ -48,7 +49,7 @@ def create_user():
     data = body(schemas.UserCreate)
     accounts.require_recent_sign_in(caller(), g.signed_in_at, data.your_password)
     user = accounts.create_user(caller(), data.username, data.password, data.role)
-    return ok(schemas.dump(schemas.User, user), "user created", 201)
+    return ok(schemas.dump(schemas.User, user), N_("user created"), 201)
 
 
 @bp.route("/users/<int:user_id>", methods=["PATCH"])
@@ -57,11 +58,11 @@ def update_user(user_id):
     data = body(schemas.UserChange).sent()
     accounts.require_recent_sign_in(caller(), g.signed_in_at, data.pop("your_password", None))
     user = accounts.manage_user(caller(), accounts.get_user(user_id), data)
-    return ok(schemas.dump(schemas.User, user), "user saved")
+    return ok(schemas.dump(schemas.User, user), N_("user saved"))
 
 
 @bp.route("/users/<int:user_id>", methods=["DELETE"])
 @admin_only
 def delete_user(user_id):
     accounts.delete_user(caller(), accounts.get_user(user_id))
-    return ok(None, "user deleted")
+    return ok(None, N_("user deleted"))

@@ -3,6 +3,7 @@
 from flask import g, request, send_file
 
 from ... import schemas
+from ...backup.messages import N_
 from ...errors import Invalid
 from ...services import backups, imports, operations, restores
 from ...services.accounts import require_recent_sign_in
@@ -22,7 +23,7 @@ def create_backup():
     data = body(schemas.BackupCreate)
     backup = backups.start_backup(caller(), type=data.type, source_ids=data.source_ids, note=data.note,
                                   compression=data.compression, mode=data.mode, encrypt=data.encrypt)
-    return ok(schemas.dump(schemas.Backup, backup), "backup started", 202)
+    return ok(schemas.dump(schemas.Backup, backup), N_("backup started"), 202)
 
 
 @bp.route("/backups/<int:backup_id>", methods=["GET"])
@@ -34,14 +35,14 @@ def show_backup(backup_id):
 @admin_only
 def patch_backup(backup_id):
     backup = backups.update_backup(caller(), backups.get_backup(backup_id), body(schemas.BackupChange).sent())
-    return ok(schemas.dump(schemas.Backup, backup), "saved")
+    return ok(schemas.dump(schemas.Backup, backup), N_("saved"))
 
 
 @bp.route("/backups/<int:backup_id>", methods=["DELETE"])
 @admin_only
 def delete_backup(backup_id):
     backups.delete_backup(caller(), backups.get_backup(backup_id))
-    return ok(None, "backup deleted")
+    return ok(None, N_("backup deleted"))
 
 
 @bp.route("/backups/<int:backup_id>/download", methods=["GET"])
@@ -56,7 +57,7 @@ def download_backup(backup_id):
 @admin_only
 def cancel_backup(backup_id):
     backup = backups.cancel_backup(caller(), backups.get_backup(backup_id))
-    return ok(schemas.dump(schemas.Backup, backup), "cancel requested", 202)
+    return ok(schemas.dump(schemas.Backup, backup), N_("cancel requested"), 202)
 
 
 @bp.route("/backups/<int:backup_id>/verify", methods=["POST"])
@@ -64,7 +65,7 @@ def cancel_backup(backup_id):
 def verify_backup(backup_id):
     deep = body(schemas.VerifyRequest).deep
     operation = operations.start_verify(caller(), backups.get_backup(backup_id), deep=deep)
-    return ok(schemas.dump(schemas.Operation, operation), "verification started", 202)
+    return ok(schemas.dump(schemas.Operation, operation), N_("verification started"), 202)
 
 
 @bp.route("/backups/<int:backup_id>/restore", methods=["POST"])
@@ -75,7 +76,7 @@ def restore_backup(backup_id):
     operation = restores.start_restore(
         caller(), backups.get_backup(backup_id), confirm=data.confirm, source_ids=data.source_ids,
         safety_backup=data.safety_backup, targets=data.targets, terminate_connections=data.terminate_connections)
-    return ok(schemas.dump(schemas.Operation, operation), "restore started", 202)
+    return ok(schemas.dump(schemas.Operation, operation), N_("restore started"), 202)
 
 
 @bp.route("/backups/import", methods=["POST"])
@@ -83,9 +84,9 @@ def restore_backup(backup_id):
 def import_backup():
     upload = request.files.get("file")
     if upload is None:
-        raise Invalid("send the archive as multipart form field 'file'")
+        raise Invalid(N_("send the archive as multipart form field 'file'"))
     backup = imports.import_archive(caller(), upload)
-    return ok(schemas.dump(schemas.Backup, backup), "archive imported", 201)
+    return ok(schemas.dump(schemas.Backup, backup), N_("archive imported"), 201)
 
 
 @bp.route("/operations/<int:operation_id>", methods=["GET"])
@@ -97,4 +98,4 @@ def show_operation(operation_id):
 @admin_only
 def cancel_operation(operation_id):
     operation = operations.cancel_operation(caller(), operations.get_operation(operation_id))
-    return ok(schemas.dump(schemas.Operation, operation), "cancel requested", 202)
+    return ok(schemas.dump(schemas.Operation, operation), N_("cancel requested"), 202)

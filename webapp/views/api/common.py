@@ -22,6 +22,18 @@ csrf.exempt(bp)  # token clients need no CSRF; browser-session writes are checke
 
 PUBLIC = {"api.token"}
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# Werkzeug's descriptions of the HTTP errors a client may meet, marked so the catalog translates them.
+HTTP_DESCRIPTIONS = (
+    N_("The browser (or proxy) sent a request that this server could not understand."),
+    N_("You don't have the permission to access the requested resource. It is either read-protected "
+       "or not readable by the server."),
+    N_("The method is not allowed for the requested URL."),
+    N_("The data value transmitted exceeds the capacity limit."),
+    N_("The server does not support the media type transmitted in the request."),
+    N_("The server cannot provide the requested range."),
+    N_("The server encountered an internal error and was unable to complete your request. Either the "
+       "server is overloaded or there is an error in the application."),
+)
 
 
 def ok(data=None, message=N_("success"), status=200):
@@ -35,7 +47,7 @@ def fail(message, status):
 
 
 def envelope_for_http_error(error):
-    body, status = fail(error.description if error.code != 404 else "not found", error.code or 500)
+    body, status = fail(error.description if error.code != 404 else N_("not found"), error.code or 500)
     if getattr(error, "valid_methods", None):  # a 405 names the methods the route takes
         body.headers["Allow"] = ", ".join(error.valid_methods)
     return body, status
@@ -56,7 +68,7 @@ def http_error(error):
 def internal_error(error):
     db.session.rollback()
     current_app.logger.exception("API error")
-    return fail("internal error; the details are in the server log", 500)
+    return fail(N_("internal error; the details are in the server log"), 500)
 
 
 def presented_secret():
@@ -76,7 +88,7 @@ def authenticate_request():
         claims = token_claims(secret)
         g.api_user = user_from_claims(claims) or user_from_api_key(secret)
         if g.api_user is None:
-            return fail("invalid or expired token or API key", 401)
+            return fail(N_("invalid or expired token or API key"), 401)
         # A token's sign-in is when it was issued. An API key is a script's standing credential
         # and is never asked for a password, so it counts as a fresh sign-in.
         g.signed_in_at = claims["iat"] if claims else time.time()
@@ -87,7 +99,7 @@ def authenticate_request():
         g.api_user = current_user._get_current_object()
         g.signed_in_at = session.get("signed_in_at")
         return None
-    return fail("authentication required: send Authorization: Bearer <token> or X-API-Key", 401)
+    return fail(N_("authentication required: send Authorization: Bearer <token> or X-API-Key"), 401)
 
 
 def caller():
@@ -99,7 +111,7 @@ def admin_only(view):
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
         if not g.api_user.is_admin:
-            return fail("this needs an administrator", 403)
+            return fail(N_("this needs an administrator"), 403)
         return view(*args, **kwargs)
 
     return wrapped
@@ -109,10 +121,10 @@ def json_body():
     data = request.get_json(silent=True)
     if data is None:
         if request.data:
-            raise Invalid("the body must be JSON")
+            raise Invalid(N_("the body must be JSON"))
         return {}
     if not isinstance(data, dict):
-        raise Invalid("the body must be a JSON object")
+        raise Invalid(N_("the body must be a JSON object"))
     return data
 
 
@@ -126,9 +138,10 @@ def page_args():
         page = int(request.args.get("page", 1))
         page_size = int(request.args.get("page_size", 20))
     except ValueError:
-        raise Invalid("page and page_size must be whole numbers") from None
+        raise Invalid(N_("page and page_size must be whole numbers")) from None
     if not 1 <= page <= MAX_PAGE or not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise Invalid(f"page is 1 to {MAX_PAGE}; page_size is 1 to {MAX_PAGE_SIZE}")
+        raise Invalid(N_("page is 1 to %(max_page)s; page_size is 1 to %(max_page_size)s"),
+                      max_page=MAX_PAGE, max_page_size=MAX_PAGE_SIZE)
     return page, page_size
 
 

@@ -1,6 +1,7 @@
 """Schedules: when backups run and what retention keeps."""
 
 from ... import schemas
+from ...backup.messages import N_
 from ...services import retention, schedules
 from .common import admin_only, body, bp, caller, ok, paged
 
@@ -18,7 +19,7 @@ def list_schedules():
 @admin_only
 def create_schedule():
     schedule = schedules.create_schedule(caller(), body(schemas.ScheduleCreate).sent())
-    return ok(shown(schedule), "schedule created", 201)
+    return ok(shown(schedule), N_("schedule created"), 201)
 
 
 @bp.route("/schedules/<int:schedule_id>", methods=["GET"])
@@ -31,21 +32,21 @@ def show_schedule(schedule_id):
 def update_schedule(schedule_id):
     schedule = schedules.update_schedule(caller(), schedules.get_schedule(schedule_id),
                                          body(schemas.ScheduleChange).sent())
-    return ok(shown(schedule), "schedule saved")
+    return ok(shown(schedule), N_("schedule saved"))
 
 
 @bp.route("/schedules/<int:schedule_id>", methods=["DELETE"])
 @admin_only
 def delete_schedule(schedule_id):
     schedules.delete_schedule(caller(), schedules.get_schedule(schedule_id))
-    return ok(None, "schedule deleted")
+    return ok(None, N_("schedule deleted"))
 
 
 @bp.route("/schedules/<int:schedule_id>/run", methods=["POST"])
 @admin_only
 def run_schedule(schedule_id):
     backup = schedules.run_schedule_now(caller(), schedules.get_schedule(schedule_id))
-    return ok(schemas.dump(schemas.Backup, backup), "backup started", 202)
+    return ok(schemas.dump(schemas.Backup, backup), N_("backup started"), 202)
 
 
 @bp.route("/schedules/<int:schedule_id>/retention-preview", methods=["GET"])

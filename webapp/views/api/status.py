@@ -3,10 +3,12 @@
 from flask import current_app, jsonify, request
 
 from ... import schemas
+from ...backup.messages import Message, N_
 from ...errors import envelope_code
 from ...openapi import document
 from ...services.audit import audit_query
 from ...services.status import health_report, metrics_text, stats_report, status_report
+from ...i18n import translate
 from .common import authenticate_request, bp, health_bp, ok, paged
 
 AUDIT_FILTERS = ("user", "action", "since", "until")
@@ -50,5 +52,6 @@ def healthz():
     report = health_report()
     down = [name for name, up in report.items() if not up]
     if down:
-        return jsonify({"code": envelope_code(503), "message": f"down: {', '.join(down)}", "data": report}), 503
-    return jsonify({"code": 0, "message": "ok", "data": report}), 200
+        message = Message(N_("down: %(parts)s"), parts=", ".join(down))
+        return jsonify({"code": envelope_code(503), "message": translate(message), "data": report}), 503
+    return jsonify({"code": 0, "message": translate(N_("ok")), "data": report}), 200
