@@ -143,7 +143,7 @@ def test_changing_your_password_needs_the_current_one(admin_client, admin):
     response = admin_client.post("/admin/settings/password", data={
         "csrf_token": csrf_token(admin_client, "/admin/settings"), "current_password": "a guess",
         "new_password": "a brand new password"})
-    assert response.status_code == 400 and "the current password is wrong" in response.get_data(as_text=True)
+    assert response.status_code == 400 and "The current password is wrong" in response.get_data(as_text=True)
     assert security.authenticate("admin", ADMIN_PASSWORD) is not None
 
 
@@ -264,10 +264,10 @@ def test_a_restore_after_an_old_sign_in_asks_for_the_password(app, admin_client,
             "safety_backup": "1"}
 
     refused = admin_client.post(f"/admin/backups/{restorable}/restore", data=form, follow_redirects=True)
-    assert "type your password again: you signed in more than 15 minutes ago" in refused.get_data(as_text=True)
+    assert "Type your password again: you signed in more than 15 minutes ago" in refused.get_data(as_text=True)
     wrong = admin_client.post(f"/admin/backups/{restorable}/restore", data=dict(form, password="a guess"),
                               follow_redirects=True)
-    assert "the password is wrong; nothing was done" in wrong.get_data(as_text=True)
+    assert "The password is wrong; nothing was done" in wrong.get_data(as_text=True)
     assert Operation.query.filter_by(kind="restore").count() == 0
 
     started = admin_client.post(f"/admin/backups/{restorable}/restore", data=dict(form, password=ADMIN_PASSWORD))

@@ -30,6 +30,7 @@ PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/healthz"), ("POST", "
 VIEWER_MAY_WRITE = {
     ("POST", "/logout"),
     ("POST", "/language"),
+    ("POST", "/admin/settings/preferences"),
     ("POST", "/api/v1/api-keys"),
     ("DELETE", "/api/v1/api-keys/<int:key_id>"),
     ("POST", "/admin/settings/api-keys"),

@@ -31,8 +31,10 @@ def test_create_a_daily_schedule_see_its_runs_and_disable_it(browser, cairn, e2e
     expect(page.locator(".flash-success")).to_contain_text("Schedule browser-nightly added.")
     row = page.locator("tr", has_text="browser-nightly")
     expect(row.locator(".schedule-description")).to_have_text("every day at 03:00, Asia/Shanghai")
-    runs = row.locator(".next-runs").inner_text().split()
-    assert len(runs) == 10 and all(t == "19:00:00" for t in runs[1::2])  # 5 x (date, time), UTC
+    times = row.locator(".next-runs time")  # shown in the reader's zone, each with its UTC instant
+    runs = [times.nth(i).get_attribute("datetime") for i in range(times.count())]
+    assert len(runs) == 5 and all(run.endswith("T19:00:00Z") for run in runs), runs
+    expect(times.first).to_contain_text("UTC")  # the admin has no zone of their own: the server's
 
     row.get_by_role("button", name="Disable").click()
     page.wait_for_url(f"{base}/admin/schedules")
