@@ -295,7 +295,7 @@ def test_hostile_archive_is_named_by_the_reader_and_by_verify(tmp_path, build, w
     assert words in str(refused.value)
     report = verify_archive(archive, None, None, deep=True, staging_dir=tmp_path / "v")
     assert not report.ok
-    assert any(words in p for p in report.problems), report.problems
+    assert any(words in p for p in map(str, report.problems)), report.problems
     assert not (tmp_path / "v").exists()
 
 

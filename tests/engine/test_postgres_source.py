@@ -371,7 +371,7 @@ def test_which_servers_a_pg_dump_can_dump(server_version, pg_dump_version, probl
     if problem is None:
         assert found is None
     else:
-        assert found is not None and problem in found
+        assert found is not None and problem in str(found)
 
 
 # --- verification --------------------------------------------------------------------------
@@ -405,7 +405,7 @@ def test_a_damaged_dump_is_named_and_never_restored(backup, app_db, tmp_path, da
     report = verify_archive(archive, sha256, members, deep=True, staging_dir=tmp_path / "v")
     assert not report.ok
     assert len(report.problems) == 1, report.problems  # hash and manifest agree
-    assert "database/app.pgdump" in report.problems[0] and said in report.problems[0]
+    assert "database/app.pgdump" in str(report.problems[0]) and said in str(report.problems[0])
 
     change_everything(url)
     changed = db_state(url)

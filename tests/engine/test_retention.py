@@ -12,9 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from webapp.backup.retention import (NOT_KEPT, Candidate, Policy, RetentionPlan, plan_retention)
+from webapp.backup.retention import NOT_KEPT as NOT_KEPT_MESSAGE
+from webapp.backup.retention import Candidate, Policy, RetentionPlan, plan_retention
 
 UTC = timezone.utc
+NOT_KEPT = str(NOT_KEPT_MESSAGE)
 BERLIN = ZoneInfo("Europe/Berlin")
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -37,9 +39,15 @@ def backup(id, when, status="completed", trigger="scheduled", pinned=False, sour
                      source_names=tuple(sources), parent_id=parent_id)
 
 
+def english(result):
+    """The plan with every reason (a Message) as its English sentence."""
+    return RetentionPlan(keep={i: [str(r) for r in reasons] for i, reasons in result.keep.items()},
+                         remove={i: str(reason) for i, reason in result.remove.items()})
+
+
 def plan(candidates, now=NOW, tz=UTC, safety_age=WEEK, failed_age=FORTNIGHT, **rules):
-    return plan_retention(candidates, Policy(**rules), now=now, tz=tz,
-                          pre_restore_min_age=safety_age, failed_max_age=failed_age)
+    return english(plan_retention(candidates, Policy(**rules), now=now, tz=tz,
+                                  pre_restore_min_age=safety_age, failed_max_age=failed_age))
 
 
 def daily_backups(first_day, days, hour="02:00", **fields):
@@ -287,9 +295,10 @@ def test_a_tie_in_time_is_broken_by_id():
 
 
 def test_explain_reads_as_a_preview_line():
-    result = plan(daily_backups("2026-11-19", 2), keep_daily=1)
-    assert result.explain(2) == "kept: newest completed backup of app-db, daily 2026-11-20"
-    assert result.explain(1) == "removed: not kept by any rule"
+    result = plan_retention(daily_backups("2026-11-19", 2), Policy(keep_daily=1), now=NOW, tz=UTC,
+                            pre_restore_min_age=WEEK, failed_max_age=FORTNIGHT)
+    assert str(result.explain(2)) == "kept: newest completed backup of app-db, daily 2026-11-20"
+    assert str(result.explain(1)) == "removed: not kept by any rule"
 
 
 def test_no_candidates_no_plan():
@@ -512,7 +521,7 @@ def test_protected_backups_are_never_removed(scenario):
 @given(scenarios())
 def test_no_unsuccessful_or_active_row_is_kept_by_a_rule(scenario):
     candidates, arguments = scenario
-    result = plan_retention(candidates, **arguments)
+    result = english(plan_retention(candidates, **arguments))
     for c in candidates:
         if c.status != "completed" and c.id in result.keep:
             reasons = result.keep[c.id]
@@ -523,7 +532,7 @@ def test_no_unsuccessful_or_active_row_is_kept_by_a_rule(scenario):
 @given(scenarios())
 def test_only_completed_backups_are_removed_by_the_rules(scenario):
     candidates, arguments = scenario
-    result = plan_retention(candidates, **arguments)
+    result = english(plan_retention(candidates, **arguments))
     for c in candidates:
         if c.id not in result.remove:
             continue

@@ -359,18 +359,18 @@ def test_to_dict_round_trips_and_holds_only_what_the_kind_uses(timing):
     (daily(3, 0, "Europe/Berlin"), "every day at 03:00, Europe/Berlin"),
 ])
 def test_descriptions(timing, text):
-    assert describe(timing, around=SUMMER_2024) == text
+    assert str(describe(timing, around=SUMMER_2024)) == text
 
 
 def test_description_says_which_months_a_late_day_skips():
     timing = Timing(kind="monthly", day=31, hour=2, minute=0)
-    assert describe(timing, around=SUMMER_2024) == (
+    assert str(describe(timing, around=SUMMER_2024)) == (
         "on day 31 of every month at 02:00, UTC; months without a day 31 are skipped")
 
 
 def test_description_of_a_berlin_0230_run_tells_both_clock_changes_as_they_happen():
     timing = daily(2, 30, "Europe/Berlin")
-    assert describe(timing, around=SUMMER_2024) == (
+    assert str(describe(timing, around=SUMMER_2024)) == (
         "every day at 02:30, Europe/Berlin; on the day clocks go forward 02:30 does not exist, "
         "so that run is at 03:00; on the day clocks go back 02:30 comes twice, and it runs only "
         "the first time")
@@ -380,7 +380,7 @@ def test_description_of_a_berlin_0230_run_tells_both_clock_changes_as_they_happe
 
 
 def test_description_of_a_new_york_0130_run_mentions_only_the_repeat():
-    assert describe(daily(1, 30, "America/New_York"), around=SUMMER_2024) == (
+    assert str(describe(daily(1, 30, "America/New_York"), around=SUMMER_2024)) == (
         "every day at 01:30, America/New_York; on the day clocks go back 01:30 comes twice, and "
         "it runs only the first time")
 
@@ -388,5 +388,5 @@ def test_description_of_a_new_york_0130_run_mentions_only_the_repeat():
 def test_description_follows_the_zone_rules_of_the_years_around():
     # Shanghai kept daylight saving time from 1986 to 1991 and has not since.
     timing = daily(2, 30, "Asia/Shanghai")
-    assert describe(timing, around=SUMMER_2024) == "every day at 02:30, Asia/Shanghai"
-    assert "clocks go forward" in describe(timing, around=utc(1990, 1, 1))
+    assert str(describe(timing, around=SUMMER_2024)) == "every day at 02:30, Asia/Shanghai"
+    assert "clocks go forward" in str(describe(timing, around=utc(1990, 1, 1)))

@@ -65,16 +65,16 @@ def test_deep_verify_without_a_record_checks_the_stream_alone(good, tmp_path):
 def test_quick_verify_names_a_hash_that_differs_from_the_record(good):
     report = verify_archive(good["archive"], "0" * 64)
     assert not report.ok
-    assert any("does not match the recorded" in p for p in report.problems), report.problems
+    assert any("does not match the recorded" in p for p in map(str, report.problems)), report.problems
 
 
 def test_quick_verify_names_a_missing_sidecar_and_a_missing_archive(good):
     os.unlink(f"{good['archive']}.sha256")
     report = verify_archive(good["archive"], good["result"].sha256)
-    assert not report.ok and any("sidecar is missing" in p for p in report.problems)
+    assert not report.ok and any("sidecar is missing" in p for p in map(str, report.problems))
     os.unlink(good["archive"])
     report = verify_archive(good["archive"], good["result"].sha256, deep=True)
-    assert not report.ok and any("archive file is missing" in p for p in report.problems)
+    assert not report.ok and any("archive file is missing" in p for p in map(str, report.problems))
 
 
 def test_deep_verify_names_a_member_that_differs_from_the_record(good, tmp_path):
@@ -85,7 +85,7 @@ def test_deep_verify_names_a_member_that_differs_from_the_record(good, tmp_path)
     changed["sha256"] = "0" * 64
     report = verify_archive(good["archive"], None, members, deep=True, staging_dir=tmp_path / "v")
     assert not report.ok
-    assert any("readme.txt" in p for p in report.problems), report.problems
+    assert any("readme.txt" in p for p in map(str, report.problems)), report.problems
 
 
 # --- the corruption matrix -----------------------------------------------------------------
@@ -171,8 +171,8 @@ def same_content(archive, original):
 def test_quick_verify_reports_every_damage(damaged):
     report = verify_archive(damaged["archive"], damaged["result"].sha256)
     assert not report.ok
-    assert any("does not match the recorded" in p for p in report.problems), report.problems
-    assert any("sidecar says" in p for p in report.problems), report.problems
+    assert any("does not match the recorded" in p for p in map(str, report.problems)), report.problems
+    assert any("sidecar says" in p for p in map(str, report.problems)), report.problems
 
 
 @pytest.mark.parametrize("damaged", DAMAGES, indirect=True)
@@ -180,9 +180,9 @@ def test_deep_verify_finds_every_damage_in_the_stream_itself(damaged, tmp_path):
     """Without a record to compare with, zstd's checksum, tar and the member hashes catch it."""
     report = verify_archive(damaged["archive"], None, None, deep=True, staging_dir=tmp_path / "v")
     assert not report.ok
-    stream_problems = [p for p in report.problems if is_stream_problem(p)]
+    stream_problems = [p for p in map(str, report.problems) if is_stream_problem(p)]
     if damaged["content_unchanged"]:
-        assert stream_problems == [] and any("sidecar says" in p for p in report.problems), report.problems
+        assert stream_problems == [] and any("sidecar says" in p for p in map(str, report.problems)), report.problems
         return
     assert stream_problems, report.problems
     assert any(word in " ".join(stream_problems) for word in ("damaged", "truncated", "manifest")), stream_problems
@@ -236,9 +236,9 @@ def test_a_dump_that_fails_integrity_check_is_named_and_never_restored(tmp_path,
     report = verify_archive(archive, sha256, members, deep=True, staging_dir=tmp_path / "v")
     assert not report.ok
     assert report.problems == [report.problems[0]], report.problems  # hash and manifest agree
-    assert "database/app.sqlite3" in report.problems[0]
-    assert "integrity_check failed" in report.problems[0]
-    assert ("missing from index posts_user" if damage is break_index else "malformed") in report.problems[0]
+    assert "database/app.sqlite3" in str(report.problems[0])
+    assert "integrity_check failed" in str(report.problems[0])
+    assert ("missing from index posts_user" if damage is break_index else "malformed") in str(report.problems[0])
 
     before = target_state(tmp_path / "nothing", plain_db)
     with pytest.raises(RestoreError, match="integrity_check"):

@@ -13,6 +13,7 @@ import tarfile
 from backports import zstd
 
 from .errors import BackupError
+from .messages import N_
 
 FORMAT_VERSION = 1
 CHUNK = 1 << 20
@@ -24,9 +25,8 @@ def extension_for(compression):
     try:
         return COMPRESSIONS[compression]
     except KeyError:
-        raise BackupError(
-            f"unknown compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}"
-        ) from None
+        raise BackupError(N_("unknown compression %(compression)s; choose one of %(choices)s"),
+                          compression=repr(compression), choices=", ".join(COMPRESSIONS)) from None
 
 
 def open_decompressor(fileobj, compression):
@@ -44,7 +44,8 @@ def compression_from_name(path):
     for compression, suffix in COMPRESSIONS.items():
         if name.endswith(suffix):
             return compression
-    raise BackupError(f"{os.path.basename(name)} is not a Cairn archive name (.tar.zst, .tar.gz, .tar)")
+    raise BackupError(N_("%(file)s is not a Cairn archive name (.tar.zst, .tar.gz, .tar)"),
+                      file=os.path.basename(name))
 
 
 def fsync_dir(path):
@@ -91,7 +92,8 @@ def read_manifest(path):
                 if member.name == "manifest.json":
                     manifest = json.load(tar.extractfile(member))
     except (EOFError, tarfile.TarError, zstd.ZstdError, gzip.BadGzipFile, json.JSONDecodeError) as e:
-        raise BackupError(f"{os.path.basename(path)} is truncated or damaged ({e})") from None
+        raise BackupError(N_("%(file)s is truncated or damaged (%(error)s)"), file=os.path.basename(path),
+                          error=str(e)) from None
     if manifest is None:
-        raise BackupError(f"{os.path.basename(path)} has no manifest.json")
+        raise BackupError(N_("%(file)s has no manifest.json"), file=os.path.basename(path))
     return manifest

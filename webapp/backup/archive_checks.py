@@ -6,6 +6,7 @@ import tarfile
 
 from .archive import FORMAT_VERSION
 from .errors import VerifyError
+from .messages import Message, N_
 
 ALLOWED_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE)
 TOP_LEVEL = ("cairn.json", "manifest.json")
@@ -18,27 +19,30 @@ def check_magic(path, compression):
         head = f.read(tarfile.BLOCKSIZE)
     name = os.path.basename(path)
     if not head:
-        raise VerifyError(f"{name} is empty (0 bytes), not an archive")
+        raise VerifyError(N_("%(file)s is empty (0 bytes), not an archive"), file=name)
     offset, magic = MAGIC[compression]
     if head[offset:offset + len(magic)] != magic:
-        what = {"zstd": "a zstd-compressed file", "gzip": "a gzip-compressed file", "none": "a tar file"}
-        raise VerifyError(f"{name} does not start like {what[compression]}, as its name says: it is "
-                          f"damaged, or not a Cairn archive")
+        what = {"zstd": N_("a zstd-compressed file"), "gzip": N_("a gzip-compressed file"),
+                "none": N_("a tar file")}
+        raise VerifyError(N_("%(file)s does not start like %(what)s, as its name says: it is damaged, or "
+                             "not a Cairn archive"), file=name, what=Message(what[compression]))
 
 
 def check_member_safety(member):
     """Refuse anything but regular files and folders at safe relative paths."""
     name = member.name
     if member.type not in ALLOWED_TYPES:
-        kind = {tarfile.SYMTYPE: "a symbolic link", tarfile.LNKTYPE: "a hard link",
-                tarfile.CHRTYPE: "a character device", tarfile.BLKTYPE: "a block device",
-                tarfile.FIFOTYPE: "a FIFO"}.get(member.type, f"of tar type {member.type!r}")
-        raise VerifyError(f"member {name!r} is {kind}; only regular files and folders are allowed")
+        kind = {tarfile.SYMTYPE: N_("a symbolic link"), tarfile.LNKTYPE: N_("a hard link"),
+                tarfile.CHRTYPE: N_("a character device"), tarfile.BLKTYPE: N_("a block device"),
+                tarfile.FIFOTYPE: N_("a FIFO")}.get(member.type)
+        kind = Message(kind) if kind else Message(N_("of tar type %(type)s"), type=repr(member.type))
+        raise VerifyError(N_("member %(name)s is %(kind)s; only regular files and folders are allowed"),
+                          name=repr(name), kind=kind)
     if not name or name.startswith("/") or "\\" in name or "\0" in name:
-        raise VerifyError(f"member {name!r} has an absolute or malformed path")
+        raise VerifyError(N_("member %(name)s has an absolute or malformed path"), name=repr(name))
     parts = name.rstrip("/").split("/")
     if any(part in ("", ".", "..") for part in parts):
-        raise VerifyError(f"member {name!r} has '.', '..' or empty path parts")
+        raise VerifyError(N_("member %(name)s has '.', '..' or empty path parts"), name=repr(name))
 
 
 def check_member_layout(member):
@@ -51,7 +55,7 @@ def check_member_layout(member):
         return
     if parts[0] == "files" and len(parts) >= 2:
         return
-    raise VerifyError(f"member {name!r} is not part of the Cairn archive format")
+    raise VerifyError(N_("member %(name)s is not part of the Cairn archive format"), name=repr(name))
 
 
 def member_name(member):
@@ -62,43 +66,46 @@ def parse_json(data, what):
     try:
         value = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise VerifyError(f"{what} is not valid JSON ({e})") from None
+        raise VerifyError(N_("%(file)s is not valid JSON (%(error)s)"), file=what, error=str(e)) from None
     if not isinstance(value, dict):
-        raise VerifyError(f"{what} is not a JSON object")
+        raise VerifyError(N_("%(file)s is not a JSON object"), file=what)
     return value
 
 
 def check_meta(meta):
     if meta.get("format") != "cairn-archive":
-        raise VerifyError("cairn.json does not describe a Cairn archive")
+        raise VerifyError(N_("cairn.json does not describe a Cairn archive"))
     if meta.get("format_version") != FORMAT_VERSION:
-        raise VerifyError(f"archive format version {meta.get('format_version')!r} is not supported "
-                          f"(this Cairn reads version {FORMAT_VERSION})")
+        raise VerifyError(N_("archive format version %(version)s is not supported (this Cairn reads "
+                             "version %(supported)s)"), version=repr(meta.get("format_version")),
+                          supported=FORMAT_VERSION)
     sources = meta.get("sources")
     if not isinstance(sources, list) or not all(isinstance(s, dict) and isinstance(s.get("name"), str)
                                                 for s in sources):
-        raise VerifyError("cairn.json does not list its sources (a list of objects with a name)")
+        raise VerifyError(N_("cairn.json does not list its sources (a list of objects with a name)"))
 
 
 def check_expected(member, want):
     name = member_name(member)
     if want is None:
-        raise VerifyError(f"member {name!r} is not in the backup's manifest")
+        raise VerifyError(N_("member %(name)s is not in the backup's manifest"), name=repr(name))
     kind = "dir" if member.isdir() else "file"
     if want.get("type", "file") != kind:
-        raise VerifyError(f"member {name!r} is a {kind}, the manifest says {want.get('type')}")
+        raise VerifyError(N_("member %(name)s is a %(kind)s, the manifest says %(listed)s"), name=repr(name),
+                          kind=Message(N_("dir") if kind == "dir" else N_("file")), listed=str(want.get("type")))
     if member.size != want.get("size", 0):
-        raise VerifyError(f"member {name!r} is {member.size} bytes, the manifest says {want.get('size')}")
+        raise VerifyError(N_("member %(name)s is %(size)s bytes, the manifest says %(listed)s"),
+                          name=repr(name), size=member.size, listed=str(want.get("size")))
 
 
 def compare_manifest(seen, manifest, expected):
     """The members found must be exactly the manifest's (and the record's, when given)."""
     listed = manifest.get("members")
     if manifest.get("format_version") != FORMAT_VERSION or not isinstance(listed, list):
-        raise VerifyError("manifest.json is not a version 1 Cairn manifest")
+        raise VerifyError(N_("manifest.json is not a version 1 Cairn manifest"))
     check_same(seen, listed, "manifest.json")
     if expected is not None:
-        check_same(listed, expected, "the backup's record")
+        check_same(listed, expected, Message(N_("the backup's record")))
 
 
 def check_same(found, listed, where):
@@ -107,13 +114,15 @@ def check_same(found, listed, where):
     try:
         listed_by_path = {m["path"]: m for m in listed}
     except (TypeError, KeyError):
-        raise VerifyError(f"{where} lists members without a path") from None
+        raise VerifyError(N_("%(where)s lists members without a path"), where=where) from None
     missing = sorted(set(listed_by_path) - set(found_by_path))
     extra = sorted(set(found_by_path) - set(listed_by_path))
     if missing:
-        raise VerifyError(f"missing from the archive but listed in {where}: {', '.join(missing[:5])}")
+        raise VerifyError(N_("missing from the archive but listed in %(where)s: %(paths)s"), where=where,
+                          paths=", ".join(missing[:5]))
     if extra:
-        raise VerifyError(f"in the archive but not listed in {where}: {', '.join(extra[:5])}")
+        raise VerifyError(N_("in the archive but not listed in %(where)s: %(paths)s"), where=where,
+                          paths=", ".join(extra[:5]))
     for path, member in found_by_path.items():
         if key(member) != key(listed_by_path[path]):
-            raise VerifyError(f"{path}: size or SHA-256 differs from {where}")
+            raise VerifyError(N_("%(path)s: size or SHA-256 differs from %(where)s"), path=path, where=where)

@@ -10,6 +10,7 @@ from backports import zstd
 
 from .archive import CHUNK, extension_for
 from .errors import BackupError
+from .messages import N_
 
 ZSTD_LEVEL = 3
 # zstd's default job size at level 3 is 8 MiB, and with its buffers that costs ~100 MB; 2 MiB jobs
@@ -130,7 +131,7 @@ class Pipeline:
     def abort(self):
         """Stop the threads without writing what is still queued."""
         if self._error is None:
-            self._error = BackupError("archive abandoned")
+            self._error = BackupError(N_("archive abandoned"))
         self._queue.put(None)
         self._stop()
 

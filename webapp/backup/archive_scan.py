@@ -19,7 +19,8 @@ from backports import zstd
 from .archive import compression_from_name
 from .archive_checks import (TOP_LEVEL, check_expected, check_magic, check_member_layout,
                              check_member_safety, check_meta, compare_manifest, member_name, parse_json)
-from .errors import Cancelled, VerifyError
+from .errors import Cancelled, VerifyError, error_text
+from .messages import N_
 from .tarstream import DecompressedInput, TarStream
 
 MAX_JSON_BYTES = 64 << 20  # cairn.json and manifest.json are read into memory; nothing else is
@@ -68,7 +69,8 @@ def limited(chunks, limit):
 
 
 def bomb(limit):
-    return VerifyError(f"the archive unpacks to more than {limit} bytes; refusing it as a decompression bomb")
+    return VerifyError(N_("the archive unpacks to more than %(limit)s bytes; refusing it as a decompression bomb"),
+                       limit=limit)
 
 def scan_archive(path, sink=None, expected=None, reporter=None, max_unpacked=None):
     """Stream the archive once, check it whole, and hand each member's bytes to `sink`.
@@ -82,7 +84,7 @@ def scan_archive(path, sink=None, expected=None, reporter=None, max_unpacked=Non
     """
     compression = compression_from_name(path)
     if not os.path.isfile(path):
-        raise VerifyError(f"{os.path.basename(path)}: the archive file is missing")
+        raise VerifyError(N_("%(file)s: the archive file is missing"), file=os.path.basename(path))
     expected_by_name = {m["path"]: m for m in expected} if expected is not None else None
     limit = max_unpacked if max_unpacked is not None else unpack_limit(os.path.getsize(path))
     check_magic(path, compression)
@@ -94,13 +96,14 @@ def scan_archive(path, sink=None, expected=None, reporter=None, max_unpacked=Non
     except (VerifyError, Cancelled):
         raise
     except STREAM_ERRORS as e:
-        raise VerifyError(f"{os.path.basename(path)} is truncated or damaged ({stream_error(e)})") from None
+        raise VerifyError(N_("%(file)s is truncated or damaged (%(error)s)"), file=os.path.basename(path),
+                          error=stream_error(e)) from None
     finally:
         source.close()
     if scan.meta is None:
-        raise VerifyError("cairn.json is missing: this is not a Cairn archive")
+        raise VerifyError(N_("cairn.json is missing: this is not a Cairn archive"))
     if scan.manifest is None:
-        raise VerifyError("manifest.json is missing: the archive is incomplete")
+        raise VerifyError(N_("manifest.json is missing: the archive is incomplete"))
     compare_manifest(scan.seen, scan.manifest, expected)
     return ScanResult(source.sha256.hexdigest(), source.raw_size, scan.meta, scan.manifest, scan.seen)
 
@@ -129,14 +132,16 @@ class _Scan:
     def admit(self, member):
         """Check a member's header before any of its data is read; return its name."""
         if self.manifest is not None:
-            raise VerifyError(f"member {member.name!r} follows manifest.json, which must be last")
+            raise VerifyError(N_("member %(name)s follows manifest.json, which must be last"),
+                              name=repr(member.name))
         check_member_safety(member)
         name = member_name(member)
         if self.meta is None and name != "cairn.json":
-            raise VerifyError(f"this is not a Cairn archive: its first member is {name!r}, not cairn.json")
+            raise VerifyError(N_("this is not a Cairn archive: its first member is %(name)s, not cairn.json"),
+                              name=repr(name))
         check_member_layout(member)
         if name in self.names:
-            raise VerifyError(f"member {name!r} appears twice")
+            raise VerifyError(N_("member %(name)s appears twice"), name=repr(name))
         self.names.add(name)
         self.unpacked += member.size  # refused on the header's word, before reading the data
         if self.unpacked > self.limit:
@@ -163,7 +168,7 @@ class _Scan:
             return
         digest = copy_member(self.tar, member, self.sink(name, member) if self.sink else None, self.progress)
         if want is not None and digest != want.get("sha256"):
-            raise VerifyError(f"{name}: SHA-256 does not match the manifest (damaged)")
+            raise VerifyError(N_("%(name)s: SHA-256 does not match the manifest (damaged)"), name=name)
         self.seen.append(entry_for(member, digest))
 
 
@@ -172,13 +177,17 @@ def unpack_limit(compressed_size):
 
 
 def stream_error(error):
-    text = str(error) or error.__class__.__name__
+    """Why the stream broke: our own reader's Message, or a library's text (cut at 200 characters)."""
+    text = error_text(error) or error.__class__.__name__
+    if not isinstance(text, str):
+        return text
     return text if len(text) < 200 else text[:200] + "…"
 
 
 def read_json_member(tar, member):
     if member.size > MAX_JSON_BYTES:
-        raise VerifyError(f"{member.name} is {member.size} bytes; too large to be Cairn's")
+        raise VerifyError(N_("%(name)s is %(size)s bytes; too large to be Cairn's"), name=member.name,
+                          size=member.size)
     return b"".join(tar.data(member))
 
 

@@ -13,6 +13,7 @@ import tarfile
 from .archive import (CHUNK, FORMAT_VERSION, extension_for, fsync_dir, partial_path, remove_quietly,
                       sidecar_path, write_sidecar)
 from .archive_output import HashingSink, Pipeline, open_compressor
+from .messages import Message, N_
 
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
@@ -95,7 +96,7 @@ class ArchiveWriter:
         while left:
             data = fileobj.read(min(left, CHUNK))
             if not data:
-                raise OSError(f"unexpected end of data in {name}")
+                raise OSError(Message(N_("unexpected end of data in %(name)s"), name=name))
             if off_thread:
                 self._out.write_hashed(data, digest)
             else:

@@ -4,6 +4,7 @@ import hashlib
 import os
 
 from .archive import CHUNK, sidecar_path
+from .messages import Message, N_
 
 
 def read_sidecar(path):
@@ -27,9 +28,9 @@ def file_sha256(path, reporter=None):
 
 
 def quick_check(path, expected_sha256, reporter=None):
-    """Problems found by comparing the archive's SHA-256 with the record and the sidecar."""
+    """Problems found by comparing the archive's SHA-256 with the record and the sidecar (Messages)."""
     if not os.path.isfile(path):
-        return [f"{os.path.basename(path)}: the archive file is missing"]
+        return [Message(N_("%(file)s: the archive file is missing"), file=os.path.basename(path))]
     return checksum_problems(path, file_sha256(path, reporter), expected_sha256)
 
 
@@ -38,10 +39,12 @@ def checksum_problems(path, actual, expected_sha256):
     name = os.path.basename(path)
     problems = []
     if expected_sha256 and actual != expected_sha256:
-        problems.append(f"{name}: SHA-256 {actual} does not match the recorded {expected_sha256}")
+        problems.append(Message(N_("%(file)s: SHA-256 %(actual)s does not match the recorded %(expected)s"),
+                                file=name, actual=actual, expected=expected_sha256))
     sidecar = read_sidecar(path)
     if sidecar is None:
-        problems.append(f"{name}.sha256: the sidecar is missing or unreadable")
+        problems.append(Message(N_("%(file)s.sha256: the sidecar is missing or unreadable"), file=name))
     elif sidecar != actual:
-        problems.append(f"{name}.sha256: the sidecar says {sidecar}, the file has {actual}")
+        problems.append(Message(N_("%(file)s.sha256: the sidecar says %(sidecar)s, the file has %(actual)s"),
+                                file=name, sidecar=sidecar, actual=actual))
     return problems

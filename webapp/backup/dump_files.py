@@ -6,6 +6,8 @@ import sqlite3
 import threading
 import urllib.parse
 
+from .messages import Message, N_
+
 MMAP_SIZE = 1 << 40  # map the whole of any dump being checked
 
 
@@ -16,7 +18,7 @@ def sqlite_uri(path, mode):
 
 
 def sqlite_integrity_problem(path, on_start=None):
-    """None when `PRAGMA integrity_check` passes, else what it reported.
+    """None when `PRAGMA integrity_check` passes, else what it reported (SQLite's own words).
 
     `on_start(stop)` is given a function that interrupts the check, before the check starts.
     """
@@ -94,7 +96,7 @@ class DumpFile:
     def problem(self):
         """The check's finding (waiting for it); a dump cut short is never checked."""
         if self.check is None:
-            return "the dump was not written completely"
+            return Message(N_("the dump was not written completely"))
         return self.check.problem()
 
     def abandon(self):

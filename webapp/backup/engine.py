@@ -8,7 +8,8 @@ import shutil
 import time
 
 from .archive_writer import ArchiveWriter
-from .errors import BackupError
+from .errors import BackupError, error_text
+from .messages import Message, N_
 from .progress import FINISHING, Reporter
 
 CAIRN_VERSION = "0.1.0"
@@ -77,11 +78,12 @@ def iso(timestamp):
 
 
 def disk_message(error, archive_path):
+    """What an OSError while writing the archive means, as a Message."""
     where = os.path.dirname(os.fspath(archive_path))
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"no space left in {where} while writing the archive"
+        return Message(N_("no space left in %(folder)s while writing the archive"), folder=where)
     if error.errno == errno.EROFS:
-        return f"{where} is read-only"
+        return Message(N_("%(folder)s is read-only"), folder=where)
     if error.errno == errno.EACCES:
-        return f"permission denied writing to {where}"
-    return f"writing the archive failed: {error.strerror or error}"
+        return Message(N_("permission denied writing to %(folder)s"), folder=where)
+    return Message(N_("writing the archive failed: %(reason)s"), reason=error.strerror or error_text(error))

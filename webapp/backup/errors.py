@@ -45,3 +45,15 @@ class Cancelled(BackupError):
 
     def __init__(self, template=N_("cancelled on request"), **params):
         super().__init__(template, **params)
+
+
+def error_text(error):
+    """What an exception says, for a parameter of a sentence around it: the Message it carries
+    (an engine error, or an OSError or EOFError raised with one), else its text (the OS's, a
+    library's or a tool's)."""
+    carried = getattr(error, "message", None)
+    if isinstance(carried, Message):
+        return carried
+    if len(error.args) == 1 and isinstance(error.args[0], Message):
+        return error.args[0]
+    return str(error)

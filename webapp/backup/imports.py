@@ -12,6 +12,7 @@ import tarfile
 from .archive import COMPRESSIONS
 from .archive_scan import scan_archive
 from .errors import VerifyError
+from .messages import joined
 from .restore import DatabaseSpool
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -42,7 +43,7 @@ def check_upload(path, staging_dir, reporter=None):
         result = scan_archive(path, sink=spool.sink, reporter=reporter)
         problems = spool.problems()
         if problems:
-            raise VerifyError("; ".join(problems))
+            raise VerifyError(joined(problems))
         return result
     finally:
         spool.abandon()

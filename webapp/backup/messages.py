@@ -69,6 +69,16 @@ def plain(value):
     return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
 
+def joined(items, separator=N_("%(first)s; %(rest)s")):
+    """Several sentences (Messages or plain text) as one Message, each tied to the rest by
+    `separator`, a template with %(first)s and %(rest)s ("a; b; c" in English)."""
+    items = list(items)
+    if len(items) <= 1:
+        text = items[0] if items else ""
+        return text if isinstance(text, Message) else Message("%(text)s", text=text)
+    return Message(separator, first=items[0], rest=joined(items[1:], separator))
+
+
 def as_message(value):
     """A Message from a Message, an exception that carries one, or plain text."""
     if isinstance(value, Message):

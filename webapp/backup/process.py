@@ -12,6 +12,7 @@ import subprocess
 import threading
 
 from .errors import BackupError
+from .messages import Message, N_
 
 STDERR_KEPT = 64 << 10
 POLL_SECONDS = 0.2
@@ -22,8 +23,9 @@ class ToolError(BackupError):
 
     def __init__(self, tool, returncode, stderr):
         self.tool, self.returncode, self.stderr = tool, returncode, stderr
-        last = stderr.strip().splitlines()[-3:] if stderr.strip() else [f"exit status {returncode}"]
-        super().__init__(f"{tool} failed: {' / '.join(last)}")
+        said = " / ".join(stderr.strip().splitlines()[-3:]) if stderr.strip() else \
+            Message(N_("exit status %(code)s"), code=returncode)
+        super().__init__(N_("%(tool)s failed: %(said)s"), tool=tool, said=said)
 
 
 def tool_path(name):
@@ -68,7 +70,10 @@ def run_tool(args, *, stdin=None, stdout=None, env=None, reporter=None, on_poll=
 
 
 def blank_out(text, secrets):
-    """`text` with every non-empty secret replaced by ***."""
+    """`text` with every non-empty secret replaced by ***; in a Message, in each of its parameters."""
+    if isinstance(text, Message):
+        return Message(text.template, **{name: blank_out(value, secrets) if isinstance(value, (str, Message))
+                                         else value for name, value in text.params.items()})
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")

@@ -1,16 +1,17 @@
 """Progress reporting and cancellation, passed into the engine by whoever runs it."""
 
 from .errors import Cancelled
+from .messages import N_
 
 FINISHING = "finishing"
 APPLYING = "applying"
 
 # The phases after which a job no longer stops: the point of no return, with why it is too
 # late to cancel (services refuse a cancel in these phases, jobs write them only while no
-# cancel stands; see Reporter.set_phase).
+# cancel stands; see Reporter.set_phase). The reasons are catalog templates: Message(reason).
 FINAL_PHASES = {
-    FINISHING: "the backup is being finalised",
-    APPLYING: "the restore is putting the data in place",
+    FINISHING: N_("the backup is being finalised"),
+    APPLYING: N_("the restore is putting the data in place"),
 }
 
 

@@ -14,8 +14,9 @@ import tempfile
 
 from .archive_scan import scan_archive
 from .checksums import checksum_problems, quick_check
-from .errors import RestoreError, UndoError, VerifyError
+from .errors import RestoreError, UndoError, VerifyError, error_text
 from .dump_files import DumpFile, database_kind
+from .messages import Message, N_, joined
 from .sources import dump_check_for
 from .sources.files import recover_folder, remove_tree
 from .sources.sqlite import recover_sqlite
@@ -25,14 +26,14 @@ from .sources.sqlite import recover_sqlite
 class VerifyReport:
     ok: bool
     deep: bool
-    problems: list
+    problems: list  # Messages; str() of each is the English sentence
     sha256: str = None
     members: int = 0
 
 
 def verify_archive(path, expected_sha256=None, expected_members=None, deep=False, staging_dir=None,
                    reporter=None):
-    """Check an archive; return a report listing every problem found (by name).
+    """Check an archive; return a report listing every problem found (by name, as Messages).
 
     A quick check compares the archive's SHA-256 with the record and the sidecar. A deep check
     reads the archive once: it hashes the file while it checks every member, and spools database
@@ -55,7 +56,7 @@ def verify_archive(path, expected_sha256=None, expected_members=None, deep=False
         return VerifyReport(not problems, deep, problems, result.sha256, len(result.members))
     except VerifyError as e:
         # Name a changed file too, not only where it broke (this reads the file once more).
-        return VerifyReport(False, deep, quick_check(path, expected_sha256) + [str(e)])
+        return VerifyReport(False, deep, quick_check(path, expected_sha256) + [e.message])
     finally:
         spool.abandon()  # stops the checks a failed scan left running
         shutil.rmtree(staging_dir, ignore_errors=True)
@@ -77,13 +78,14 @@ class DatabaseSpool:
         return dump
 
     def problems(self):
-        """What the integrity checks found, by member name (waiting for those still running)."""
+        """What the integrity checks found, by member name, as Messages (waiting for those still running)."""
         found = []
         for name, dump in self.dumps.items():
             problem = dump.problem()
             if problem:
-                what = "SQLite integrity_check failed" if database_kind(name) == "sqlite3" else "dump check failed"
-                found.append(f"{name}: {what}: {problem}")
+                template = N_("%(member)s: SQLite integrity_check failed: %(problem)s") \
+                    if database_kind(name) == "sqlite3" else N_("%(member)s: dump check failed: %(problem)s")
+                found.append(Message(template, member=name, problem=problem))
         return found
 
     def abandon(self):
@@ -134,8 +136,8 @@ def restore_archive(path, sources, *, token, expected_sha256=None, expected_memb
         result = scan_archive(path, sink=member_router(restorers), expected=expected_members,
                               reporter=reporter)
         if expected_sha256 and result.sha256 != expected_sha256:
-            raise VerifyError(f"the archive's SHA-256 {result.sha256} does not match the recorded "
-                              f"{expected_sha256}")
+            raise VerifyError(N_("the archive's SHA-256 %(actual)s does not match the recorded %(expected)s"),
+                              actual=result.sha256, expected=expected_sha256)
         check_sources_present(result.meta, sources)
         for restorer in restorers.values():
             restorer.check(result.manifest["members"])
@@ -203,20 +205,21 @@ def member_router(restorers):
 
 
 def reason(error):
-    """An OSError as a person reads it ("Operation not permitted: '/srv/uploads'")."""
+    """An OSError as a person reads it ("Operation not permitted: '/srv/uploads'"); an engine
+    error as its Message."""
     if isinstance(error, OSError) and error.strerror:
         return f"{error.strerror}: {error.filename!r}" if error.filename else error.strerror
-    return str(error)
+    return error_text(error)
 
 
 def check_sources_present(meta, sources):
     archived = {s.get("name"): s.get("kind") for s in meta.get("sources", []) if isinstance(s, dict)}
     for source in sources:
         if source.name not in archived:
-            raise RestoreError(f"the archive holds no source named {source.name!r}")
+            raise RestoreError(N_("the archive holds no source named %(name)s"), name=repr(source.name))
         if archived[source.name] != source.kind:
-            raise RestoreError(f"{source.name!r} is a {archived[source.name]} source in the archive, "
-                               f"but {source.kind} here")
+            raise RestoreError(N_("%(name)s is a %(archived)s source in the archive, but %(kind)s here"),
+                               name=repr(source.name), archived=str(archived[source.name]), kind=source.kind)
 
 
 def apply_all(restorers, on_applying=None, on_applied=None):
@@ -241,12 +244,22 @@ def apply_all(restorers, on_applying=None, on_applied=None):
             try:
                 restorer.undo()
             except Exception as undo_error:  # keep going: every other target still gets its undo
-                undo_errors.append(f"{restorer.name}: {undo_error}")
+                undo_errors.append(Message(N_("%(source)s: %(error)s"), source=restorer.name,
+                                           error=error_text(undo_error)))
         if undo_errors:
-            raise UndoError(f"restore failed ({e}) and putting back failed too: "
-                               f"{'; '.join(undo_errors)}") from None
+            raise UndoError(N_("restore failed (%(error)s) and putting back failed too: %(undo_errors)s"),
+                            error=error_text(e), undo_errors=joined(undo_errors)) from None
         if isinstance(e, (RestoreError, OSError)):
-            put_back = (f"; {', '.join(r.name for r in applied)}, already restored, "
-                        f"{'was' if len(applied) == 1 else 'were'} put back as before" if applied else "")
-            raise RestoreError(f"restoring {failing.name} failed: {reason(e)}{put_back}") from None
+            raise RestoreError(failure_message(failing, e, applied)) from None
         raise
+
+
+def failure_message(failing, error, applied):
+    """Why applying `failing` failed, and which sources already applied were put back."""
+    if not applied:
+        return Message(N_("restoring %(source)s failed: %(reason)s"), source=failing.name, reason=reason(error))
+    template = N_("restoring %(source)s failed: %(reason)s; %(restored)s, already restored, was put back "
+                  "as before") if len(applied) == 1 else \
+        N_("restoring %(source)s failed: %(reason)s; %(restored)s, already restored, were put back as before")
+    return Message(template, source=failing.name, reason=reason(error),
+                   restored=", ".join(r.name for r in applied))

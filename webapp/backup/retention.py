@@ -3,7 +3,8 @@
 `plan_retention` is a pure function: it gets plain candidates (no models, no database, no Flask),
 a policy, the current time and the schedule's timezone, and returns a `RetentionPlan` that puts
 every candidate either in `keep` (with every reason it is kept) or in `remove` (with the reason
-it goes). The retention job applies the plan; the retention preview shows it as it is.
+it goes); each reason is a Message. The retention job applies the plan; the retention preview
+shows it as it is.
 
 The rules are combined as restic combines them: a backup is kept when any rule keeps it.
 
@@ -28,21 +29,34 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Callable, Hashable, Iterable, Mapping
 
+from .messages import Message, N_, joined
+
 COMPLETED = "completed"
 ACTIVE_STATUSES = ("pending", "running")
-# Finished without an archive; the words are how a reason names each.
-UNSUCCESSFUL_STATUSES = {"failed": "failed", "cancelled": "cancelled", "timeout": "timed out"}
+STILL_ACTIVE = {"pending": N_("still pending"), "running": N_("still running")}
+# Finished without an archive: how a reason names each, while it is kept and once it goes.
+UNSUCCESSFUL_STATUSES = {
+    "failed": (N_("failed less than %(limit)s ago"), N_("failed %(age)s ago")),
+    "cancelled": (N_("cancelled less than %(limit)s ago"), N_("cancelled %(age)s ago")),
+    "timeout": (N_("timed out less than %(limit)s ago"), N_("timed out %(age)s ago")),
+}
 KNOWN_STATUSES = (COMPLETED, *ACTIVE_STATUSES, *UNSUCCESSFUL_STATUSES)
 SAFETY_TRIGGER = "pre_restore"
 
-NOT_KEPT = "not kept by any rule"
-PINNED = "pinned"
+NOT_KEPT = Message(N_("not kept by any rule"))
+PINNED = Message(N_("pinned"))
 
 # How each calendar rule names its period in a reason ("daily 2026-11-20").
 PERIOD_LABELS = {
-    "keep_daily": ("daily", lambda local: local.strftime("%Y-%m-%d")),
-    "keep_weekly": ("weekly", lambda local: "%04d-W%02d" % local.isocalendar()[:2]),
-    "keep_monthly": ("monthly", lambda local: local.strftime("%Y-%m")),
+    "keep_daily": (N_("daily %(period)s"), lambda local: local.strftime("%Y-%m-%d")),
+    "keep_weekly": (N_("weekly %(period)s"), lambda local: "%04d-W%02d" % local.isocalendar()[:2]),
+    "keep_monthly": (N_("monthly %(period)s"), lambda local: local.strftime("%Y-%m")),
+}
+UNITS = {
+    "day": (N_("%(count)s day"), N_("%(count)s days")),
+    "hour": (N_("%(count)s hour"), N_("%(count)s hours")),
+    "minute": (N_("%(count)s minute"), N_("%(count)s minutes")),
+    "second": (N_("%(count)s second"), N_("%(count)s seconds")),
 }
 
 
@@ -110,17 +124,19 @@ class Policy:
 class RetentionPlan:
     """Every candidate is in exactly one of the two, oldest first.
 
-    keep: id -> the reasons it is kept (never empty). remove: id -> the reason it goes.
+    keep: id -> the reasons it is kept (never empty). remove: id -> the reason it goes. Every
+    reason is a Message.
     """
 
     keep: dict
     remove: dict
 
-    def explain(self, backup_id) -> str:
+    def explain(self, backup_id) -> Message:
         """One line for a preview: "kept: daily 2026-11-20, weekly 2026-W47"."""
         if backup_id in self.keep:
-            return "kept: " + ", ".join(self.keep[backup_id])
-        return "removed: " + self.remove[backup_id]
+            reasons = joined(self.keep[backup_id], N_("%(first)s, %(rest)s"))
+            return Message(N_("kept: %(reasons)s"), reasons=reasons)
+        return Message(N_("removed: %(reason)s"), reason=self.remove[backup_id])
 
 
 def plan_retention(candidates: Iterable[Candidate], policy: Policy, now: datetime, tz: tzinfo,
@@ -139,11 +155,13 @@ def plan_retention(candidates: Iterable[Candidate], policy: Policy, now: datetim
     for candidate in candidates:
         reasons[candidate.id] += row_reasons(candidate, now, pre_restore_min_age, failed_max_age)
     for backup_id, names in newest_of_each_source(completed).items():
-        reasons[backup_id] += [f"newest completed backup of {name}" for name in names]
+        reasons[backup_id] += [Message(N_("newest completed backup of %(source)s"), source=name)
+                               for name in names]
     for backup_id, rule_reasons in policy_reasons(completed, policy, now, tz).items():
         reasons[backup_id] += rule_reasons
     for backup_id, child_ids in needed_by_incrementals(newest_first, reasons).items():
-        reasons[backup_id] += [f"needed by incremental backup {child}" for child in child_ids]
+        reasons[backup_id] += [Message(N_("needed by incremental backup %(id)s"), id=child)
+                               for child in child_ids]
 
     keep, remove = {}, {}
     for candidate in candidates:
@@ -173,16 +191,17 @@ def row_reasons(candidate, now, pre_restore_min_age, failed_max_age):
     reasons = []
     age = now - candidate.created_at
     if candidate.status in ACTIVE_STATUSES:
-        reasons.append(f"still {candidate.status}")
+        reasons.append(Message(STILL_ACTIVE[candidate.status]))
     if candidate.status in UNSUCCESSFUL_STATUSES and age <= failed_max_age:
-        word = UNSUCCESSFUL_STATUSES[candidate.status]
-        reasons.append(f"{word} less than {describe_limit(failed_max_age)} ago")
+        recent, _ = UNSUCCESSFUL_STATUSES[candidate.status]
+        reasons.append(Message(recent, limit=describe_limit(failed_max_age)))
     if candidate.pinned:
         reasons.append(PINNED)
     # A safety backup is the way back from the restore that made it; whatever its status, its
     # row stays for the whole window so the restore's story can still be read.
     if candidate.trigger == SAFETY_TRIGGER and age < pre_restore_min_age:
-        reasons.append(f"safety backup younger than {describe_limit(pre_restore_min_age)}")
+        reasons.append(Message(N_("safety backup younger than %(limit)s"),
+                               limit=describe_limit(pre_restore_min_age)))
     return reasons
 
 
@@ -206,16 +225,16 @@ def policy_reasons(completed_newest_first, policy, now, tz):
         reasons.setdefault(backup_id, []).append(reason)
 
     for candidate in completed_newest_first[:policy.keep_last]:
-        add(candidate.id, f"last {policy.keep_last}")
+        add(candidate.id, Message(N_("last %(count)s"), count=policy.keep_last))
     if policy.keep_days:
         since = now - timedelta(days=policy.keep_days)
         for candidate in completed_newest_first:
             if candidate.created_at > since:
-                add(candidate.id, f"within {plural(policy.keep_days, 'day')}")
-    for rule, (word, label_of) in PERIOD_LABELS.items():
+                add(candidate.id, Message(N_("within %(limit)s"), limit=plural(policy.keep_days, "day")))
+    for rule, (template, label_of) in PERIOD_LABELS.items():
         count = getattr(policy, rule)
         for backup_id, period in newest_per_period(completed_newest_first, count, tz, label_of):
-            add(backup_id, f"{word} {period}")
+            add(backup_id, Message(template, period=period))
     return reasons
 
 
@@ -261,15 +280,15 @@ def needed_by_incrementals(newest_first, reasons):
 
 def removal_reason(candidate, now):
     if candidate.status in UNSUCCESSFUL_STATUSES:
-        word = UNSUCCESSFUL_STATUSES[candidate.status]
-        return f"{word} {describe_age(now - candidate.created_at)} ago"
+        _, old = UNSUCCESSFUL_STATUSES[candidate.status]
+        return Message(old, age=describe_age(now - candidate.created_at))
     return NOT_KEPT
 
 
 # --- words ---------------------------------------------------------------------------------
 
 
-def describe_limit(duration: timedelta) -> str:
+def describe_limit(duration: timedelta) -> Message:
     """A configured duration, exactly: "7 days", "36 hours", "90 minutes"."""
     seconds = int(duration.total_seconds())
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
@@ -278,7 +297,7 @@ def describe_limit(duration: timedelta) -> str:
     return plural(seconds, "second")
 
 
-def describe_age(duration: timedelta) -> str:
+def describe_age(duration: timedelta) -> Message:
     """An elapsed time, in its largest whole unit: "30 days", "5 hours"."""
     seconds = max(0, int(duration.total_seconds()))
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
@@ -287,8 +306,10 @@ def describe_age(duration: timedelta) -> str:
     return plural(seconds, "second")
 
 
-def plural(count: int, unit: str) -> str:
-    return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
+def plural(count: int, unit: str) -> Message:
+    """An amount of `unit` (a key of UNITS): "1 day", "7 days"."""
+    one, many = UNITS[unit]
+    return Message(one if count == 1 else many, count=count)
 
 
 def is_aware(moment) -> bool:

@@ -1,35 +1,38 @@
-"""A schedule's timing in plain language, with notes on missing days and clock changes."""
+"""A schedule's timing in plain language, with notes on missing days and clock changes (Messages)."""
 
 import dataclasses
 import datetime as dt
 import zoneinfo
 
+from .messages import Message, N_, joined
 from .schedule_runs import UTC, as_utc, next_runs
 from .schedule_timing import WEEKDAYS, Timing
 
 
 def describe(timing, around=None):
-    """Plain language, e.g. "every day at 03:00, Asia/Shanghai".
+    """Plain language, as a Message: str() gives e.g. "every day at 03:00, Asia/Shanghai".
 
     Notes follow when a monthly day is missing from some months, and when the time of day falls
     into a clock change of the zone in the year of `around` or the next (default: now), saying
     what then happens. Cron expressions are shown as written.
     """
     if timing.kind == "cron":
-        return f"cron {timing.cron} ({timing.timezone})"
+        return Message(N_("cron %(cron)s (%(zone)s)"), cron=timing.cron, zone=timing.timezone)
     notes = [*missing_day_notes(timing), *clock_change_notes(timing, around)]
-    return "; ".join([main_description(timing), *notes])
+    return joined([main_description(timing), *notes])
 
 
 def main_description(timing):
+    zone = timing.timezone
     if timing.kind == "hourly":
-        return f"every hour at :{timing.minute:02d}, {timing.timezone}"
-    at = f"at {clock_text(timing.hour, timing.minute)}, {timing.timezone}"
+        return Message(N_("every hour at :%(minute)s, %(zone)s"), minute=f"{timing.minute:02d}", zone=zone)
+    time = clock_text(timing.hour, timing.minute)
     if timing.kind == "daily":
-        return f"every day {at}"
+        return Message(N_("every day at %(time)s, %(zone)s"), time=time, zone=zone)
     if timing.kind == "weekly":
-        return f"every {WEEKDAYS[timing.weekday]} {at}"
-    return f"on day {timing.day} of every month {at}"
+        return Message(N_("every %(weekday)s at %(time)s, %(zone)s"), weekday=Message(WEEKDAYS[timing.weekday]),
+                       time=time, zone=zone)
+    return Message(N_("on day %(day)s of every month at %(time)s, %(zone)s"), day=timing.day, time=time, zone=zone)
 
 
 def clock_text(hour, minute):
@@ -38,7 +41,7 @@ def clock_text(hour, minute):
 
 def missing_day_notes(timing):
     if timing.kind == "monthly" and timing.day >= 29:
-        return [f"months without a day {timing.day} are skipped"]
+        return [Message(N_("months without a day %(day)s are skipped"), day=timing.day)]
     return []
 
 
@@ -58,8 +61,8 @@ def clock_change_notes(timing, around):
         if change.skips(wanted):
             notes.append(gap_note(timing, change, shown))
         elif change.repeats(wanted):
-            notes.append(f"on the day clocks go back {shown} comes twice, and it runs only the "
-                         "first time")
+            notes.append(Message(N_("on the day clocks go back %(time)s comes twice, and it runs only the "
+                                    "first time"), time=shown))
     return list(dict.fromkeys(notes))
 
 
@@ -69,9 +72,10 @@ def gap_note(timing, change, shown):
     run = next_runs(daily, change.at - dt.timedelta(seconds=1), count=1)[0]
     local = run.astimezone(zoneinfo.ZoneInfo(timing.timezone))
     if local.date() == change.wall_after.date():
-        return (f"on the day clocks go forward {shown} does not exist, so that run is at "
-                f"{local:%H:%M}")
-    return f"on the day clocks go forward {shown} does not exist, and that run is skipped"
+        return Message(N_("on the day clocks go forward %(time)s does not exist, so that run is at "
+                          "%(run_time)s"), time=shown, run_time=f"{local:%H:%M}")
+    return Message(N_("on the day clocks go forward %(time)s does not exist, and that run is skipped"),
+                   time=shown)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,18 +12,26 @@ import zoneinfo
 
 from croniter import CroniterBadDateError, croniter
 
+from .messages import Message, N_
+
 KINDS = ("hourly", "daily", "weekly", "monthly", "cron")
 PRESET_KINDS = ("hourly", "daily", "weekly", "monthly")
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-ZONE_EXAMPLE = "use a name like Europe/Berlin or Asia/Shanghai"
+# How sentences name a kind ("a daily schedule needs ...") and a field ("minute must be ...").
+KIND_WORDS = {"hourly": N_("hourly"), "daily": N_("daily"), "weekly": N_("weekly"), "monthly": N_("monthly"),
+              "cron": N_("cron")}
+FIELD_WORDS = {"minute": N_("minute"), "hour": N_("hour"), "weekday": N_("weekday"), "day": N_("day"),
+               "cron": N_("cron")}
+WEEKDAYS = (N_("Monday"), N_("Tuesday"), N_("Wednesday"), N_("Thursday"), N_("Friday"), N_("Saturday"),
+            N_("Sunday"))
+ZONE_EXAMPLE = Message(N_("use a name like Europe/Berlin or Asia/Shanghai"))
 CRON_FIELDS = (
-    ("minute", "0-59"),
-    ("hour", "0-23"),
-    ("day of month", "1-31"),
-    ("month", "1-12 or JAN-DEC"),
-    ("day of week", "0-7, where 0 and 7 are Sunday, or SUN-SAT"),
+    (N_("minute"), "0-59"),
+    (N_("hour"), "0-23"),
+    (N_("day of month"), "1-31"),
+    (N_("month"), Message(N_("1-12 or JAN-DEC"))),
+    (N_("day of week"), Message(N_("0-7, where 0 and 7 are Sunday, or SUN-SAT"))),
 )
-CRON_FORMAT = "minute hour day-of-month month day-of-week, e.g. '0 3 * * *'"
+CRON_FORMAT = Message(N_("minute hour day-of-month month day-of-week, e.g. '0 3 * * *'"))
 # Which of Timing's optional fields each kind uses; the others must stay None.
 FIELDS_BY_KIND = {
     "hourly": ("minute",),
@@ -36,7 +44,19 @@ OPTIONAL_FIELDS = ("minute", "hour", "weekday", "day", "cron")
 
 
 class ScheduleError(ValueError):
-    """A timing that cannot be used; the message says what to change."""
+    """A timing that cannot be used; `message` (a Message, like BackupError's) says what to change."""
+
+    def __init__(self, template, **params):
+        self.message = template if isinstance(template, Message) else Message(template, **params)
+        super().__init__(str(self.message))
+
+
+def kind_word(kind):
+    return Message(KIND_WORDS[kind]) if kind in KIND_WORDS else kind
+
+
+def field_word(name):
+    return Message(FIELD_WORDS[name]) if name in FIELD_WORDS else name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +77,8 @@ class Timing:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise ScheduleError(f"{self.kind!r} is not a schedule kind; use hourly, daily, "
-                                "weekly, monthly or cron")
+            raise ScheduleError(N_("%(kind)s is not a schedule kind; use hourly, daily, weekly, monthly or cron"),
+                                kind=repr(self.kind))
         check_timezone(self.timezone)
         check_fields_fit_kind(self)
         if self.kind == "cron":
@@ -76,8 +96,7 @@ class Timing:
         strings, as form fields do. Fields the kind does not use are ignored.
         """
         if not isinstance(data, dict):
-            raise ScheduleError("a schedule timing must be an object with a kind or a cron "
-                                "expression")
+            raise ScheduleError(N_("a schedule timing must be an object with a kind or a cron expression"))
         kind = read_kind(data)
         timezone = data.get("timezone")
         values = {"kind": kind, "timezone": "UTC" if timezone is None else timezone}
@@ -89,7 +108,7 @@ class Timing:
         if "weekday" in wanted:
             values["weekday"] = read_weekday(data)
         if "day" in wanted:
-            values["day"] = read_number(data, "day", f"a {kind} schedule needs a day (1-31)")
+            values["day"] = read_number(data, "day", needs(kind, "day"))
         if "cron" in wanted:
             values["cron"] = data.get("cron")
         if isinstance(values["timezone"], str):
@@ -109,15 +128,18 @@ class Timing:
 
 def check_timezone(name):
     if not isinstance(name, str):
-        raise ScheduleError(f"time zone must be a name; {ZONE_EXAMPLE}")
+        raise ScheduleError(N_("time zone must be a name; %(example)s"), example=ZONE_EXAMPLE)
     if not name.strip():
-        raise ScheduleError(f"time zone is empty; {ZONE_EXAMPLE}")
+        raise ScheduleError(N_("time zone is empty; %(example)s"), example=ZONE_EXAMPLE)
     if name == "localtime":
         # It names whatever the server is set to, which can change under a schedule.
-        raise ScheduleError(f"'localtime' follows the server's setting; {ZONE_EXAMPLE}")
+        raise ScheduleError(N_("'localtime' follows the server's setting; %(example)s"), example=ZONE_EXAMPLE)
     if name not in known_timezones():
-        raise ScheduleError(f"{name!r} is not a time zone; {ZONE_EXAMPLE}"
-                            + suggest_timezone(name))
+        suggestion = suggest_timezone(name)
+        if suggestion:
+            raise ScheduleError(N_("%(name)s is not a time zone; %(example)s (did you mean %(zone)s?)"),
+                                name=repr(name), example=ZONE_EXAMPLE, zone=suggestion)
+        raise ScheduleError(N_("%(name)s is not a time zone; %(example)s"), name=repr(name), example=ZONE_EXAMPLE)
 
 
 @functools.lru_cache(maxsize=1)
@@ -126,13 +148,20 @@ def known_timezones():
 
 
 def suggest_timezone(name):
+    """The zone `name` means when only its case is wrong, or None."""
     matches = [zone for zone in known_timezones() if zone.casefold() == name.strip().casefold()]
-    return f" (did you mean {matches[0]}?)" if matches else ""
+    return matches[0] if matches else None
 
 
-MISSING_TEXT = {"minute": "a minute (0-59)", "hour": "an hour (0-23)",
-                "weekday": "a weekday (Monday-Sunday)", "day": "a day (1-31)",
-                "cron": "a cron expression"}
+MISSING_TEXT = {"minute": N_("a minute (0-59)"), "hour": N_("an hour (0-23)"),
+                "weekday": N_("a weekday (Monday-Sunday)"), "day": N_("a day (1-31)"),
+                "cron": N_("a cron expression"), "time": N_("a time (HH:MM)")}
+
+
+def needs(kind, what):
+    """The Message "a daily schedule needs a time (HH:MM)"; `what` is a key of MISSING_TEXT."""
+    return Message(N_("a %(kind)s schedule needs %(what)s"), kind=kind_word(kind),
+                   what=Message(MISSING_TEXT[what]))
 
 
 def check_fields_fit_kind(timing):
@@ -140,9 +169,10 @@ def check_fields_fit_kind(timing):
     for name in OPTIONAL_FIELDS:
         value = getattr(timing, name)
         if name in used and value is None:
-            raise ScheduleError(f"a {timing.kind} schedule needs {MISSING_TEXT[name]}")
+            raise ScheduleError(needs(timing.kind, name))
         if name not in used and value is not None:
-            raise ScheduleError(f"a {timing.kind} schedule has no {name}")
+            raise ScheduleError(N_("a %(kind)s schedule has no %(field)s"), kind=kind_word(timing.kind),
+                                field=field_word(name))
 
 
 def check_preset_numbers(timing):
@@ -150,7 +180,7 @@ def check_preset_numbers(timing):
     if timing.hour is not None:
         check_range(timing.hour, "hour", 0, 23)
     if timing.weekday is not None:
-        check_range(timing.weekday, "weekday", 0, 6, "0 (Monday) to 6 (Sunday) or a day name")
+        check_range(timing.weekday, "weekday", 0, 6, Message(N_("0 (Monday) to 6 (Sunday) or a day name")))
     if timing.day is not None:
         check_range(timing.day, "day", 1, 31)
 
@@ -158,9 +188,11 @@ def check_preset_numbers(timing):
 def check_range(value, label, low, high, allowed=None):
     allowed = allowed or f"{low}-{high}"
     if not is_whole_number(value):
-        raise ScheduleError(f"{label} must be a whole number ({allowed}), not {value!r}")
+        raise ScheduleError(N_("%(field)s must be a whole number (%(allowed)s), not %(value)s"),
+                            field=field_word(label), allowed=allowed, value=repr(value))
     if not low <= value <= high:
-        raise ScheduleError(f"{label} {value} is out of range; use {allowed}")
+        raise ScheduleError(N_("%(field)s %(value)s is out of range; use %(allowed)s"), field=field_word(label),
+                            value=value, allowed=allowed)
 
 
 def is_whole_number(value):
@@ -170,25 +202,28 @@ def is_whole_number(value):
 def check_cron(expression):
     """Return the expression with single spaces, or raise ScheduleError saying what is wrong."""
     if not isinstance(expression, str):
-        raise ScheduleError(f"a cron expression must be text: {CRON_FORMAT}")
+        raise ScheduleError(N_("a cron expression must be text: %(format)s"), format=CRON_FORMAT)
     fields = expression.split()
     if not fields:
-        raise ScheduleError(f"cron expression is empty; use five fields: {CRON_FORMAT}")
+        raise ScheduleError(N_("cron expression is empty; use five fields: %(format)s"), format=CRON_FORMAT)
     if len(fields) != 5:
-        raise ScheduleError(f"cron expression {expression.strip()!r} has {len(fields)} "
-                            f"field{'s' if len(fields) != 1 else ''}; use exactly five: "
-                            f"{CRON_FORMAT}")
+        template = N_("cron expression %(expression)s has %(count)s field; use exactly five: %(format)s") \
+            if len(fields) == 1 else \
+            N_("cron expression %(expression)s has %(count)s fields; use exactly five: %(format)s")
+        raise ScheduleError(template, expression=repr(expression.strip()), count=len(fields), format=CRON_FORMAT)
     normalized = " ".join(fields)
     for (name, _), field in zip(CRON_FIELDS, fields):
         if is_random_or_hashed(field):
-            raise ScheduleError(f"cron expression {normalized!r}: {name} {field} asks croniter "
-                                "for a random or hashed value; use fixed numbers so the run "
-                                "times stay the same")
+            raise ScheduleError(N_("cron expression %(expression)s: %(name)s %(field)s asks croniter for a "
+                                   "random or hashed value; use fixed numbers so the run times stay the same"),
+                                expression=repr(normalized), name=Message(name), field=field)
     problem = cron_problem(fields)
     if problem:
-        raise ScheduleError(f"cron expression {normalized!r}: {problem}")
+        raise ScheduleError(N_("cron expression %(expression)s: %(problem)s"), expression=repr(normalized),
+                            problem=problem)
     if not ever_runs(normalized):
-        raise ScheduleError(f"cron expression {normalized!r} never runs: no date matches it")
+        raise ScheduleError(N_("cron expression %(expression)s never runs: no date matches it"),
+                            expression=repr(normalized))
     return normalized
 
 
@@ -209,8 +244,8 @@ def cron_problem(fields):
         probe[index] = field
         field_failure = croniter_failure(" ".join(probe))
         if field_failure is not None:
-            return explain_field(name, field, allowed, field_failure)
-    return f"croniter does not accept it ({failure})"
+            return explain_field(Message(name), field, allowed, field_failure)
+    return Message(N_("croniter does not accept it (%(failure)s)"), failure=failure)
 
 
 def croniter_failure(expression):
@@ -222,17 +257,20 @@ def croniter_failure(expression):
 
 
 def explain_field(name, field, allowed, failure):
+    """What is wrong with one field, as a Message (`name` is the field's Message)."""
     reason = failure.lower()
     if "out of range" in reason or "out of bands" in reason:
-        return f"{name} {field} is out of range ({allowed})"
-    if "negative" in reason:
-        return f"{name} {field}: negative numbers are not allowed ({allowed})"
-    if "step" in reason:
-        return f"{name} {field}: the step after / must be at least 1"
-    if "question mark" in reason:
-        return f"{name} {field}: '?' may only stand alone, in day of month or day of week"
-    return (f"{name} {field} is not valid; use numbers ({allowed}), ranges (1-5), lists (1,15), "
-            "steps (*/15) or *")
+        template = N_("%(name)s %(field)s is out of range (%(allowed)s)")
+    elif "negative" in reason:
+        template = N_("%(name)s %(field)s: negative numbers are not allowed (%(allowed)s)")
+    elif "step" in reason:
+        template = N_("%(name)s %(field)s: the step after / must be at least 1")
+    elif "question mark" in reason:
+        template = N_("%(name)s %(field)s: '?' may only stand alone, in day of month or day of week")
+    else:
+        template = N_("%(name)s %(field)s is not valid; use numbers (%(allowed)s), ranges (1-5), lists (1,15), "
+                      "steps (*/15) or *")
+    return Message(template, name=name, field=field, allowed=allowed)
 
 
 def ever_runs(expression):
@@ -251,10 +289,10 @@ def read_kind(data):
     if kind is None and data.get("cron") is not None:
         kind = "cron"
     if kind is None:
-        raise ScheduleError("choose hourly, daily, weekly, monthly or a cron expression")
+        raise ScheduleError(N_("choose hourly, daily, weekly, monthly or a cron expression"))
     if not isinstance(kind, str) or kind.strip().lower() not in KINDS:
-        raise ScheduleError(f"{kind!r} is not a schedule kind; use hourly, daily, weekly, "
-                            "monthly or cron")
+        raise ScheduleError(N_("%(kind)s is not a schedule kind; use hourly, daily, weekly, monthly or cron"),
+                            kind=repr(kind))
     return kind.strip().lower()
 
 
@@ -262,27 +300,27 @@ def read_time(data, kind):
     """(hour, minute) from `time` "HH:MM" or from `hour` and `minute`."""
     if data.get("time") is not None:
         return parse_clock_time(data["time"])
-    needs_time = f"a {kind} schedule needs a time (HH:MM)"
+    needs_time = needs(kind, "time")
     return read_number(data, "hour", needs_time), read_number(data, "minute", needs_time)
 
 
 def parse_clock_time(text):
     match = re.fullmatch(r"([0-9]{1,2}):([0-9]{2})", text.strip()) if isinstance(text, str) else None
     if match is None:
-        raise ScheduleError(f"time {text!r} is not HH:MM on a 24-hour clock, e.g. 03:00")
+        raise ScheduleError(N_("time %(text)s is not HH:MM on a 24-hour clock, e.g. 03:00"), text=repr(text))
     return int(match.group(1)), int(match.group(2))
 
 
 def read_hourly_minute(data):
     # An hourly schedule runs at :00 unless told otherwise; `time` may be given as ":15" too.
     if data.get("minute") is not None:
-        return read_number(data, "minute", "")
+        return read_number(data, "minute", needs("hourly", "minute"))
     text = data.get("time")
     if text is None:
         return 0
     match = re.fullmatch(r"(?:[0-9]{1,2})?:([0-9]{2})", text.strip()) if isinstance(text, str) else None
     if match is None:
-        raise ScheduleError(f"time {text!r} is not :MM (or HH:MM) for an hourly schedule")
+        raise ScheduleError(N_("time %(text)s is not :MM (or HH:MM) for an hourly schedule"), text=repr(text))
     return int(match.group(1))
 
 
@@ -292,9 +330,9 @@ def read_weekday(data):
         for number, name in enumerate(WEEKDAYS):
             if value.strip().lower() in (name.lower(), name[:3].lower()):
                 return number
-        raise ScheduleError(f"weekday {value!r} is not a day; use Monday-Sunday or 0 (Monday) "
-                            "to 6 (Sunday)")
-    return read_number(data, "weekday", "a weekly schedule needs a weekday (Monday-Sunday)")
+        raise ScheduleError(N_("weekday %(value)s is not a day; use Monday-Sunday or 0 (Monday) to 6 (Sunday)"),
+                            value=repr(value))
+    return read_number(data, "weekday", needs("weekly", "weekday"))
 
 
 def read_number(data, key, missing_message):
@@ -305,7 +343,8 @@ def read_number(data, key, missing_message):
     if is_digit_text(value):
         return int(value)
     if not is_whole_number(value):
-        raise ScheduleError(f"{key} must be a whole number, not {value!r}")
+        raise ScheduleError(N_("%(field)s must be a whole number, not %(value)s"), field=field_word(key),
+                            value=repr(value))
     return value
 
 

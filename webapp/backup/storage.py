@@ -5,6 +5,7 @@ import shutil
 
 from .archive import extension_for, partial_path, remove_quietly, sidecar_path
 from .errors import BackupError
+from .messages import N_
 
 
 class LocalStorage:
@@ -19,7 +20,7 @@ class LocalStorage:
         """Absolute path of a stored archive; refuses names that would leave the root."""
         full = os.path.abspath(os.path.join(self.root, file_name))
         if not full.startswith(self.root + os.sep):
-            raise BackupError(f"{file_name!r} is outside the backup directory")
+            raise BackupError(N_("%(file)s is outside the backup directory"), file=repr(file_name))
         return full
 
     def exists(self, file_name):

@@ -22,6 +22,8 @@ import zlib
 
 from backports import zstd
 
+from .messages import Message, N_
+
 BLOCK = tarfile.BLOCKSIZE
 ZERO_BLOCK = bytes(BLOCK)
 RAW_CHUNK = 4 << 20  # read from the archive file at a time
@@ -113,7 +115,7 @@ def zstd_chunks(raw_chunks):
                 data = decompressor.unused_data
                 decompressor, in_frame = zstd.ZstdDecompressor(), False
     if in_frame:
-        raise EOFError("the compressed data ends before the end of its last zstd frame")
+        raise EOFError(Message(N_("the compressed data ends before the end of its last zstd frame")))
 
 
 def gzip_chunks(raw_chunks):
@@ -133,7 +135,7 @@ def gzip_chunks(raw_chunks):
             else:
                 data = decompressor.unconsumed_tail
     if in_member:
-        raise EOFError("the compressed data ends before the end of its last gzip member")
+        raise EOFError(Message(N_("the compressed data ends before the end of its last gzip member")))
 
 
 class TarStream:
@@ -156,8 +158,8 @@ class TarStream:
         while True:
             block = self._read_exact(BLOCK)
             if len(block) < BLOCK:
-                raise EOFError("the tar stream ends in the middle of a header" if block else
-                               "the tar stream ends without its end-of-archive marker")
+                raise EOFError(Message(N_("the tar stream ends in the middle of a header") if block else
+                                       N_("the tar stream ends without its end-of-archive marker")))
             if block == ZERO_BLOCK:
                 self._check_trailer()
                 return None
@@ -166,11 +168,11 @@ class TarStream:
                 break
             extended += member.size
             if extended > MAX_EXTENDED_HEADER:
-                raise tarfile.HeaderError(f"an extended header of more than {MAX_EXTENDED_HEADER} bytes "
-                                          f"precedes a member")
+                raise tarfile.HeaderError(Message(N_("an extended header of more than %(limit)s bytes precedes "
+                                                     "a member"), limit=MAX_EXTENDED_HEADER))
             data = self._read_exact(member.size)
             if len(data) < member.size:
-                raise EOFError("the tar stream ends in the middle of an extended header")
+                raise EOFError(Message(N_("the tar stream ends in the middle of an extended header")))
             self._skip(padding(member.size))
             if member.type == tarfile.GNUTYPE_LONGNAME:
                 long_name = bytes(data).split(b"\0", 1)[0].decode(ENCODING, ERRORS)
@@ -181,11 +183,12 @@ class TarStream:
         if pax:
             apply_pax(member, pax)
         if member.size < 0:
-            raise tarfile.HeaderError(f"member {member.name!r} has a negative size")
+            raise tarfile.HeaderError(Message(N_("member %(name)s has a negative size"), name=repr(member.name)))
         if member.isdir():
             member.name = member.name.rstrip("/")
             if member.size:
-                raise tarfile.HeaderError(f"folder {member.name!r} claims {member.size} bytes of data")
+                raise tarfile.HeaderError(Message(N_("folder %(name)s claims %(size)s bytes of data"),
+                                                  name=repr(member.name), size=member.size))
         self._unread = member.size + padding(member.size) if member.isreg() else 0
         return member
 
@@ -196,7 +199,8 @@ class TarStream:
         while left:
             piece = self._take(left)
             if not piece:
-                raise EOFError(f"the tar stream ends in the middle of {member.name!r}")
+                raise EOFError(Message(N_("the tar stream ends in the middle of %(name)s"),
+                                       name=repr(member.name)))
             left -= len(piece)
             yield piece
         self._skip(padding(member.size))
@@ -227,14 +231,14 @@ class TarStream:
         while n:
             piece = self._take(n)
             if not piece:
-                raise EOFError("the tar stream ends in the middle of a member")
+                raise EOFError(Message(N_("the tar stream ends in the middle of a member")))
             n -= len(piece)
 
     def _check_trailer(self):
         """After the end-of-archive block only zeros may follow (the padding to a full record)."""
         while piece := self._take(OUT_CHUNK):
             if bytes(piece).count(0) != len(piece):
-                raise tarfile.HeaderError("data follows the end of the tar stream")
+                raise tarfile.HeaderError(Message(N_("data follows the end of the tar stream")))
 
 
 USTAR_MAGIC = b"ustar\x0000"  # POSIX ustar magic and version
@@ -285,7 +289,7 @@ def parse_pax(data):
         length = int(match.group(1)) if match else 0
         end = pos + length
         if not match or end > len(data) or end <= match.end() or data[end - 1] != 0x0A:
-            raise tarfile.HeaderError("a malformed pax extended header")
+            raise tarfile.HeaderError(Message(N_("a malformed pax extended header")))
         key = match.group(2).decode(ENCODING, ERRORS)
         records[key] = data[match.end():end - 1].decode(ENCODING, ERRORS)
         pos = end
@@ -295,7 +299,7 @@ def parse_pax(data):
 def apply_pax(member, pax):
     """Apply the pax records that matter for a file or folder; refuse sparse files."""
     if any(key.startswith("GNU.sparse") for key in pax):
-        raise tarfile.HeaderError(f"member {member.name!r} is a sparse file")
+        raise tarfile.HeaderError(Message(N_("member %(name)s is a sparse file"), name=repr(member.name)))
     if "path" in pax:
         member.name = pax["path"]
     for key, convert in PAX_NUMBERS.items():
@@ -303,4 +307,5 @@ def apply_pax(member, pax):
             try:
                 setattr(member, key, convert(pax[key]))
             except ValueError:
-                raise tarfile.HeaderError(f"member {member.name!r} has a malformed pax {key}") from None
+                raise tarfile.HeaderError(Message(N_("member %(name)s has a malformed pax %(key)s"),
+                                                  name=repr(member.name), key=key)) from None

@@ -1,6 +1,7 @@
 """Source kinds, found by name."""
 
 from ..errors import SourceError
+from ..messages import N_
 from .files import FilesSource
 from .mysql import MysqlSource
 from .postgres import PostgresSource
@@ -20,5 +21,6 @@ def make_source(kind, name, **settings):
     try:
         cls = SOURCE_KINDS[kind]
     except KeyError:
-        raise SourceError(f"unknown source kind {kind!r}; choose one of {', '.join(SOURCE_KINDS)}") from None
+        raise SourceError(N_("unknown source kind %(kind)s; choose one of %(choices)s"), kind=repr(kind),
+                          choices=", ".join(SOURCE_KINDS)) from None
     return cls(name, **settings)

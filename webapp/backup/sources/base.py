@@ -5,6 +5,7 @@ import re
 import urllib.parse
 
 from ..errors import RestoreError, SourceError
+from ..messages import N_
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -50,7 +51,7 @@ def keep_password(new_url, old_url):
     if (new.username, new.hostname, new.port) != (old.username, old.hostname, old.port):
         if new.password is None:
             return new_url
-        raise SourceError("the user, host or port changed: type the password for the new connection")
+        raise SourceError(N_("the user, host or port changed: type the password for the new connection"))
     host = new.netloc.rpartition("@")[2]
     user = urllib.parse.quote(urllib.parse.unquote(new.username or ""), safe="")
     password = urllib.parse.quote(urllib.parse.unquote(old.password), safe="")
@@ -61,7 +62,7 @@ def check_name(name):
     """Source names become archive paths, so they are kept to a safe alphabet."""
     if not name or not NAME_PATTERN.fullmatch(name):
         raise SourceError(
-            "name must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            N_("name must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
         )
     return name
 
@@ -164,10 +165,12 @@ class Restorer:
         self.lock_timeout = lock_timeout
 
     def file_sink(self, relative, member):
-        raise RestoreError(f"the archive holds files for {self.name!r}, which is not a folder source")
+        raise RestoreError(N_("the archive holds files for %(name)s, which is not a folder source"),
+                           name=repr(self.name))
 
     def database_sink(self, kind, member):
-        raise RestoreError(f"the archive holds a database dump for {self.name!r}, which is a folder source")
+        raise RestoreError(N_("the archive holds a database dump for %(name)s, which is a folder source"),
+                           name=repr(self.name))
 
     def check(self, manifest_members):
         """After staging: is what was staged complete and sound?"""

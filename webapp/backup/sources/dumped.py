@@ -11,6 +11,7 @@ import time
 
 from ..errors import DumpError, RestoreError, SourceError
 from ..dump_files import DumpFile
+from ..messages import N_
 from .base import Restorer, Source, url_without_password
 
 
@@ -74,7 +75,8 @@ class DumpedSource(Source):
 
     def dump(self, writer, staging_dir, reporter):
         if self._taken is None:
-            raise DumpError(f"{self.kind}:{self.name} was not dumped (prepare() did not run)")
+            raise DumpError(N_("%(kind)s:%(name)s was not dumped (prepare() did not run)"), kind=self.kind,
+                            name=self.name)
         reporter.set_phase(f"archiving {self.kind}:{self.name}")
         spool = self.spool_path(staging_dir)
         size = os.path.getsize(spool)
@@ -112,24 +114,26 @@ class DumpRestorer(Restorer):
         try:
             return self.source.server
         except SourceError as e:
-            raise RestoreError(str(e)) from None
+            raise RestoreError(e.message) from None
 
     def database_sink(self, kind, member):
         if kind != self.source.dump_kind:
-            raise RestoreError(f"the archive holds a {kind} dump for {self.name!r}, a {self.source.label} "
-                               f"source here")
+            raise RestoreError(N_("the archive holds a %(kind)s dump for %(name)s, a %(label)s source here"),
+                               kind=kind, name=repr(self.name), label=self.source.label)
         try:
             self.dump = DumpFile(self.scratch_path(kind), self.source.check_dump)
         except OSError as e:
-            raise RestoreError(f"cannot stage the dump of {self.name!r}: {e.strerror}") from None
+            raise RestoreError(N_("cannot stage the dump of %(name)s: %(error)s"), name=repr(self.name),
+                               error=e.strerror) from None
         return self.dump
 
     def check_staged_dump(self):
         if self.dump is None:
-            raise RestoreError(f"the archive holds no database dump for {self.name!r}")
+            raise RestoreError(N_("the archive holds no database dump for %(name)s"), name=repr(self.name))
         problem = self.dump.problem()
         if problem:
-            raise RestoreError(f"the archived dump of {self.name!r} is damaged: {problem}")
+            raise RestoreError(N_("the archived dump of %(name)s is damaged: %(problem)s"), name=repr(self.name),
+                               problem=problem)
 
     def commit(self):
         remove_file(self.undo_dump)

@@ -12,7 +12,8 @@ import re
 import shutil
 import stat
 
-from ..errors import DumpError, RestoreError, SourceError
+from ..errors import DumpError, RestoreError, SourceError, error_text
+from ..messages import Message, N_
 from .base import Restorer, Source, beside, make_parents, remove_made_parents
 
 MAX_SKIPPED_LISTED = 100
@@ -47,15 +48,15 @@ class FilesSource(Source):
     def validate(self):
         path = self.path
         if not path:
-            raise SourceError("a folder source needs the path of its folder")
+            raise SourceError(N_("a folder source needs the path of its folder"))
         if not os.path.isabs(path):
-            raise SourceError(f"{path}: use an absolute path")
+            raise SourceError(N_("%(path)s: use an absolute path"), path=path)
         if not os.path.exists(path):
-            raise SourceError(f"{path}: no such folder")
+            raise SourceError(N_("%(path)s: no such folder"), path=path)
         if not os.path.isdir(path):
-            raise SourceError(f"{path}: not a folder")
+            raise SourceError(N_("%(path)s: not a folder"), path=path)
         if not os.access(path, os.R_OK | os.X_OK):
-            raise SourceError(f"{path}: folder not readable by the Cairn worker")
+            raise SourceError(N_("%(path)s: folder not readable by the Cairn worker"), path=path)
 
     def check(self):
         self.validate()
@@ -85,9 +86,9 @@ class FilesSource(Source):
         except FileNotFoundError:
             if rel:
                 return  # a subfolder deleted while the backup ran
-            raise DumpError(f"cannot list {abspath}: no such folder") from None
+            raise DumpError(N_("cannot list %(path)s: no such folder"), path=abspath) from None
         except OSError as e:
-            raise DumpError(f"cannot list {abspath}: {e.strerror}") from None
+            raise DumpError(N_("cannot list %(path)s: %(error)s"), path=abspath, error=e.strerror) from None
         include, exclude = filters
         for entry in entries:
             child = f"{rel}/{entry.name}" if rel else entry.name
@@ -154,7 +155,8 @@ class FilesSource(Source):
         except OSError as e:
             if e.errno == errno.ELOOP:
                 return None
-            raise DumpError(f"cannot read {rel} in {self.path}: {e.strerror}") from None
+            raise DumpError(N_("cannot read %(file)s in %(path)s: %(error)s"), file=rel, path=self.path,
+                            error=e.strerror) from None
         with open(fd, "rb", buffering=0) as f:  # reads are whole chunks: no buffer to copy through
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
@@ -164,8 +166,8 @@ class FilesSource(Source):
             except OSError as e:
                 if writer_error(e):
                     raise
-                raise DumpError(f"{rel} in {self.path} changed or became unreadable while it was "
-                                f"being backed up ({e})") from None
+                raise DumpError(N_("%(file)s in %(path)s changed or became unreadable while it was being backed "
+                                   "up (%(error)s)"), file=rel, path=self.path, error=error_text(e)) from None
         return st.st_size
 
 
@@ -202,7 +204,8 @@ def set_owner_mode_times(target, member):
         os.chmod(target, member.mode & 0o7777)
         os.utime(target, (member.mtime, member.mtime))
     except (OverflowError, ValueError) as e:  # pax headers can hold any number
-        raise RestoreError(f"{member.name}: the archive gives it an impossible owner or time ({e})") from None
+        raise RestoreError(N_("%(name)s: the archive gives it an impossible owner or time (%(error)s)"),
+                           name=member.name, error=str(e)) from None
 
 
 class FolderRestorer(Restorer):
@@ -230,14 +233,15 @@ class FolderRestorer(Restorer):
         if self.staged:
             return
         if os.path.ismount(self.target):
-            raise RestoreError(f"{self.target} is a mount point: Cairn restores a folder by renaming a "
-                               f"complete copy into its place, which a mount point does not allow; back up "
-                               f"and restore a folder inside it, or unpack the archive by hand")
+            raise RestoreError(N_("%(path)s is a mount point: Cairn restores a folder by renaming a complete copy "
+                                  "into its place, which a mount point does not allow; back up and restore a "
+                                  "folder inside it, or unpack the archive by hand"), path=self.target)
         try:
             self.made_parents = make_parents(self.target)
             os.mkdir(self.staging, 0o700)  # fails if it exists: staging is always new and private
         except OSError as e:
-            raise RestoreError(f"cannot create a staging folder beside {self.target}: {e.strerror}") from None
+            raise RestoreError(N_("cannot create a staging folder beside %(path)s: %(error)s"), path=self.target,
+                               error=e.strerror) from None
         self.staged = True
 
     def file_sink(self, relative, member):
@@ -255,20 +259,21 @@ class FolderRestorer(Restorer):
                 os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
                 return _StagedFile(path, member)
         except OSError as e:
-            raise RestoreError(f"cannot write {relative} into staging beside {self.target}: {e.strerror}") from None
+            raise RestoreError(N_("cannot write %(file)s into staging beside %(path)s: %(error)s"), file=relative,
+                               path=self.target, error=e.strerror) from None
 
     def check(self, manifest_members):
         """Staged files must be exactly the manifest's, with their sizes; then the folders get
         their owners, modes and times (from their tar headers, as `tar x` would set them)."""
         if "" not in self.folders:
             # Swapping in an empty staging folder would empty the target.
-            raise RestoreError(f"the archive holds no folder for {self.name!r}")
+            raise RestoreError(N_("the archive holds no folder for %(name)s"), name=repr(self.name))
         prefix = f"files/{self.name}/"
         for member in manifest_members:
             if member.get("type") != "dir" and member["path"].startswith(prefix):
                 path = self._staged_path(member["path"][len(prefix):])
                 if not os.path.isfile(path) or os.path.getsize(path) != member["size"]:
-                    raise RestoreError(f"{member['path']} was not staged as the manifest lists it")
+                    raise RestoreError(N_("%(path)s was not staged as the manifest lists it"), path=member["path"])
         self._keep_what_backups_leave_out()
         # Deepest folders first and the root last, so a read-only mode never blocks what follows.
         for relative in sorted(self.folders, key=lambda r: r.count("/") + bool(r), reverse=True):
@@ -295,8 +300,9 @@ class FolderRestorer(Restorer):
             except FileNotFoundError:
                 continue  # deleted meanwhile
             except OSError as e:
-                raise RestoreError(f"cannot keep {relative}, which backups of {self.name!r} leave out, through "
-                                   f"the restore: {e.strerror}") from None
+                raise RestoreError(N_("cannot keep %(file)s, which backups of %(name)s leave out, through the "
+                                      "restore: %(error)s"), file=relative, name=repr(self.name),
+                                   error=e.strerror) from None
         for relative in reversed(made):  # deepest first
             copy_attributes(os.path.join(self.target, relative), self._staged_path(relative))
 
@@ -381,9 +387,9 @@ def left_out_entries(source, root):
                     # d_type answers these without a system call; only folders and what is kept are stat-ed.
                     is_dir = entry.is_dir(follow_symlinks=False)
                     if is_dir and entry.stat(follow_symlinks=False).st_dev != device:
-                        raise RestoreError(f"{entry.path} is a mount point inside {root}: restoring the "
-                                           f"folder would move it away; back up and restore the folders "
-                                           f"on either side of the mount separately")
+                        raise RestoreError(N_("%(path)s is a mount point inside %(root)s: restoring the folder "
+                                              "would move it away; back up and restore the folders on either "
+                                              "side of the mount separately"), path=entry.path, root=root)
                     if not exclude.empty and exclude.matches(child):
                         yield child, entry.stat(follow_symlinks=False)
                     elif is_dir:
@@ -405,7 +411,7 @@ def link_tree(source, target, st):
         for entry in entries:
             child_st = entry.stat(follow_symlinks=False)
             if stat.S_ISDIR(child_st.st_mode) and child_st.st_dev != st.st_dev:
-                raise OSError(errno.EXDEV, f"{entry.path} is a mount point")
+                raise OSError(errno.EXDEV, Message(N_("%(path)s is a mount point"), path=entry.path))
             link_tree(entry.path, os.path.join(target, entry.name), child_st)
     copy_attributes(source, target, st)
 

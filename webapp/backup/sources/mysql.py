@@ -45,6 +45,7 @@ import urllib.parse
 import pymysql
 
 from ..errors import DumpError, RestoreError, SourceError
+from ..messages import Message, N_, joined
 from ..process import ToolError, blank_out, run_tool, tool_path
 from .base import url_without_password
 from .dumped import DumpedSource, DumpRestorer, SpoolProgress, remove_file
@@ -55,7 +56,7 @@ CONNECT_TIMEOUT = 5  # seconds; a server that does not answer fails the check qu
 TOOL_TIMEOUT = 10  # seconds for `mariadb-dump --version`
 DUMP_TOOLS = ("mariadb-dump", "mysqldump")  # the first one installed is used
 CLIENTS = ("mariadb", "mysql")
-INSTALL_HINT = "install the MariaDB or MySQL client tools (Debian: apt install mariadb-client)"
+INSTALL_HINT = Message(N_("install the MariaDB or MySQL client tools (Debian: apt install mariadb-client)"))
 SOCKET_PARAMETERS = ("unix_socket", "socket")
 IGNORED_PARAMETERS = ("charset",)  # dumps and restores always use utf8mb4
 MAX_PACKET = "1G"  # the largest row a dump line or a restore statement may carry (client side)
@@ -135,47 +136,50 @@ class Server:
     def from_url(cls, url):
         shown = url_without_password(url)
         if not url:
-            raise SourceError("a MySQL source needs a connection URL, such as "
-                              "mysql://user:password@host:3306/database")
+            raise SourceError(N_("a MySQL source needs a connection URL, such as "
+                                 "mysql://user:password@host:3306/database"))
         scheme = url.partition("://")[0].lower().split("+", 1)[0]
         if "://" not in url or scheme not in SCHEMES:
-            raise SourceError(f"{shown}: a MySQL URL starts with mysql:// or mariadb://")
+            raise SourceError(N_("%(url)s: a MySQL URL starts with mysql:// or mariadb://"), url=shown)
         if unencoded_login(url):
-            raise SourceError(f"{shown}: percent-encode special characters in the user name and "
-                              f"password ('/' as %2F, '#' as %23, '?' as %3F, '@' as %40)")
+            raise SourceError(N_("%(url)s: percent-encode special characters in the user name and password "
+                                 "('/' as %%2F, '#' as %%23, '?' as %%3F, '@' as %%40)"), url=shown)
         try:
             parts = urllib.parse.urlsplit(url)
             port = parts.port
         except ValueError:
-            raise SourceError(f"{shown}: the port must be a number from 1 to 65535") from None
+            raise SourceError(N_("%(url)s: the port must be a number from 1 to 65535"), url=shown) from None
         database = urllib.parse.unquote(parts.path.lstrip("/"))
         if not database:
-            raise SourceError(f"{shown} names no database; add it after the host, as in "
-                              f"mysql://user@host:3306/app")
+            raise SourceError(N_("%(url)s names no database; add it after the host, as in "
+                                 "mysql://user@host:3306/app"), url=shown)
         if "/" in database or parts.fragment:
-            raise SourceError(f"{shown}: percent-encode special characters in the database name "
-                              f"('/' as %2F, '#' as %23)")
+            raise SourceError(N_("%(url)s: percent-encode special characters in the database name "
+                                 "('/' as %%2F, '#' as %%23)"), url=shown)
         socket = None
         for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
             if key in SOCKET_PARAMETERS:
                 socket = value
             elif key not in IGNORED_PARAMETERS:
-                raise SourceError(f"{shown}: unknown parameter {key!r}; a MySQL URL takes only "
-                                  f"unix_socket (the path of the server's socket)")
+                raise SourceError(N_("%(url)s: unknown parameter %(key)s; a MySQL URL takes only unix_socket "
+                                     "(the path of the server's socket)"), url=shown, key=repr(key))
         user = urllib.parse.unquote(parts.username or "")
         if not user:
-            raise SourceError(f"{shown} names no user; add it before the host, as in "
-                              f"mysql://user:password@host:3306/app")
+            raise SourceError(N_("%(url)s names no user; add it before the host, as in "
+                                 "mysql://user:password@host:3306/app"), url=shown)
         password = urllib.parse.unquote(parts.password) if parts.password is not None else None
         return cls(host=parts.hostname or "localhost", port=port or DEFAULT_PORT, user=user,
                    password=password, database=database, socket=socket, url=shown)
 
     def place(self):
-        return f"the socket {self.socket}" if self.socket else f"{self.host}:{self.port}"
+        if self.socket:
+            return Message(N_("the socket %(path)s"), path=self.socket)
+        return f"{self.host}:{self.port}"
 
     def where(self):
-        """'database "app" on db.example:3306 as app' (what messages call it)."""
-        return f'database "{self.database}" on {self.place()} as {self.user}'
+        """'database "app" on db.example:3306 as app' (what messages call it), a Message."""
+        return Message(N_('database "%(database)s" on %(place)s as %(user)s'), database=self.database,
+                       place=self.place(), user=self.user)
 
     def connect(self, error=SourceError):
         """A PyMySQL connection to the database; `error` (with a readable reason) when that fails."""
@@ -189,15 +193,19 @@ class Server:
             raise error(self.connect_failure(e)) from None
 
     def connect_failure(self, error):
+        """Why connecting failed, as a Message (the server's words, with Cairn's hints)."""
         code, text = error_parts(error)
+        timed_out = "timed out" in text
         if code == UNKNOWN_DATABASE:
-            return (f'database "{self.database}" does not exist on {self.place()}; create it first '
-                    f"(CREATE DATABASE), or correct the URL")
+            return Message(N_('database "%(database)s" does not exist on %(place)s; create it first '
+                              "(CREATE DATABASE), or correct the URL"), database=self.database, place=self.place())
         if code == ACCESS_DENIED:
-            text += " (wrong user name or password, or this user may not connect from here)"
-        if "timed out" in text:
-            text = f"no answer within {CONNECT_TIMEOUT} s ({text})"
-        return f"cannot connect to {self.where()}: {self.blank(text)}"
+            text = Message(N_("%(error)s (wrong user name or password, or this user may not connect from here)"),
+                           error=text)
+        if timed_out:
+            text = Message(N_("no answer within %(seconds)s s (%(error)s)"), seconds=CONNECT_TIMEOUT, error=text)
+        return self.blank(Message(N_("cannot connect to %(database)s: %(reason)s"), database=self.where(),
+                                  reason=text))
 
     def blank(self, text):
         return blank_out(text, self.secrets())
@@ -240,7 +248,8 @@ def find_tool(names):
         path = tool_path(name)
         if path is not None:
             return path
-    raise SourceError(f"neither {' nor '.join(names)} is installed on the Cairn worker; {INSTALL_HINT}")
+    raise SourceError(N_("neither %(first)s nor %(second)s is installed on the Cairn worker; %(hint)s"),
+                      first=names[0], second=names[1], hint=INSTALL_HINT)
 
 
 @functools.lru_cache(maxsize=8)
@@ -249,11 +258,11 @@ def tool_version(path):
     try:
         done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=TOOL_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise SourceError(f"{path} --version did not answer: {e}") from None
+        raise SourceError(N_("%(tool)s --version did not answer: %(error)s"), tool=path, error=str(e)) from None
     found = re.search(r"Distrib (\S+?),|Ver (\d+\.\d+\.\d+\S*)", done.stdout)
     if done.returncode != 0 or not found:
-        raise SourceError(f"{path} --version said {done.stdout.strip() or done.stderr.strip()!r}, "
-                          f"not a MySQL or MariaDB version")
+        raise SourceError(N_("%(tool)s --version said %(said)s, not a MySQL or MariaDB version"), tool=path,
+                          said=repr(done.stdout.strip() or done.stderr.strip()))
     return found.group(1) or found.group(2)
 
 
@@ -287,15 +296,17 @@ def client_command(tool, option_file, database, lock_timeout):
 
 
 def tool_failure(error, lock_timeout=None):
-    """What a failed dump tool or client said, as one readable sentence."""
+    """What a failed dump tool or client said, as one readable sentence (the tool's words, or a
+    Message when Cairn explains them)."""
     lines = [line.strip() for line in error.stderr.strip().splitlines() if line.strip()]
     errors = [line for line in lines if re.search(r"error|couldn't|unknown|denied", line, re.I)]
     if not lines:
-        return str(error)
+        return error.message
     text = re.sub(r"^(mysqldump|mariadb-dump|mysql|mariadb): ", "", (errors or lines)[-1])
     if "Lock wait timeout" in text and lock_timeout is not None:
-        return (f"another session held a lock for more than {lock_timeout} s ({text}); stop the "
-                f"application (or its long transaction) and restore again")
+        return Message(N_("another session held a lock for more than %(seconds)s s (%(error)s); stop the "
+                          "application (or its long transaction) and restore again"),
+                       seconds=lock_timeout, error=text)
     return text if len(text) <= 300 else text[:300] + "…"
 
 
@@ -328,15 +339,17 @@ def database_size(conn, database, with_indexes=True):
 
 
 def consistency_warnings(conn, database):
-    """The tables a --single-transaction dump cannot snapshot consistently (not InnoDB)."""
+    """The tables a --single-transaction dump cannot snapshot consistently (not InnoDB), as a list
+    of Messages."""
     tables = query(conn, NON_TRANSACTIONAL_TABLES, [database])
     if not tables:
         return []
     named = ", ".join(f"{name} ({engine})" for name, engine in tables[:10])
-    more = f" and {len(tables) - 10} more" if len(tables) > 10 else ""
-    return [f"{len(tables)} table(s) do not support transactions, so their dump is not a consistent "
-            f"snapshot if the application writes during the backup: {named}{more}; convert them to "
-            f"InnoDB"]
+    if len(tables) > 10:
+        named = Message(N_("%(tables)s and %(count)s more"), tables=named, count=len(tables) - 10)
+    return [Message(N_("%(count)s table(s) do not support transactions, so their dump is not a consistent "
+                       "snapshot if the application writes during the backup: %(tables)s; convert them to InnoDB"),
+                    count=len(tables), tables=named)]
 
 
 def quote_name(name):
@@ -347,7 +360,7 @@ def quote_name(name):
 
 
 def dump_completion_problem(path, on_start=None):
-    """None when the dump starts and ends as the dump tool writes them, else what is wrong.
+    """None when the dump starts and ends as the dump tool writes them, else what is wrong (a Message).
 
     The tool writes "-- Dump completed" as its last line, only after everything else: a dump
     cut short lacks it. Only the first and last few KiB are read.
@@ -361,13 +374,13 @@ def dump_completion_problem(path, on_start=None):
             f.seek(max(0, size - TAIL_BYTES))
             tail = f.read()
     except OSError as e:
-        return f"the dump cannot be read: {e.strerror}"
+        return Message(N_("the dump cannot be read: %(error)s"), error=e.strerror)
     if size == 0:
-        return "the dump is empty"
+        return Message(N_("the dump is empty"))
     if not any(header in head for header in DUMP_HEADERS):
-        return "the dump does not start like a mysqldump or mariadb-dump dump"
+        return Message(N_("the dump does not start like a mysqldump or mariadb-dump dump"))
     if not any(line.startswith(COMPLETION_MARKER) for line in tail.rstrip().splitlines()[-3:]):
-        return "the dump does not end with mysqldump's completion marker: it was cut short"
+        return Message(N_("the dump does not end with mysqldump's completion marker: it was cut short"))
     return None
 
 
@@ -443,7 +456,8 @@ class MysqlSource(DumpedSource):
         try:
             run_dump(server, self.spool_path(staging_dir), staging_dir, reporter)
         except ToolError as e:
-            raise DumpError(f"{e.tool} of {server.where()} failed: {tool_failure(e)}") from None
+            raise DumpError(N_("%(tool)s of %(database)s failed: %(reason)s"), tool=e.tool,
+                            database=server.where(), reason=tool_failure(e)) from None
         self._taken = {"server_version": version, "tables": tables}
 
     def restorer(self, token, lock_timeout, staging_dir):
@@ -466,7 +480,8 @@ def drop_statements(objects):
 
 def describe_session(session):
     pid, user, host, command, seconds = session
-    return f"id {pid} (user {user} from {host or 'the local socket'}, {command} for {seconds} s)"
+    return Message(N_("id %(id)s (user %(user)s from %(host)s, %(command)s for %(seconds)s s)"), id=pid,
+                   user=user, host=host or Message(N_("the local socket")), command=command, seconds=seconds)
 
 
 def wait_for_free_tables(conn, server, lock_timeout):
@@ -488,14 +503,24 @@ def wait_for_free_tables(conn, server, lock_timeout):
         if code in NO_TABLE_PRIVILEGE:
             return
         if code != LOCK_WAIT_TIMEOUT:
-            raise RestoreError(f"cannot lock the tables of {server.where()}: {server.blank(str(e))}") from None
+            raise RestoreError(N_("cannot lock the tables of %(database)s: %(error)s"), database=server.where(),
+                               error=server.blank(str(e))) from None
         sessions = query(conn, OTHER_SESSIONS, [server.database])
-        using = f" (sessions using it: {'; '.join(map(describe_session, sessions))})" if sessions else ""
-        raise RestoreError(f"another session held a table of {server.where()} for more than "
-                           f"{lock_timeout} s{using}; stop the application (or its long transaction) "
-                           f"and restore again; nothing was changed") from None
+        raise RestoreError(tables_held(server, sessions, lock_timeout)) from None
     finally:
         query(conn, "UNLOCK TABLES")
+
+
+def tables_held(server, sessions, lock_timeout):
+    """The refusal when another session held a table longer than the lock timeout."""
+    if not sessions:
+        return Message(N_("another session held a table of %(database)s for more than %(seconds)s s; stop the "
+                          "application (or its long transaction) and restore again; nothing was changed"),
+                       database=server.where(), seconds=lock_timeout)
+    return Message(N_("another session held a table of %(database)s for more than %(seconds)s s (sessions using "
+                      "it: %(sessions)s); stop the application (or its long transaction) and restore again; "
+                      "nothing was changed"),
+                   database=server.where(), seconds=lock_timeout, sessions=joined(map(describe_session, sessions)))
 
 
 class MysqlRestorer(DumpRestorer):
@@ -508,7 +533,7 @@ class MysqlRestorer(DumpRestorer):
             find_tool(DUMP_TOOLS)  # for the undo copy
             find_tool(CLIENTS)
         except SourceError as e:
-            raise RestoreError(str(e)) from None
+            raise RestoreError(e.message) from None
         self.server.connect(RestoreError).close()  # a wrong password fails before anything is applied
 
     def apply(self, undoable=True):
@@ -530,9 +555,9 @@ class MysqlRestorer(DumpRestorer):
             run_dump(server, self.undo_dump, self.staging_dir)
         except (ToolError, SourceError) as e:
             self.undo_dump = None
-            why = tool_failure(e) if isinstance(e, ToolError) else str(e)
-            raise RestoreError(f"copying {server.where()} before restoring it failed, so nothing was "
-                               f"changed: {why}") from None
+            why = tool_failure(e) if isinstance(e, ToolError) else e.message
+            raise RestoreError(N_("copying %(database)s before restoring it failed, so nothing was changed: "
+                                  "%(reason)s"), database=server.where(), reason=why) from None
 
     def load(self, server, path):
         """Run the client with the dump at `path` as its input."""
@@ -545,12 +570,13 @@ class MysqlRestorer(DumpRestorer):
         try:
             self.revert(server)
         except (ToolError, RestoreError) as e:
-            undo_why = tool_failure(e, self.lock_timeout) if isinstance(e, ToolError) else str(e)
-            raise RestoreError(f"loading the dump into {server.where()} failed ({why}), and putting "
-                               f"the database back failed too ({undo_why}); it is part restored: "
-                               f"restore it from the safety backup") from None
-        raise RestoreError(f"loading the dump into {server.where()} failed, and the database was "
-                           f"put back as it was before the restore: {why}")
+            undo_why = tool_failure(e, self.lock_timeout) if isinstance(e, ToolError) else e.message
+            raise RestoreError(N_("loading the dump into %(database)s failed (%(reason)s), and putting the "
+                                  "database back failed too (%(undo_reason)s); it is part restored: restore it "
+                                  "from the safety backup"),
+                               database=server.where(), reason=why, undo_reason=undo_why) from None
+        raise RestoreError(N_("loading the dump into %(database)s failed, and the database was put back as it "
+                              "was before the restore: %(reason)s"), database=server.where(), reason=why)
 
     def revert(self, server):
         """Drop what the restore added, then load the undo copy (which replaces the rest)."""
@@ -562,7 +588,8 @@ class MysqlRestorer(DumpRestorer):
                 try:
                     query(conn, statement)
                 except pymysql.Error as e:
-                    raise RestoreError(f"{statement} failed: {server.blank(str(e))}") from None
+                    raise RestoreError(N_("%(statement)s failed: %(error)s"), statement=statement,
+                                       error=server.blank(str(e))) from None
         self.load(server, self.undo_dump)
 
     def undo(self):
@@ -572,6 +599,6 @@ class MysqlRestorer(DumpRestorer):
         try:
             self.revert(server)
         except ToolError as e:
-            raise RestoreError(f"putting {server.where()} back failed: "
-                               f"{tool_failure(e, self.lock_timeout)}") from None
+            raise RestoreError(N_("putting %(database)s back failed: %(reason)s"), database=server.where(),
+                               reason=tool_failure(e, self.lock_timeout)) from None
         self.applied = False

@@ -43,6 +43,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ..errors import DumpError, RestoreError, SourceError
+from ..messages import Message, N_, joined
 from ..process import ToolError, blank_out, run_tool, tool_path
 from .base import url_without_password
 from .dumped import DumpedSource, DumpRestorer, SpoolProgress, remove_file
@@ -53,7 +54,8 @@ APPLICATION_NAME = "cairn"  # how Cairn's sessions show in pg_stat_activity
 TOOL_TIMEOUT = 10  # seconds for `pg_dump --version`
 OLDEST_DUMPABLE = (9, 2)  # pg_dump 15 to 17 refuse older servers
 SESSION_EXIT_SECONDS = 5  # how long terminated sessions get to disappear
-INSTALL_HINT = "install the PostgreSQL client tools (Debian: apt install postgresql-client)"
+INSTALL_HINT = Message(N_("install the PostgreSQL client tools (Debian: apt install postgresql-client)"))
+LOCAL_SOCKET = Message(N_("the local socket"))
 
 # The user tables pg_dump dumps: not the system catalogs, not tables an extension owns.
 DUMPED_TABLES = """
@@ -92,19 +94,19 @@ def major_version(version):
 
 
 def dump_tool_problem(server_version, pg_dump_version):
-    """Why this pg_dump cannot dump that server, or None when it can.
+    """Why this pg_dump cannot dump that server (a Message), or None when it can.
 
     pg_dump refuses a server of a newer major release ("server version mismatch"), and servers
     older than 9.2.
     """
     server, tool = major_version(server_version), major_version(pg_dump_version)
     if server > tool:
-        return (f"the server runs PostgreSQL {server_version} but pg_dump here is {pg_dump_version}: "
-                f"pg_dump cannot dump a newer server; install postgresql-client-"
-                f"{'.'.join(map(str, server))}")
+        return Message(N_("the server runs PostgreSQL %(server)s but pg_dump here is %(tool)s: pg_dump cannot "
+                          "dump a newer server; install postgresql-client-%(major)s"),
+                       server=server_version, tool=pg_dump_version, major=".".join(map(str, server)))
     if server < OLDEST_DUMPABLE:
-        return (f"the server runs PostgreSQL {server_version}, older than 9.2, which pg_dump "
-                f"{pg_dump_version} cannot dump")
+        return Message(N_("the server runs PostgreSQL %(server)s, older than 9.2, which pg_dump %(tool)s cannot "
+                          "dump"), server=server_version, tool=pg_dump_version)
     return None
 
 
@@ -119,15 +121,16 @@ def tool_version(tool):
     """The version an installed tool reports ("15.20" from "pg_dump (PostgreSQL) 15.20 ...")."""
     path = tool_path(tool)
     if path is None:
-        raise SourceError(f"{tool} is not installed on the Cairn worker; {INSTALL_HINT}")
+        raise SourceError(N_("%(tool)s is not installed on the Cairn worker; %(hint)s"), tool=tool,
+                          hint=INSTALL_HINT)
     try:
         done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=TOOL_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise SourceError(f"{path} --version did not answer: {e}") from None
+        raise SourceError(N_("%(tool)s --version did not answer: %(error)s"), tool=path, error=str(e)) from None
     found = re.search(r"\(PostgreSQL\)\s+(\d+(?:\.\d+)*)", done.stdout)
     if done.returncode != 0 or not found:
-        raise SourceError(f"{path} --version said {done.stdout.strip() or done.stderr.strip()!r}, "
-                          f"not a PostgreSQL version")
+        raise SourceError(N_("%(tool)s --version said %(said)s, not a PostgreSQL version"), tool=path,
+                          said=repr(done.stdout.strip() or done.stderr.strip()))
     return found.group(1)
 
 
@@ -153,22 +156,24 @@ class Server:
     def from_url(cls, url):
         shown = url_without_password(url)
         if not url:
-            raise SourceError("a PostgreSQL source needs a connection URL, such as "
-                              "postgresql://user:password@host:5432/database")
+            raise SourceError(N_("a PostgreSQL source needs a connection URL, such as "
+                                 "postgresql://user:password@host:5432/database"))
         if url.partition("://")[0].lower() not in SCHEMES or "://" not in url:
-            raise SourceError(f"{shown}: a PostgreSQL URL starts with postgresql:// or postgres://")
+            raise SourceError(N_("%(url)s: a PostgreSQL URL starts with postgresql:// or postgres://"), url=shown)
         try:
             params = conninfo_to_dict(url)
         except psycopg.Error as e:
             said = blank_out(str(e), [url, written_password(url)])
-            raise SourceError(f"{shown} is not a valid PostgreSQL URL: {said}") from None
+            raise SourceError(N_("%(url)s is not a valid PostgreSQL URL: %(error)s"), url=shown,
+                              error=said) from None
         password = params.pop("password", None)
         if not params.get("dbname"):
-            raise SourceError(f"{shown} names no database; add it after the host, as in "
-                              f"postgresql://user@host:5432/app")
+            raise SourceError(N_("%(url)s names no database; add it after the host, as in "
+                                 "postgresql://user@host:5432/app"), url=shown)
         for port in str(params.get("port", "")).split(","):
             if port and not port.isdigit():
-                raise SourceError(f"{shown}: the port must be a number, not {port!r}")
+                raise SourceError(N_("%(url)s: the port must be a number, not %(port)s"), url=shown,
+                                  port=repr(port))
         return cls(params, password, shown)
 
     @property
@@ -176,12 +181,15 @@ class Server:
         return self.params["dbname"]
 
     def where(self):
-        """'database "app" on db.example:5432 as app' (what messages call it)."""
-        host = self.params.get("host") or "the local socket"
+        """'database "app" on db.example:5432 as app' (what messages call it), a Message."""
+        host = self.params.get("host") or LOCAL_SOCKET
         port = self.params.get("port")
         user = self.params.get("user")
         place = f"{host}:{port}" if port and self.params.get("host") else host
-        return f'database "{self.dbname}" on {place}' + (f" as {user}" if user else "")
+        if user:
+            return Message(N_('database "%(database)s" on %(place)s as %(user)s'), database=self.dbname,
+                           place=place, user=user)
+        return Message(N_('database "%(database)s" on %(place)s'), database=self.dbname, place=place)
 
     def conninfo(self, **overrides):
         return make_conninfo(**{**self.params, **overrides})
@@ -192,7 +200,8 @@ class Server:
             return psycopg.connect(self.conninfo(), autocommit=True, connect_timeout=CONNECT_TIMEOUT,
                                    **self._defaults())
         except psycopg.Error as e:
-            raise error(f"cannot connect to {self.where()}: {connect_reason(e, self.password)}") from None
+            raise error(N_("cannot connect to %(database)s: %(reason)s"), database=self.where(),
+                        reason=connect_reason(e, self.password)) from None
 
     def _defaults(self):
         extra = {} if "application_name" in self.params else {"application_name": APPLICATION_NAME}
@@ -213,14 +222,15 @@ class Server:
 
 
 def connect_reason(error, password):
-    """libpq's reason, without the repeated "connection to server at ... failed:" preamble."""
+    """libpq's reason, without the repeated "connection to server at ... failed:" preamble (a
+    Message when Cairn says it in its own words)."""
     first, *hints = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
     text = first + (f" ({' '.join(hints)[:1].lower()}{' '.join(hints)[1:]})" if hints else "")
     text = re.sub(r"^connection failed: ", "", text)
     text = re.sub(r'^connection to server (at|on) .*? failed: ', "", text)
     text = re.sub(r"\bFATAL:\s+", "", text)
     if "timeout expired" in text:
-        text = f"no answer within {CONNECT_TIMEOUT} s (timeout expired)"
+        return Message(N_("no answer within %(seconds)s s (timeout expired)"), seconds=CONNECT_TIMEOUT)
     return blank_out(text, [password] if password else [])
 
 
@@ -255,14 +265,15 @@ def tables_size(conn):
 
 
 def pg_restore_list_problem(path, on_start=None):
-    """None when `pg_restore --list` reads the dump, else what is wrong with it.
+    """None when `pg_restore --list` reads the dump, else what is wrong with it (a Message).
 
     `on_start(stop)` gets a function that kills the pg_restore. It runs on a thread of its own
     while the archive streams, and dies with Cairn (setpriv --pdeathsig), as every tool does.
     """
     pg_restore = tool_path("pg_restore")
     if pg_restore is None:
-        return f"pg_restore is not installed here, so the dump cannot be checked; {INSTALL_HINT}"
+        return Message(N_("pg_restore is not installed here, so the dump cannot be checked; %(hint)s"),
+                       hint=INSTALL_HINT)
     proc = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", pg_restore, "--list", os.fspath(path)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if on_start is not None:
@@ -271,28 +282,32 @@ def pg_restore_list_problem(path, on_start=None):
     if proc.returncode == 0:
         return None
     if proc.returncode < 0:
-        return f"pg_restore crashed reading it (signal {-proc.returncode}): it is damaged"
+        return Message(N_("pg_restore crashed reading it (signal %(signal)s): it is damaged"),
+                       signal=-proc.returncode)
     said = [re.sub(r"^pg_restore: (error: )?", "", line) for line in
             stderr.decode("utf-8", "replace").strip().splitlines()]
-    return "pg_restore cannot read it: " + ("; ".join(said[-2:]) or f"exit status {proc.returncode}")
+    return Message(N_("pg_restore cannot read it: %(reason)s"),
+                   reason="; ".join(said[-2:]) or Message(N_("exit status %(code)s"), code=proc.returncode))
 
 
 def tool_failure(error):
-    """What a failed pg_dump, pg_restore or psql run said, as one readable sentence."""
+    """What a failed pg_dump, pg_restore or psql run said, as one readable sentence (the tool's
+    words, or the ToolError's Message when it said nothing Cairn recognises)."""
     lines = error.stderr.strip().splitlines()
     errors = [re.sub(r"^.*?\b(error|ERROR):\s+", "", line).strip() for line in lines
               if re.search(r"\b(error|ERROR|FATAL):", line)]
     details = [line.split(":", 1)[1].strip() for line in lines if line.startswith("DETAIL:")]
     commands = [line[len("Command was: "):].strip() for line in lines if line.startswith("Command was: ")]
     if not errors:
-        return str(error)
+        return error.message
     text = re.sub(r"^(could not execute query: |query failed: )", "", errors[-1])
     text = re.sub(r"^ERROR:\s+", "", text)
     if details:
-        text += f" ({details[-1]})"
+        text = f"{text} ({details[-1]})"
     if commands:
         command = commands[-1].rstrip(";")
-        text += f", while running: {command if len(command) <= 200 else command[:200] + '…'}"
+        text = Message(N_("%(error)s, while running: %(command)s"), error=text,
+                       command=command if len(command) <= 200 else command[:200] + "…")
     return text
 
 
@@ -342,7 +357,8 @@ class PostgresSource(DumpedSource):
         Server.from_url(self.url)
         for tool in ("pg_dump", "pg_restore"):
             if tool_path(tool) is None:
-                raise SourceError(f"{tool} is not installed on the Cairn worker; {INSTALL_HINT}")
+                raise SourceError(N_("%(tool)s is not installed on the Cairn worker; %(hint)s"), tool=tool,
+                                  hint=INSTALL_HINT)
 
     def check(self):
         self.validate()
@@ -375,7 +391,8 @@ class PostgresSource(DumpedSource):
         try:
             run_pg_dump(server, self.spool_path(staging_dir), reporter)
         except ToolError as e:
-            raise DumpError(f"pg_dump of {server.where()} failed: {tool_failure(e)}") from None
+            raise DumpError(N_("pg_dump of %(database)s failed: %(reason)s"), database=server.where(),
+                            reason=tool_failure(e)) from None
         self._taken = {"server_version": version, "tables": tables}
 
     def restorer(self, token, lock_timeout, staging_dir):
@@ -391,17 +408,22 @@ def other_sessions(conn):
 
 def describe_session(session):
     pid, user, application, address = session
-    return (f"pid {pid} (user {user or 'unknown'}, application {application or 'unnamed'!r}, "
-            f"from {address or 'the local socket'})")
+    return Message(N_("pid %(pid)s (user %(user)s, application %(application)s, from %(address)s)"), pid=pid,
+                   user=user or Message(N_("unknown")),
+                   application=repr(application) if application else Message(N_("'unnamed'")),
+                   address=address or LOCAL_SOCKET)
 
 
 def sessions_message(server, sessions, ending):
-    count = f"{len(sessions)} other session{'s are' if len(sessions) > 1 else ' is'}"
-    return f"{count} connected to {server.where()}: {'; '.join(map(describe_session, sessions))}; {ending}"
+    if len(sessions) > 1:
+        template = N_("%(count)s other sessions are connected to %(database)s: %(sessions)s; %(ending)s")
+    else:
+        template = N_("%(count)s other session is connected to %(database)s: %(sessions)s; %(ending)s")
+    return Message(template, count=len(sessions), database=server.where(),
+                   sessions=joined(map(describe_session, sessions)), ending=ending)
 
 
-REFUSAL = ('stop the application, or restore with "close open connections" ticked; '
-           'nothing was changed')
+REFUSAL = Message(N_('stop the application, or restore with "close open connections" ticked; nothing was changed'))
 
 # The objects undo() drops when the restore added them; their parts (columns, indexes,
 # constraints, triggers, rules, policies) go with them. Names come quoted and schema-qualified
@@ -473,13 +495,14 @@ class PostgresRestorer(DumpRestorer):
         self.run_watched(server, "restore", lambda dbname: [
             tool_path("pg_restore") or "pg_restore", "--clean", "--if-exists", "--single-transaction",
             "--exit-on-error", "--no-owner", "--no-privileges", "--no-password", dbname, self.dump.path],
-            failed=f"pg_restore into {server.where()} failed and was rolled back, so the database is as it was")
+            failed=Message(N_("pg_restore into %(database)s failed and was rolled back, so the database is as "
+                              "it was"), database=server.where()))
         self.applied = True
 
     def run_watched(self, server, label, command, failed):
         """Run a tool (`command(dbname_option)` gives its arguments) in a session of its own, which
         LockWatch cancels when it waits for a lock longer than the lock timeout; when the tool
-        fails, raise RestoreError saying `failed` and why."""
+        fails, raise RestoreError saying `failed` (a Message) and why."""
         name = f"cairn-{label}-{self.token}"
         with server.connect(RestoreError) as conn:
             watch = LockWatch(conn, name, self.lock_timeout)
@@ -487,7 +510,8 @@ class PostgresRestorer(DumpRestorer):
                 run_tool(command(f"--dbname={server.conninfo(application_name=name)}"),
                          env=server.tool_env(), on_poll=watch, secrets=server.secrets())
             except ToolError as e:
-                raise RestoreError(f"{failed}: {watch.explain(tool_failure(e))}") from None
+                raise RestoreError(N_("%(failed)s: %(reason)s"), failed=failed,
+                                   reason=watch.explain(tool_failure(e))) from None
 
     def close_other_sessions(self, server):
         """Refuse while other sessions are open, or close them when asked to."""
@@ -501,15 +525,16 @@ class PostgresRestorer(DumpRestorer):
                 try:
                     conn.execute("SELECT pg_catalog.pg_terminate_backend(%s)", [session[0]])
                 except psycopg.Error as e:
-                    raise RestoreError(f"cannot close {describe_session(session)} on {server.where()}: "
-                                       f"{e.diag.message_primary or e}; give Cairn's role "
-                                       f"pg_signal_backend, or stop the application") from None
+                    raise RestoreError(N_("cannot close %(session)s on %(database)s: %(error)s; give Cairn's role "
+                                          "pg_signal_backend, or stop the application"),
+                                       session=describe_session(session), database=server.where(),
+                                       error=e.diag.message_primary or str(e)) from None
             wait_until_gone(conn, server, {s[0] for s in sessions})
 
     def take_undo_copy(self, server):
         if tool_path("psql") is None:
-            raise RestoreError(f"psql is needed to undo the restore of {self.name!r} if a later "
-                               f"source fails; {INSTALL_HINT}")
+            raise RestoreError(N_("psql is needed to undo the restore of %(name)s if a later source fails; "
+                                  "%(hint)s"), name=repr(self.name), hint=INSTALL_HINT)
         with server.connect(RestoreError) as conn:
             self.objects_before = live_objects(conn)
         self.undo_dump = self.scratch_path("undo.pgdump")
@@ -517,18 +542,20 @@ class PostgresRestorer(DumpRestorer):
             run_pg_dump(server, self.undo_dump)
         except ToolError as e:
             self.undo_dump = None
-            raise RestoreError(f"copying {server.where()} before restoring it failed: {tool_failure(e)}") from None
+            raise RestoreError(N_("copying %(database)s before restoring it failed: %(reason)s"),
+                               database=server.where(), reason=tool_failure(e)) from None
 
     def undo(self):
         if not self.applied:
             return
         if self.undo_dump is None:
-            raise RestoreError(f"{self.name} was applied last, without a copy to undo it from")
+            raise RestoreError(N_("%(name)s was applied last, without a copy to undo it from"), name=self.name)
         server = self.server
         with server.connect(RestoreError) as conn:
             added = live_objects(conn) - self.objects_before
         script = self.scratch_path("undo.sql")
-        failed = f"putting {server.where()} back failed (rolled back: it holds the restored data)"
+        failed = Message(N_("putting %(database)s back failed (rolled back: it holds the restored data)"),
+                         database=server.where())
         try:
             # The objects the restore added go first: restoring the copy drops and recreates
             # only what it holds, and an added view on one of its tables would block that.
@@ -542,7 +569,7 @@ class PostgresRestorer(DumpRestorer):
                 tool_path("psql") or "psql", "--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1",
                 "--single-transaction", f"--file={script}", dbname], failed=failed)
         except ToolError as e:
-            raise RestoreError(f"{failed}: {tool_failure(e)}") from None
+            raise RestoreError(N_("%(failed)s: %(reason)s"), failed=failed, reason=tool_failure(e)) from None
         finally:
             remove_file(script)
         self.applied = False
@@ -584,15 +611,16 @@ class LockWatch:
             self.conn.execute("SELECT pg_catalog.pg_cancel_backend(%s)", [pid])
 
     def explain(self, failure):
-        """The tool's failure, or the lock wait it was cancelled for."""
+        """The tool's failure, or the lock wait it was cancelled for (a Message)."""
         if self.cancelled is None:
             return failure
         statement, sessions = self.cancelled
-        holders = "; ".join(map(describe_session, sessions)) or "another session"
+        holders = joined(map(describe_session, sessions)) if sessions else Message(N_("another session"))
         statement = " ".join(statement.split()).rstrip(";")
         statement = statement if len(statement) <= 200 else statement[:200] + "…"
-        return (f"{holders} held a lock for more than {self.seconds} s, while running: {statement}; "
-                f"stop the application (or its long transaction) and restore again")
+        return Message(N_("%(holders)s held a lock for more than %(seconds)s s, while running: %(statement)s; "
+                          "stop the application (or its long transaction) and restore again"),
+                       holders=holders, seconds=self.seconds, statement=statement)
 
 
 def wait_until_gone(conn, server, pids):
@@ -603,6 +631,7 @@ def wait_until_gone(conn, server, pids):
         if not left:
             return
         if time.monotonic() > deadline:
-            raise RestoreError(sessions_message(server, left, f"they were asked to close but are still "
-                                                              f"open after {SESSION_EXIT_SECONDS} s"))
+            still_open = Message(N_("they were asked to close but are still open after %(seconds)s s"),
+                                 seconds=SESSION_EXIT_SECONDS)
+            raise RestoreError(sessions_message(server, left, still_open))
         time.sleep(0.05)

@@ -8,6 +8,7 @@ import time
 from ..archive import fsync_dir
 from ..dump_files import DumpFile, sqlite_integrity_problem, sqlite_uri
 from ..errors import DumpError, RestoreError, SourceError
+from ..messages import N_
 from .base import Restorer, Source, beside, make_parents, remove_made_parents
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -40,24 +41,25 @@ class SqliteSource(Source):
     def validate(self):
         path = self.path
         if not path:
-            raise SourceError("a SQLite source needs the path of its database file")
+            raise SourceError(N_("a SQLite source needs the path of its database file"))
         if not os.path.isabs(path):
-            raise SourceError(f"{path}: use an absolute path")
+            raise SourceError(N_("%(path)s: use an absolute path"), path=path)
         if not os.path.exists(path):
-            raise SourceError(f"{path}: no such file")
+            raise SourceError(N_("%(path)s: no such file"), path=path)
         if not os.path.isfile(path):
-            raise SourceError(f"{path}: not a file")
+            raise SourceError(N_("%(path)s: not a file"), path=path)
         if not os.access(path, os.R_OK):
-            raise SourceError(f"{path}: not readable by the Cairn worker")
+            raise SourceError(N_("%(path)s: not readable by the Cairn worker"), path=path)
         if not is_sqlite_file(path):
-            raise SourceError(f"{path}: not a SQLite database file")
+            raise SourceError(N_("%(path)s: not a SQLite database file"), path=path)
 
     def check(self):
         self.validate()
         try:
             tables = table_count(self.path)
         except sqlite3.DatabaseError as e:
-            raise SourceError(f"{self.path}: cannot be opened as SQLite ({e})") from None
+            raise SourceError(N_("%(path)s: cannot be opened as SQLite (%(error)s)"), path=self.path,
+                              error=str(e)) from None
         return {"size": self.estimate_size(), "table_count": tables}
 
     def estimate_size(self):
@@ -87,7 +89,8 @@ class SqliteSource(Source):
         try:
             src = sqlite3.connect(sqlite_uri(self.path, "rw"), uri=True, timeout=30)
         except sqlite3.Error as e:
-            raise DumpError(f"cannot open SQLite database {self.path}: {e}") from None
+            raise DumpError(N_("cannot open SQLite database %(path)s: %(error)s"), path=self.path,
+                            error=str(e)) from None
         dst = sqlite3.connect(target)
         try:
             # A scratch copy: no journal and no fsync, it is read once and removed.
@@ -98,9 +101,10 @@ class SqliteSource(Source):
             src.backup(dst, pages=-1)
         except sqlite3.Error as e:
             if e.sqlite_errorcode == sqlite3.SQLITE_FULL:  # the staging disk, not the source, is full
-                raise DumpError(f"no space left in {os.path.dirname(target)} for the snapshot of "
-                                f"{self.path}") from None
-            raise DumpError(f"SQLite backup of {self.path} failed: {e}") from None
+                raise DumpError(N_("no space left in %(folder)s for the snapshot of %(path)s"),
+                                folder=os.path.dirname(target), path=self.path) from None
+            raise DumpError(N_("SQLite backup of %(path)s failed: %(error)s"), path=self.path,
+                            error=str(e)) from None
         finally:
             dst.close()
             src.close()
@@ -119,9 +123,9 @@ def copy_database(source_path, target_path, deadline_seconds, live_path=None, sc
 
     def give_up_at_deadline(status, remaining, total):
         if status in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) and time.monotonic() > deadline:
-            raise RestoreError(f"{live_path or target_path} stayed locked by another program for "
-                               f"{deadline_seconds} s; stop the application (or its long transaction) "
-                               f"and restore again")
+            raise RestoreError(N_("%(path)s stayed locked by another program for %(seconds)s s; stop the "
+                                  "application (or its long transaction) and restore again"),
+                               path=live_path or target_path, seconds=deadline_seconds)
 
     src = sqlite3.connect(sqlite_uri(source_path, "ro"), uri=True)
     dst = sqlite3.connect(target_path, timeout=0)
@@ -132,7 +136,7 @@ def copy_database(source_path, target_path, deadline_seconds, live_path=None, sc
         try:
             src.backup(dst, pages=-1, progress=give_up_at_deadline, sleep=0.05)
         except sqlite3.Error as e:
-            raise RestoreError(f"writing {target_path} failed: {e}") from None
+            raise RestoreError(N_("writing %(path)s failed: %(error)s"), path=target_path, error=str(e)) from None
         try:
             if dst.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
                 dst.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -168,20 +172,23 @@ class SqliteRestorer(Restorer):
 
     def database_sink(self, kind, member):
         if kind != "sqlite3":
-            raise RestoreError(f"the archive holds a {kind} dump for {self.name!r}, a SQLite source here")
+            raise RestoreError(N_("the archive holds a %(kind)s dump for %(name)s, a SQLite source here"),
+                               kind=kind, name=repr(self.name))
         try:
             self.made_parents = make_parents(self.target)
             self.dump = DumpFile(self.staged, sqlite_integrity_problem)
         except OSError as e:
-            raise RestoreError(f"cannot stage the database beside {self.target}: {e.strerror}") from None
+            raise RestoreError(N_("cannot stage the database beside %(path)s: %(error)s"), path=self.target,
+                               error=e.strerror) from None
         return self.dump
 
     def check(self, manifest_members):
         if self.dump is None:
-            raise RestoreError(f"the archive holds no database for {self.name!r}")
+            raise RestoreError(N_("the archive holds no database for %(name)s"), name=repr(self.name))
         problem = self.dump.problem()
         if problem:
-            raise RestoreError(f"the archived database {self.name!r} fails integrity_check: {problem}")
+            raise RestoreError(N_("the archived database %(name)s fails integrity_check: %(problem)s"),
+                               name=repr(self.name), problem=problem)
 
     undo_cost = 1  # undo needs a copy of the whole live database, taken before applying
 
@@ -223,7 +230,7 @@ class SqliteRestorer(Restorer):
             move_database(self.aside, self.target)
         elif self.had_target:
             if not os.path.exists(self.undo_copy):
-                raise RestoreError(f"{self.name} was applied last, without a copy to undo it from")
+                raise RestoreError(N_("%(name)s was applied last, without a copy to undo it from"), name=self.name)
             copy_database(self.undo_copy, self.target, self.lock_timeout)
         else:
             remove_file(self.target)
