@@ -55,13 +55,22 @@ def test_answers_show_rows_as_people_read_them(world):
         assert all(schemas.dump(model, row)["id"] == row.id for row in row_class.query)
 
 
+# What a service's dict keeps for a page to translate (Message.as_record()); the API leaves it out.
+RECORDS = ("error_message", "scope_message", "description_message", "last_message_record")
+
+
+def without_records(data):
+    return {key: value for key, value in data.items() if key not in RECORDS}
+
+
 def test_the_service_dicts_keep_their_shape(app, world):
     from webapp.models import Schedule
 
     for schedule in Schedule.query.all():
         shown = schedule_dict(schedule)
-        assert schemas.dump(schemas.Schedule, shown) == shown
-        assert schemas.dump(schemas.RetentionPreview, retention.preview(schedule)) == retention.preview(schedule)
+        assert schemas.dump(schemas.Schedule, shown) == without_records(shown)
+        preview = retention.preview(schedule)
+        assert schemas.dump(schemas.RetentionPreview, preview) == without_records(preview)
     status, stats = status_report(), stats_report()
     assert status["operations"] and stats["sizes"]
     shown_status = schemas.dump(schemas.Status, status)
@@ -70,7 +79,7 @@ def test_the_service_dicts_keep_their_shape(app, world):
         {k: v for k, v in status.items() if k not in ("running", "queued", "operations")}
     assert schemas.dump(schemas.Stats, stats) == stats
     for result in (check_source(db.session.get(Source, 1)), check_source(db.session.get(Source, 2))):
-        assert schemas.dump(schemas.SourceTest, result) == result
+        assert schemas.dump(schemas.SourceTest, result) == without_records(result)
 
 
 def test_a_new_api_key_shows_its_secret_once(world):
@@ -97,7 +106,7 @@ def test_a_new_api_key_shows_its_secret_once(world):
 def test_parse_names_the_field_and_what_it_must_be(model, body, message):
     with pytest.raises(Invalid) as refused:
         schemas.parse(model, body)
-    assert refused.value.status == 400 and message in refused.value.message
+    assert refused.value.status == 400 and message in str(refused.value)
 
 
 def test_parse_keeps_what_was_accepted_before():

@@ -1,15 +1,16 @@
 """Response shapes: the `data` of each answer, built from an ORM row or a service's dict."""
 
 import datetime as dt
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import (AfterValidator, AliasChoices, AliasPath, BaseModel, BeforeValidator, ConfigDict, Field,
-                      PlainSerializer, WithJsonSchema, computed_field)
+                      PlainSerializer, WithJsonSchema, computed_field, model_validator)
 
 from ..backup.archive import COMPRESSIONS
 from ..backup.schedule_timing import PRESET_KINDS
 from ..backup.sources import SOURCE_KINDS
 from ..backup.sources.base import NAME_PATTERN, redact_url
+from ..i18n import stored_message
 from ..models import BACKUP_TYPES, OPERATION_KINDS, ROLES, STATUSES, TRIGGERS, isoformat
 from ..services.backups import MAX_NOTE
 from .fields import Id, Locale, TimeZone
@@ -54,6 +55,26 @@ class Shape(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+class Translated(Shape):
+    """A shape with sentences kept in English beside a record of them (models.error_columns, the
+    audit trail's detail_message): each is answered in the caller's language. TRANSLATED maps
+    such a field to the hidden field that reads its record."""
+
+    TRANSLATED: ClassVar[dict] = {}
+
+    @model_validator(mode="after")
+    def in_callers_language(self):
+        for field, record in self.TRANSLATED.items():
+            if field in self.model_fields_set and getattr(self, field):
+                setattr(self, field, stored_message(getattr(self, record), getattr(self, field)))
+        return self
+
+
+def record_of():
+    """A hidden field: the record a Translated shape translates from, never in an answer."""
+    return Field(None, exclude=True)
+
+
 class Progress(Shape):
     """How far a job is."""
 
@@ -62,7 +83,7 @@ class Progress(Shape):
     percent: float = Field(ge=0, le=100)
 
 
-class WithProgress(Shape):
+class WithProgress(Translated):
     """A job's row: its progress is derived from the bytes done and the percent."""
 
     done_bytes: int = progress_source("done_bytes")
@@ -89,6 +110,7 @@ class BackupSource(Shape):
 class Backup(WithProgress):
     """A backup: one archive and its record."""
 
+    TRANSLATED: ClassVar[dict] = {"error": "error_message"}
     id: Id
     name: str = Field(description="backup_<trigger>_<YYYYmmdd_HHMMSS>_<suffix>")
     type: Literal[BACKUP_TYPES]
@@ -117,6 +139,7 @@ class Backup(WithProgress):
     schedule_id: int | None
     note: str = Field(max_length=MAX_NOTE)
     error: str | None = Field(description="why it failed")
+    error_message: Any = record_of()
     pinned: bool = Field(description="pinned backups are never removed by retention")
     verified_at: Time | None
     verify_status: Literal["passed", "failed"] | None
@@ -127,6 +150,7 @@ class Backup(WithProgress):
 class Operation(WithProgress):
     """A restore, verify or retention job."""
 
+    TRANSLATED: ClassVar[dict] = {"error": "error_message"}
     id: Id
     kind: Literal[OPERATION_KINDS]
     backup_id: int | None = Field(description="the backup it reads; null for a retention run")
@@ -139,6 +163,7 @@ class Operation(WithProgress):
     started_at: Time | None
     finished_at: Time | None
     error: str | None
+    error_message: Any = record_of()
     result: dict[str, Any] | None = Field(description="what it did, once finished")
     created_by: CreatedBy
 
@@ -159,12 +184,14 @@ class Source(Shape):
     updated_at: Time
 
 
-class SourceTest(Shape):
+class SourceTest(Translated):
     """What a backup of the source would read, or why it cannot."""
 
     model_config = ConfigDict(extra="allow")
+    TRANSLATED: ClassVar[dict] = {"error": "error_message"}
     ok: bool
     error: str = Field(None, description="why the source cannot be backed up")
+    error_message: Any = record_of()
     size: Count = None
     table_count: Count = None
     file_count: Count = None
@@ -172,9 +199,10 @@ class SourceTest(Shape):
     tools: dict[str, Any] = Field(None, description="dump tool -> version")
 
 
-class Schedule(Shape):
+class Schedule(Translated):
     """When to back up what, and what to keep (as services.schedule_dict shows it)."""
 
+    TRANSLATED: ClassVar[dict] = {"description": "description_message", "last_message": "last_message_record"}
     id: Id
     name: str = Field(max_length=64)
     enabled: bool
@@ -185,6 +213,7 @@ class Schedule(Shape):
     day: int = Field(None, ge=1, le=31, description="monthly: the day of the month")
     timezone: str = Field(description="IANA time zone")
     description: str = Field(description="the timing in words")
+    description_message: Any = record_of()
     type: Literal[BACKUP_TYPES]
     source_ids: list[int] = Field(description="for type custom")
     mode: Literal["full"]
@@ -195,6 +224,7 @@ class Schedule(Shape):
     last_run_at: Time | None
     last_status: str | None = Field(description="started, skipped or failed (to start)")
     last_message: str | None
+    last_message_record: Any = record_of()
     last_backup_id: int | None
     created_at: Time
     updated_at: Time
@@ -225,11 +255,13 @@ class KeptBackup(RetentionEntry):
     reasons: list[str]
 
 
-class RetentionPreview(Shape):
+class RetentionPreview(Translated):
     """What the schedule's retention policy would remove now, newest first."""
 
+    TRANSLATED: ClassVar[dict] = {"scope": "scope_message"}
     schedule_id: Id
     scope: str = Field(description="which backups the policy governs")
+    scope_message: Any = record_of()
     policy: Retention
     timezone: str
     rules_set: bool = Field(description="false: no rule is set and only failed rows are cleaned up")
@@ -320,9 +352,10 @@ class ApiKeyCreated(ApiKey):
     key: str = Field(description="the secret: send it as X-API-Key or Authorization: Bearer")
 
 
-class AuditEvent(Shape):
+class AuditEvent(Translated):
     """Who did what, when, from where."""
 
+    TRANSLATED: ClassVar[dict] = {"detail": "detail_message"}
     id: Id
     at: Time
     user: str | None = Field(validation_alias=AliasChoices("username", "user"), description="username")
@@ -331,6 +364,7 @@ class AuditEvent(Shape):
     address: str | None = Field(description="the client's address")
     result: str = Field(description="ok or error")
     detail: str
+    detail_message: Any = record_of()
 
 
 class Token(Shape):
