@@ -4,7 +4,7 @@
 import pytest
 
 from helpers import make_app_data, run_jobs
-from webapp import schemas
+from webapp import i18n, schemas
 from webapp.services import retention
 from webapp.services.schedules import schedule_dict
 from webapp.services.sources import check_source
@@ -107,6 +107,28 @@ def test_parse_names_the_field_and_what_it_must_be(model, body, message):
     with pytest.raises(Invalid) as refused:
         schemas.parse(model, body)
     assert refused.value.status == 400 and message in str(refused.value)
+
+
+def test_stored_sentences_and_refusals_are_given_in_the_callers_words(world, monkeypatch):
+    """A failed backup's error and an audit detail are answered from the record kept beside the
+    English, and a refused field's message is a sentence of its own, each in the caller's words."""
+    words = {"%(field)s must be text": "%(field)s必须是文本", "%(first)s; %(rest)s": "%(first)s；%(rest)s",
+             "%(type)s backup of %(sources)s": "%(sources)s的%(type)s备份", "the body": "请求体",
+             "%(field)s takes only %(fields)s, not %(unknown)s": "%(field)s只接受%(fields)s，不接受%(unknown)s"}
+    monkeypatch.setattr(i18n, "gettext", lambda template: words.get(template, template))
+    failed = Backup.query.filter_by(status="failed").one()
+    failed.error_message = {"template": "%(field)s must be text", "params": {"field": "x"}}
+    assert schemas.dump(schemas.Backup, failed)["error"] == "x必须是文本"
+    event = AuditEvent.query.filter_by(action="backup.create").order_by(AuditEvent.id).first()
+    assert event.detail == "custom backup of app-db, uploads"
+    assert schemas.dump(schemas.AuditEvent, event)["detail"] == "app-db, uploads的custom备份"
+    with pytest.raises(Invalid) as refused:
+        schemas.parse(schemas.BackupCreate, {"note": 1, "compression": ["zstd"]})
+    assert str(refused.value) == "note must be text; compression must be one of zstd, gzip, none"
+    assert i18n.translate(refused.value) == "note必须是文本；compression must be one of zstd, gzip, none"
+    with pytest.raises(Invalid) as refused:
+        schemas.parse(schemas.BackupChange, {"name": "y"})
+    assert i18n.translate(refused.value) == "请求体只接受note, pinned，不接受name"
 
 
 def test_parse_keeps_what_was_accepted_before():
