@@ -37,7 +37,8 @@ def joined(parts, link=CLAUSES):
 
 
 class ServiceError(Exception):
-    """A request the rules refuse; `status` is the HTTP status it maps to."""
+    """A request the rules refuse; `status` is the HTTP status it maps to (so no template names
+    a parameter `status`: a row's status is `state`)."""
 
     status = 400
 

@@ -155,7 +155,7 @@ def cancel_backup(actor, backup):
 def cancel_run(actor, row, action, target):
     """Cancel a backup's or operation's job, or refuse (Conflict) when it no longer stops."""
     if not row.is_active:
-        raise Conflict(N_("%(target)s is %(status)s, not running"), target=target.replace(":", " "), status=row.status)
+        raise Conflict(N_("%(target)s is %(state)s, not running"), target=target.replace(":", " "), state=row.status)
     runs.request_cancel(row)
     audit(actor, action, target)
 
@@ -177,7 +177,7 @@ def update_backup(actor, backup, data):
 
 def delete_backup(actor, backup):
     if backup.is_active:
-        raise Conflict(N_("backup %(id)s is %(status)s; cancel it first"), id=backup.id, status=backup.status)
+        raise Conflict(N_("backup %(id)s is %(state)s; cancel it first"), id=backup.id, state=backup.status)
     if backup.file_name:
         backup_storage().delete(backup.file_name)
     name = backup.name
@@ -189,7 +189,7 @@ def delete_backup(actor, backup):
 def archive_path(backup):
     """The file of a completed backup, or NotFound with the reason."""
     if backup.status != Status.COMPLETED.value or not backup.file_name:
-        raise NotFound(N_("backup %(id)s has no archive (%(status)s)"), id=backup.id, status=backup.status)
+        raise NotFound(N_("backup %(id)s has no archive (%(state)s)"), id=backup.id, state=backup.status)
     store = backup_storage()
     if not store.exists(backup.file_name):
         raise NotFound(N_("the archive of backup %(id)s is missing from %(folder)s"), id=backup.id, folder=store.root)
