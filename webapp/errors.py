@@ -24,7 +24,7 @@ CLAUSES = N_("%(first)s; %(rest)s")
 LIST = N_("%(first)s, %(rest)s")
 
 
-def joined(parts, link=CLAUSES):
+def joined(parts, separator=CLAUSES):
     """Several parts (Messages, errors or text) as one Message, "first; second; third", each
     translated where it is shown; None for none."""
     messages = [as_message(part) for part in parts if part is not None]
@@ -32,8 +32,15 @@ def joined(parts, link=CLAUSES):
         return None
     message = messages[-1]
     for part in reversed(messages[:-1]):
-        message = Message(link, first=part, rest=message)
+        message = Message(separator, first=part, rest=message)
     return message
+
+
+def texts_and_records(parts):
+    """Sentences (Messages or text) as a row's JSON keeps them: the English texts, and the records
+    a page translates them from (Message.as_record())."""
+    messages = [as_message(part) for part in parts]
+    return [str(message) for message in messages], [message.as_record() for message in messages]
 
 
 class ServiceError(Exception):

@@ -186,7 +186,7 @@ def flag_cancel(row):
 def cancel_refusal(row):
     db.session.refresh(row)
     if row.is_active:
-        return Message(N_("too late to cancel: %(phase)s"), phase=FINAL_PHASES[row.phase])
+        return Message(N_("too late to cancel: %(phase)s"), phase=Message(FINAL_PHASES[row.phase]))
     return Message(N_("too late to cancel: it has already ended (%(status)s)"), status=row.status)
 
 

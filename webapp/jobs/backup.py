@@ -73,7 +73,8 @@ def engine_sources(backup):
     for entry in backup.sources:
         row = rows.get(entry["id"])
         if row is None:
-            raise BackupError(N_("source %(name)r was deleted after the backup was requested"), name=entry["name"])
+            raise BackupError(N_("source %(name)s was deleted after the backup was requested"),
+                              name=repr(entry["name"]))
         sources.append(make_source(row.kind, row.name, **row.engine_settings()))
     return sources
 

@@ -4,7 +4,7 @@ from .. import runs
 from ..backup import BackupError, Cancelled
 from ..backup.messages import Message, N_
 from ..backup.restore import verify_archive
-from ..errors import joined
+from ..errors import joined, texts_and_records
 from ..models import Status
 from ..services.audit import audit
 from ..services.operations import record_verification
@@ -32,7 +32,9 @@ def run_verify(operation_id, attempt):
         tracker.finish(Status.FAILED, e)
         return "failed"
     record_verification(backup, report.ok, report.problems)
-    result = {"ok": report.ok, "deep": deep, "problems": report.problems, "members": report.members}
+    problems, records = texts_and_records(report.problems)
+    result = {"ok": report.ok, "deep": deep, "problems": problems, "problems_messages": records,
+              "members": report.members}
     if report.ok:
         tracker.complete(result)
     else:

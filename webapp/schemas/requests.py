@@ -76,8 +76,8 @@ class RestoreRequest(Body):
     """What to restore, confirmed."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"confirm": CONFIRM_WORD}]})
-    confirm: one_of([CONFIRM_WORD], rule=Message(N_("%(field)s must be %(word)s: a restore overwrites the current data"),
-                                                 word=CONFIRM_WORD)) = Field(
+    confirm: one_of([CONFIRM_WORD], rule=Message(
+        N_("%(field)s must be %(word)s: a restore overwrites the current data"), word=CONFIRM_WORD)) = Field(
         # A required field's description is what its absence is told, translated (schemas.explain).
         description=N_("type RESTORE to confirm: a restore overwrites the current data"))
     source_ids: list[Id] | None = Field(None, min_length=1, description="restore only these sources")

@@ -4,17 +4,17 @@ import datetime as dt
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import (AfterValidator, AliasChoices, AliasPath, BaseModel, BeforeValidator, ConfigDict, Field,
-                      PlainSerializer, WithJsonSchema, computed_field, model_validator)
+                      PlainSerializer, WithJsonSchema, computed_field)
 
 from ..backup.archive import COMPRESSIONS
 from ..backup.schedule_timing import PRESET_KINDS
 from ..backup.sources import SOURCE_KINDS
 from ..backup.sources.base import NAME_PATTERN, redact_url
-from ..i18n import stored_message
 from ..models import BACKUP_TYPES, OPERATION_KINDS, ROLES, STATUSES, TRIGGERS, isoformat
 from ..services.backups import MAX_NOTE
 from .fields import Id, Locale, TimeZone
 from .requests import Retention
+from .translated import Translated, record_of
 
 
 def empty_if_none(value):
@@ -53,26 +53,6 @@ class Shape(BaseModel):
     """The data of an answer, read from an ORM row's attributes or from a dict."""
 
     model_config = ConfigDict(from_attributes=True)
-
-
-class Translated(Shape):
-    """A shape with sentences kept in English beside a record of them (models.error_columns, the
-    audit trail's detail_message): each is answered in the caller's language. TRANSLATED maps
-    such a field to the hidden field that reads its record."""
-
-    TRANSLATED: ClassVar[dict] = {}
-
-    @model_validator(mode="after")
-    def in_callers_language(self):
-        for field, record in self.TRANSLATED.items():
-            if field in self.model_fields_set and getattr(self, field):
-                setattr(self, field, stored_message(getattr(self, record), getattr(self, field)))
-        return self
-
-
-def record_of():
-    """A hidden field: the record a Translated shape translates from, never in an answer."""
-    return Field(None, exclude=True)
 
 
 class Progress(Shape):
@@ -188,10 +168,12 @@ class SourceTest(Translated):
     """What a backup of the source would read, or why it cannot."""
 
     model_config = ConfigDict(extra="allow")
-    TRANSLATED: ClassVar[dict] = {"error": "error_message"}
+    TRANSLATED: ClassVar[dict] = {"error": "error_message", "warnings": "warnings_messages"}
     ok: bool
     error: str = Field(None, description="why the source cannot be backed up")
     error_message: Any = record_of()
+    warnings: list[str] = Field(None, description="what a backup of it would not get right")
+    warnings_messages: Any = record_of()
     size: Count = None
     table_count: Count = None
     file_count: Count = None
@@ -230,9 +212,10 @@ class Schedule(Translated):
     updated_at: Time
 
 
-class RetentionEntry(Shape):
+class RetentionEntry(Translated):
     """A backup as the retention preview lists it."""
 
+    TRANSLATED: ClassVar[dict] = {"explanation": "explanation_message"}
     id: Id
     name: str
     status: Literal[STATUSES]
@@ -241,18 +224,23 @@ class RetentionEntry(Shape):
     file_size: Count | None
     pinned: bool
     explanation: str
+    explanation_message: Any = record_of()
 
 
 class RemovedBackup(RetentionEntry):
     """A backup the policy would remove, and why."""
 
+    TRANSLATED: ClassVar[dict] = {**RetentionEntry.TRANSLATED, "reason": "reason_message"}
     reason: str
+    reason_message: Any = record_of()
 
 
 class KeptBackup(RetentionEntry):
     """A backup the policy keeps, and every reason."""
 
+    TRANSLATED: ClassVar[dict] = {**RetentionEntry.TRANSLATED, "reasons": "reasons_messages"}
     reasons: list[str]
+    reasons_messages: Any = record_of()
 
 
 class RetentionPreview(Translated):

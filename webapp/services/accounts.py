@@ -37,7 +37,7 @@ def check_username(username, existing=None):
     if not username or len(username) > 64:
         raise Invalid(N_("%(field)s must be %(min)s-%(max)s characters"), field="username", min=1, max=64)
     if name_taken(User.username, username, existing):
-        raise Conflict(N_("user %(name)r already exists"), name=username)
+        raise Conflict(N_("user %(name)s already exists"), name=repr(username))
     return username
 
 
@@ -61,7 +61,7 @@ def get_user(user_id):
 def user_named(username):
     user = User.query.filter_by(username=username).first()
     if user is None:
-        raise NotFound(N_("no user named %(name)r"), name=username)
+        raise NotFound(N_("no user named %(name)s"), name=repr(username))
     return user
 
 

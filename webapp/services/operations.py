@@ -56,7 +56,8 @@ def start_verify(actor, backup, deep=False):
 
 
 def record_verification(backup, ok, problems):
+    """A verification's outcome on the backup; `problems` (Messages or text) are kept in English."""
     backup.verified_at = utcnow()
     backup.verify_status = "passed" if ok else "failed"
-    backup.verify_problems = problems
+    backup.verify_problems = [str(problem) for problem in problems]
     db.session.commit()

@@ -70,7 +70,8 @@ def other_databases(sources, targets):
     for name, url in targets.items():
         source = by_name.get(name)
         if source is None or source.kind not in SERVER_DATABASE_KINDS:
-            raise Invalid(N_("targets: %(name)r is not a PostgreSQL or MySQL source of this restore"), name=name)
+            raise Invalid(N_("targets: %(name)s is not a PostgreSQL or MySQL source of this restore"),
+                          name=repr(name))
         if not isinstance(url, str) or not url.strip():
             continue  # an empty field in the dialog: restore in place
         url = keep_password(url.strip(), source.url)

@@ -27,7 +27,7 @@ from sqlalchemy import delete, exists, or_, select
 from .. import runs
 from ..backup.messages import Message, N_, as_message
 from ..backup.retention import UNSUCCESSFUL_STATUSES, Candidate, Policy, RetentionPlan, plan_retention
-from ..errors import LIST, Unavailable, joined
+from ..errors import LIST, Unavailable, joined, texts_and_records
 from ..extensions import db
 from ..models import ACTIVE_STATUSES, Backup, Operation, Schedule, isoformat, utcnow
 from . import settings
@@ -38,7 +38,7 @@ from .storage import backup_storage
 
 log = logging.getLogger(__name__)
 GLOBAL_LABEL = Message(N_("manual, imported and safety backups"))
-# Reasons a backup is kept, added to the engine's plan (plain text, as the plan keeps its own).
+# Reasons a backup is kept, added to the engine's plan.
 RETENTION_OFF = N_("no retention rule set")
 IN_USE_BY = N_("in use by %(reader)s")
 ON_REQUEST = Message(N_("on request"))
@@ -112,11 +112,11 @@ def plan_scope(scope, now=None):
     plan = plan_retention(considered, scope.policy, now, zoneinfo.ZoneInfo(scope.timezone),
                           pre_restore_min_age=dt.timedelta(days=defaults["pre_restore_min_days"]),
                           failed_max_age=dt.timedelta(days=defaults["failed_max_days"]))
-    keep = {**{i: [RETENTION_OFF] for i in backups if i not in plan.keep and i not in plan.remove},
+    keep = {**{i: [Message(RETENTION_OFF)] for i in backups if i not in plan.keep and i not in plan.remove},
             **plan.keep}
     remove = dict(plan.remove)
     for backup_id, users in readers_of(list(remove)).items():
-        keep[backup_id] = [IN_USE_BY % {"reader": user} for user in users]
+        keep[backup_id] = [Message(IN_USE_BY, reader=user) for user in users]
         del remove[backup_id]
     return ScopePlan(scope, backups, RetentionPlan(keep=keep, remove=remove))
 
@@ -147,11 +147,26 @@ def preview_scope(scope, now=None):
         "scope": str(scope.label), "scope_message": scope.label.as_record(), "policy": scope.policy.to_dict(),
         "timezone": scope.timezone,
         "rules_set": scope.has_rules,
-        "remove": [dict(backup_summary(b), reason=plan.remove[b.id], explanation=plan.explain(b.id))
+        "remove": [dict(backup_summary(b), **reason_fields(plan.remove[b.id]), **explained(plan, b.id))
                    for b in newest_first if b.id in plan.remove],
-        "keep": [dict(backup_summary(b), reasons=plan.keep[b.id], explanation=plan.explain(b.id))
+        "keep": [dict(backup_summary(b), **kept_for(plan.keep[b.id]), **explained(plan, b.id))
                  for b in newest_first if b.id in plan.keep],
     }
+
+
+def explained(plan, backup_id):
+    """The preview's line about a backup, as RetentionPlan.explain words it, in English and as a
+    record to translate (the reasons here may be the engine's or ours)."""
+    if backup_id in plan.keep:
+        line = Message(N_("kept: %(reasons)s"), reasons=joined(plan.keep[backup_id], LIST))
+    else:
+        line = Message(N_("removed: %(reason)s"), reason=as_message(plan.remove[backup_id]))
+    return {"explanation": str(line), "explanation_message": line.as_record()}
+
+
+def kept_for(reasons):
+    texts, records = texts_and_records(reasons)
+    return {"reasons": texts, "reasons_messages": records}
 
 
 def backup_summary(backup):
@@ -187,7 +202,17 @@ def apply_retention(actor, scopes, now=None, progress=None, should_cancel=lambda
 
 def removal(backup, reason):
     """What removing `backup` needs to know, and what the run reports about it."""
-    return dict(backup_summary(backup), file_name=backup.file_name, reason=str(reason))
+    return dict(backup_summary(backup), file_name=backup.file_name, **reason_fields(reason))
+
+
+def reason_fields(reason):
+    """Why a backup goes, in English and as a record to translate."""
+    reason = as_message(reason)
+    return {"reason": str(reason), "reason_message": reason.as_record()}
+
+
+def reason_of(entry):
+    return Message.from_record(entry.get("reason_message")) or entry["reason"]
 
 
 def remove_backup(actor, entry, scope):
@@ -205,7 +230,7 @@ def remove_backup(actor, entry, scope):
         backup_storage().delete(entry["file_name"])
     audit(actor, "retention.remove", f"backup:{entry['name']}",
           detail=Message(N_("%(scope)s: %(reason)s (%(status)s)"), scope=scope.label,
-                         reason=as_message(entry["reason"]), status=entry["status"]))
+                         reason=reason_of(entry), status=entry["status"]))
     return True
 
 
@@ -264,7 +289,7 @@ def describe_result(result):
     removed = result["removed"]
     if not removed:
         return Message(N_("nothing to remove"))
-    names = [Message(N_("%(name)s (%(reason)s)"), name=r["name"], reason=as_message(r["reason"]))
+    names = [Message(N_("%(name)s (%(reason)s)"), name=r["name"], reason=reason_of(r))
              for r in removed[:5]]
     if len(removed) > 5:
         names.append("...")

@@ -103,7 +103,7 @@ def schedule_name(fields, existing):
     if not name or len(name) > MAX_NAME:
         raise Invalid(N_("%(field)s must be %(min)s-%(max)s characters"), field="name", min=1, max=MAX_NAME)
     if name_taken(Schedule.name, name, existing):
-        raise Conflict(N_("a schedule named %(name)r already exists"), name=name)
+        raise Conflict(N_("a schedule named %(name)s already exists"), name=repr(name))
     return name
 
 

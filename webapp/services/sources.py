@@ -8,7 +8,7 @@ from sqlalchemy.engine import make_url
 from ..backup import SourceError, make_source
 from ..backup.messages import Message, N_
 from ..backup.sources.base import check_name, keep_password, redact_url
-from ..errors import Conflict, Invalid, NotFound
+from ..errors import Conflict, Invalid, NotFound, texts_and_records
 from ..extensions import db
 from ..models import Source, name_taken
 from .audit import audit
@@ -48,13 +48,16 @@ def delete_source(actor, source):
 
 
 def check_source(source):
-    """Check a stored source now: what it would back up, or why it cannot (`error` in English,
-    `error_message` the record to translate it)."""
+    """Check a stored source now: what it would back up, or why it cannot. Sentences are in
+    English (`error`, `warnings`) and as records to translate (`error_message`, `warnings_messages`)."""
     engine_source = make_source(source.kind, source.name, **source.engine_settings())
     try:
-        return {"ok": True, **engine_source.check()}
+        report = {"ok": True, **engine_source.check()}
     except SourceError as e:
         return {"ok": False, "error": str(e), "error_message": e.message.as_record()}
+    if "warnings" in report:
+        report["warnings"], report["warnings_messages"] = texts_and_records(report["warnings"])
+    return report
 
 
 def validate_source(data, existing=None):
@@ -67,7 +70,7 @@ def validate_source(data, existing=None):
     engine_source = engine_source_from(merged, existing)
     refuse_cairns_own_data(engine_source)
     if name_taken(Source.name, engine_source.name, existing):
-        raise Conflict(N_("a source named %(name)r already exists"), name=engine_source.name)
+        raise Conflict(N_("a source named %(name)s already exists"), name=repr(engine_source.name))
     enabled = merged.get("enabled", True)
     if not isinstance(enabled, bool):
         raise Invalid(N_("%(field)s must be true or false"), field="enabled")
