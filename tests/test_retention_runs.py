@@ -274,5 +274,5 @@ def test_bad_retention_settings_are_refused_and_change_nothing(app, change, mess
     with pytest.raises(errors.Invalid) as refused:
         settings.update_retention_settings(SYSTEM, change)
 
-    assert refused.value.message.startswith(message)
+    assert str(refused.value).startswith(message)
     assert settings.retention_settings() == before

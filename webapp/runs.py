@@ -19,15 +19,17 @@ from rq.job import Job
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from .backup.messages import Message, N_
 from .backup.progress import FINAL_PHASES
 from .errors import Conflict, Unavailable
 from .extensions import db, get_queue, get_redis
-from .models import ACTIVE_STATUSES, Backup, Operation, RunLock, Status, utcnow
+from .models import ACTIVE_STATUSES, Backup, Operation, RunLock, Status, error_columns, utcnow
 
 log = logging.getLogger(__name__)
 RUN_LOCK = "exclusive"
 RESULT_TTL = 86400
 FAILURE_TTL = 7 * 86400
+CANCELLED_ON_REQUEST = Message(N_("cancelled on request"))
 
 
 def new_attempt():
@@ -73,8 +75,8 @@ def take_slot(row):
 
 def slot_holder_message():
     if restore_running():
-        return "a restore is running; wait until it has finished"
-    return "a backup is already running"
+        return Message(N_("a restore is running; wait until it has finished"))
+    return Message(N_("a backup is already running"))
 
 
 def restore_running():
@@ -132,8 +134,8 @@ def enqueue(row, job, description):
                             failure_ttl=FAILURE_TTL, description=description)
     except Exception as e:
         log.exception("enqueue failed")
-        close(row, f"the job queue (Redis) could not be reached: {e}")
-        raise Unavailable("the job queue (Redis) is not reachable; is the worker side running?") from None
+        close(row, Message(N_("the job queue (Redis) could not be reached: %(error)s"), error=str(e)))
+        raise Unavailable(N_("the job queue (Redis) is not reachable; is the worker side running?")) from None
 
 
 def request_cancel(row):
@@ -153,7 +155,7 @@ def close_pending(row):
     model = type(row)
     closed = db.session.execute(
         update(model).where(model.id == row.id, model.status == Status.PENDING.value)
-        .values(status=Status.CANCELLED.value, error="cancelled on request", attempt=None,
+        .values(status=Status.CANCELLED.value, attempt=None, **error_columns(CANCELLED_ON_REQUEST),
                 **{end_column(model): utcnow()})).rowcount == 1
     if not closed:
         db.session.rollback()
@@ -184,19 +186,20 @@ def flag_cancel(row):
 def cancel_refusal(row):
     db.session.refresh(row)
     if row.is_active:
-        return f"too late to cancel: {FINAL_PHASES[row.phase]}"
-    return f"too late to cancel: it has already ended ({row.status})"
+        return Message(N_("too late to cancel: %(phase)s"), phase=Message(FINAL_PHASES[row.phase]))
+    return Message(N_("too late to cancel: it has already ended (%(status)s)"), status=row.status)
 
 
 def close(row, reason, status=Status.FAILED, keep_slot=False):
     """End an active row on behalf of an attempt that is gone or never started, and free the
     slot (unless `keep_slot`: the caller frees it once it has cleaned up after the attempt).
+    `reason` is a Message (or text): the row keeps it in English and for translation.
     True when this call closed it (and not the attempt, or another caller, first)."""
     model = type(row)
     closed = db.session.execute(
         update(model)
         .where(model.id == row.id, model.attempt == row.attempt, model.status.in_(ACTIVE_STATUSES))
-        .values(status=status.value, error=reason, attempt=None, **{end_column(model): utcnow()})).rowcount
+        .values(status=status.value, attempt=None, **error_columns(reason), **{end_column(model): utcnow()})).rowcount
     if not keep_slot:
         release_slot(lock_owner(row))
     db.session.commit()

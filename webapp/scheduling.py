@@ -12,6 +12,7 @@ when it has finished. A due run that finds a backup running is recorded as skipp
 
 from sqlalchemy import update
 
+from .backup.messages import Message, N_
 from .errors import Conflict, ServiceError
 from .extensions import db
 from .jobs.reconcile import reconcile
@@ -63,12 +64,12 @@ def start(schedule, now, due_at):
         if restore_running():  # a restore took the slot since we looked: give the due time back
             unclaim(schedule, due_at)
             return False
-        record(schedule, now, "skipped", f"skipped: {e}")
+        record(schedule, now, "skipped", Message(N_("skipped: %(reason)s"), reason=e.message))
         return False
     except ServiceError as e:
-        record(schedule, now, "failed", f"could not start: {e}")
+        record(schedule, now, "failed", Message(N_("could not start: %(reason)s"), reason=e.message))
         return False
-    record(schedule, now, "started", f"started backup #{backup.id}", backup.id)
+    record(schedule, now, "started", Message(N_("started backup #%(id)s"), id=backup.id), backup.id)
     return True
 
 
@@ -78,6 +79,7 @@ def unclaim(schedule, due_at):
 
 
 def record(schedule, now, status, message, backup_id=None):
+    """What the due run did (a Message), on the schedule and in the audit trail."""
     record_run(schedule, now, status, message, backup_id)
     audit(SYSTEM, f"schedule.run.{status}", f"schedule:{schedule.name}", detail=message,
           result="ok" if status == "started" else "error")

@@ -16,6 +16,8 @@ from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from .backup.messages import Message, N_
+
 log = logging.getLogger(__name__)
 
 
@@ -78,5 +80,8 @@ def record_success(username, address):
 
 
 def too_many_message(seconds):
+    """What a refused sign-in is told (a Message): when to try again."""
     minutes = max(1, round(seconds / 60))
-    return (f"too many failed sign-ins; try again in {minutes} minute{'s' if minutes != 1 else ''}")
+    if minutes == 1:
+        return Message(N_("too many failed sign-ins; try again in %(minutes)s minute"), minutes=minutes)
+    return Message(N_("too many failed sign-ins; try again in %(minutes)s minutes"), minutes=minutes)

@@ -5,7 +5,9 @@ import logging
 from flask import current_app
 from rq.timeouts import JobTimeoutException
 
+from .. import runs
 from ..backup import BackupError, Cancelled, create_backup, make_source
+from ..backup.messages import Message, N_
 from ..extensions import db
 from ..models import Backup, Source, Status
 from ..services.retention import after_scheduled_backup
@@ -27,23 +29,29 @@ def run_backup(backup_id, attempt):
         backup_storage().delete(backup.file_name)
         return "abandoned: the row was reconciled while this attempt ran"
     except Cancelled:
-        tracker.finish(Status.CANCELLED, "cancelled on request")
+        tracker.finish(Status.CANCELLED, runs.CANCELLED_ON_REQUEST)
         return "cancelled"
     except JobTimeoutException:
-        tracker.finish(Status.TIMEOUT, f"stopped after the job timeout of {current_app.config['JOB_TIMEOUT']} s")
+        tracker.finish(Status.TIMEOUT, timed_out())
         return "timeout"
     except BackupError as e:
-        tracker.finish(Status.FAILED, str(e))
+        tracker.finish(Status.FAILED, e)
         return "failed"
     except Exception as e:
         log.exception("backup %s failed", backup_id)
-        tracker.finish(Status.FAILED, f"unexpected error: {e.__class__.__name__}: {e}")
+        tracker.finish(Status.FAILED, Message(N_("unexpected error: %(kind)s: %(error)s"),
+                                              kind=e.__class__.__name__, error=str(e)))
         raise
     if not tracker.complete(result):
         backup_storage().delete(backup.file_name)
         return "abandoned: the row was reconciled before the archive was recorded"
     start_retention_after(backup)
     return "completed"
+
+
+def timed_out():
+    """Why a job that ran past JOB_TIMEOUT was stopped."""
+    return Message(N_("stopped after the job timeout of %(seconds)s s"), seconds=current_app.config["JOB_TIMEOUT"])
 
 
 def write_archive(backup, sources, tracker, should_cancel=None):
@@ -65,7 +73,8 @@ def engine_sources(backup):
     for entry in backup.sources:
         row = rows.get(entry["id"])
         if row is None:
-            raise BackupError(f"source {entry['name']!r} was deleted after the backup was requested")
+            raise BackupError(N_("source %(name)s was deleted after the backup was requested"),
+                              name=repr(entry["name"]))
         sources.append(make_source(row.kind, row.name, **row.engine_settings()))
     return sources
 

@@ -19,8 +19,9 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from .. import runs
+from ..backup.messages import Message, N_
 from ..extensions import db, get_redis
-from ..models import ACTIVE_STATUSES, Backup, Operation, Status, utcnow
+from ..models import ACTIVE_STATUSES, Backup, Operation, Status, error_columns, utcnow
 from ..services.audit import SYSTEM, audit
 from ..services.restores import claim_clean_up, describe_outcome, finish_set_aside, unfinished_set_asides
 from ..services.status import process_alive
@@ -48,6 +49,7 @@ def reconcile():
 
 def fail_orphan(row, reason, status=Status.FAILED):
     """Close a row on behalf of an attempt that is gone and clean up after it; True if closed.
+    `reason` is a Message.
 
     The slot stays taken until a dead restore's targets are put back, so no new restore or
     backup starts on them meanwhile (and stays taken if that fails, until it is done).
@@ -69,18 +71,20 @@ def fail_orphan(row, reason, status=Status.FAILED):
 
 def finish_dead_restore(operation, reason):
     """Put a dead restore's targets back (or drop what it set aside, when it had restored every
-    source), then say on the row what became of the data. Returns the row's error text."""
+    source), then say on the row what became of the data. Returns the row's error (a Message)."""
     shutil.rmtree(backup_storage().staging_dir(f"operation-{operation.id}"), ignore_errors=True)
     try:
         told = describe_outcome(operation, finish_set_aside(operation))
     except Exception as e:
         db.session.rollback()
         log.exception("could not finish what restore %s set aside", operation.id)
-        told = (f"Putting the data back failed ({e}); Cairn tries again at the next start and every few "
-                f"seconds, and holds back other backups and restores until it has.")
-    operation.error = f"{reason}. {told}"
+        told = Message(N_("Putting the data back failed (%(error)s); Cairn tries again at the next start and every "
+                          "few seconds, and holds back other backups and restores until it has."), error=str(e))
+    error = Message(N_("%(reason)s. %(outcome)s"), reason=reason, outcome=told)
+    for column, value in error_columns(error).items():
+        setattr(operation, column, value)
     db.session.commit()
-    return operation.error
+    return error
 
 
 def finish_unfinished_restores():
@@ -115,8 +119,8 @@ def why_gone(row, now):
     """
     timeout = dt.timedelta(seconds=current_app.config["HEARTBEAT_TIMEOUT"])
     if row.status == Status.RUNNING.value and (row.heartbeat_at or row.started_at or now) < now - timeout:
-        return (f"the worker stopped responding during '{row.phase}' (killed or crashed); "
-                f"no heartbeat for over {timeout.seconds} s")
+        return Message(N_("the worker stopped responding during '%(phase)s' (killed or crashed); "
+                          "no heartbeat for over %(seconds)s s"), phase=row.phase, seconds=timeout.seconds)
     if not row.job_id:
         return None
     try:
@@ -125,15 +129,18 @@ def why_gone(row, now):
     except NoSuchJobError:
         if now - row.created_at < PENDING_GRACE:
             return None
-        return "its job is no longer in the queue (Redis was restarted or flushed)"
+        return Message(N_("its job is no longer in the queue (Redis was restarted or flushed)"))
     except Exception:
         return None  # Redis unreachable: heartbeats alone decide
     dead_pid = dead_worker_pid(job.worker_name) if status == JobStatus.STARTED else None
+    if dead_pid is not None and row.phase:
+        return Message(N_("the worker running it (pid %(pid)s) died during '%(phase)s' (killed or crashed)"),
+                       pid=dead_pid, phase=row.phase)
     if dead_pid is not None:
-        during = f" during '{row.phase}'" if row.phase else ""
-        return f"the worker running it (pid {dead_pid}) died{during} (killed or crashed)"
+        return Message(N_("the worker running it (pid %(pid)s) died (killed or crashed)"), pid=dead_pid)
     if status in GONE_STATUSES and now - row.created_at >= PENDING_GRACE:
-        return f"the worker reported the job as {status.value}: {last_line(job)}"
+        return Message(N_("the worker reported the job as %(status)s: %(details)s"), status=status.value,
+                       details=last_line(job))
     return None
 
 
@@ -160,7 +167,7 @@ def last_line(job):
         result = job.latest_result()
         if result is not None and result.exc_string:
             return result.exc_string.strip().splitlines()[-1]
-    return "no details"
+    return Message(N_("no details"))
 
 
 def remove_partial_files(row):

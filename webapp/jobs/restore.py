@@ -9,7 +9,9 @@ from rq.timeouts import JobTimeoutException
 from ..backup import BackupError, Cancelled
 from ..backup.checksums import quick_check
 from ..backup.errors import UndoError, VerifyError
+from ..backup.messages import Message, N_
 from ..backup.restore import restore_archive
+from ..errors import joined
 from ..extensions import db
 from ..models import Operation, Source, Status
 from ..services.audit import audit
@@ -17,7 +19,7 @@ from ..services.backups import new_backup_row
 from ..services.operations import record_verification
 from ..services.restores import finish_set_aside, restore_sources, restore_token
 from ..services.storage import backup_storage
-from .backup import write_archive
+from .backup import timed_out, write_archive
 from .tracking import BackupTracker, LostOwnership, OperationTracker, requester
 
 log = logging.getLogger(__name__)
@@ -46,16 +48,17 @@ def run_restore(operation_id, attempt):
 def record_failure(operation, tracker, result, error):
     """The row's outcome when the restore stopped: nothing was changed, or all was put back."""
     if isinstance(error, Cancelled):
-        tracker.finish(Status.CANCELLED, "cancelled on request; nothing was changed", result)
+        tracker.finish(Status.CANCELLED, Message(N_("cancelled on request; nothing was changed")), result)
         return "cancelled"
     if isinstance(error, JobTimeoutException):
-        tracker.finish(Status.TIMEOUT, f"stopped after the job timeout of {current_app.config['JOB_TIMEOUT']} s",
-                       result)
+        tracker.finish(Status.TIMEOUT, timed_out(), result)
         return "timeout"
-    prefix = "the archive failed verification, so nothing was changed: " if isinstance(error, VerifyError) else ""
+    reason = error.message
+    if isinstance(error, VerifyError):
+        reason = Message(N_("the archive failed verification, so nothing was changed: %(error)s"), error=reason)
     # Targets not all put back: the slot stays taken until the reconciler has finished it.
-    tracker.finish(Status.FAILED, f"{prefix}{error}", result, keep_slot=not result["cleaned"])
-    restore_audit(operation, "error", str(error))
+    tracker.finish(Status.FAILED, reason, result, keep_slot=not result["cleaned"])
+    restore_audit(operation, "error", error.message)
     return "failed"
 
 
@@ -64,7 +67,8 @@ def record_success(operation, tracker, result, restored):
     thousands of files takes a while."""
     result["restored"] = restored.restored
     tracker.complete(result)
-    restore_audit(operation, "ok", f"restored {', '.join(restored.restored)} from backup {operation.backup.name}")
+    restore_audit(operation, "ok", Message(N_("restored %(sources)s from backup %(backup)s"),
+                                           sources=", ".join(restored.restored), backup=operation.backup.name))
     try:
         finish_set_aside(db.session.get(Operation, operation.id), complete=True)
     except OSError as e:
@@ -78,7 +82,7 @@ def restore(operation, tracker, result):
     backup, store = operation.backup, backup_storage()
     sources = restore_sources(operation)
     if len(sources) != len(operation.params.get("source_ids", [])):
-        raise BackupError("a source chosen for this restore was deleted meanwhile; nothing was changed")
+        raise BackupError(N_("a source chosen for this restore was deleted meanwhile; nothing was changed"))
     path = store.path(backup.file_name)
     reporter = tracker.reporter()
     check_archive(backup, path, reporter)
@@ -113,7 +117,7 @@ def check_archive(backup, path, reporter):
     problems = quick_check(path, backup.sha256, reporter)
     if problems:
         record_verification(backup, False, problems)
-        raise VerifyError("; ".join(problems))
+        raise VerifyError(joined(problems))
 
 
 def restore_audit(operation, outcome, detail):
@@ -138,8 +142,8 @@ def take_safety_backup(operation, sources):
     try:
         created = write_archive(backup, present, tracker, should_cancel=lambda: False)
     except BackupError as e:
-        tracker.finish(Status.FAILED, str(e))
-        raise BackupError(f"the safety backup failed, so nothing was restored: {e}") from None
+        tracker.finish(Status.FAILED, e)
+        raise BackupError(N_("the safety backup failed, so nothing was restored: %(error)s"), error=e.message) from None
     tracker.complete(created)
     return backup.id
 

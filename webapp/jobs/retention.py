@@ -1,5 +1,6 @@
 """The retention job: remove what the retention policies remove now."""
 
+from ..backup.messages import Message, N_
 from ..errors import ServiceError
 from ..models import Status
 from ..services.retention import apply_retention, describe_result, scopes_for
@@ -19,8 +20,10 @@ def run_retention(operation_id, attempt):
     except ServiceError as e:  # the schedule was deleted while the run was queued
         tracker.finish(Status.FAILED, e)
         return "failed"
+    summary = describe_result(result)
     if tracker.should_cancel():
-        tracker.finish(Status.CANCELLED, "cancelled on request; " + describe_result(result), result)
+        tracker.finish(Status.CANCELLED, Message(N_("cancelled on request; %(summary)s"), summary=summary), result)
         return "cancelled"
-    tracker.complete(dict(result, summary=describe_result(result)))
+    # The summary in English for the API, and as a record a page translates.
+    tracker.complete(dict(result, summary=str(summary), summary_message=summary.as_record()))
     return "completed"

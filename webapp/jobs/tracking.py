@@ -15,9 +15,10 @@ from sqlalchemy import select, update
 
 from .. import runs
 from ..backup import Cancelled
+from ..backup.messages import Message, N_, as_message
 from ..backup.progress import FINAL_PHASES, Reporter
 from ..extensions import db
-from ..models import ACTIVE_STATUSES, Backup, Operation, Status, utcnow
+from ..models import ACTIVE_STATUSES, Backup, Operation, Status, error_columns, utcnow
 from ..services.audit import Actor, audit
 from ..services.storage import backup_storage
 
@@ -160,10 +161,10 @@ class RowTracker:
         before; its requester was told it would stop, so it must not be recorded as completed.
         A job past a final phase has no cancel standing: cancels are refused there.
         """
-        if self.close(Status.COMPLETED, self.model.cancel_requested.is_(False), phase="completed", error=None,
-                      **values):
+        if self.close(Status.COMPLETED, self.model.cancel_requested.is_(False), phase="completed",
+                      **error_columns(None), **values):
             return True
-        self.finish(Status.CANCELLED, "cancelled on request")
+        self.finish(Status.CANCELLED, runs.CANCELLED_ON_REQUEST)
         return False
 
 
@@ -171,11 +172,13 @@ class BackupTracker(RowTracker):
     model = Backup
 
     def finish(self, status, error):
-        owned = self.close(status, error=error)
+        """Record a backup that did not complete; `error` is a Message, an error carrying one, or text."""
+        owned = self.close(status, **error_columns(error))
         if owned:
             backup = db.session.get(Backup, self.row_id)
             backup_storage().delete(backup.file_name)
-            self.audit(backup, "error", f"{status.value}: {error}")
+            self.audit(backup, "error", Message(N_("%(status)s: %(error)s"), status=status.value,
+                                                error=as_message(error)))
         return owned
 
     def complete(self, result):
@@ -184,7 +187,9 @@ class BackupTracker(RowTracker):
             sha256=result.sha256, source_size=result.source_size, sources=result.sources,
             manifest=result.members)
         if owned:
-            self.audit(db.session.get(Backup, self.row_id), "ok", f"completed: {result.size} bytes, sha256 {result.sha256}")
+            self.audit(db.session.get(Backup, self.row_id), "ok",
+                       Message(N_("completed: %(size)s bytes, sha256 %(sha256)s"), size=result.size,
+                               sha256=result.sha256))
         return owned
 
     @staticmethod
@@ -201,7 +206,8 @@ class OperationTracker(RowTracker):
         db.session.commit()
 
     def finish(self, status, error, result=None, keep_slot=False):
-        return self.close(status, error=error, result=result, keep_slot=keep_slot)
+        """Record an operation that did not complete; `error` is a Message, an error carrying one, or text."""
+        return self.close(status, result=result, keep_slot=keep_slot, **error_columns(error))
 
     def complete(self, result):
         return self.close_completed(result=result)

@@ -1,7 +1,10 @@
 """The verify job: check a backup's archive (its hash, and with `deep` every member and dump)."""
 
+from .. import runs
 from ..backup import BackupError, Cancelled
+from ..backup.messages import Message, N_
 from ..backup.restore import verify_archive
+from ..errors import joined, texts_and_records
 from ..models import Status
 from ..services.audit import audit
 from ..services.operations import record_verification
@@ -23,17 +26,26 @@ def run_verify(operation_id, attempt):
                                     staging_dir=store.staging_dir(f"operation-{operation.id}"),
                                     reporter=tracker.reporter())
     except Cancelled:
-        tracker.finish(Status.CANCELLED, "cancelled on request")
+        tracker.finish(Status.CANCELLED, runs.CANCELLED_ON_REQUEST)
         return "cancelled"
     except BackupError as e:
-        tracker.finish(Status.FAILED, str(e))
+        tracker.finish(Status.FAILED, e)
         return "failed"
     record_verification(backup, report.ok, report.problems)
-    result = {"ok": report.ok, "deep": deep, "problems": report.problems, "members": report.members}
+    problems, records = texts_and_records(report.problems)
+    result = {"ok": report.ok, "deep": deep, "problems": problems, "problems_messages": records,
+              "members": report.members}
     if report.ok:
         tracker.complete(result)
     else:
-        tracker.finish(Status.FAILED, "verification failed: " + "; ".join(report.problems[:3]), result)
+        tracker.finish(Status.FAILED, Message(N_("verification failed: %(problems)s"),
+                                              problems=joined(report.problems[:3]) or ""), result)
     audit(requester(operation), "backup.verify", f"backup:{backup.id}", result="ok" if report.ok else "error",
-          detail=f"{'deep' if deep else 'quick'}: " + ("; ".join(report.problems) or "passed"))
+          detail=verify_detail(deep, report.problems))
     return "passed" if report.ok else "failed"
+
+
+def verify_detail(deep, problems):
+    """The audit trail's words for a verification: how deep, and what it found."""
+    template = N_("deep: %(found)s") if deep else N_("quick: %(found)s")
+    return Message(template, found=joined(problems) or Message(N_("passed")))

@@ -13,7 +13,8 @@ the OpenAPI document from both kinds.
 
 from pydantic import ValidationError
 
-from ..errors import Invalid
+from ..backup.messages import Message, N_
+from ..errors import Invalid, joined
 from .fields import MAX_PROBLEMS, shown
 from .requests import (Body, ClosedBody, TokenRequest, BackupCreate, BackupChange, VerifyRequest, RestoreRequest,
                        SourceChange, SourceCreate, Retention, ScheduleChange,
@@ -34,13 +35,17 @@ __all__ = ["parse", "dump", "REQUESTS", "RESPONSES", "Body", "ClosedBody", "Toke
 
 
 def parse(model, data):
-    """`data`, a request's JSON object, as `model`; Invalid naming each field it refuses."""
+    """`data`, a request's JSON object, as `model`; Invalid naming each field it refuses (its
+    message joins one Message per field, each translated for the caller)."""
     try:
         return model.model_validate(data)
     except ValidationError as error:
         problems = [explain(model, e) for e in error.errors()]
-        more = f"; and {len(problems) - MAX_PROBLEMS} more" if len(problems) > MAX_PROBLEMS else ""
-        raise Invalid("; ".join(problems[:MAX_PROBLEMS]) + more) from None
+        message = joined(problems[:MAX_PROBLEMS])
+        if len(problems) > MAX_PROBLEMS:
+            message = Message(N_("%(problems)s; and %(count)s more"), problems=message,
+                              count=len(problems) - MAX_PROBLEMS)
+        raise Invalid(message) from None
 
 
 def dump(model, value, **more):
@@ -61,33 +66,34 @@ class Extended:
         return self._more[name] if name in self._more else getattr(self._row, name)
 
 
-# pydantic's own error types, as predicates about the field
+# pydantic's own error types, as sentences about the field (its error's ctx fills the rest)
 RULES = {
-    "missing": "is required",
-    "string_type": "must be text",
-    "bool_type": "must be true or false",
-    "int_type": "must be a whole number",
-    "int_parsing": "must be a whole number",
-    "list_type": "must be a list",
-    "dict_type": "must be an object",
-    "model_type": "must be an object",
-    "model_attributes_type": "must be an object",
-    "too_short": "must have at least {min_length} item(s)",
-    "too_long": "must have at most {max_length} item(s)",
-    "extra_forbidden": "is not a field of this request",
+    "missing": N_("%(field)s is required"),
+    "string_type": N_("%(field)s must be text"),
+    "bool_type": N_("%(field)s must be true or false"),
+    "int_type": N_("%(field)s must be a whole number"),
+    "int_parsing": N_("%(field)s must be a whole number"),
+    "list_type": N_("%(field)s must be a list"),
+    "dict_type": N_("%(field)s must be an object"),
+    "model_type": N_("%(field)s must be an object"),
+    "model_attributes_type": N_("%(field)s must be an object"),
+    "too_short": N_("%(field)s must have at least %(min_length)s item(s)"),
+    "too_long": N_("%(field)s must have at most %(max_length)s item(s)"),
+    "extra_forbidden": N_("%(field)s is not a field of this request"),
 }
+THE_BODY = Message(N_("the body"))
 
 
 def explain(model, error):
-    """One refused field in words: where it is, then what it must be."""
-    where = ".".join(shown(part) for part in error["loc"]) or "the body"
+    """One refused field in words (a Message): where it is, then what it must be."""
+    where = ".".join(shown(part) for part in error["loc"]) or THE_BODY
     if error["type"] == "cairn":
-        return f"{where} {error['msg']}"
+        return Message(error["ctx"]["template"], **{**error["ctx"]["params"], "field": where})
     rule = RULES.get(error["type"])
     if rule is None:
-        return f"{where}: {error['msg']}"
-    rule = rule.format(**error.get("ctx", {}))
+        return Message(N_("%(field)s: %(problem)s"), field=where, problem=error["msg"])
     field = model.model_fields.get(error["loc"][0]) if len(error["loc"]) == 1 else None
     if error["type"] == "missing" and field is not None and field.description:
-        rule += f" ({field.description})"
-    return f"{where} {rule}"
+        # The description of a required field is marked for the catalog where it is written.
+        return Message(N_("%(field)s is required (%(hint)s)"), field=where, hint=Message(field.description))
+    return Message(rule, **{**error.get("ctx", {}), "field": where})

@@ -8,6 +8,7 @@ from pydantic import (BeforeValidator, Field,
 from pydantic_core import PydanticCustomError
 
 from ..backup.archive import COMPRESSIONS
+from ..backup.messages import Message, N_
 from ..backup.sources import SOURCE_KINDS
 from ..backup.sources.base import NAME_PATTERN
 from ..models import MAX_ID, BACKUP_TYPES, LOCALES, ROLES
@@ -19,11 +20,17 @@ MAX_LOCATION = 4096  # the length of a source's path and url columns
 MAX_TIMING_TEXT = 100
 MAX_PROBLEMS = 5  # a message names at most this many refused fields
 CONFIRM_WORD = "RESTORE"
+MUST_BE_TEXT = N_("%(field)s must be text")
 
 
-def refuse(rule):
-    """The error of a value that breaks `rule`, a predicate such as "must be text"."""
-    return PydanticCustomError("cairn", rule.replace("{", "{{").replace("}", "}}"))
+def refuse(rule, **params):
+    """The error of a value that breaks `rule`: a sentence about the field, such as
+    N_("%(field)s must be text") with its other parameters, or a Message of one. schemas.explain
+    fills in `field` (where the value is) and hands the Message on."""
+    message = rule if isinstance(rule, Message) else Message(rule, **params)
+    # pydantic turns each context value into text; the rule's own parameters lack `field` yet.
+    return PydanticCustomError("cairn", message.template.replace("{", "{{").replace("}", "}}"),
+                               {"template": message.template, "params": message.params})
 
 
 def encodable(value):
@@ -31,29 +38,29 @@ def encodable(value):
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise refuse("must be text UTF-8 can encode (it holds a lone surrogate)") from None
+        raise refuse(N_("%(field)s must be text UTF-8 can encode (it holds a lone surrogate)")) from None
     return value
 
 
 def length_rule(min_length, max_length):
     if min_length and max_length:
-        return f"must be {min_length}-{max_length} characters"
+        return Message(N_("%(field)s must be %(min)s-%(max)s characters"), min=min_length, max=max_length)
     if min_length:
-        return f"must be at least {min_length} characters"
-    return f"must be at most {max_length} characters"
+        return Message(N_("%(field)s must be at least %(min)s characters"), min=min_length)
+    return Message(N_("%(field)s must be at most %(max)s characters"), max=max_length)
 
 
 def text_check(min_length=None, max_length=None, *, strip=False, pattern=None, rule=None):
     """The check of text to store: UTF-8 encodable, no NUL, stripped when asked, within bounds."""
-    # PostgreSQL refuses NUL in text; `rule` is what a wrong length or pattern is told.
+    # PostgreSQL refuses NUL in text; `rule` (a Message) is what a wrong length or pattern is told.
     rule = rule or length_rule(min_length, max_length)
 
     def check(value):
         if not isinstance(value, str):
-            raise refuse("must be text")
+            raise refuse(MUST_BE_TEXT)
         encodable(value)
         if "\x00" in value:
-            raise refuse("must not contain NUL characters")
+            raise refuse(N_("%(field)s must not contain NUL characters"))
         value = value.strip() if strip else value
         if ((min_length and len(value) < min_length) or (max_length and len(value) > max_length)
                 or (pattern and not re.fullmatch(pattern, value))):
@@ -72,7 +79,7 @@ def text(min_length=None, max_length=None, *, strip=False, pattern=None, rule=No
 def one_of(values, *, fold=False, rule=None):
     """One of `values`; with `fold`, any case and blank for not given, as form fields send it."""
     values = tuple(values)
-    rule = rule or f"must be one of {', '.join(values)}"
+    rule = rule or Message(N_("%(field)s must be one of %(choices)s"), choices=", ".join(values))
 
     def check(value):
         if fold and isinstance(value, str):
@@ -109,7 +116,7 @@ def number_or_text(schema):
         if isinstance(value, str):
             return short_text(value)
         if type(value) is not int:
-            raise refuse("must be a whole number or text")
+            raise refuse(N_("%(field)s must be a whole number or text"))
         return value
 
     return Annotated[int | str, BeforeValidator(check), WithJsonSchema(schema)]
@@ -117,7 +124,7 @@ def number_or_text(schema):
 
 def check_secret(value):
     if not isinstance(value, str):
-        raise refuse("must be text")
+        raise refuse(MUST_BE_TEXT)
     return encodable(value)
 
 
@@ -132,16 +139,17 @@ def check_globs(value):
         return [pattern(item) for item in value]
     if isinstance(value, str):
         return pattern(value)
-    raise refuse("must be a list of glob patterns (or text, one pattern per line)")
+    raise refuse(N_("%(field)s must be a list of glob patterns (or text, one pattern per line)"))
 
 
 def check_targets(value):
     if not isinstance(value, dict):
-        raise refuse("must map source names to connection URLs")
+        raise refuse(N_("%(field)s must map source names to connection URLs"))
     return value
 
 
-Id = whole_number(1, MAX_ID, f"must be a whole number from 1 to {MAX_ID}", lax=True)
+Id = whole_number(1, MAX_ID, Message(N_("%(field)s must be a whole number from %(low)s to %(high)s"), low=1,
+                                     high=MAX_ID), lax=True)
 Flag = Annotated[bool, Strict()]
 Secret = Annotated[str, BeforeValidator(check_secret)]
 PasswordAgain = Annotated[Any, BeforeValidator(check_password_again), WithJsonSchema({
@@ -155,16 +163,19 @@ NewPassword = text(MIN_PASSWORD_LENGTH)
 Username = text(1, 64, strip=True)
 ScheduleName = text(1, 64, strip=True)
 SourceName = text(1, 64, strip=True, pattern=NAME_PATTERN.pattern,
-                  rule="must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+                  rule=Message(N_("%(field)s must be 1-64 letters, digits, '.', '_' or '-', starting with a letter "
+                                  "or digit")))
 TimingText = text(max_length=MAX_TIMING_TEXT)
 BackupType = one_of(BACKUP_TYPES)
 Compression = one_of(COMPRESSIONS)
-FullMode = one_of(["full"], rule="must be full: only full backups are available")
+FullMode = one_of(["full"], rule=Message(N_("%(field)s must be full: only full backups are available")))
 Role = one_of(ROLES)
 Locale = one_of(LOCALES)
-TimeZone = text(1, 64, rule="must be an IANA time zone name such as Asia/Shanghai or UTC")
-SourceKind = one_of(SOURCE_KINDS, rule=f"names an unknown source kind; choose one of {', '.join(SOURCE_KINDS)}")
-RetentionRule = whole_number(0, MAX_RETENTION_RULE, f"must be a whole number, 0 to {MAX_RETENTION_RULE}")
+TimeZone = text(1, 64, rule=Message(N_("%(field)s must be an IANA time zone name such as Asia/Shanghai or UTC")))
+SourceKind = one_of(SOURCE_KINDS, rule=Message(N_("%(field)s names an unknown source kind; choose one of %(choices)s"),
+                                               choices=", ".join(SOURCE_KINDS)))
+RetentionRule = whole_number(0, MAX_RETENTION_RULE, Message(N_("%(field)s must be a whole number, 0 to %(max)s"),
+                                                            max=MAX_RETENTION_RULE))
 Weekday = number_or_text({"anyOf": [{"type": "integer", "minimum": 0, "maximum": 6},
                                     {"type": "string", "maxLength": MAX_TIMING_TEXT}],
                           "description": "weekly: 0 (Monday) to 6 (Sunday), or a day name such as Monday or mon"})

@@ -4,6 +4,7 @@
 from pydantic import (BaseModel, ConfigDict, Field,
                       model_validator)
 
+from ..backup.messages import Message, N_
 from ..backup.schedule_timing import KINDS as TIMING_KINDS
 from .fields import (CONFIRM_WORD, BackupType, Compression, Day, Flag, FullMode, Globs, Id, Location, NewPassword,
                      Locale, Note, PasswordAgain, RetentionRule, Role, ScheduleName, Secret, SourceKind, SourceName,
@@ -31,7 +32,8 @@ class ClosedBody(Body):
         if isinstance(data, dict):
             unknown = [name for name in data if name not in cls.model_fields]
             if unknown:
-                raise refuse(f"takes only {', '.join(cls.model_fields)}, not {', '.join(map(shown, unknown))}")
+                raise refuse(N_("%(field)s takes only %(fields)s, not %(unknown)s"), fields=", ".join(cls.model_fields),
+                             unknown=", ".join(map(shown, unknown)))
         return data
 
 
@@ -74,8 +76,10 @@ class RestoreRequest(Body):
     """What to restore, confirmed."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"confirm": CONFIRM_WORD}]})
-    confirm: one_of([CONFIRM_WORD], rule=f"must be {CONFIRM_WORD}: a restore overwrites the current data") = Field(
-        description=f"type {CONFIRM_WORD} to confirm: a restore overwrites the current data")
+    confirm: one_of([CONFIRM_WORD], rule=Message(
+        N_("%(field)s must be %(word)s: a restore overwrites the current data"), word=CONFIRM_WORD)) = Field(
+        # A required field's description is what its absence is told, translated (schemas.explain).
+        description=N_("type RESTORE to confirm: a restore overwrites the current data"))
     source_ids: list[Id] | None = Field(None, min_length=1, description="restore only these sources")
     safety_backup: Flag = Field(True, description="take a backup of the current data first")
     targets: Targets | None = Field(

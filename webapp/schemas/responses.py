@@ -1,7 +1,7 @@
 """Response shapes: the `data` of each answer, built from an ORM row or a service's dict."""
 
 import datetime as dt
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import (AfterValidator, AliasChoices, AliasPath, BaseModel, BeforeValidator, ConfigDict, Field,
                       PlainSerializer, WithJsonSchema, computed_field)
@@ -14,6 +14,7 @@ from ..models import BACKUP_TYPES, OPERATION_KINDS, ROLES, STATUSES, TRIGGERS, i
 from ..services.backups import MAX_NOTE
 from .fields import Id, Locale, TimeZone
 from .requests import Retention
+from .translated import Translated, record_of
 
 
 def empty_if_none(value):
@@ -62,7 +63,7 @@ class Progress(Shape):
     percent: float = Field(ge=0, le=100)
 
 
-class WithProgress(Shape):
+class WithProgress(Translated):
     """A job's row: its progress is derived from the bytes done and the percent."""
 
     done_bytes: int = progress_source("done_bytes")
@@ -89,6 +90,7 @@ class BackupSource(Shape):
 class Backup(WithProgress):
     """A backup: one archive and its record."""
 
+    TRANSLATED: ClassVar[dict] = {"error": "error_message"}
     id: Id
     name: str = Field(description="backup_<trigger>_<YYYYmmdd_HHMMSS>_<suffix>")
     type: Literal[BACKUP_TYPES]
@@ -117,6 +119,7 @@ class Backup(WithProgress):
     schedule_id: int | None
     note: str = Field(max_length=MAX_NOTE)
     error: str | None = Field(description="why it failed")
+    error_message: Any = record_of()
     pinned: bool = Field(description="pinned backups are never removed by retention")
     verified_at: Time | None
     verify_status: Literal["passed", "failed"] | None
@@ -127,6 +130,7 @@ class Backup(WithProgress):
 class Operation(WithProgress):
     """A restore, verify or retention job."""
 
+    TRANSLATED: ClassVar[dict] = {"error": "error_message"}
     id: Id
     kind: Literal[OPERATION_KINDS]
     backup_id: int | None = Field(description="the backup it reads; null for a retention run")
@@ -139,6 +143,7 @@ class Operation(WithProgress):
     started_at: Time | None
     finished_at: Time | None
     error: str | None
+    error_message: Any = record_of()
     result: dict[str, Any] | None = Field(description="what it did, once finished")
     created_by: CreatedBy
 
@@ -159,12 +164,16 @@ class Source(Shape):
     updated_at: Time
 
 
-class SourceTest(Shape):
+class SourceTest(Translated):
     """What a backup of the source would read, or why it cannot."""
 
     model_config = ConfigDict(extra="allow")
+    TRANSLATED: ClassVar[dict] = {"error": "error_message", "warnings": "warnings_messages"}
     ok: bool
     error: str = Field(None, description="why the source cannot be backed up")
+    error_message: Any = record_of()
+    warnings: list[str] = Field(None, description="what a backup of it would not get right")
+    warnings_messages: Any = record_of()
     size: Count = None
     table_count: Count = None
     file_count: Count = None
@@ -172,9 +181,10 @@ class SourceTest(Shape):
     tools: dict[str, Any] = Field(None, description="dump tool -> version")
 
 
-class Schedule(Shape):
+class Schedule(Translated):
     """When to back up what, and what to keep (as services.schedule_dict shows it)."""
 
+    TRANSLATED: ClassVar[dict] = {"description": "description_message", "last_message": "last_message_record"}
     id: Id
     name: str = Field(max_length=64)
     enabled: bool
@@ -185,6 +195,7 @@ class Schedule(Shape):
     day: int = Field(None, ge=1, le=31, description="monthly: the day of the month")
     timezone: str = Field(description="IANA time zone")
     description: str = Field(description="the timing in words")
+    description_message: Any = record_of()
     type: Literal[BACKUP_TYPES]
     source_ids: list[int] = Field(description="for type custom")
     mode: Literal["full"]
@@ -195,14 +206,16 @@ class Schedule(Shape):
     last_run_at: Time | None
     last_status: str | None = Field(description="started, skipped or failed (to start)")
     last_message: str | None
+    last_message_record: Any = record_of()
     last_backup_id: int | None
     created_at: Time
     updated_at: Time
 
 
-class RetentionEntry(Shape):
+class RetentionEntry(Translated):
     """A backup as the retention preview lists it."""
 
+    TRANSLATED: ClassVar[dict] = {"explanation": "explanation_message"}
     id: Id
     name: str
     status: Literal[STATUSES]
@@ -211,25 +224,32 @@ class RetentionEntry(Shape):
     file_size: Count | None
     pinned: bool
     explanation: str
+    explanation_message: Any = record_of()
 
 
 class RemovedBackup(RetentionEntry):
     """A backup the policy would remove, and why."""
 
+    TRANSLATED: ClassVar[dict] = {**RetentionEntry.TRANSLATED, "reason": "reason_message"}
     reason: str
+    reason_message: Any = record_of()
 
 
 class KeptBackup(RetentionEntry):
     """A backup the policy keeps, and every reason."""
 
+    TRANSLATED: ClassVar[dict] = {**RetentionEntry.TRANSLATED, "reasons": "reasons_messages"}
     reasons: list[str]
+    reasons_messages: Any = record_of()
 
 
-class RetentionPreview(Shape):
+class RetentionPreview(Translated):
     """What the schedule's retention policy would remove now, newest first."""
 
+    TRANSLATED: ClassVar[dict] = {"scope": "scope_message"}
     schedule_id: Id
     scope: str = Field(description="which backups the policy governs")
+    scope_message: Any = record_of()
     policy: Retention
     timezone: str
     rules_set: bool = Field(description="false: no rule is set and only failed rows are cleaned up")
@@ -320,9 +340,10 @@ class ApiKeyCreated(ApiKey):
     key: str = Field(description="the secret: send it as X-API-Key or Authorization: Bearer")
 
 
-class AuditEvent(Shape):
+class AuditEvent(Translated):
     """Who did what, when, from where."""
 
+    TRANSLATED: ClassVar[dict] = {"detail": "detail_message"}
     id: Id
     at: Time
     user: str | None = Field(validation_alias=AliasChoices("username", "user"), description="username")
@@ -331,6 +352,7 @@ class AuditEvent(Shape):
     address: str | None = Field(description="the client's address")
     result: str = Field(description="ok or error")
     detail: str
+    detail_message: Any = record_of()
 
 
 class Token(Shape):

@@ -6,16 +6,17 @@ import time
 from flask import current_app
 
 from .. import security, throttle
+from ..backup.messages import Message, N_
 from ..backup.retention import describe_limit
 from ..errors import Conflict, Forbidden, Invalid, NotFound, NotSignedIn, TooManyAttempts
 from ..extensions import db
-from ..backup.messages import N_
 from ..models import LOCALES, ROLES, TIMEZONES, ApiKey, User, name_taken, utcnow
 from ..security import MIN_PASSWORD_LENGTH, authenticate, check_password, hash_password
 from .audit import Actor, audit
 
 USER_FIELDS = ("username", "password", "role", "disabled", "locale", "timezone")
 PREFERENCES = ("locale", "timezone")
+WRONG_CREDENTIALS = N_("wrong username or password")
 
 
 # ---------------------------------------------------------------- users ----
@@ -27,40 +28,40 @@ def create_user(actor, username, password, role="admin"):
     user = User(username=username, password_hash=hash_password(password), role=role)
     db.session.add(user)
     db.session.commit()
-    audit(actor, "user.create", f"user:{username}", detail=f"role {role}")
+    audit(actor, "user.create", f"user:{username}", detail=Message(N_("role %(role)s"), role=role))
     return user
 
 
 def check_username(username, existing=None):
     username = username.strip() if isinstance(username, str) else ""
     if not username or len(username) > 64:
-        raise Invalid("username must be 1-64 characters")
+        raise Invalid(N_("%(field)s must be %(min)s-%(max)s characters"), field="username", min=1, max=64)
     if name_taken(User.username, username, existing):
-        raise Conflict(f"user {username!r} already exists")
+        raise Conflict(N_("user %(name)s already exists"), name=repr(username))
     return username
 
 
 def check_role(role):
     if role not in ROLES:
-        raise Invalid(f"role must be one of {', '.join(ROLES)}")
+        raise Invalid(N_("%(field)s must be one of %(choices)s"), field="role", choices=", ".join(ROLES))
 
 
 def check_new_password(password):
     if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
-        raise Invalid(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+        raise Invalid(N_("%(field)s must be at least %(min)s characters"), field="password", min=MIN_PASSWORD_LENGTH)
 
 
 def get_user(user_id):
     user = db.session.get(User, user_id)
     if user is None:
-        raise NotFound(f"user {user_id} not found")
+        raise NotFound(N_("user %(id)s not found"), id=user_id)
     return user
 
 
 def user_named(username):
     user = User.query.filter_by(username=username).first()
     if user is None:
-        raise NotFound(f"no user named {username!r}")
+        raise NotFound(N_("no user named %(name)s"), name=repr(username))
     return user
 
 
@@ -85,7 +86,7 @@ def update_user(actor, user, data):
     if "password" in data or data.get("disabled"):
         user.end_sessions()
     db.session.commit()
-    audit(actor, "user.update", f"user:{user.username}", detail=", ".join(changes) or "no change")
+    audit(actor, "user.update", f"user:{user.username}", detail=", ".join(changes) or Message(N_("no change")))
     return user
 
 
@@ -102,7 +103,7 @@ def set_preferences(user, data):
 
 def check_preferences(data):
     if data.get("locale") and data["locale"] not in LOCALES:
-        raise Invalid(N_("locale must be one of %(choices)s"), choices=", ".join(LOCALES))
+        raise Invalid(N_("%(field)s must be one of %(choices)s"), field="locale", choices=", ".join(LOCALES))
     if data.get("timezone") and data["timezone"] not in TIMEZONES:
         raise Invalid(N_("%(zone)s is not a time zone; use an IANA name such as Asia/Shanghai or UTC"),
                       zone=data["timezone"])
@@ -115,7 +116,7 @@ def check_user_changes(user, data):
                       unknown=", ".join(unknown))
     check_preferences(data)
     if "disabled" in data and not isinstance(data["disabled"], bool):
-        raise Invalid("disabled must be true or false")
+        raise Invalid(N_("%(field)s must be true or false"), field="disabled")
     if "role" in data:
         check_role(data["role"])
     if "password" in data:
@@ -130,7 +131,7 @@ def manage_user(actor, user, data):
     """An admin's change to a user. Their own password is changed only with the current one
     (change_own_password), so a stolen session cannot take the account over."""
     if user.id == actor.user_id and "password" in data:
-        raise Forbidden("change your own password with your current one, in Settings under Your password")
+        raise Forbidden(N_("change your own password with your current one, in Settings under Your password"))
     return update_user(actor, user, data)
 
 
@@ -146,13 +147,13 @@ def delete_user(actor, user):
 def keep_an_active_admin(user):
     others = User.query.filter(User.role == "admin", User.disabled.is_(False), User.id != user.id).count()
     if not others:
-        raise Conflict(f"{user.username} is the last active admin; make another user admin first")
+        raise Conflict(N_("%(name)s is the last active admin; make another user admin first"), name=user.username)
 
 
 def change_own_password(actor, current_password, new_password):
     """The actor's own new password, after the current one; every other session of theirs ends."""
     if not password_matches(actor, current_password, "password.change"):
-        raise Invalid("the current password is wrong")
+        raise Invalid(N_("the current password is wrong"))
     update_user(actor, actor.user, {"password": new_password})
 
 
@@ -174,9 +175,9 @@ def require_recent_sign_in(actor, signed_in_at, password):
         return False
     if not isinstance(password, str) or not password:
         limit = describe_limit(dt.timedelta(seconds=current_app.config["RESTORE_REAUTH_AFTER"]))
-        raise Forbidden(f"type your password again: you signed in more than {limit} ago")
+        raise Forbidden(N_("type your password again: you signed in more than %(limit)s ago"), limit=limit)
     if not password_matches(actor, password, "password.confirm"):
-        raise Forbidden("the password is wrong; nothing was done")
+        raise Forbidden(N_("the password is wrong; nothing was done"))
     return True
 
 
@@ -188,7 +189,7 @@ def password_matches(actor, password, action):
         raise TooManyAttempts(throttle.too_many_message(wait))
     if not isinstance(password, str) or not check_password(user, password):
         throttle.record_failure(user.username, actor.address)
-        audit(actor, action, f"user:{user.username}", result="error", detail="wrong password")
+        audit(actor, action, f"user:{user.username}", result="error", detail=Message(N_("wrong password")))
         return False
     throttle.record_success(user.username, actor.address)
     db.session.commit()  # check_password may have rehashed it
@@ -204,13 +205,14 @@ def sign_in(username, password, address, action="login"):
     anonymous = Actor(address=address)
     wait = throttle.begin_attempt(username, address)
     if wait:
-        audit(anonymous, action, f"user:{username}", result="error", detail="refused: too many failed sign-ins")
+        audit(anonymous, action, f"user:{username}", result="error",
+              detail=Message(N_("refused: too many failed sign-ins")))
         raise TooManyAttempts(throttle.too_many_message(wait))
     user = authenticate(username, password)
     if user is None:
         throttle.record_failure(username, address)
-        audit(anonymous, action, f"user:{username}", result="error", detail="wrong username or password")
-        raise NotSignedIn("wrong username or password")
+        audit(anonymous, action, f"user:{username}", result="error", detail=Message(WRONG_CREDENTIALS))
+        raise NotSignedIn(WRONG_CREDENTIALS)
     throttle.record_success(username, address)
     user.last_login_at = utcnow()
     db.session.commit()
@@ -235,7 +237,7 @@ def create_api_key(actor, name):
     """A new key acting as the actor; returns (key, secret). The secret is not kept, only its hash."""
     name = name.strip() if isinstance(name, str) else ""
     if not name or len(name) > 100:
-        raise Invalid("name must be 1-100 characters")
+        raise Invalid(N_("%(field)s must be %(min)s-%(max)s characters"), field="name", min=1, max=100)
     key, secret = security.create_api_key(actor.user, name)
     audit(actor, "api_key.create", f"api_key:{key.id}", detail=f"{name} ({key.prefix}…)")
     return key, secret
@@ -245,7 +247,7 @@ def revoke_api_key(actor, key_id):
     """Delete one of the actor's own keys; another user's key is not found."""
     key = ApiKey.query.filter_by(id=key_id, user_id=actor.user_id).first()
     if key is None:
-        raise NotFound(f"API key {key_id} not found")
+        raise NotFound(N_("API key %(id)s not found"), id=key_id)
     detail = f"{key.name} ({key.prefix}…)"
     db.session.delete(key)
     db.session.commit()

@@ -3,7 +3,7 @@
 import datetime as dt
 from dataclasses import dataclass
 
-from ..backup.messages import as_message
+from ..backup.messages import N_, as_message
 from ..errors import Invalid
 from ..extensions import db
 from ..models import AuditEvent, User, as_naive_utc
@@ -27,12 +27,15 @@ SYSTEM = Actor()  # the scheduler, the first start and the command line
 
 
 def audit(actor, action, target="", result="ok", detail=""):
-    """Record an event; `detail` is a Message (kept for translation) or plain text. A job records the outcome of a request with the requester's address,
-    kept on its row (`requested_from`)."""
+    """Record an event. `detail` is a Message, or an error carrying one: kept in English and as a
+    record the audit page translates; plain text (names, field lists) is kept as it is. A job
+    records the outcome of a request with the requester's address, kept on its row
+    (`requested_from`)."""
     user = actor.user
     message = as_message(detail)
-    db.session.add(AuditEvent(action=action, target=str(target), result=result, detail=str(message)[:MAX_DETAIL],
-                              detail_message=message.as_record() if message.template else None,
+    record = message.as_record() if message is not None and not isinstance(detail, str) else None
+    db.session.add(AuditEvent(action=action, target=str(target), result=result,
+                              detail=str(message or "")[:MAX_DETAIL], detail_message=record,
                               user_id=user.id if user else None, username=user.username if user else None,
                               address=actor.address))
     db.session.commit()
@@ -60,7 +63,7 @@ def parse_time(value, field):
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise Invalid(f"{field}: use an ISO 8601 date or time, e.g. 2026-01-31") from None
+        raise Invalid(N_("%(field)s: use an ISO 8601 date or time, e.g. 2026-01-31"), field=field) from None
     return as_naive_utc(parsed)
 
 

@@ -4,6 +4,7 @@ import secrets
 
 from .. import runs
 from ..backup.archive import COMPRESSIONS
+from ..backup.messages import Message, N_
 from ..errors import Conflict, Invalid, NotFound
 from ..extensions import db
 from ..models import ACTIVE_STATUSES, BACKUP_TYPES, STATUSES, TRIGGERS, Backup, Source, Status, utcnow
@@ -19,7 +20,7 @@ BACKUP_CHANGES = ("note", "pinned")
 def get_backup(backup_id):
     backup = db.session.get(Backup, backup_id)
     if backup is None:
-        raise NotFound(f"backup {backup_id} not found")
+        raise NotFound(N_("backup %(id)s not found"), id=backup_id)
     return backup
 
 
@@ -30,7 +31,7 @@ def backup_query(type=None, status=None, trigger=None, since=None, until=None):
                                   ("trigger", trigger, TRIGGERS)):
         if value:
             if value not in allowed:
-                raise Invalid(f"{field} must be one of {', '.join(allowed)}")
+                raise Invalid(N_("%(field)s must be one of %(choices)s"), field=field, choices=", ".join(allowed))
             query = query.filter(getattr(Backup, field) == value)
     if since_time := parse_time(since, "since"):
         query = query.filter(Backup.created_at >= since_time)
@@ -61,7 +62,7 @@ def start_backup(actor, type="full", source_ids=None, note="", compression="zstd
     runs.add_with_job_id(backup)
     runs.take_slot(backup)
     audit(actor, "backup.create", f"backup:{backup.id}",
-          detail=f"{type} backup of {', '.join(s.name for s in sources)}")
+          detail=Message(N_("%(type)s backup of %(sources)s"), type=type, sources=", ".join(s.name for s in sources)))
     db.session.refresh(backup)
     runs.enqueue(backup, RUN_BACKUP, f"backup {backup.name}")
     return backup
@@ -69,51 +70,51 @@ def start_backup(actor, type="full", source_ids=None, note="", compression="zstd
 
 def check_backup_options(compression, mode, encrypt):
     if not isinstance(compression, str) or compression not in COMPRESSIONS:
-        raise Invalid(f"compression must be one of {', '.join(COMPRESSIONS)}")
+        raise Invalid(N_("%(field)s must be one of %(choices)s"), field="compression", choices=", ".join(COMPRESSIONS))
     if mode != "full":
-        raise Invalid("only full backups (mode 'full') are available")
+        raise Invalid(N_("only full backups (mode 'full') are available"))
     if not isinstance(encrypt, bool):
-        raise Invalid("encrypt must be true or false")
+        raise Invalid(N_("%(field)s must be true or false"), field="encrypt")
     if encrypt:
-        raise Invalid("encryption is not configured: add an age recipient in Settings first")
+        raise Invalid(N_("encryption is not configured: add an age recipient in Settings first"))
 
 
 def check_note(note):
     if not isinstance(note, str):
-        raise Invalid("note must be text")
+        raise Invalid(N_("%(field)s must be text"), field="note")
     if len(note) > MAX_NOTE:
-        raise Invalid(f"note must be at most {MAX_NOTE} characters")
+        raise Invalid(N_("%(field)s must be at most %(max)s characters"), field="note", max=MAX_NOTE)
     return note.strip()
 
 
 def select_sources(backup_type, source_ids):
     """The sources a backup of this type covers; Invalid when there are none."""
     if not isinstance(backup_type, str) or backup_type not in BACKUP_TYPES:
-        raise Invalid(f"type must be one of {', '.join(BACKUP_TYPES)}")
+        raise Invalid(N_("%(field)s must be one of %(choices)s"), field="type", choices=", ".join(BACKUP_TYPES))
     if source_ids is not None and not isinstance(source_ids, list):
-        raise Invalid("source_ids must be a list of source ids")
+        raise Invalid(N_("source_ids must be a list of source ids"))
     if backup_type == "custom":
         return chosen_sources(source_ids)
     if source_ids:
-        raise Invalid("source_ids apply only to type custom")
+        raise Invalid(N_("source_ids apply only to type custom"))
     sources = Source.query.filter_by(enabled=True).order_by(Source.id).all()
     if backup_type == "database":
         sources = [s for s in sources if s.is_database]
     elif backup_type == "files":
         sources = [s for s in sources if s.kind == "files"]
     if not sources:
-        raise Invalid(f"there are no enabled sources for a {backup_type} backup; add one under Sources")
+        raise Invalid(N_("there are no enabled sources for a %(type)s backup; add one under Sources"), type=backup_type)
     return sources
 
 
 def chosen_sources(source_ids):
     if not source_ids:
-        raise Invalid("a custom backup needs source_ids")
+        raise Invalid(N_("a custom backup needs source_ids"))
     ids = sorted(source_id_set(source_ids))
     sources = Source.query.filter(Source.id.in_(ids)).order_by(Source.id).all()
     missing = set(ids) - {s.id for s in sources}
     if missing:
-        raise Invalid(f"no source with id {', '.join(map(str, sorted(missing)))}")
+        raise Invalid(N_("no source with id %(ids)s"), ids=", ".join(map(str, sorted(missing))))
     return sources
 
 
@@ -121,7 +122,7 @@ def source_id_set(source_ids):
     try:
         return {int(i) for i in source_ids}
     except (TypeError, ValueError):
-        raise Invalid("source_ids must be a list of source ids") from None
+        raise Invalid(N_("source_ids must be a list of source ids")) from None
 
 
 def backup_name(trigger, now):
@@ -154,7 +155,7 @@ def cancel_backup(actor, backup):
 def cancel_run(actor, row, action, target):
     """Cancel a backup's or operation's job, or refuse (Conflict) when it no longer stops."""
     if not row.is_active:
-        raise Conflict(f"{target.replace(':', ' ')} is {row.status}, not running")
+        raise Conflict(N_("%(target)s is %(state)s, not running"), target=target.replace(":", " "), state=row.status)
     runs.request_cancel(row)
     audit(actor, action, target)
 
@@ -162,12 +163,12 @@ def cancel_run(actor, row, action, target):
 def update_backup(actor, backup, data):
     unknown = set(data) - set(BACKUP_CHANGES)
     if unknown:
-        raise Invalid(f"only note and pinned can be changed, not {', '.join(sorted(unknown))}")
+        raise Invalid(N_("only note and pinned can be changed, not %(unknown)s"), unknown=", ".join(sorted(unknown)))
     if "note" in data:
         backup.note = check_note(data["note"])
     if "pinned" in data:
         if not isinstance(data["pinned"], bool):
-            raise Invalid("pinned must be true or false")
+            raise Invalid(N_("%(field)s must be true or false"), field="pinned")
         backup.pinned = data["pinned"]
     db.session.commit()
     audit(actor, "backup.update", f"backup:{backup.id}", detail=", ".join(sorted(data)))
@@ -176,7 +177,7 @@ def update_backup(actor, backup, data):
 
 def delete_backup(actor, backup):
     if backup.is_active:
-        raise Conflict(f"backup {backup.id} is {backup.status}; cancel it first")
+        raise Conflict(N_("backup %(id)s is %(state)s; cancel it first"), id=backup.id, state=backup.status)
     if backup.file_name:
         backup_storage().delete(backup.file_name)
     name = backup.name
@@ -188,10 +189,10 @@ def delete_backup(actor, backup):
 def archive_path(backup):
     """The file of a completed backup, or NotFound with the reason."""
     if backup.status != Status.COMPLETED.value or not backup.file_name:
-        raise NotFound(f"backup {backup.id} has no archive ({backup.status})")
+        raise NotFound(N_("backup %(id)s has no archive (%(state)s)"), id=backup.id, state=backup.status)
     store = backup_storage()
     if not store.exists(backup.file_name):
-        raise NotFound(f"the archive of backup {backup.id} is missing from {store.root}")
+        raise NotFound(N_("the archive of backup %(id)s is missing from %(folder)s"), id=backup.id, folder=store.root)
     return store.path(backup.file_name)
 
 

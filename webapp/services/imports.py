@@ -7,6 +7,7 @@ import shutil
 from ..backup import BackupError
 from ..backup.archive import write_sidecar
 from ..backup.imports import check_upload, sniff_compression, upload_name
+from ..backup.messages import Message, N_
 from ..errors import Invalid
 from ..extensions import db
 from ..models import BACKUP_TYPES, Backup, Source, Status, utcnow
@@ -32,7 +33,7 @@ def import_archive(actor, upload):
         try:
             checked = check_upload(path, os.path.join(staging, "check"))
         except BackupError as e:
-            raise Invalid(f"{original} was refused: {e}") from None
+            raise Invalid(N_("%(file)s was refused: %(error)s"), file=original, error=e.message) from None
         backup = imported_backup_row(actor, checked, compression, original)
         final = store.path(backup.file_name)
         os.makedirs(os.path.dirname(final), exist_ok=True)
@@ -42,7 +43,8 @@ def import_archive(actor, upload):
         db.session.commit()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    audit(actor, "backup.import", f"backup:{backup.id}", detail=f"imported {original} ({backup.file_size} bytes)")
+    audit(actor, "backup.import", f"backup:{backup.id}",
+          detail=Message(N_("imported %(file)s (%(size)s bytes)"), file=original, size=backup.file_size))
     return backup
 
 
@@ -50,10 +52,10 @@ def compression_of(upload, original):
     head = upload.stream.read(512)
     upload.stream.seek(0)
     if not head:
-        raise Invalid("the uploaded file is empty")
+        raise Invalid(N_("the uploaded file is empty"))
     compression = sniff_compression(head)
     if compression is None:
-        raise Invalid(f"{original} is not a Cairn archive: it is neither zstd, gzip nor tar")
+        raise Invalid(N_("%(file)s is not a Cairn archive: it is neither zstd, gzip nor tar"), file=original)
     return compression
 
 

@@ -1,6 +1,7 @@
 """Operations: the restore, verify and retention jobs' status rows, and starting a verify."""
 
 from .. import runs
+from ..backup.messages import Message, N_
 from ..errors import Conflict, Invalid, NotFound
 from ..extensions import db
 from ..models import ACTIVE_STATUSES, Operation, utcnow
@@ -13,7 +14,7 @@ RUN_VERIFY = "webapp.jobs.verify.run_verify"
 def get_operation(operation_id):
     operation = db.session.get(Operation, operation_id)
     if operation is None:
-        raise NotFound(f"operation {operation_id} not found")
+        raise NotFound(N_("operation %(id)s not found"), id=operation_id)
     return operation
 
 
@@ -39,22 +40,24 @@ def new_operation(actor, kind, backup_id=None, **params):
 def start_verify(actor, backup, deep=False):
     """Queue a check of a completed backup's archive; returns the Operation."""
     if not isinstance(deep, bool):
-        raise Invalid("deep must be true or false")
+        raise Invalid(N_("%(field)s must be true or false"), field="deep")
     archive_path(backup)
     busy = Operation.query.filter(Operation.backup_id == backup.id, Operation.kind == "verify",
                                   Operation.status.in_(ACTIVE_STATUSES)).first()
     if busy is not None:
-        raise Conflict(f"backup {backup.id} is already being verified (operation {busy.id})")
+        raise Conflict(N_("backup %(id)s is already being verified (operation %(operation)s)"), id=backup.id,
+                       operation=busy.id)
     operation = new_operation(actor, "verify", backup.id, deep=deep)
     db.session.commit()
-    audit(actor, "backup.verify.start", f"backup:{backup.id}", detail="deep" if deep else "quick")
+    audit(actor, "backup.verify.start", f"backup:{backup.id}", detail=Message(N_("deep") if deep else N_("quick")))
     db.session.refresh(operation)
     runs.enqueue(operation, RUN_VERIFY, f"verify of backup {backup.id}")
     return operation
 
 
 def record_verification(backup, ok, problems):
+    """A verification's outcome on the backup; `problems` (Messages or text) are kept in English."""
     backup.verified_at = utcnow()
     backup.verify_status = "passed" if ok else "failed"
-    backup.verify_problems = problems
+    backup.verify_problems = [str(problem) for problem in problems]
     db.session.commit()

@@ -5,9 +5,10 @@ from sqlalchemy import update
 
 from .. import runs
 from ..backup import SourceError, make_source
+from ..backup.messages import Message, N_
 from ..backup.restore import recover_set_aside
 from ..backup.sources.base import keep_password, redact_url
-from ..errors import Invalid
+from ..errors import Invalid, joined
 from ..extensions import db
 from ..models import ACTIVE_STATUSES, Operation, Source, utcnow
 from .audit import audit
@@ -36,23 +37,25 @@ def restore_targets(backup, source_ids=None):
     else:
         missing = sorted(set(archived) - set(current))
         if missing:
-            raise Invalid(f"the backup holds {', '.join(missing)}, which no longer exist here; add them "
-                          f"under Sources (same name) or choose source_ids")
+            raise Invalid(N_("the backup holds %(sources)s, which no longer exist here; add them "
+                             "under Sources (same name) or choose source_ids"), sources=", ".join(missing))
         chosen = list(current.values())
     for source in chosen:
         if source.kind != archived[source.name]:
-            raise Invalid(f"{source.name} is a {source.kind} source here but {archived[source.name]} in the backup")
+            raise Invalid(N_("%(name)s is a %(kind)s source here but %(archived)s in the backup"), name=source.name,
+                          kind=source.kind, archived=archived[source.name])
     return sorted(chosen, key=lambda s: s.id)
 
 
 def chosen_targets(backup, current, source_ids):
     if not isinstance(source_ids, list) or not source_ids:
-        raise Invalid("source_ids must be a non-empty list of source ids")
+        raise Invalid(N_("source_ids must be a non-empty list of source ids"))
     wanted = source_id_set(source_ids)
     chosen = [s for s in current.values() if s.id in wanted]
     unknown = wanted - {s.id for s in chosen}
     if unknown:
-        raise Invalid(f"backup {backup.id} holds no data for source id {', '.join(map(str, sorted(unknown)))}")
+        raise Invalid(N_("backup %(id)s holds no data for source id %(ids)s"), id=backup.id,
+                      ids=", ".join(map(str, sorted(unknown))))
     return chosen
 
 
@@ -61,20 +64,21 @@ def other_databases(sources, targets):
     if targets is None:
         return {}
     if not isinstance(targets, dict):
-        raise Invalid("targets must map source names to connection URLs")
+        raise Invalid(N_("targets must map source names to connection URLs"))
     by_name = {s.name: s for s in sources}
     cleaned = {}
     for name, url in targets.items():
         source = by_name.get(name)
         if source is None or source.kind not in SERVER_DATABASE_KINDS:
-            raise Invalid(f"targets: {name!r} is not a PostgreSQL or MySQL source of this restore")
+            raise Invalid(N_("targets: %(name)s is not a PostgreSQL or MySQL source of this restore"),
+                          name=repr(name))
         if not isinstance(url, str) or not url.strip():
             continue  # an empty field in the dialog: restore in place
         url = keep_password(url.strip(), source.url)
         try:
             make_source(source.kind, name, url=url).validate()
         except SourceError as e:
-            raise Invalid(f"targets: {name}: {e}") from None
+            raise Invalid(N_("targets: %(name)s: %(error)s"), name=name, error=e.message) from None
         refuse_cairns_own_database(url)
         cleaned[name] = url
     return cleaned
@@ -98,30 +102,38 @@ def start_restore(actor, backup, confirm=None, source_ids=None, safety_backup=Tr
                               sources=[s.name for s in chosen], safety_backup=safety_backup, targets=elsewhere,
                               terminate_connections=terminate_connections)
     runs.take_slot(operation)
-    into = "".join(f"; {name} into {redact_url(url)}" for name, url in elsewhere.items())
     audit(actor, "backup.restore.start", f"backup:{backup.id}",
-          detail=f"restore of {', '.join(s.name for s in chosen)} (safety backup "
-                 f"{'on' if safety_backup else 'off'}){into}")
+          detail=restore_detail(chosen, safety_backup, elsewhere))
     db.session.refresh(operation)
     runs.enqueue(operation, RUN_RESTORE, f"restore of backup {backup.id}")
     return operation
 
 
+def restore_detail(chosen, safety_backup, elsewhere):
+    """The audit trail's words for a restore: what, with or without a safety backup, and where."""
+    template = (N_("restore of %(sources)s (safety backup on)") if safety_backup
+                else N_("restore of %(sources)s (safety backup off)"))
+    detail = Message(template, sources=", ".join(s.name for s in chosen))
+    for name, url in elsewhere.items():
+        detail = Message(N_("%(detail)s; %(name)s into %(url)s"), detail=detail, name=name, url=redact_url(url))
+    return detail
+
+
 def check_restore_request(backup, confirm, safety_backup, terminate_connections):
     if confirm != RESTORE_CONFIRM:
-        raise Invalid(f'type {RESTORE_CONFIRM} to confirm: a restore overwrites the current data')
+        raise Invalid(N_("type %(word)s to confirm: a restore overwrites the current data"), word=RESTORE_CONFIRM)
     for field, value in (("safety_backup", safety_backup), ("terminate_connections", terminate_connections)):
         if not isinstance(value, bool):
-            raise Invalid(f"{field} must be true or false")
+            raise Invalid(N_("%(field)s must be true or false"), field=field)
     archive_path(backup)
     if backup.verify_status == "failed":
-        raise Invalid(f"backup {backup.id} failed verification; it cannot be restored")
+        raise Invalid(N_("backup %(id)s failed verification; it cannot be restored"), id=backup.id)
 
 
 def safety_backup_of(operation):
     """The safety backup a restore took, or Invalid."""
     if not operation.safety_backup_id:
-        raise Invalid("This operation has no safety backup to roll back to.")
+        raise Invalid(N_("This operation has no safety backup to roll back to."))
     return get_backup(operation.safety_backup_id)
 
 
@@ -175,23 +187,24 @@ def unfinished_set_asides():
 
 
 def describe_outcome(operation, outcomes):
-    """What became of the data after a restore's worker died, and what to do, for its page."""
+    """What became of the data after a restore's worker died, and what to do, for its page (a Message)."""
     if operation.restore_complete:
-        return "Every source had been restored; what the restore set aside beside the data has been removed."
+        return Message(N_("Every source had been restored; what the restore set aside beside the data has been "
+                          "removed."))
     touched = touched_sources(operation)
     if not touched:
-        return "Nothing was restored: every target is as it was."
+        return Message(N_("Nothing was restored: every target is as it was."))
     put_back = [name for name, outcome in outcomes.items() if outcome == "put back"]
     restored = [name for name in touched if name not in outcomes]  # databases on a server
-    told = [f"put back as it was: {', '.join(put_back)}"] if put_back else []
+    told = [Message(N_("put back as it was: %(sources)s"), sources=", ".join(put_back))] if put_back else []
     if restored:
-        told.append(f"may already hold the backup's data: {', '.join(restored)}")
-    text = "It died while putting the data in place; " + "; ".join(told) + "."
+        told.append(Message(N_("may already hold the backup's data: %(sources)s"), sources=", ".join(restored)))
+    text = Message(N_("It died while putting the data in place; %(what)s."), what=joined(told) or "")
     if restored and operation.safety_backup_id:
-        text += (f" Roll back to the safety backup #{operation.safety_backup_id} (one click on this page) "
-                 f"or run the restore again.")
-    elif restored:
-        text += " Run the restore again."
+        return Message(N_("%(outcome)s Roll back to the safety backup #%(id)s (one click on this page) or run the "
+                          "restore again."), outcome=text, id=operation.safety_backup_id)
+    if restored:
+        return Message(N_("%(outcome)s Run the restore again."), outcome=text)
     return text
 
 

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from sqlalchemy import delete, exists, or_, select
 
 from .. import runs
+from ..backup.messages import Message, N_, as_message
 from ..backup.retention import UNSUCCESSFUL_STATUSES, Candidate, Policy, RetentionPlan, plan_retention
-from ..errors import Unavailable
+from ..errors import LIST, Unavailable, joined, texts_and_records
 from ..extensions import db
 from ..models import ACTIVE_STATUSES, Backup, Operation, Schedule, isoformat, utcnow
 from . import settings
@@ -36,8 +37,11 @@ from .schedules import get_schedule
 from .storage import backup_storage
 
 log = logging.getLogger(__name__)
-GLOBAL_LABEL = "manual, imported and safety backups"
-RETENTION_OFF = "no retention rule set"
+GLOBAL_LABEL = Message(N_("manual, imported and safety backups"))
+# Reasons a backup is kept, added to the engine's plan.
+RETENTION_OFF = N_("no retention rule set")
+IN_USE_BY = N_("in use by %(reader)s")
+ON_REQUEST = Message(N_("on request"))
 DAILY = dt.timedelta(days=1)
 RUN_RETENTION = "webapp.jobs.retention.run_retention"
 # When the daily retention run last started, as an ISO text the tick compares and sets.
@@ -46,9 +50,9 @@ DAILY_RETENTION_CLAIM = "retention.daily_run_at"
 
 @dataclass(frozen=True)
 class Scope:
-    """The backups one policy governs."""
+    """The backups one policy governs; `label` is a Message (str() is the English)."""
 
-    label: str
+    label: Message
     policy: Policy
     timezone: str
     schedule_id: int | None = None  # None: the global scope
@@ -66,7 +70,7 @@ class ScopePlan:
 
 
 def schedule_scope(schedule):
-    return Scope(f"schedule {schedule.name}", Policy.from_dict(schedule.retention),
+    return Scope(Message(N_("schedule %(name)s"), name=schedule.name), Policy.from_dict(schedule.retention),
                  schedule.timing.get("timezone") or "UTC", schedule.id)
 
 
@@ -108,11 +112,11 @@ def plan_scope(scope, now=None):
     plan = plan_retention(considered, scope.policy, now, zoneinfo.ZoneInfo(scope.timezone),
                           pre_restore_min_age=dt.timedelta(days=defaults["pre_restore_min_days"]),
                           failed_max_age=dt.timedelta(days=defaults["failed_max_days"]))
-    keep = {**{i: [RETENTION_OFF] for i in backups if i not in plan.keep and i not in plan.remove},
+    keep = {**{i: [Message(RETENTION_OFF)] for i in backups if i not in plan.keep and i not in plan.remove},
             **plan.keep}
     remove = dict(plan.remove)
     for backup_id, users in readers_of(list(remove)).items():
-        keep[backup_id] = [f"in use by {user}" for user in users]
+        keep[backup_id] = [Message(IN_USE_BY, reader=user) for user in users]
         del remove[backup_id]
     return ScopePlan(scope, backups, RetentionPlan(keep=keep, remove=remove))
 
@@ -140,13 +144,29 @@ def preview_scope(scope, now=None):
     plan, backups = scope_plan.plan, scope_plan.backups
     newest_first = sorted(backups.values(), key=lambda b: (b.created_at, b.id), reverse=True)
     return {
-        "scope": scope.label, "policy": scope.policy.to_dict(), "timezone": scope.timezone,
+        "scope": str(scope.label), "scope_message": scope.label.as_record(), "policy": scope.policy.to_dict(),
+        "timezone": scope.timezone,
         "rules_set": scope.has_rules,
-        "remove": [dict(backup_summary(b), reason=plan.remove[b.id], explanation=plan.explain(b.id))
+        "remove": [dict(backup_summary(b), **reason_fields(plan.remove[b.id]), **explained(plan, b.id))
                    for b in newest_first if b.id in plan.remove],
-        "keep": [dict(backup_summary(b), reasons=plan.keep[b.id], explanation=plan.explain(b.id))
+        "keep": [dict(backup_summary(b), **kept_for(plan.keep[b.id]), **explained(plan, b.id))
                  for b in newest_first if b.id in plan.keep],
     }
+
+
+def explained(plan, backup_id):
+    """The preview's line about a backup, as RetentionPlan.explain words it, in English and as a
+    record to translate (the reasons here may be the engine's or ours)."""
+    if backup_id in plan.keep:
+        line = Message(N_("kept: %(reasons)s"), reasons=joined(plan.keep[backup_id], LIST))
+    else:
+        line = Message(N_("removed: %(reason)s"), reason=as_message(plan.remove[backup_id]))
+    return {"explanation": str(line), "explanation_message": line.as_record()}
+
+
+def kept_for(reasons):
+    texts, records = texts_and_records(reasons)
+    return {"reasons": texts, "reasons_messages": records}
 
 
 def backup_summary(backup):
@@ -174,15 +194,25 @@ def apply_retention(actor, scopes, now=None, progress=None, should_cancel=lambda
         if progress:
             progress(f"removing {entry['name']}", freed, total)
         if remove_backup(actor, entry, scope):
-            removed.append(dict(entry, scope=scope.label))
+            removed.append(dict(entry, scope=str(scope.label), scope_message=scope.label.as_record()))
             freed += entry["file_size"] or 0
     return {"removed": removed, "freed_bytes": freed,
-            "kept": sum(len(p.plan.keep) for p in plans), "scopes": [p.scope.label for p in plans]}
+            "kept": sum(len(p.plan.keep) for p in plans), "scopes": [str(p.scope.label) for p in plans]}
 
 
 def removal(backup, reason):
     """What removing `backup` needs to know, and what the run reports about it."""
-    return dict(backup_summary(backup), file_name=backup.file_name, reason=reason)
+    return dict(backup_summary(backup), file_name=backup.file_name, **reason_fields(reason))
+
+
+def reason_fields(reason):
+    """Why a backup goes, in English and as a record to translate."""
+    reason = as_message(reason)
+    return {"reason": str(reason), "reason_message": reason.as_record()}
+
+
+def reason_of(entry):
+    return Message.from_record(entry.get("reason_message")) or entry["reason"]
 
 
 def remove_backup(actor, entry, scope):
@@ -199,27 +229,32 @@ def remove_backup(actor, entry, scope):
     if entry["file_name"]:
         backup_storage().delete(entry["file_name"])
     audit(actor, "retention.remove", f"backup:{entry['name']}",
-          detail=f"{scope.label}: {entry['reason']} ({entry['status']})")
+          detail=Message(N_("%(scope)s: %(reason)s (%(status)s)"), scope=scope.label,
+                         reason=reason_of(entry), status=entry["status"]))
     return True
 
 
 # ------------------------------------------------------------------- runs ----
 
-def start_retention(actor, schedule_id=None, why="on request"):
+def start_retention(actor, schedule_id=None, why=ON_REQUEST):
     """Queue a retention run (an Operation) for one schedule's backups, or for all of them.
 
+    `why` (a Message) is kept in the params in English (`why`) and for translation (`why_message`).
     A run already pending for the same backups is returned instead of queueing another.
     """
+    why = as_message(why)
     if schedule_id is not None:
         get_schedule(schedule_id)
     for operation in Operation.query.filter(Operation.kind == "retention", Operation.status == "pending"):
         if (operation.params or {}).get("schedule_id") == schedule_id:
             return operation
-    operation = new_operation(actor, "retention", schedule_id=schedule_id, why=why)
+    operation = new_operation(actor, "retention", schedule_id=schedule_id, why=str(why),
+                              why_message=why.as_record())
     db.session.commit()
     db.session.refresh(operation)
-    audit(actor, "retention.start", f"operation:{operation.id}",
-          detail=f"{'schedule ' + str(schedule_id) if schedule_id else 'every backup'}: {why}")
+    covers = (Message(N_("schedule %(id)s: %(why)s"), id=schedule_id, why=why) if schedule_id
+              else Message(N_("every backup: %(why)s"), why=why))
+    audit(actor, "retention.start", f"operation:{operation.id}", detail=covers)
     runs.enqueue(operation, RUN_RETENTION, "retention run")
     return operation
 
@@ -233,7 +268,7 @@ def start_daily_retention(now=None):
     if not settings.compare_and_set(DAILY_RETENTION_CLAIM, last, now.isoformat()):
         return None  # another scheduler claimed it first
     try:
-        return start_retention(SYSTEM, None, why="daily")
+        return start_retention(SYSTEM, None, why=Message(N_("daily")))
     except Unavailable:
         # Not queued (Redis is down): give the claim back, so a later tick tries again today.
         settings.compare_and_set(DAILY_RETENTION_CLAIM, now.isoformat(), (now - DAILY).isoformat())
@@ -246,14 +281,19 @@ def after_scheduled_backup(backup):
         return None
     if db.session.get(Schedule, backup.schedule_id) is None:
         return None  # the schedule was deleted: its backups wait for the daily run
-    return start_retention(SYSTEM, backup.schedule_id, why=f"after backup #{backup.id}")
+    return start_retention(SYSTEM, backup.schedule_id, why=Message(N_("after backup #%(id)s"), id=backup.id))
 
 
 def describe_result(result):
+    """What a retention run removed, in words (a Message)."""
     removed = result["removed"]
     if not removed:
-        return "nothing to remove"
-    return (f"removed {len(removed)} backup{'s' if len(removed) != 1 else ''}: "
-            + ", ".join(f"{r['name']} ({r['reason']})" for r in removed[:5])
-            + (", ..." if len(removed) > 5 else ""))
+        return Message(N_("nothing to remove"))
+    names = [Message(N_("%(name)s (%(reason)s)"), name=r["name"], reason=reason_of(r))
+             for r in removed[:5]]
+    if len(removed) > 5:
+        names.append("...")
+    template = (N_("removed %(count)s backup: %(names)s") if len(removed) == 1
+                else N_("removed %(count)s backups: %(names)s"))
+    return Message(template, count=len(removed), names=joined(names, LIST))
 

@@ -2,6 +2,7 @@
 
 import datetime as dt
 
+from ..backup.messages import Message, N_, as_message
 from ..backup.schedule_description import describe as describe_timing
 from ..backup.schedule_runs import next_runs
 from ..backup.schedule_timing import ScheduleError, Timing
@@ -22,7 +23,7 @@ NEXT_RUNS_SHOWN = 5
 def get_schedule(schedule_id):
     schedule = db.session.get(Schedule, schedule_id)
     if schedule is None:
-        raise NotFound(f"schedule {schedule_id} not found")
+        raise NotFound(N_("schedule %(id)s not found"), id=schedule_id)
     return schedule
 
 
@@ -47,8 +48,9 @@ def schedule_dict(schedule, now=None):
     timing = Timing.from_dict(schedule.timing)
     data = schedule.to_dict()
     data.pop("timing")
-    data.update(timing_fields(timing), type=data.pop("backup_type"), mode="full",
-                description=describe_timing(timing))
+    description = describe_timing(timing)
+    data.update(timing_fields(timing), type=data.pop("backup_type"), mode="full", description=str(description),
+                description_message=as_message(description).as_record())
     after = (now or utcnow()).replace(tzinfo=dt.timezone.utc)
     data["next_runs"] = [isoformat(as_naive_utc(run)) for run in next_runs(timing, after, NEXT_RUNS_SHOWN)] \
         if schedule.enabled else []
@@ -82,14 +84,14 @@ def validate_schedule(data, existing=None):
     backup_type = merged.get("type", "full")
     source_ids = merged.get("source_ids") or []
     if backup_type not in BACKUP_TYPES:
-        raise Invalid(f"type must be one of {', '.join(BACKUP_TYPES)}")
+        raise Invalid(N_("%(field)s must be one of %(choices)s"), field="type", choices=", ".join(BACKUP_TYPES))
     if backup_type == "custom":  # the others take the sources there are when it runs
         select_sources(backup_type, source_ids or None)
     compression = merged.get("compression", "zstd")
     check_backup_options(compression, merged.get("mode", "full"), False)
     enabled = merged.get("enabled", True)
     if not isinstance(enabled, bool):
-        raise Invalid("enabled must be true or false")
+        raise Invalid(N_("%(field)s must be true or false"), field="enabled")
     return {"name": name, "timing": timing.to_dict(), "backup_type": backup_type,
             "source_ids": [int(i) for i in source_ids] if backup_type == "custom" else [],
             "compression": compression, "retention": retention_policy(merged.get("retention")),
@@ -99,9 +101,9 @@ def validate_schedule(data, existing=None):
 def schedule_name(fields, existing):
     name = text_field(fields, "name")
     if not name or len(name) > MAX_NAME:
-        raise Invalid(f"name must be 1-{MAX_NAME} characters")
+        raise Invalid(N_("%(field)s must be %(min)s-%(max)s characters"), field="name", min=1, max=MAX_NAME)
     if name_taken(Schedule.name, name, existing):
-        raise Conflict(f"a schedule named {name!r} already exists")
+        raise Conflict(N_("a schedule named %(name)s already exists"), name=repr(name))
     return name
 
 
@@ -109,7 +111,7 @@ def timing_of(fields):
     try:
         return Timing.from_dict({k: fields[k] for k in TIMING_FIELDS if fields.get(k) is not None})
     except ScheduleError as e:
-        raise Invalid(str(e)) from None
+        raise Invalid(as_message(e)) from None
 
 
 # -------------------------------------------------------------- change ----
@@ -158,13 +160,15 @@ def start_scheduled_backup(actor, schedule, note):
 def run_schedule_now(actor, schedule):
     """Start the schedule's backup now; its next regular run stays as it is."""
     backup = start_scheduled_backup(actor, schedule, f"schedule {schedule.name}, run now")
-    record_run(schedule, utcnow(), "started", f"started backup #{backup.id} (run now)", backup.id)
+    record_run(schedule, utcnow(), "started", Message(N_("started backup #%(id)s (run now)"), id=backup.id),
+               backup.id)
     return backup
 
 
 def record_run(schedule, when, status, message, backup_id=None):
-    """What the last run of a schedule did: started, skipped or failed (to start)."""
-    schedule.last_run_at, schedule.last_status, schedule.last_message = when, status, message
+    """What the last run of a schedule did: started, skipped or failed (to start). `message` is a
+    Message; the schedule keeps it in English (`last_message`)."""
+    schedule.last_run_at, schedule.last_status, schedule.last_message = when, status, str(message)
     if backup_id is not None:
         schedule.last_backup_id = backup_id
     db.session.commit()

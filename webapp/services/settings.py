@@ -14,6 +14,7 @@ import json
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from ..backup.messages import N_, as_message
 from ..backup.schedule_timing import ScheduleError, check_timezone
 from ..errors import Invalid
 from ..extensions import db
@@ -66,12 +67,13 @@ def retention_policy(value):
     """Retention rules: whole numbers, 0 (or missing) meaning the rule is off."""
     value = value or {}
     if not isinstance(value, dict) or set(value) - set(RETENTION_RULES):
-        raise Invalid(f"retention takes {', '.join(RETENTION_RULES)}")
+        raise Invalid(N_("retention takes %(rules)s"), rules=", ".join(RETENTION_RULES))
     policy = {}
     for rule in RETENTION_RULES:
         number = value.get(rule, 0)
         if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= MAX_RETENTION_RULE:
-            raise Invalid(f"retention {rule} must be a whole number, 0 to {MAX_RETENTION_RULE}")
+            raise Invalid(N_("retention %(rule)s must be a whole number, 0 to %(max)s"), rule=rule,
+                          max=MAX_RETENTION_RULE)
         policy[rule] = number
     return policy
 
@@ -87,20 +89,20 @@ def retention_settings():
 def update_retention_settings(actor, data):
     """Check and save the retention defaults; unknown keys and bad values change nothing."""
     if not isinstance(data, dict):
-        raise Invalid("retention settings must be an object")
+        raise Invalid(N_("retention settings must be an object"))
     unknown = sorted(set(data) - set(RETENTION_DEFAULTS))
     if unknown:
-        raise Invalid(f"unknown retention setting: {', '.join(unknown)}")
+        raise Invalid(N_("unknown retention setting: %(keys)s"), keys=", ".join(unknown))
     merged = {**retention_settings(), **data}
     merged["policy"] = retention_policy(merged["policy"])
     try:
         check_timezone(merged["timezone"])
     except ScheduleError as e:
-        raise Invalid(str(e)) from None
+        raise Invalid(as_message(e)) from None
     for key in DAY_SETTINGS:
         value = merged[key]
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DAYS:
-            raise Invalid(f"{key} must be a whole number of days, 0 to {MAX_DAYS}")
+            raise Invalid(N_("%(field)s must be a whole number of days, 0 to %(max)s"), field=key, max=MAX_DAYS)
     put(RETENTION, merged)
     audit(actor, "settings.retention", "settings:retention",
           detail=", ".join(f"{rule}={merged['policy'][rule]}" for rule in RETENTION_RULES)

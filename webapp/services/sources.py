@@ -6,8 +6,9 @@ from flask import current_app
 from sqlalchemy.engine import make_url
 
 from ..backup import SourceError, make_source
+from ..backup.messages import Message, N_
 from ..backup.sources.base import check_name, keep_password, redact_url
-from ..errors import Conflict, Invalid, NotFound
+from ..errors import Conflict, Invalid, NotFound, texts_and_records
 from ..extensions import db
 from ..models import Source, name_taken
 from .audit import audit
@@ -19,7 +20,7 @@ LOOPBACK_HOSTS = ("", "localhost", "127.0.0.1", "::1", "[::1]")
 def get_source(source_id):
     source = db.session.get(Source, source_id)
     if source is None:
-        raise NotFound(f"source {source_id} not found")
+        raise NotFound(N_("source %(id)s not found"), id=source_id)
     return source
 
 
@@ -47,12 +48,16 @@ def delete_source(actor, source):
 
 
 def check_source(source):
-    """Check a stored source now: what it would back up, or why it cannot."""
+    """Check a stored source now: what it would back up, or why it cannot. Sentences are in
+    English (`error`, `warnings`) and as records to translate (`error_message`, `warnings_messages`)."""
     engine_source = make_source(source.kind, source.name, **source.engine_settings())
     try:
-        return {"ok": True, **engine_source.check()}
+        report = {"ok": True, **engine_source.check()}
     except SourceError as e:
-        return {"ok": False, "error": str(e)}
+        return {"ok": False, "error": str(e), "error_message": e.message.as_record()}
+    if "warnings" in report:
+        report["warnings"], report["warnings_messages"] = texts_and_records(report["warnings"])
+    return report
 
 
 def validate_source(data, existing=None):
@@ -61,14 +66,14 @@ def validate_source(data, existing=None):
     merged.update({k: v for k, v in (data or {}).items() if k in SOURCE_FIELDS})
     kind = merged.get("kind")
     if existing is not None and kind != existing.kind:
-        raise Invalid("the kind of an existing source cannot change; create a new source")
+        raise Invalid(N_("the kind of an existing source cannot change; create a new source"))
     engine_source = engine_source_from(merged, existing)
     refuse_cairns_own_data(engine_source)
     if name_taken(Source.name, engine_source.name, existing):
-        raise Conflict(f"a source named {engine_source.name!r} already exists")
+        raise Conflict(N_("a source named %(name)s already exists"), name=repr(engine_source.name))
     enabled = merged.get("enabled", True)
     if not isinstance(enabled, bool):
-        raise Invalid("enabled must be true or false")
+        raise Invalid(N_("%(field)s must be true or false"), field="enabled")
     return {"name": engine_source.name, "kind": kind, "path": engine_source.path, "url": engine_source.url,
             "include": engine_source.include, "exclude": engine_source.exclude, "enabled": enabled}
 
@@ -90,7 +95,7 @@ def engine_source_from(fields, existing):
                                     exclude=glob_list(fields.get("exclude"), "exclude"))
         engine_source.validate()
     except SourceError as e:
-        raise Invalid(str(e)) from None
+        raise Invalid(e.message) from None
     return engine_source
 
 
@@ -100,14 +105,14 @@ def glob_list(value, field):
     if isinstance(value, str):
         value = value.replace(",", "\n").splitlines()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise Invalid(f"{field} must be a list of glob patterns")
+        raise Invalid(N_("%(field)s must be a list of glob patterns"), field=field)
     return [v.strip() for v in value if v.strip()]
 
 
 def text_field(fields, key):
     value = fields.get(key)
     if value is not None and not isinstance(value, str):
-        raise Invalid(f"{key} must be text")
+        raise Invalid(N_("%(field)s must be text"), field=key)
     return (value or "").strip()
 
 
@@ -125,22 +130,23 @@ def refuse_cairns_own_data(source):
 def refuse_cairns_own_folders(source_path):
     config = current_app.config
     backup_dir = os.path.realpath(config["BACKUP_DIR"])
-    own = {"Cairn's data directory (DATA_DIR)": os.path.realpath(config["DATA_DIR"]),
-           "the backup directory (BACKUP_DIR)": backup_dir}
+    own = {Message(N_("Cairn's data directory (DATA_DIR)")): os.path.realpath(config["DATA_DIR"]),
+           Message(N_("the backup directory (BACKUP_DIR)")): backup_dir}
     metadata = make_url(config["SQLALCHEMY_DATABASE_URI"])
     if metadata.get_backend_name() == "sqlite" and metadata.database:
-        own["Cairn's metadata database"] = os.path.realpath(metadata.database)
+        own[Message(N_("Cairn's metadata database"))] = os.path.realpath(metadata.database)
     path = os.path.realpath(source_path)
     for what, location in own.items():
         if is_within(location, path) or (location == backup_dir and is_within(path, location)):
-            raise Invalid(f"{source_path} holds {what}; Cairn does not back up or restore its own data")
+            raise Invalid(N_("%(path)s holds %(what)s; Cairn does not back up or restore its own data"),
+                          path=source_path, what=what)
 
 
 def refuse_cairns_own_database(url):
     metadata = make_url(current_app.config["SQLALCHEMY_DATABASE_URI"])
     if database_address(make_url(url)) == database_address(metadata):
-        raise Invalid("this is Cairn's own metadata database (DATABASE_URL); Cairn does not back up "
-                      "or restore its own data")
+        raise Invalid(N_("this is Cairn's own metadata database (DATABASE_URL); Cairn does not back up "
+                         "or restore its own data"))
 
 
 def is_within(path, folder):
