@@ -3,16 +3,17 @@
 from markupsafe import Markup
 
 from webapp.backup.messages import Message
-from webapp.labels import label, message_text, parts, percent, phase_label, when_iso
+from webapp.i18n import stored_message
+from webapp.labels import label, parts, percent, phase_label, when_iso
 
 
 def test_stored_messages_records_and_plain_text(app):
     with app.test_request_context():
         record = Message("the folder %(path)s does not exist", path="/x").as_record()
-        assert message_text(record, "ignored") == "the folder /x does not exist"
-        assert message_text(None, "the English text") == "the English text"
-        assert message_text("an old plain problem") == "an old plain problem"
-        assert message_text({}, None) == ""
+        assert stored_message(record, "ignored") == "the folder /x does not exist"
+        assert stored_message(None, "the English text") == "the English text"
+        assert stored_message("an old plain problem") == "an old plain problem"
+        assert stored_message({}, None) == ""
 
 
 def test_lists_escape_what_no_template_made(app):

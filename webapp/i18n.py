@@ -115,11 +115,13 @@ def sentence(text):
     return text
 
 
-def stored_message(record, english=None):
-    """A message a job or the audit trail stored (`Message.as_record()`), translated; the
-    English text when the row holds none."""
-    message = Message.from_record(record)
-    return translate(message) if message is not None else (english or "")
+def stored_message(value, english=None):
+    """A message as a row or a result keeps it (a `Message.as_record()`, a Message, an error or
+    plain text) in the reader's words; `english` when there is none."""
+    if isinstance(value, dict):
+        value = Message.from_record(value)
+    value = value or english
+    return translate(value) if value else ""
 
 
 def when(value):

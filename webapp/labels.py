@@ -12,13 +12,14 @@ from flask_babel import format_decimal, gettext, lazy_gettext as _l
 from markupsafe import Markup
 
 from .backup.messages import N_, Message
-from .i18n import translate, when
+from .i18n import stored_message, when
 
 LABELS = {
     "status": {
         "pending": _l("queued"), "running": _l("running"), "completed": _l("completed"),
         "failed": _l("failed"), "cancelled": _l("cancelled"), "timeout": _l("timed out"),
         "ok": _l("ok"), "error": _l("error"), "refused": _l("refused"), "passed": _l("passed"),
+        "started": _l("started"), "skipped": _l("skipped"),
     },
     "type": {
         "full": _l("full"), "database": _l("databases"), "files": _l("folders"),
@@ -45,7 +46,7 @@ LABELS = {
     "role": {"admin": _l("administrator"), "viewer": _l("viewer")},
     "compression": {"zstd": "zstd", "gzip": "gzip", "none": _l("none")},
     "action": {
-        "auth.login": _l("sign-in"), "auth.logout": _l("sign-out"),
+        "login": _l("sign-in"), "logout": _l("sign-out"), "api.token": _l("API token issued"),
         "password.change": _l("password changed"), "password.confirm": _l("password confirmed"),
         "user.create": _l("user added"), "user.update": _l("user changed"), "user.delete": _l("user deleted"),
         "api_key.create": _l("API key created"), "api_key.delete": _l("API key revoked"),
@@ -102,15 +103,6 @@ def phase_label(phase):
     return phase
 
 
-def message_text(value, english=None):
-    """A message as a row or a result holds it (a record, a Message, an error or plain text) in
-    the reader's words; `english` when there is none."""
-    if isinstance(value, dict):
-        value = Message.from_record(value)
-    value = value or english
-    return translate(value) if value else ""
-
-
 def parts(items):
     """Phrases about one thing as a list the reader's language writes ("20 KiB, 3 tables" /
     "20 KiB，3张表"); markup a template made stays markup, anything else is escaped."""
@@ -137,5 +129,5 @@ def when_iso(value):
 
 
 def init_app(app):
-    app.jinja_env.filters.update(label=label, phase=phase_label, message=message_text, parts=parts, percent=percent,
+    app.jinja_env.filters.update(label=label, phase=phase_label, message=stored_message, parts=parts, percent=percent,
                                  when_iso=when_iso)

@@ -181,7 +181,8 @@ class Backup(db.Model):
     pinned = db.Column(db.Boolean, nullable=False, default=False)
     verified_at = db.Column(db.DateTime)
     verify_status = db.Column(db.String(16))
-    verify_problems = db.Column(db.JSON)
+    verify_problems = db.Column(db.JSON)  # in English; verify_problems_messages for translation
+    verify_problems_messages = db.Column(db.JSON)
     # Only the job attempt holding this token may change the row; the reconciler clears it.
     attempt = db.Column(db.String(32))
     job_id = db.Column(db.String(64))
@@ -301,7 +302,8 @@ class Schedule(db.Model):
     next_run_at = db.Column(db.DateTime, index=True)  # UTC; None while disabled
     last_run_at = db.Column(db.DateTime)
     last_status = db.Column(db.String(16))  # started, skipped, failed (to start)
-    last_message = db.Column(db.Text)
+    last_message = db.Column(db.Text)  # in English; last_message_record for translation
+    last_message_record = db.Column(db.JSON)
     last_backup_id = db.Column(db.Integer, db.ForeignKey("backups.id", ondelete="SET NULL"))
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     updated_at = db.Column(db.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
@@ -312,6 +314,7 @@ class Schedule(db.Model):
                 "retention": self.retention or {}, "enabled": self.enabled,
                 "next_run_at": isoformat(self.next_run_at), "last_run_at": isoformat(self.last_run_at),
                 "last_status": self.last_status, "last_message": self.last_message,
+                "last_message_record": self.last_message_record,
                 "last_backup_id": self.last_backup_id, "created_at": isoformat(self.created_at),
                 "updated_at": isoformat(self.updated_at)}
 

@@ -25,9 +25,17 @@ def upgrade():
             batch_op.add_column(sa.Column('error_message', sa.JSON(), nullable=True))
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.add_column(sa.Column('detail_message', sa.JSON(), nullable=True))
+    with op.batch_alter_table('schedules', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('last_message_record', sa.JSON(), nullable=True))
+    with op.batch_alter_table('backups', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('verify_problems_messages', sa.JSON(), nullable=True))
 
 
 def downgrade():
+    with op.batch_alter_table('backups', schema=None) as batch_op:
+        batch_op.drop_column('verify_problems_messages')
+    with op.batch_alter_table('schedules', schema=None) as batch_op:
+        batch_op.drop_column('last_message_record')
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.drop_column('detail_message')
     for table in ('operations', 'backups'):

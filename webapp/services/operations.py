@@ -1,7 +1,7 @@
 """Operations: the restore, verify and retention jobs' status rows, and starting a verify."""
 
 from .. import runs
-from ..backup.messages import Message, N_
+from ..backup.messages import Message, N_, as_message
 from ..errors import Conflict, Invalid, NotFound
 from ..extensions import db
 from ..models import ACTIVE_STATUSES, Operation, utcnow
@@ -56,8 +56,10 @@ def start_verify(actor, backup, deep=False):
 
 
 def record_verification(backup, ok, problems):
-    """A verification's outcome on the backup; `problems` (Messages or text) are kept in English."""
+    """A verification's outcome on the backup; `problems` (Messages or text) are kept in English
+    and to translate."""
     backup.verified_at = utcnow()
     backup.verify_status = "passed" if ok else "failed"
     backup.verify_problems = [str(problem) for problem in problems]
+    backup.verify_problems_messages = [as_message(problem).as_record() for problem in problems]
     db.session.commit()

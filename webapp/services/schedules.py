@@ -167,8 +167,9 @@ def run_schedule_now(actor, schedule):
 
 def record_run(schedule, when, status, message, backup_id=None):
     """What the last run of a schedule did: started, skipped or failed (to start). `message` is a
-    Message; the schedule keeps it in English (`last_message`)."""
+    Message; the schedule keeps it in English (`last_message`) and to translate (`last_message_record`)."""
     schedule.last_run_at, schedule.last_status, schedule.last_message = when, status, str(message)
+    schedule.last_message_record = message.as_record()
     if backup_id is not None:
         schedule.last_backup_id = backup_id
     db.session.commit()
