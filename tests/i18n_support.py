@@ -30,6 +30,8 @@ ALLOWED_WORDS = frozenset("""
     Cairn SQLite PostgreSQL Postgres MySQL MariaDB zstd gzip tar cron S3 API APIs URL URLs JSON SHA UTC
     RESTORE htmx IANA ISO KiB MiB GiB TiB English
 """.split())
+# The API's field and filter names never change; a message about one names it as it is sent.
+FIELD_NAMES = frozenset("since until".split())
 ALLOWED_IN_LOWER_CASE = frozenset("sqlite postgresql postgres mysql mariadb zstd gzip tar cron json htmx".split())
 
 SKIPPED_ELEMENTS = {"script", "style", "code", "kbd", "pre", "samp", "template"}
@@ -135,7 +137,7 @@ def english_words(text):
         if is_data(token):
             continue
         found += [word for word in ASCII_WORD.findall(token)
-                  if word not in ALLOWED_WORDS and word.lower() not in ALLOWED_IN_LOWER_CASE]
+                  if word not in ALLOWED_WORDS | FIELD_NAMES and word.lower() not in ALLOWED_IN_LOWER_CASE]
     return found
 
 

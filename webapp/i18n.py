@@ -107,7 +107,10 @@ def translate(message):
 
 
 def sentence(text):
-    """A message as a page's sentence: "wrong password" becomes "Wrong password."."""
+    """A message as a page's sentence: "wrong password" becomes "Wrong password.". Chinese has
+    no capitals, and its translations carry their own full stop."""
+    if current_locale() != "en":
+        return text
     if text and text[0].islower():
         text = text[0].upper() + text[1:]
     if text and text[-1].isascii() and text[-1].isalnum():
@@ -122,6 +125,12 @@ def stored_message(value, english=None):
         value = Message.from_record(value)
     value = value or english
     return translate(value) if value else ""
+
+
+def stored_messages(records, english=()):
+    """A list kept in English and as records (verify problems, warnings, retention reasons), in
+    the reader's words."""
+    return [stored_message(one) for one in (records or english or [])]
 
 
 def when(value):
@@ -155,5 +164,5 @@ def duration(seconds):
     return gettext("%(hours)d h %(minutes)d min", hours=hours, minutes=minutes)
 
 
-FILTERS = {"when": when, "filesize": filesize, "duration": duration, "number": format_number,
+FILTERS = {"when": when, "messages": stored_messages, "filesize": filesize, "duration": duration, "number": format_number,
            "translate": translate}

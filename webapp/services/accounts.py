@@ -16,6 +16,7 @@ from .audit import Actor, audit
 
 USER_FIELDS = ("username", "password", "role", "disabled", "locale", "timezone")
 PREFERENCES = ("locale", "timezone")
+ROLE_NAMES = {"admin": N_("administrator"), "viewer": N_("viewer")}  # the words, for audit details
 WRONG_CREDENTIALS = N_("wrong username or password")
 
 
@@ -28,7 +29,7 @@ def create_user(actor, username, password, role="admin"):
     user = User(username=username, password_hash=hash_password(password), role=role)
     db.session.add(user)
     db.session.commit()
-    audit(actor, "user.create", f"user:{username}", detail=Message(N_("role %(role)s"), role=role))
+    audit(actor, "user.create", f"user:{username}", detail=Message(N_("role %(role)s"), role=Message(ROLE_NAMES[role])))
     return user
 
 

@@ -41,6 +41,7 @@ GLOBAL_LABEL = Message(N_("manual, imported and safety backups"))
 # Reasons a backup is kept, added to the engine's plan.
 RETENTION_OFF = N_("no retention rule set")
 IN_USE_BY = N_("in use by %(reader)s")
+READER = {"restore": N_("restore #%(id)s"), "verify": N_("verify #%(id)s")}
 ON_REQUEST = Message(N_("on request"))
 DAILY = dt.timedelta(days=1)
 RUN_RETENTION = "webapp.jobs.retention.run_retention"
@@ -127,7 +128,7 @@ def readers_of(backup_ids):
     if backup_ids:
         for operation in Operation.query.filter(Operation.backup_id.in_(backup_ids),
                                                 Operation.status.in_(ACTIVE_STATUSES)):
-            readers.setdefault(operation.backup_id, []).append(f"{operation.kind} #{operation.id}")
+            readers.setdefault(operation.backup_id, []).append(Message(READER[operation.kind], id=operation.id))
     return readers
 
 
