@@ -7,7 +7,7 @@ message, the API into `{code, message, data: null}` with the status below, the C
 line, each in its reader's language (webapp.i18n).
 """
 
-from .backup.messages import Message, N_, as_message
+from .backup.messages import Message
 
 # HTTP status -> the API envelope's `code`. The only copy of this table.
 ENVELOPE_CODES = {200: 0, 201: 0, 202: 0, 400: 1, 405: 1, 416: 1, 422: 1, 401: 2, 403: 3, 404: 4,
@@ -17,30 +17,6 @@ INTERNAL_ERROR_CODE = 9
 
 def envelope_code(status):
     return ENVELOPE_CODES.get(status, INTERNAL_ERROR_CODE)
-
-
-# How joined() links two parts: clauses "a; b", or the items of a list "a, b".
-CLAUSES = N_("%(first)s; %(rest)s")
-LIST = N_("%(first)s, %(rest)s")
-
-
-def joined(parts, separator=CLAUSES):
-    """Several parts (Messages, errors or text) as one Message, "first; second; third", each
-    translated where it is shown; None for none."""
-    messages = [as_message(part) for part in parts if part is not None]
-    if not messages:
-        return None
-    message = messages[-1]
-    for part in reversed(messages[:-1]):
-        message = Message(separator, first=part, rest=message)
-    return message
-
-
-def texts_and_records(parts):
-    """Sentences (Messages or text) as a row's JSON keeps them: the English texts, and the records
-    a page translates them from (Message.as_record())."""
-    messages = [as_message(part) for part in parts]
-    return [str(message) for message in messages], [message.as_record() for message in messages]
 
 
 class ServiceError(Exception):

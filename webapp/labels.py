@@ -11,7 +11,7 @@ import re
 from flask_babel import format_decimal, gettext, lazy_gettext as _l
 from markupsafe import Markup
 
-from .backup.messages import N_, Message
+from .backup.messages import N_
 from .i18n import stored_message, when
 
 LABELS = {

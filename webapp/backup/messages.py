@@ -69,14 +69,28 @@ def plain(value):
     return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
 
-def joined(items, separator=N_("%(first)s; %(rest)s")):
-    """Several sentences (Messages or plain text) as one Message, each tied to the rest by
-    `separator`, a template with %(first)s and %(rest)s ("a; b; c" in English)."""
-    items = list(items)
-    if len(items) <= 1:
-        text = items[0] if items else ""
-        return text if isinstance(text, Message) else Message("%(text)s", text=text)
-    return Message(separator, first=items[0], rest=joined(items[1:], separator))
+# How joined() links two parts: clauses "a; b", or the items of a list "a, b".
+CLAUSES = N_("%(first)s; %(rest)s")
+LIST = N_("%(first)s, %(rest)s")
+
+
+def joined(parts, separator=CLAUSES):
+    """Several parts (Messages, errors or text) as one Message, "first; second; third", each
+    translated where it is shown; None for none."""
+    messages = [as_message(part) for part in parts if part is not None]
+    if not messages:
+        return None
+    message = messages[-1]
+    for part in reversed(messages[:-1]):
+        message = Message(separator, first=part, rest=message)
+    return message
+
+
+def texts_and_records(parts):
+    """Sentences (Messages or text) as a row's JSON keeps them: the English texts, and the records
+    a page translates them from (Message.as_record())."""
+    messages = [as_message(part) for part in parts]
+    return [str(message) for message in messages], [message.as_record() for message in messages]
 
 
 def as_message(value):

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Callable, Hashable, Iterable, Mapping
 
-from .messages import Message, N_, joined
+from .messages import LIST, Message, N_, joined
 
 COMPLETED = "completed"
 ACTIVE_STATUSES = ("pending", "running")
@@ -134,7 +134,7 @@ class RetentionPlan:
     def explain(self, backup_id) -> Message:
         """One line for a preview: "kept: daily 2026-11-20, weekly 2026-W47"."""
         if backup_id in self.keep:
-            reasons = joined(self.keep[backup_id], N_("%(first)s, %(rest)s"))
+            reasons = joined(self.keep[backup_id], LIST)
             return Message(N_("kept: %(reasons)s"), reasons=reasons)
         return Message(N_("removed: %(reason)s"), reason=self.remove[backup_id])
 

@@ -9,9 +9,8 @@ from rq.timeouts import JobTimeoutException
 from ..backup import BackupError, Cancelled
 from ..backup.checksums import quick_check
 from ..backup.errors import UndoError, VerifyError
-from ..backup.messages import Message, N_
+from ..backup.messages import Message, N_, joined
 from ..backup.restore import restore_archive
-from ..errors import joined
 from ..extensions import db
 from ..models import Operation, Source, Status
 from ..services.audit import audit

@@ -2,9 +2,8 @@
 
 from .. import runs
 from ..backup import BackupError, Cancelled
-from ..backup.messages import Message, N_
+from ..backup.messages import Message, N_, joined, texts_and_records
 from ..backup.restore import verify_archive
-from ..errors import joined, texts_and_records
 from ..models import Status
 from ..services.audit import audit
 from ..services.operations import record_verification

@@ -13,8 +13,8 @@ the OpenAPI document from both kinds.
 
 from pydantic import ValidationError
 
-from ..backup.messages import Message, N_
-from ..errors import Invalid, joined
+from ..backup.messages import Message, N_, joined
+from ..errors import Invalid
 from .fields import MAX_PROBLEMS, shown
 from .requests import (Body, ClosedBody, TokenRequest, BackupCreate, BackupChange, VerifyRequest, RestoreRequest,
                        SourceChange, SourceCreate, Retention, ScheduleChange,

@@ -5,10 +5,10 @@ from sqlalchemy import update
 
 from .. import runs
 from ..backup import SourceError, make_source
-from ..backup.messages import Message, N_
+from ..backup.messages import Message, N_, joined
 from ..backup.restore import recover_set_aside
 from ..backup.sources.base import keep_password, redact_url
-from ..errors import Invalid, joined
+from ..errors import Invalid
 from ..extensions import db
 from ..models import ACTIVE_STATUSES, Operation, Source, utcnow
 from .audit import audit

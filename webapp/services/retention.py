@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from sqlalchemy import delete, exists, or_, select
 
 from .. import runs
-from ..backup.messages import Message, N_, as_message
+from ..backup.messages import LIST, Message, N_, as_message, joined, texts_and_records
 from ..backup.retention import UNSUCCESSFUL_STATUSES, Candidate, Policy, RetentionPlan, plan_retention
-from ..errors import LIST, Unavailable, joined, texts_and_records
+from ..errors import Unavailable
 from ..extensions import db
 from ..models import ACTIVE_STATUSES, Backup, Operation, Schedule, isoformat, utcnow
 from . import settings

@@ -6,9 +6,9 @@ from flask import current_app
 from sqlalchemy.engine import make_url
 
 from ..backup import SourceError, make_source
-from ..backup.messages import Message, N_
+from ..backup.messages import Message, N_, texts_and_records
 from ..backup.sources.base import check_name, keep_password, redact_url
-from ..errors import Conflict, Invalid, NotFound, texts_and_records
+from ..errors import Conflict, Invalid, NotFound
 from ..extensions import db
 from ..models import Source, name_taken
 from .audit import audit
