@@ -11,7 +11,7 @@ import re
 from flask_babel import format_decimal, gettext, lazy_gettext as _l
 from markupsafe import Markup
 
-from .backup.messages import N_
+from .backup.messages import LIST, N_
 from .i18n import stored_message, when
 
 LABELS = {
@@ -109,7 +109,7 @@ def parts(items):
     items = [item for item in items if item]
     text = items[0] if items else ""
     for item in items[1:]:
-        text = Markup(gettext("%(list)s, %(item)s")) % {"list": text, "item": item}
+        text = Markup(gettext(LIST)) % {"first": text, "rest": item}
     return text
 
 
