@@ -126,6 +126,13 @@ def globs(prefix):
                    | surrogate_text.map(lambda t: prefix + t))
 
 
+def days():
+    """Object lock days: whole numbers from 0 to 36500, nothing else."""
+    return Hostile([-1, 36501, 2**70, 1e308, 0.5, math.nan, True, "30", None, *OBJECTS],
+                   huge | bad_floats | st.integers(max_value=-1) | st.integers(min_value=36501) | st.booleans()
+                   | st.text(max_size=8) | nested | st.none())
+
+
 def password(new=False):
     """A password: any text is a candidate (a new one of 8 characters or more), nothing else is."""
     probe = ["\ud800", "a\udfffb", 5, True, None, *OBJECTS]
@@ -170,6 +177,11 @@ def routes(world):
     schedule = {"name": "probe", "preset": "daily", "time": "03:00", "type": "custom", "source_ids": [1]}
     schedule_bodies = {"weekday": dict(schedule, preset="weekly"), "day": dict(schedule, preset="monthly"),
                        "cron": {"name": "probe"}}
+    destination = {"name": text(64), "kind": choice(["s3"]), "endpoint_url": text(2048, nullable=True),
+                   "bucket": text(63), "prefix": text(1024, nullable=True), "region": text(64, nullable=True),
+                   "access_key_id": text(128), "secret_access_key": text(256), "immutable_days": days(),
+                   "enabled": flag()}
+    offsite = {"name": "probe", "bucket": "probe-bucket", "access_key_id": "AKIA", "secret_access_key": "s"}
     user = {"username": text(64), "password": password(new=True), "role": choice(["admin", "viewer"]),
             "your_password": password_again()}
     return [
@@ -188,6 +200,8 @@ def routes(world):
                "targets": targets(), "terminate_connections": flag(), "password": password_again()}),
         Route("POST /sources", "/sources", {"name": "probe", "kind": "files", "path": inside + "site"}, source),
         Route("PUT /sources/{id}", f"/sources/{world.source_id}", {"name": "uploads"}, source),
+        Route("POST /destinations", "/destinations", offsite, destination),
+        Route("PUT /destinations/{id}", f"/destinations/{world.destination_id}", {"name": "offsite"}, destination),
         Route("POST /schedules", "/schedules", schedule, timing, schedule_bodies),
         Route("PUT /schedules/{id}", f"/schedules/{world.schedule_id}", {}, timing, schedule_bodies),
         Route("POST /api-keys", "/api-keys", {"name": "probe"}, {"name": text(100), "password": password_again()}),
@@ -198,13 +212,15 @@ def routes(world):
 
 
 ROUTES = ["POST /auth/token", "POST /backups", "PATCH /backups/{id}", "POST /backups/{id}/verify",
-          "POST /backups/{id}/restore", "POST /sources", "PUT /sources/{id}", "POST /schedules", "PUT /schedules/{id}",
+          "POST /backups/{id}/restore", "POST /sources", "PUT /sources/{id}", "POST /destinations",
+          "PUT /destinations/{id}", "POST /schedules", "PUT /schedules/{id}",
           "POST /api-keys", "POST /users", "PATCH /users/{id}"]
 
 
 @pytest.fixture
 def world(app, api, tmp_path):
-    """Sources in tmp_path, a backup to restore, a schedule, a viewer, and a pending backup holding the slot."""
+    """Sources in tmp_path, a destination, a backup to restore, a schedule, a viewer, and a pending backup
+    holding the slot."""
     # The pending backup's job never runs (there is no worker); it keeps anything else from starting.
     from webapp.services.accounts import create_user
     from webapp.services.audit import SYSTEM
@@ -216,12 +232,16 @@ def world(app, api, tmp_path):
         created = api.post("/sources", json=body)
         assert created.status_code == 201, created.get_json()
     backup_id = make_backup(0, sources=("app-db",)).id
+    destination = api.post("/destinations", json={"name": "offsite", "bucket": "cairn-backups",
+                                                  "access_key_id": "AKIA", "secret_access_key": "s"})
+    assert destination.status_code == 201, destination.get_json()
     schedule = api.post("/schedules", json={"name": "weekly", "preset": "weekly", "time": "04:00", "weekday": 0})
     assert schedule.status_code == 201, schedule.get_json()
     assert api.post("/backups", json={"type": "full"}).status_code == 202
     viewer = create_user(SYSTEM, "viewer", "viewer password", "viewer")
     world = SimpleNamespace(tmp_path=tmp_path, backup_id=backup_id, source_id=created.get_json()["data"]["id"],
-                            schedule_id=schedule.get_json()["data"]["id"], viewer_id=viewer.id, api=api)
+                            schedule_id=schedule.get_json()["data"]["id"], viewer_id=viewer.id, api=api,
+                            destination_id=destination.get_json()["data"]["id"])
     world.routes = {route.name: route for route in routes(world)}
     assert list(world.routes) == ROUTES
     return world

@@ -53,6 +53,7 @@ VIEWER_MUST_READ = [
     "/admin/schedules",
     "/admin/schedules/<int:schedule_id>",
     "/admin/sources",
+    "/admin/destinations",
     "/admin/settings",
     "/api/v1/backups",
     "/api/v1/backups/<int:backup_id>",
@@ -62,6 +63,8 @@ VIEWER_MUST_READ = [
     "/api/v1/schedules/<int:schedule_id>/retention-preview",
     "/api/v1/sources",
     "/api/v1/sources/<int:source_id>",
+    "/api/v1/destinations",
+    "/api/v1/destinations/<int:destination_id>",
     "/api/v1/status",
     "/api/v1/api-keys",
 ]
@@ -146,6 +149,7 @@ def world(app, admin, viewer, tmp_path):
     from webapp import security
     from webapp.services import accounts
     from webapp.services import backups
+    from webapp.services import destinations
     from webapp.services import operations
     from webapp.services import schedules
     from webapp.services import sources
@@ -157,6 +161,7 @@ def world(app, admin, viewer, tmp_path):
     w.db_path, w.uploads = make_app_data(tmp_path / "app")
     w.source = sources.create_source(SYSTEM, {"name": "app-db", "kind": "sqlite", "path": str(w.db_path)})
     w.files_source = sources.create_source(SYSTEM, {"name": "uploads", "kind": "files", "path": str(w.uploads)})
+    w.destination = destinations.create_destination(SYSTEM, DESTINATION)
     w.backup = make_backup(1, sources=("app-db",))
     w.old_backup = make_backup(3, sources=("app-db",))
     w.operation = operations.start_verify(Actor(admin), backups.get_backup(w.backup.id))  # pending, queued
@@ -166,7 +171,7 @@ def world(app, admin, viewer, tmp_path):
     w.admin_key, w.admin_key_secret = security.create_api_key(admin, "admin key")
     w.viewer_key, w.viewer_key_secret = security.create_api_key(viewer, "viewer key")
     w.ids = {"backup_id": w.backup.id, "operation_id": w.operation.id, "source_id": w.source.id,
-             "schedule_id": w.schedule.id, "user_id": w.other_user.id}
+             "schedule_id": w.schedule.id, "user_id": w.other_user.id, "destination_id": w.destination.id}
     return w
 
 
@@ -179,6 +184,8 @@ def ids_for(world, user):
 # ---------------------------------------------------------------- payloads ----
 
 NEW_PASSWORD = "a brand new password"
+DESTINATION = {"name": "offsite", "endpoint_url": "http://127.0.0.1:9", "bucket": "cairn-backups",
+               "access_key_id": "AKIASWEEP", "secret_access_key": "sweep-secret-key"}
 
 
 def page_payloads(w, actor):
@@ -208,6 +215,10 @@ def page_payloads(w, actor):
                                      "enabled": "y"},
         ("POST", "/admin/sources/<int:source_id>/edit"): {"name": "renamed-source", "kind": "sqlite",
                                                           "path": str(w.db_path), "enabled": "y"},
+        ("POST", "/admin/destinations"): dict(DESTINATION, name="new-destination", enabled="y"),
+        ("POST", "/admin/destinations/<int:destination_id>/edit"): dict(DESTINATION, name="renamed-destination",
+                                                                        enabled="y"),
+        ("POST", "/admin/destinations/<int:destination_id>/enabled"): {"enabled": "0"},
     }
 
 
@@ -225,6 +236,9 @@ def api_payloads(w):
         ("PUT", "/api/v1/schedules/<int:schedule_id>"): {"json": {"name": "renamed", "enabled": False}},
         ("POST", "/api/v1/sources"): {"json": {"name": "new-source", "kind": "files", "path": str(w.uploads)}},
         ("PUT", "/api/v1/sources/<int:source_id>"): {"json": {"name": "renamed-source", "enabled": False}},
+        ("POST", "/api/v1/destinations"): {"json": dict(DESTINATION, name="new-destination")},
+        ("PUT", "/api/v1/destinations/<int:destination_id>"): {"json": {"name": "renamed-destination",
+                                                                         "enabled": False}},
         ("POST", "/api/v1/api-keys"): {"json": {"name": "new key"}},
         ("POST", "/api/v1/users"): {"json": {"username": "intruder", "password": "intruder password",
                                              "role": "admin"}},

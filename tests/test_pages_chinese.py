@@ -226,6 +226,18 @@ def rows_in_progress(backup, admin):
     return {"running": running, "pending": pending}, verify
 
 
+def destinations(actor):
+    """Destinations of every sort: another service's endpoint with a prefix and object lock, and a
+    disabled one at AWS's default endpoint."""
+    from webapp.services.destinations import create_destination
+
+    return [create_destination(actor, {"name": "s3dest1", "endpoint_url": "http://127.0.0.1:9000", "bucket": "bkt1",
+                                       "prefix": "p1/q2", "region": "us-east-1", "access_key_id": "AKIA1",
+                                       "secret_access_key": "secret-1", "immutable_days": 30}),
+            create_destination(actor, {"name": "s3dest2", "bucket": "bkt2", "access_key_id": "AKIA2",
+                                       "secret_access_key": "secret-2", "enabled": False})]
+
+
 def build_world(app, tmp_path, world):
     """Fill `world` (its "drop" list gets the clean-ups as soon as there is something to clean)."""
     from webapp.errors import ServiceError
@@ -257,6 +269,7 @@ def build_world(app, tmp_path, world):
     sources["pg1"] = create_source(actor, {"name": "pg1", "kind": "postgres", "url": pg_url})
     sources["my1"] = create_source(actor, {"name": "my1", "kind": "mysql", "url": my_url})
 
+    world["destinations"] = destinations(actor)
     backups = finished_backups(app, actor, sources, tmp_path)
     world["schedule"] = scheduled_runs(app, actor, sources)
     world["restore"] = failed_restore(app, actor, backups["completed"], sources)
@@ -339,6 +352,7 @@ def admin_pages(client, world):
              ("schedules", get("/admin/schedules")),
              ("schedule", get(f"/admin/schedules/{schedule.id}")),
              ("sources", get("/admin/sources")),
+             ("destinations", get("/admin/destinations")),
              ("audit", get("/admin/audit")),
              ("audit filtered", get("/admin/audit?action=backup&user=" + ADMIN)),
              ("settings", get("/admin/settings")),
@@ -350,6 +364,8 @@ def admin_pages(client, world):
                   (f"backup {status} status (htmx)", get(f"/admin/backups/{backup.id}/status", headers=HTMX))]
     for name, source in s.items():
         pages.append((f"source {name} edit", get(f"/admin/sources/{source.id}/edit")))
+    for destination in world["destinations"]:
+        pages.append((f"destination {destination.name} edit", get(f"/admin/destinations/{destination.id}/edit")))
     for operation in world["operations"]:
         label = f"operation {operation.id} ({operation.kind}, {operation.status})"
         pages += [(label, get(f"/admin/operations/{operation.id}")),
@@ -367,6 +383,11 @@ def refusals(client, world):
              ("schedule form, bad cron", client.post(f"/admin/schedules/{schedule.id}", data={
                  "csrf_token": token, "name": "sched1", "preset": "cron", "cron": "0 25 * * *",
                  "timezone": "UTC", "type": "full"})),
+             ("destination form, name taken", client.post("/admin/destinations", data={
+                 "name": "s3dest1", "bucket": "bkt3", "access_key_id": "AKIA3", "secret_access_key": "secret-3",
+                 "immutable_days": "0", "csrf_token": token})),
+             ("destination form, required fields", client.post("/admin/destinations", data={
+                 "name": "s3dest3", "csrf_token": token})),
              ("import, not an archive", client.post("/admin/backups/import", content_type="multipart/form-data",
                                                     data={"csrf_token": token, "file": (io_bytes(), "x9.tar.zst")}))]
     for name, source in world["sources"].items():
@@ -384,6 +405,7 @@ def viewer_pages(client, world):
     return [("viewer dashboard", client.get("/admin/")),
             ("viewer backup", client.get(f"/admin/backups/{completed.id}")),
             ("viewer schedule", client.get(f"/admin/schedules/{world['schedule'].id}")),
+            ("viewer destinations", client.get("/admin/destinations")),
             ("viewer settings", client.get("/admin/settings")),
             ("viewer 403 page", client.get("/admin/backups/import"))]
 
@@ -407,7 +429,9 @@ def every_page(world, language):
 
 
 EXPECTED_STATUS = {"404 page": 404, "404 path": 404, "viewer 403 page": 403, "source form, missing file": 400,
-                   "schedule form, bad cron": 400, "import, not an archive": 400, "sign-in, wrong password": 401}
+                   "schedule form, bad cron": 400, "destination form, name taken": 409,
+                   "destination form, required fields": 400, "import, not an archive": 400,
+                   "sign-in, wrong password": 401}
 
 
 def checked_pages(world, language):

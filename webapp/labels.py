@@ -52,6 +52,8 @@ LABELS = {
         "api_key.create": _l("API key created"), "api_key.delete": _l("API key revoked"),
         "source.create": _l("source added"), "source.update": _l("source changed"),
         "source.delete": _l("source deleted"),
+        "destination.create": _l("destination added"), "destination.update": _l("destination changed"),
+        "destination.delete": _l("destination deleted"), "destination.test": _l("destination tested"),
         "backup.create": _l("backup started"), "backup.finish": _l("backup finished"),
         "backup.cancel": _l("backup cancelled"), "backup.delete": _l("backup deleted"),
         "backup.update": _l("backup changed"), "backup.download": _l("backup downloaded"),

@@ -147,6 +147,41 @@ class Source(db.Model):
                 "exclude": self.exclude or []}
 
 
+DESTINATION_KINDS = ("s3",)
+MAX_IMMUTABLE_DAYS = 36500  # a hundred years of object lock
+
+
+class Destination(db.Model):
+    """A place beyond BACKUP_DIR that keeps copies of archives: a bucket of an S3-compatible
+    object store. The secret key is stored (Cairn needs it to copy unattended) and never shown:
+    answers and pages give *** and an edit that sends *** keeps it."""
+
+    __tablename__ = "destinations"
+    __table_args__ = NEVER_REUSE_IDS
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(64), unique=True, nullable=False)
+    kind = db.Column(db.String(16), nullable=False, default="s3")
+    endpoint_url = db.Column(db.String(2048), nullable=False, default="")  # empty: AWS
+    bucket = db.Column(db.String(63), nullable=False)
+    prefix = db.Column(db.String(1024), nullable=False, default="")
+    region = db.Column(db.String(64), nullable=False, default="")
+    access_key_id = db.Column(db.String(128), nullable=False)
+    secret_access_key = db.Column(db.String(256), nullable=False)
+    immutable_days = db.Column(db.Integer, nullable=False, default=0)  # S3 Object Lock days; 0 is off
+    enabled = db.Column(db.Boolean, nullable=False, default=True)
+    created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    updated_at = db.Column(db.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    def __repr__(self):
+        return f"<Destination {self.id} {self.name!r}>"  # never the secret
+
+    def engine_settings(self):
+        """What the engine's S3Storage needs, the secret key included: never log or show it."""
+        return {"endpoint_url": self.endpoint_url or None, "bucket": self.bucket, "prefix": self.prefix,
+                "region": self.region or None, "access_key_id": self.access_key_id,
+                "secret_access_key": self.secret_access_key}
+
+
 class Backup(db.Model):
     __tablename__ = "backups"
     __table_args__ = NEVER_REUSE_IDS

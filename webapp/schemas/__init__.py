@@ -18,20 +18,25 @@ from ..errors import Invalid
 from .fields import MAX_PROBLEMS, shown
 from .requests import (Body, ClosedBody, TokenRequest, BackupCreate, BackupChange, VerifyRequest, RestoreRequest,
                        SourceChange, SourceCreate, Retention, ScheduleChange,
-                       ScheduleCreate, ApiKeyCreate, UserCreate, UserChange, REQUESTS)
+                       ScheduleCreate, ApiKeyCreate, UserCreate, UserChange, REQUESTS as OTHER_REQUESTS)
 from .responses import (Shape, Progress, WithProgress, BackupSource, Backup, Operation, Source, SourceTest,
                         Schedule, RetentionEntry, RemovedBackup, KeptBackup,
                         RetentionPreview, Worker, Redis, Status, SizePoint, Stats, User,
                         ApiKey, ApiKeyCreated, AuditEvent, Token, Page, Envelope,
-                        RESPONSES)
+                        RESPONSES as OTHER_RESPONSES)
+from . import destinations
+from .destinations import Destination, DestinationChange, DestinationCreate, DestinationTest
+
+REQUESTS = OTHER_REQUESTS + destinations.REQUESTS
+RESPONSES = OTHER_RESPONSES + destinations.RESPONSES
 
 __all__ = ["parse", "dump", "REQUESTS", "RESPONSES", "Body", "ClosedBody", "TokenRequest", "BackupCreate",
-           "BackupChange", "VerifyRequest", "RestoreRequest", "SourceChange", "SourceCreate", "Retention",
-           "ScheduleChange", "ScheduleCreate", "ApiKeyCreate", "UserCreate", "UserChange", "Shape",
-           "Progress", "WithProgress", "BackupSource", "Backup", "Operation", "Source", "SourceTest",
-           "Schedule", "RetentionEntry", "RemovedBackup", "KeptBackup", "RetentionPreview", "Worker", "Redis",
-           "Status", "SizePoint", "Stats", "User", "ApiKey", "ApiKeyCreated", "AuditEvent", "Token", "Page",
-           "Envelope"]
+           "BackupChange", "VerifyRequest", "RestoreRequest", "SourceChange", "SourceCreate", "DestinationChange",
+           "DestinationCreate", "Retention", "ScheduleChange", "ScheduleCreate", "ApiKeyCreate", "UserCreate",
+           "UserChange", "Shape", "Progress", "WithProgress", "BackupSource", "Backup", "Operation", "Source",
+           "SourceTest", "Destination", "DestinationTest", "Schedule", "RetentionEntry", "RemovedBackup",
+           "KeptBackup", "RetentionPreview", "Worker", "Redis", "Status", "SizePoint", "Stats", "User", "ApiKey",
+           "ApiKeyCreated", "AuditEvent", "Token", "Page", "Envelope"]
 
 
 def parse(model, data):

@@ -1,0 +1,224 @@
+"""Destinations: S3-compatible buckets that keep copies of archives, checked before they are saved
+and tested on request. The secret key is kept for the engine only: no answer, page, log line or
+audit detail holds it (they show ***), and an edit that sends *** (or nothing) keeps it."""
+
+import importlib
+import re
+from urllib.parse import urlsplit
+
+from ..backup.errors import BackupError
+from ..backup.messages import N_
+from ..backup.sources.base import NAME_PATTERN
+from ..errors import Conflict, Invalid, NotFound
+from ..extensions import db
+from ..models import DESTINATION_KINDS, MAX_IMMUTABLE_DAYS, Destination, name_taken
+from .audit import audit
+
+# The engine's S3 storage (webapp/backup/s3.py) comes with the storage work; once both are merged,
+# this is `from ..backup.s3 import S3Storage` (and storage_for's check goes).
+try:
+    S3Storage = importlib.import_module("..backup.s3", __package__).S3Storage
+except ImportError:  # pragma: no cover
+    S3Storage = None
+
+HIDDEN = "***"  # what answers and pages show for the secret key; sent back, it keeps the stored one
+DESTINATION_FIELDS = ("name", "kind", "endpoint_url", "bucket", "prefix", "region", "access_key_id",
+                      "secret_access_key", "immutable_days", "enabled")
+MAX_ENDPOINT_URL = 2048
+MAX_BUCKET = 63
+MAX_PREFIX = 1024
+MAX_REGION = 64
+MAX_ACCESS_KEY_ID = 128
+MAX_SECRET_ACCESS_KEY = 256
+BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+                  r"|\[[0-9A-Fa-f:.]+\]")
+REGION = re.compile(r"[A-Za-z0-9_.-]*")
+KEY_TEXT = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: what S3 keys are made of
+
+
+def all_destinations():
+    return Destination.query.order_by(Destination.name)
+
+
+def get_destination(destination_id):
+    destination = db.session.get(Destination, destination_id)
+    if destination is None:
+        raise NotFound(N_("destination %(id)s not found"), id=destination_id)
+    return destination
+
+
+def create_destination(actor, data):
+    destination = Destination(**validate_destination(data))
+    db.session.add(destination)
+    db.session.commit()
+    audit(actor, "destination.create", f"destination:{destination.name}")
+    return destination
+
+
+def update_destination(actor, destination, data):
+    for key, value in validate_destination(data, existing=destination).items():
+        setattr(destination, key, value)
+    db.session.commit()
+    audit(actor, "destination.update", f"destination:{destination.name}")
+    return destination
+
+
+def delete_destination(actor, destination):
+    name = destination.name
+    db.session.delete(destination)
+    db.session.commit()
+    audit(actor, "destination.delete", f"destination:{name}")
+
+
+def storage_for(destination):
+    """The engine's storage of a destination (it holds the secret key: never log it)."""
+    if S3Storage is None:
+        raise BackupError(N_("S3 storage is not available in this installation"))
+    return S3Storage(**destination.engine_settings())
+
+
+def check_destination(actor, destination):
+    """Write, read back and delete a small object at the destination now (and, for immutable
+    copies, check that the bucket has object lock on). The result says whether that worked and, if
+    not, what failed: `error` in English, `error_message` a record to translate, `problem` the
+    engine's code for it (wrong_keys, missing_bucket, ...)."""
+    try:
+        storage = storage_for(destination)
+        if destination.immutable_days:  # copies are to be locked: the bucket must have object lock on
+            storage.probe(object_lock=True)
+        else:
+            storage.probe()
+    except BackupError as e:
+        audit(actor, "destination.test", f"destination:{destination.name}", result="error", detail=e)
+        return {"ok": False, "error": str(e), "error_message": e.message.as_record(),
+                "problem": getattr(e, "kind", None)}
+    audit(actor, "destination.test", f"destination:{destination.name}")
+    return {"ok": True}
+
+
+# --------------------------------------------------------------- the fields ----
+
+def validate_destination(data, existing=None):
+    """Clean and check destination fields; raise Invalid with the reason a person can act on."""
+    fields = editable_fields(existing) if existing else {"kind": "s3", "immutable_days": 0, "enabled": True}
+    fields.update({k: v for k, v in (data or {}).items() if k in DESTINATION_FIELDS})
+    name = text_field(fields, "name")
+    if not NAME_PATTERN.fullmatch(name):
+        raise Invalid(N_("%(field)s must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"),
+                      field="name")
+    if name_taken(Destination.name, name, existing):
+        raise Conflict(N_("a destination named %(name)s already exists"), name=repr(name))
+    if fields.get("kind") not in DESTINATION_KINDS:
+        raise Invalid(N_("%(field)s must be one of %(choices)s"), field="kind", choices=", ".join(DESTINATION_KINDS))
+    return {"name": name, "kind": fields["kind"], "endpoint_url": endpoint_url(text_field(fields, "endpoint_url")),
+            "bucket": bucket(text_field(fields, "bucket")), "prefix": prefix(text_field(fields, "prefix")),
+            "region": region(text_field(fields, "region")),
+            "access_key_id": access_key_id(text_field(fields, "access_key_id")),
+            "secret_access_key": secret_access_key(fields.get("secret_access_key"), existing),
+            "immutable_days": immutable_days(fields.get("immutable_days")),
+            "enabled": flag(fields.get("enabled"), "enabled")}
+
+
+def editable_fields(destination):
+    """A stored destination's fields as an edit starts from them (the secret left out: it is kept)."""
+    return {"name": destination.name, "kind": destination.kind, "endpoint_url": destination.endpoint_url,
+            "bucket": destination.bucket, "prefix": destination.prefix, "region": destination.region,
+            "access_key_id": destination.access_key_id, "immutable_days": destination.immutable_days,
+            "enabled": destination.enabled}
+
+
+def text_field(fields, key):
+    value = fields.get(key)
+    if value is not None and not isinstance(value, str):
+        raise Invalid(N_("%(field)s must be text"), field=key)
+    value = (value or "").strip()
+    if "\x00" in value:
+        raise Invalid(N_("%(field)s must not contain NUL characters"), field=key)
+    return value
+
+
+def endpoint_url(value):
+    """http(s)://host[:port] of an S3-compatible service, or empty for AWS."""
+    if not value:
+        return ""
+    value = value.rstrip("/")
+    parts = urlsplit(value)
+    try:
+        port_ok = parts.port is None or 1 <= parts.port <= 65535
+    except ValueError:
+        port_ok = False
+    if (len(value) > MAX_ENDPOINT_URL or parts.scheme not in ("http", "https") or not port_ok or parts.path
+            or parts.query or parts.fragment or "@" in parts.netloc
+            or not HOST.fullmatch(parts.netloc.rsplit(":", 1)[0] if parts.port else parts.netloc)):
+        raise Invalid(N_("%(field)s must be http:// or https:// with a host and an optional port, such as "
+                         "%(example)s; leave it empty for Amazon S3"),
+                      field="endpoint_url", example="https://s3.example.com:9000")
+    return value
+
+
+def bucket(value):
+    if not value:
+        raise Invalid(N_("%(field)s is required"), field="bucket")
+    if not BUCKET.fullmatch(value) or ".." in value:
+        raise Invalid(N_("%(field)s must be 3-63 lowercase letters, digits, dots or hyphens, starting and ending "
+                         "with a letter or digit"), field="bucket")
+    return value
+
+
+def prefix(value):
+    """Where under the bucket the archives go: a relative key prefix, never climbing out."""
+    if len(value) > MAX_PREFIX:
+        raise Invalid(N_("%(field)s must be at most %(max)s characters"), field="prefix", max=MAX_PREFIX)
+    if value.startswith("/") or ".." in value.split("/") or any(ord(c) < 32 or c == "\x7f" for c in value):
+        raise Invalid(N_("%(field)s must be a relative path such as %(example)s: no leading slash, no .. and "
+                         "no control characters"), field="prefix", example="cairn/prod")
+    return value
+
+
+def region(value):
+    if len(value) > MAX_REGION or not REGION.fullmatch(value):
+        raise Invalid(N_("%(field)s must be at most %(max)s letters, digits, '-', '_' or '.', such as %(example)s"),
+                      field="region", max=MAX_REGION, example="us-east-1")
+    return value
+
+
+def access_key_id(value):
+    if not value:
+        raise Invalid(N_("%(field)s is required"), field="access_key_id")
+    if len(value) > MAX_ACCESS_KEY_ID or not KEY_TEXT.fullmatch(value):
+        raise Invalid(N_("%(field)s must be at most %(max)s characters without spaces"), field="access_key_id",
+                      max=MAX_ACCESS_KEY_ID)
+    return value
+
+
+def secret_access_key(value, existing):
+    """The secret key sent, or the stored one when an edit sends *** or nothing. The value is
+    never part of a message."""
+    if value is not None and not isinstance(value, str):
+        raise Invalid(N_("%(field)s must be text"), field="secret_access_key")
+    value = (value or "").strip()
+    if existing is not None and value in ("", HIDDEN):
+        return existing.secret_access_key
+    if value in ("", HIDDEN):
+        raise Invalid(N_("%(field)s is required"), field="secret_access_key")
+    if len(value) > MAX_SECRET_ACCESS_KEY or not KEY_TEXT.fullmatch(value):
+        raise Invalid(N_("%(field)s must be at most %(max)s characters without spaces"), field="secret_access_key",
+                      max=MAX_SECRET_ACCESS_KEY)
+    return value
+
+
+def immutable_days(value):
+    """How long S3 Object Lock keeps each copy from being deleted or changed; 0 is off."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if type(value) is not int or not 0 <= value <= MAX_IMMUTABLE_DAYS:
+        raise Invalid(N_("%(field)s must be a whole number, 0 to %(max)s"), field="immutable_days",
+                      max=MAX_IMMUTABLE_DAYS)
+    return value
+
+
+def flag(value, field):
+    if not isinstance(value, bool):
+        raise Invalid(N_("%(field)s must be true or false"), field=field)
+    return value
