@@ -81,7 +81,15 @@ PHASES = {
 SOURCE_STEPS = {"dumping": N_("dumping %(kind)s source %(name)s"),
                 "archiving": N_("archiving %(kind)s source %(name)s")}
 SOURCE_PHASE = re.compile(r"^(?P<step>\w+) (?P<kind>\w+):(?P<name>.+)$")
-REMOVING_PHASE = re.compile(r"^removing (?P<name>.+)$")  # a retention run removing a backup
+# Phases that name one thing (a backup being removed, a destination): pattern -> words.
+NAMED_PHASES = [
+    (re.compile(r"^removing (?P<name>.+)$"), N_("removing %(name)s")),
+    (re.compile(r"^uploading to (?P<name>.+)$"), N_("uploading to %(name)s")),
+    (re.compile(r"^checking the copy at (?P<name>.+)$"), N_("checking the copy at %(name)s")),
+    (re.compile(r"^fetching from (?P<name>.+)$"), N_("fetching from %(name)s")),
+    (re.compile(r"^waiting (?P<seconds>\d+) s to try (?P<name>.+) again$"),
+     N_("waiting %(seconds)s s to try %(name)s again")),
+]
 
 
 def label(code, kind):
@@ -99,9 +107,10 @@ def phase_label(phase):
     if match and match["step"] in SOURCE_STEPS:
         return gettext(SOURCE_STEPS[match["step"]], kind=label(match["kind"], "source_kind"),
                        name=match["name"])
-    match = REMOVING_PHASE.match(phase)
-    if match:
-        return gettext(N_("removing %(name)s"), name=match["name"])
+    for pattern, words in NAMED_PHASES:
+        match = pattern.match(phase)
+        if match:
+            return gettext(words, **match.groupdict())
     return phase
 
 

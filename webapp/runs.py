@@ -23,7 +23,7 @@ from .backup.messages import Message, N_
 from .backup.progress import FINAL_PHASES
 from .errors import Conflict, Unavailable
 from .extensions import db, get_queue, get_redis
-from .models import ACTIVE_STATUSES, Backup, Operation, RunLock, Status, error_columns, utcnow
+from .models import ACTIVE_STATUSES, Backup, BackupCopy, Operation, RunLock, Status, error_columns, utcnow
 
 log = logging.getLogger(__name__)
 RUN_LOCK = "exclusive"
@@ -160,6 +160,7 @@ def close_pending(row):
     if not closed:
         db.session.rollback()
         return False
+    fail_copy_of(row, CANCELLED_ON_REQUEST)
     release_slot(lock_owner(row))
     db.session.commit()
     # Only now: a job that had started, once marked cancelled in RQ, would look dead to the reconciler.
@@ -200,7 +201,25 @@ def close(row, reason, status=Status.FAILED, keep_slot=False):
         update(model)
         .where(model.id == row.id, model.attempt == row.attempt, model.status.in_(ACTIVE_STATUSES))
         .values(status=status.value, attempt=None, **error_columns(reason), **{end_column(model): utcnow()})).rowcount
+    if closed:
+        fail_copy_of(row, reason)
     if not keep_slot:
         release_slot(lock_owner(row))
     db.session.commit()
     return closed == 1
+
+
+def fail_copy_of(row, reason):
+    """A copy operation closed without its job: its copy row failed with it (the caller commits)."""
+    if isinstance(row, Operation) and row.kind == "copy":
+        db.session.execute(update(BackupCopy).where(BackupCopy.operation_id == row.id,
+                                                    BackupCopy.status.in_(("pending", "running")))
+                           .values(status="failed", **error_columns(reason)))
+
+
+def new_operation(actor, kind, backup_id=None, **params):
+    """A pending operation row, added to the session with its job id (the caller commits)."""
+    operation = Operation(kind=kind, backup_id=backup_id, params=dict(params, requested_from=actor.address),
+                          created_by_id=actor.user_id, attempt=new_attempt())
+    add_with_job_id(operation)
+    return operation

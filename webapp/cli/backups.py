@@ -9,7 +9,7 @@ import click
 
 from ..backup.archive import COMPRESSIONS
 from ..models import BACKUP_TYPES, STATUSES, TRIGGERS
-from ..services import backups, operations, restores
+from ..services import backups, operations, restores, storage
 from .common import actor, emit, json_option, service_group, size, table, wait_option
 from .progress import follow
 from .serialise import as_data, listing
@@ -95,7 +95,7 @@ def restore(backup_id, source_ids, safety_backup, confirm, wait, as_json):
 
 
 def ask_to_confirm(backup, source_ids):
-    backups.archive_path(backup)  # no question about a backup that cannot be restored
+    storage.archive_path(backup)  # no question about a backup that cannot be restored
     click.echo(f"Restoring backup {backup.id} ({backup.name}) overwrites:", err=True)
     for source in restores.restore_targets(backup, source_ids):
         click.echo(f"  {source.name} ({source.kind}) {source.location}", err=True)
@@ -110,7 +110,7 @@ def ask_to_confirm(backup, source_ids):
 def download(backup_id, output, as_json):
     """Copy a completed backup's archive to a file; an existing file is never overwritten."""
     backup = backups.get_backup(backup_id)
-    backups.archive_path(backup)
+    storage.archive_path(backup)
     target = download_target(backup, output)
     digest, written = copy_new_file(backups.download(actor(), backup), target)
     emit(as_json, {"id": backup.id, "path": target, "size": written, "sha256": digest},

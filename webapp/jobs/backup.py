@@ -10,9 +10,10 @@ from ..backup import BackupError, Cancelled, create_backup, make_source
 from ..backup.messages import Message, N_
 from ..extensions import db
 from ..models import Backup, Source, Status
+from ..services.copies import copy_after_backup
 from ..services.retention import after_scheduled_backup
 from ..services.storage import backup_storage
-from .tracking import BackupTracker, LostOwnership
+from .tracking import BackupTracker, LostOwnership, requester
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def run_backup(backup_id, attempt):
         backup_storage().delete(backup.file_name)
         return "abandoned: the row was reconciled before the archive was recorded"
     start_retention_after(backup)
+    start_copies_after(backup)
     return "completed"
 
 
@@ -77,6 +79,16 @@ def engine_sources(backup):
                               name=repr(entry["name"]))
         sources.append(make_source(row.kind, row.name, **row.engine_settings()))
     return sources
+
+
+def start_copies_after(backup):
+    """Queue the copies to the backup's destinations; a failure to queue one never fails the backup."""
+    try:
+        backup = db.session.get(Backup, backup.id)
+        copy_after_backup(requester(backup), backup)
+    except Exception:
+        db.session.rollback()
+        log.exception("could not queue the copies of backup %s", backup.id)
 
 
 def start_retention_after(backup):

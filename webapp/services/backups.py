@@ -9,7 +9,8 @@ from ..errors import Conflict, Invalid, NotFound
 from ..extensions import db
 from ..models import ACTIVE_STATUSES, BACKUP_TYPES, STATUSES, TRIGGERS, Backup, Source, Status, utcnow
 from .audit import audit, parse_time, parse_until
-from .storage import backup_storage
+from .copies import delete_copies
+from .storage import archive_path, backup_storage
 
 RUN_BACKUP = "webapp.jobs.backup.run_backup"
 MAX_NOTE = 1000
@@ -176,24 +177,17 @@ def update_backup(actor, backup, data):
 
 
 def delete_backup(actor, backup):
+    """Delete a backup with its archive and its copies at destinations; 409 while it runs or a
+    copy is under an object lock."""
     if backup.is_active:
         raise Conflict(N_("backup %(id)s is %(state)s; cancel it first"), id=backup.id, state=backup.status)
+    delete_copies(backup)
     if backup.file_name:
         backup_storage().delete(backup.file_name)
     name = backup.name
     db.session.delete(backup)
     db.session.commit()
     audit(actor, "backup.delete", f"backup:{name}")
-
-
-def archive_path(backup):
-    """The file of a completed backup, or NotFound with the reason."""
-    if backup.status != Status.COMPLETED.value or not backup.file_name:
-        raise NotFound(N_("backup %(id)s has no archive (%(state)s)"), id=backup.id, state=backup.status)
-    store = backup_storage()
-    if not store.exists(backup.file_name):
-        raise NotFound(N_("the archive of backup %(id)s is missing from %(folder)s"), id=backup.id, folder=store.root)
-    return store.path(backup.file_name)
 
 
 def download(actor, backup):

@@ -6,7 +6,8 @@ from ..errors import Conflict, Invalid, NotFound
 from ..extensions import db
 from ..models import ACTIVE_STATUSES, Operation, utcnow
 from .audit import audit
-from .backups import archive_path, cancel_run
+from .backups import cancel_run
+from .storage import archive_path
 
 RUN_VERIFY = "webapp.jobs.verify.run_verify"
 
@@ -29,14 +30,6 @@ def cancel_operation(actor, operation):
     return operation
 
 
-def new_operation(actor, kind, backup_id=None, **params):
-    """A pending operation row, added to the session with its job id (the caller commits)."""
-    operation = Operation(kind=kind, backup_id=backup_id, params=dict(params, requested_from=actor.address),
-                          created_by_id=actor.user_id, attempt=runs.new_attempt())
-    runs.add_with_job_id(operation)
-    return operation
-
-
 def start_verify(actor, backup, deep=False):
     """Queue a check of a completed backup's archive; returns the Operation."""
     if not isinstance(deep, bool):
@@ -47,7 +40,7 @@ def start_verify(actor, backup, deep=False):
     if busy is not None:
         raise Conflict(N_("backup %(id)s is already being verified (operation %(operation)s)"), id=backup.id,
                        operation=busy.id)
-    operation = new_operation(actor, "verify", backup.id, deep=deep)
+    operation = runs.new_operation(actor, "verify", backup.id, deep=deep)
     db.session.commit()
     audit(actor, "backup.verify.start", f"backup:{backup.id}", detail=Message(N_("deep") if deep else N_("quick")))
     db.session.refresh(operation)

@@ -12,8 +12,8 @@ from ..errors import Invalid
 from ..extensions import db
 from ..models import ACTIVE_STATUSES, Operation, Source, utcnow
 from .audit import audit
-from .backups import archive_path, get_backup, source_id_set
-from .operations import new_operation
+from .backups import get_backup, source_id_set
+from .storage import archive_path
 from .sources import refuse_cairns_own_data, refuse_cairns_own_database
 
 RUN_RESTORE = "webapp.jobs.restore.run_restore"
@@ -98,7 +98,7 @@ def start_restore(actor, backup, confirm=None, source_ids=None, safety_backup=Tr
     for source in chosen:  # sources saved before this rule existed are checked again here
         refuse_cairns_own_data(source)
     runs.release_stale_slot()
-    operation = new_operation(actor, "restore", backup.id, source_ids=[s.id for s in chosen],
+    operation = runs.new_operation(actor, "restore", backup.id, source_ids=[s.id for s in chosen],
                               sources=[s.name for s in chosen], safety_backup=safety_backup, targets=elsewhere,
                               terminate_connections=terminate_connections)
     runs.take_slot(operation)

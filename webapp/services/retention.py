@@ -32,7 +32,6 @@ from ..extensions import db
 from ..models import ACTIVE_STATUSES, Backup, Operation, Schedule, isoformat, utcnow
 from . import settings
 from .audit import SYSTEM, audit
-from .operations import new_operation
 from .schedules import get_schedule
 from .storage import backup_storage
 
@@ -249,7 +248,7 @@ def start_retention(actor, schedule_id=None, why=ON_REQUEST):
     for operation in Operation.query.filter(Operation.kind == "retention", Operation.status == "pending"):
         if (operation.params or {}).get("schedule_id") == schedule_id:
             return operation
-    operation = new_operation(actor, "retention", schedule_id=schedule_id, why=str(why),
+    operation = runs.new_operation(actor, "retention", schedule_id=schedule_id, why=str(why),
                               why_message=why.as_record())
     db.session.commit()
     db.session.refresh(operation)

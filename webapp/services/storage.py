@@ -3,8 +3,21 @@
 from flask import current_app
 
 from ..backup import LocalStorage
+from ..backup.messages import N_
+from ..errors import NotFound
+from ..models import Status
 
 
 def backup_storage():
     """The archives' directory, BACKUP_DIR."""
     return LocalStorage(current_app.config["BACKUP_DIR"])
+
+
+def archive_path(backup):
+    """The file of a completed backup, or NotFound with the reason."""
+    if backup.status != Status.COMPLETED.value or not backup.file_name:
+        raise NotFound(N_("backup %(id)s has no archive (%(state)s)"), id=backup.id, state=backup.status)
+    store = backup_storage()
+    if not store.exists(backup.file_name):
+        raise NotFound(N_("the archive of backup %(id)s is missing from %(folder)s"), id=backup.id, folder=store.root)
+    return store.path(backup.file_name)

@@ -1,74 +1,24 @@
 """The metadata database: what the pages and the API read, and what jobs write."""
 
-import datetime as dt
-import enum
-import zoneinfo
-
+import sqlalchemy as sa
 from flask_login import UserMixin
 
-from .backup.messages import as_message
-from .backup.progress import FINAL_PHASES
-from .backup.sources.base import redact_url
-from .extensions import db
+from ..backup.progress import FINAL_PHASES
+from ..backup.sources.base import redact_url
+from ..extensions import db
+from .base import (ACTIVE_STATUSES, BACKUP_TYPES, LOCALES, MAX_ID, MAX_PAGE, MAX_PAGE_SIZE, NEVER_REUSE_IDS,
+                   ROLES, STATUSES, TIMEZONES, TRIGGERS, Status, as_naive_utc, error_columns, isoformat,
+                   name_taken, utcnow)
+from .offsite import COPY_STATUSES, DESTINATION_KINDS, MAX_IMMUTABLE_DAYS, BackupCopy, Destination
 
-
-def utcnow():
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-
-
-def as_naive_utc(moment):
-    """An aware time as the naive UTC the database keeps (naive times and None pass through)."""
-    if moment is not None and moment.tzinfo is not None:
-        moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return moment
-
-
-def name_taken(column, value, existing=None):
-    """Whether another row than `existing` already has `value` in the unique `column`."""
-    model = column.class_
-    others = model.query.filter(column == value)
-    if existing is not None:
-        others = others.filter(model.id != existing.id)
-    return others.first() is not None
-
-
-def isoformat(value):
-    """Times are stored naive in UTC and shown as ISO 8601 with a Z."""
-    return value.replace(microsecond=0).isoformat() + "Z" if value else None
-
-
-def error_columns(error):
-    """A status row's `error` and `error_message` for an exception, a Message or text: the English
-    sentence, and the record a page translates for its reader (None clears both)."""
-    message = as_message(error)
-    return {"error": str(message) if message is not None else None,
-            "error_message": message.as_record() if message is not None else None}
-
-
-class Status(str, enum.Enum):
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    TIMEOUT = "timeout"
-
-    def __str__(self):
-        return self.value
-
-
-MAX_ID = 2**63 - 1  # the largest integer SQLite and PostgreSQL BIGINT hold
-MAX_PAGE = 10**9  # beyond this a page's offset would overflow the database's integers
-MAX_PAGE_SIZE = 100
-ACTIVE_STATUSES = (Status.PENDING.value, Status.RUNNING.value)
-STATUSES = tuple(s.value for s in Status)
-BACKUP_TYPES = ("full", "database", "files", "custom")
-TRIGGERS = ("manual", "scheduled", "pre_restore", "import")
-ROLES = ("admin", "viewer")
-LOCALES = ("en", "zh-CN")  # the languages a user may choose
-TIMEZONES = frozenset(zone for zone in zoneinfo.available_timezones() if "/" in zone or zone == "UTC")
-# SQLite would hand a deleted row's id to the next row; links and audit events must not change meaning.
-NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+# Everything a caller needs comes from here: the models, and what they share (base, offsite).
+__all__ = [
+    "ACTIVE_STATUSES", "ApiKey", "AuditEvent", "BACKUP_TYPES", "Backup", "BackupCopy", "COPY_STATUSES",
+    "DESTINATION_KINDS", "Destination", "LOCALES", "MAX_ID", "MAX_IMMUTABLE_DAYS", "MAX_PAGE",
+    "MAX_PAGE_SIZE", "NEVER_REUSE_IDS", "OPERATION_KINDS", "Operation", "ROLES", "RunLock", "STATUSES",
+    "Schedule", "Setting", "Source", "Status", "TIMEZONES", "TRIGGERS", "User", "as_naive_utc",
+    "error_columns", "isoformat", "name_taken", "utcnow",
+]
 
 
 class User(UserMixin, db.Model):
@@ -147,41 +97,6 @@ class Source(db.Model):
                 "exclude": self.exclude or []}
 
 
-DESTINATION_KINDS = ("s3",)
-MAX_IMMUTABLE_DAYS = 36500  # a hundred years of object lock
-
-
-class Destination(db.Model):
-    """A place beyond BACKUP_DIR that keeps copies of archives: a bucket of an S3-compatible
-    object store. The secret key is stored (Cairn needs it to copy unattended) and never shown:
-    answers and pages give *** and an edit that sends *** keeps it."""
-
-    __tablename__ = "destinations"
-    __table_args__ = NEVER_REUSE_IDS
-    id = db.Column(db.Integer, primary_key=True)
-    name = db.Column(db.String(64), unique=True, nullable=False)
-    kind = db.Column(db.String(16), nullable=False, default="s3")
-    endpoint_url = db.Column(db.String(2048), nullable=False, default="")  # empty: AWS
-    bucket = db.Column(db.String(63), nullable=False)
-    prefix = db.Column(db.String(1024), nullable=False, default="")
-    region = db.Column(db.String(64), nullable=False, default="")
-    access_key_id = db.Column(db.String(128), nullable=False)
-    secret_access_key = db.Column(db.String(256), nullable=False)
-    immutable_days = db.Column(db.Integer, nullable=False, default=0)  # S3 Object Lock days; 0 is off
-    enabled = db.Column(db.Boolean, nullable=False, default=True)
-    created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
-    updated_at = db.Column(db.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
-
-    def __repr__(self):
-        return f"<Destination {self.id} {self.name!r}>"  # never the secret
-
-    def engine_settings(self):
-        """What the engine's S3Storage needs, the secret key included: never log or show it."""
-        return {"endpoint_url": self.endpoint_url or None, "bucket": self.bucket, "prefix": self.prefix,
-                "region": self.region or None, "access_key_id": self.access_key_id,
-                "secret_access_key": self.secret_access_key}
-
-
 class Backup(db.Model):
     __tablename__ = "backups"
     __table_args__ = NEVER_REUSE_IDS
@@ -214,6 +129,10 @@ class Backup(db.Model):
     error = db.Column(db.Text)  # in English; error_message holds it for translation (Message.as_record)
     error_message = db.Column(db.JSON)
     pinned = db.Column(db.Boolean, nullable=False, default=False)
+    # Whether the archive is in BACKUP_DIR; keep_local removes older ones there once a verified
+    # copy exists at a destination, and a scan records archives found only at a destination.
+    local = db.Column(db.Boolean, nullable=False, default=True, server_default=sa.true())
+    destination_ids = db.Column(db.JSON, nullable=False, default=list)  # where it is copied when it completes
     verified_at = db.Column(db.DateTime)
     verify_status = db.Column(db.String(16))
     verify_problems = db.Column(db.JSON)  # in English; verify_problems_messages for translation
@@ -260,7 +179,7 @@ class Backup(db.Model):
         return self.file_name.rsplit("/", 1)[-1] if self.file_name else None
 
 
-OPERATION_KINDS = ("restore", "verify", "retention")  # an import makes a Backup (trigger import)
+OPERATION_KINDS = ("restore", "verify", "retention", "copy")  # an import makes a Backup (trigger import)
 
 
 class Operation(db.Model):
