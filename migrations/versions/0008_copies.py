@@ -17,9 +17,9 @@ depends_on = None
 
 
 def upgrade():
-    with op.batch_alter_table('backups', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('local', sa.Boolean(), server_default=sa.true(), nullable=False))
-        batch_op.add_column(sa.Column('destination_ids', sa.JSON(), server_default='[]', nullable=False))
+    # Plain ADD COLUMN: SQLite's batch mode would rebuild the table and lose AUTOINCREMENT.
+    op.add_column('backups', sa.Column('local', sa.Boolean(), server_default=sa.true(), nullable=False))
+    op.add_column('backups', sa.Column('destination_ids', sa.JSON(), server_default='[]', nullable=False))
     op.create_table('backup_copies',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('backup_id', sa.Integer(), nullable=False),
