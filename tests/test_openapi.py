@@ -302,7 +302,7 @@ def test_the_document_says_what_the_code_does():
     components = doc["components"]["schemas"]
     assert components["BackupCreate"]["properties"]["mode"]["const"] == "full"
     assert components["ScheduleCreate"]["properties"]["mode"]["const"] == "full"
-    assert components["Operation"]["properties"]["kind"]["enum"] == ["restore", "verify", "retention"]
+    assert components["Operation"]["properties"]["kind"]["enum"] == ["restore", "verify", "retention", "copy"]
     assert "import" in components["Backup"]["properties"]["trigger"]["enum"]
     assert "incremental" not in doc["paths"]["/backups/{backup_id}"]["delete"]["description"]
     for path, method in (("/api-keys", "post"), ("/users", "post"), ("/users/{user_id}", "patch"),

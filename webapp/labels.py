@@ -41,7 +41,7 @@ LABELS = {
     },
     "operation_kind": {
         "restore": _l("restore"), "verify": _l("verify"), "retention": _l("retention"),
-        "backup": _l("backup"), "import": _l("import"),
+        "backup": _l("backup"), "import": _l("import"), "copy": _l("copy"),
     },
     "role": {"admin": _l("administrator"), "viewer": _l("viewer")},
     "compression": {"zstd": "zstd", "gzip": "gzip", "none": _l("none")},
@@ -66,6 +66,8 @@ LABELS = {
         "schedule.run.skipped": _l("scheduled run skipped"), "schedule.run.failed": _l("scheduled run failed"),
         "settings.retention": _l("retention defaults changed"), "retention.start": _l("retention run started"),
         "retention.remove": _l("backup removed by retention"),
+        "backup.copy.start": _l("copy started"), "backup.copy": _l("copy finished"),
+        "copy.cancel": _l("copy cancelled"),
     },
 }
 

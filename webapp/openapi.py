@@ -186,6 +186,11 @@ ROUTES = (
     Route("POST /backups/{backup_id}/verify", "verify_backup", "Verify a backup's archive", schemas.Operation,
           status=202, body=schemas.VerifyRequest, body_required=False, errors=(409, 503), admin=True,
           description="404 when the backup has no archive; 409 while it is being verified."),
+    Route("POST /backups/{backup_id}/copy", "copy_backup", "Copy a backup's archive to a destination (again)",
+          schemas.Operation, status=202, body=schemas.CopyRequest, errors=(409, 503), admin=True,
+          description="An operation of kind copy uploads the archive and reads the stored copy back to "
+                      "compare its SHA-256. 404 without a local archive; 409 while it is being copied, or "
+                      "when the copy there is locked."),
     Route("POST /backups/{backup_id}/restore", "restore_backup", "Restore a backup over the current data",
           schemas.Operation, status=202, body=schemas.RestoreRequest, errors=(409, 429, 503), admin=True,
           description="400 without the exact confirm word; " + AGAIN + " 409 while anything is running."),

@@ -25,7 +25,7 @@ from .responses import (Shape, Progress, WithProgress, BackupSource, Backup, Ope
                         ApiKey, ApiKeyCreated, AuditEvent, Token, Page, Envelope,
                         RESPONSES as OTHER_RESPONSES)
 from . import destinations
-from .destinations import Destination, DestinationChange, DestinationCreate, DestinationTest
+from .destinations import BackupCopy, CopyRequest, Destination, DestinationChange, DestinationCreate, DestinationTest
 
 REQUESTS = OTHER_REQUESTS + destinations.REQUESTS
 RESPONSES = OTHER_RESPONSES + destinations.RESPONSES
@@ -34,7 +34,7 @@ __all__ = ["parse", "dump", "REQUESTS", "RESPONSES", "Body", "ClosedBody", "Toke
            "BackupChange", "VerifyRequest", "RestoreRequest", "SourceChange", "SourceCreate", "DestinationChange",
            "DestinationCreate", "Retention", "ScheduleChange", "ScheduleCreate", "ApiKeyCreate", "UserCreate",
            "UserChange", "Shape", "Progress", "WithProgress", "BackupSource", "Backup", "Operation", "Source",
-           "SourceTest", "Destination", "DestinationTest", "Schedule", "RetentionEntry", "RemovedBackup",
+           "SourceTest", "Destination", "DestinationTest", "BackupCopy", "CopyRequest", "Schedule", "RetentionEntry", "RemovedBackup",
            "KeptBackup", "RetentionPreview", "Worker", "Redis", "Status", "SizePoint", "Stats", "User", "ApiKey",
            "ApiKeyCreated", "AuditEvent", "Token", "Page", "Envelope"]
 

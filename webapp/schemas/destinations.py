@@ -7,12 +7,12 @@ from pydantic import BeforeValidator, ConfigDict, Field
 
 from ..backup.messages import Message, N_
 from ..backup.sources.base import NAME_PATTERN
-from ..models import DESTINATION_KINDS, MAX_IMMUTABLE_DAYS
+from ..models import COPY_STATUSES, DESTINATION_KINDS, MAX_IMMUTABLE_DAYS
 from ..services.destinations import (HIDDEN, MAX_ACCESS_KEY_ID, MAX_BUCKET, MAX_ENDPOINT_URL, MAX_PREFIX,
                                      MAX_REGION, MAX_SECRET_ACCESS_KEY)
 from .fields import Flag, Id, SourceName, one_of, text, whole_number
 from .requests import Body
-from .responses import Count, Shape, Time
+from .shapes import Count, Shape, Time
 from .translated import Translated, record_of
 
 DestinationKind = one_of(DESTINATION_KINDS)
@@ -97,5 +97,33 @@ class DestinationTest(Translated):
                                                   "missing_bucket, no_write, locked, not_found or transient")
 
 
-REQUESTS = (DestinationCreate, DestinationChange)
-RESPONSES = (Destination, DestinationTest)
+class CopyRequest(Body):
+    """Where to copy a backup's archive (again)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"destination_id": 1}]})
+    destination_id: Id
+
+
+def destination_name(destination):
+    return getattr(destination, "name", destination)
+
+
+class BackupCopy(Translated):
+    """A backup's archive at a destination."""
+
+    TRANSLATED: ClassVar[dict] = {"error": "error_message"}
+    destination_id: Id
+    destination: Annotated[str, BeforeValidator(destination_name)] = Field(description="the destination's name")
+    status: Literal[COPY_STATUSES]
+    size: Count | None
+    sha256: str | None = Field(description="the stored copy's SHA-256, read back after the upload")
+    copied_at: Time | None
+    verified_at: Time | None = Field(description="when the stored copy was read back and matched the archive")
+    locked_until: Time | None = Field(description="S3 Object Lock: the copy can be neither deleted nor "
+                                                  "overwritten before this time")
+    error: str | None
+    error_message: Any = record_of()
+
+
+REQUESTS = (DestinationCreate, DestinationChange, CopyRequest)
+RESPONSES = (Destination, DestinationTest, BackupCopy)

@@ -57,6 +57,8 @@ class BackupCreate(Body):
     compression: Compression = "zstd"
     mode: FullMode = "full"
     encrypt: Flag = Field(False, description="needs an age recipient in Settings")
+    destination_ids: list[Id] | None = Field(None, description="where the archive is copied once it "
+                                                               "completes; every enabled destination when left out")
 
 
 class BackupChange(ClosedBody):

@@ -1,58 +1,28 @@
 """Response shapes: the `data` of each answer, built from an ORM row or a service's dict."""
 
-import datetime as dt
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import (AfterValidator, AliasChoices, AliasPath, BaseModel, BeforeValidator, ConfigDict, Field,
-                      PlainSerializer, WithJsonSchema, computed_field)
+from pydantic import AliasChoices, AliasPath, BeforeValidator, ConfigDict, Field, computed_field
 
 from ..backup.archive import COMPRESSIONS
 from ..backup.schedule_timing import PRESET_KINDS
 from ..backup.sources import SOURCE_KINDS
 from ..backup.sources.base import NAME_PATTERN, redact_url
-from ..models import BACKUP_TYPES, OPERATION_KINDS, ROLES, STATUSES, TRIGGERS, isoformat
+from ..models import BACKUP_TYPES, OPERATION_KINDS, ROLES, STATUSES, TRIGGERS
 from ..services.backups import MAX_NOTE
 from .fields import Id, Locale, TimeZone
+from .destinations import BackupCopy
 from .requests import Retention
+from .shapes import Count, CreatedBy, Shape, Time, called, empty_if_none
 from .translated import Translated, record_of
 
 
-def empty_if_none(value):
-    return [] if value is None else value
-
-
-def username_of(user):
-    """A relation to a User, as its username (a service's dict holds the name already)."""
-    return getattr(user, "username", user)
-
-
-def called(value):
-    """A method's result (an ORM row's `public_params`), or the value as it is."""
-    return value() if callable(value) else value
-
-
-def naive_utc(moment):
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return moment
-
-
-Time = Annotated[dt.datetime, AfterValidator(naive_utc), PlainSerializer(isoformat, return_type=str),
-                 WithJsonSchema({"type": "string", "format": "date-time"})]
-Count = Annotated[int, Field(ge=0)]
-CreatedBy = Annotated[str | None, BeforeValidator(username_of), Field(description="username")]
 T = TypeVar("T")
 
 
 def progress_source(name):
     """A progress figure: the row's attribute, or the `progress` object of a service's dict."""
     return Field(exclude=True, validation_alias=AliasChoices(name, AliasPath("progress", name)))
-
-
-class Shape(BaseModel):
-    """The data of an answer, read from an ORM row's attributes or from a dict."""
-
-    model_config = ConfigDict(from_attributes=True)
 
 
 class Progress(Shape):
@@ -125,6 +95,9 @@ class Backup(WithProgress):
     verify_status: Literal["passed", "failed"] | None
     verify_problems: Annotated[list[str], BeforeValidator(empty_if_none)] = Field(
         description="what the last verification found wrong")
+    local: bool = Field(description="whether the archive is in BACKUP_DIR (else it is read from a destination)")
+    copies: Annotated[list[BackupCopy], BeforeValidator(empty_if_none)] = Field(
+        description="the archive at each destination")
 
 
 class Operation(WithProgress):

@@ -9,7 +9,7 @@ from ..errors import Conflict, Invalid, NotFound
 from ..extensions import db
 from ..models import ACTIVE_STATUSES, BACKUP_TYPES, STATUSES, TRIGGERS, Backup, Source, Status, utcnow
 from .audit import audit, parse_time, parse_until
-from .copies import delete_copies
+from .copies import delete_copies, destinations_for_new_backup
 from .storage import archive_path, backup_storage
 
 RUN_BACKUP = "webapp.jobs.backup.run_backup"
@@ -53,13 +53,16 @@ def last_completed_backup():
 # ---------------------------------------------------------------- start ----
 
 def start_backup(actor, type="full", source_ids=None, note="", compression="zstd", mode="full",
-                 encrypt=False, trigger="manual", schedule_id=None):
-    """Create a pending backup, take the single run slot and enqueue its job."""
+                 encrypt=False, trigger="manual", schedule_id=None, destination_ids=None):
+    """Create a pending backup, take the single run slot and enqueue its job. Once it completes
+    it is copied to `destination_ids` (every enabled destination when None)."""
     check_backup_options(compression, mode, encrypt)
     note = check_note(note)
     sources = select_sources(type, source_ids)
+    destination_ids = destinations_for_new_backup(destination_ids)
     runs.release_stale_slot()
     backup = new_backup_row(actor, type, trigger, sources, compression, note, schedule_id)
+    backup.destination_ids = destination_ids
     runs.add_with_job_id(backup)
     runs.take_slot(backup)
     audit(actor, "backup.create", f"backup:{backup.id}",

@@ -5,7 +5,7 @@ from flask import g, request, send_file
 from ... import schemas
 from ...backup.messages import N_
 from ...errors import Invalid
-from ...services import backups, imports, operations, restores
+from ...services import backups, copies, destinations, imports, operations, restores
 from ...services.accounts import require_recent_sign_in
 from .common import admin_only, body, bp, caller, ok, paged
 
@@ -22,7 +22,8 @@ def list_backups():
 def create_backup():
     data = body(schemas.BackupCreate)
     backup = backups.start_backup(caller(), type=data.type, source_ids=data.source_ids, note=data.note,
-                                  compression=data.compression, mode=data.mode, encrypt=data.encrypt)
+                                  compression=data.compression, mode=data.mode, encrypt=data.encrypt,
+                                  destination_ids=data.destination_ids)
     return ok(schemas.dump(schemas.Backup, backup), N_("backup started"), 202)
 
 
@@ -66,6 +67,14 @@ def verify_backup(backup_id):
     deep = body(schemas.VerifyRequest).deep
     operation = operations.start_verify(caller(), backups.get_backup(backup_id), deep=deep)
     return ok(schemas.dump(schemas.Operation, operation), N_("verification started"), 202)
+
+
+@bp.route("/backups/<int:backup_id>/copy", methods=["POST"])
+@admin_only
+def copy_backup(backup_id):
+    destination = destinations.get_destination(body(schemas.CopyRequest).destination_id)
+    operation = copies.start_copy(caller(), backups.get_backup(backup_id), destination)
+    return ok(schemas.dump(schemas.Operation, operation), N_("copy started"), 202)
 
 
 @bp.route("/backups/<int:backup_id>/restore", methods=["POST"])
