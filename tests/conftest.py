@@ -10,6 +10,8 @@ from flask.testing import FlaskClient
 
 from helpers import ApiClient, login, need
 
+pytest_plugins = ["s3_server"]  # the moto S3 server fixtures
+
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 

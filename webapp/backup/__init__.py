@@ -1,9 +1,10 @@
 """The backup engine: pure Python, no Flask, no models, no RQ."""
 
 from .engine import BackupResult, create_backup
-from .errors import BackupError, Cancelled, DumpError, SourceError
+from .errors import BackupError, Cancelled, DestinationError, DumpError, SourceError
+from .s3 import S3Storage
 from .sources import SOURCE_KINDS, make_source
-from .storage import LocalStorage
+from .storage import LocalStorage, Storage, StoredObject
 
-__all__ = ["BackupResult", "create_backup", "BackupError", "Cancelled", "DumpError",
-           "SourceError", "SOURCE_KINDS", "make_source", "LocalStorage"]
+__all__ = ["BackupResult", "create_backup", "BackupError", "Cancelled", "DestinationError", "DumpError",
+           "SourceError", "SOURCE_KINDS", "make_source", "LocalStorage", "S3Storage", "Storage", "StoredObject"]

@@ -57,3 +57,32 @@ def error_text(error):
     if len(error.args) == 1 and isinstance(error.args[0], Message):
         return error.args[0]
     return str(error)
+
+
+class DestinationError(BackupError):
+    """A destination (an S3 bucket, the backup directory) could not do what was asked.
+
+    `kind` says what went wrong, for code to decide on (the message says it for people):
+    `unknown_host` (the endpoint's name does not resolve), `refused` (nothing answers there),
+    `wrong_keys` (unknown access key, or a secret key that does not match it), `wrong_region`,
+    `missing_bucket`, `no_write` / `no_read` (the keys may not write, delete or read there),
+    `no_lock` (an object lock was asked for in a bucket without object lock), `locked` (an
+    object lock holds until `until`, a UTC datetime), `not_found` (no such archive),
+    `transient` (the connection was lost, the storage is busy or failing: trying again later
+    may work; botocore has already retried it with backoff) and `other`.
+    """
+
+    KINDS = ("unknown_host", "refused", "wrong_keys", "wrong_region", "missing_bucket", "no_write",
+             "no_read", "no_lock", "locked", "not_found", "transient", "other")
+
+    def __init__(self, template, kind="other", until=None, **params):
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown destination error kind {kind!r}")
+        super().__init__(template, **params)
+        self.kind = kind
+        self.until = until
+
+    @property
+    def transient(self):
+        """True when the same request may well work if it is tried again later."""
+        return self.kind == "transient"
