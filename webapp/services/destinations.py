@@ -2,24 +2,17 @@
 and tested on request. The secret key is kept for the engine only: no answer, page, log line or
 audit detail holds it (they show ***), and an edit that sends *** (or nothing) keeps it."""
 
-import importlib
 import re
 from urllib.parse import urlsplit
 
 from ..backup.errors import BackupError
+from ..backup.s3 import S3Storage
 from ..backup.messages import N_
 from ..backup.sources.base import NAME_PATTERN
 from ..errors import Conflict, Invalid, NotFound
 from ..extensions import db
 from ..models import DESTINATION_KINDS, MAX_IMMUTABLE_DAYS, Destination, name_taken
 from .audit import audit
-
-# The engine's S3 storage (webapp/backup/s3.py) comes with the storage work; once both are merged,
-# this is `from ..backup.s3 import S3Storage` (and storage_for's check goes).
-try:
-    S3Storage = importlib.import_module("..backup.s3", __package__).S3Storage
-except ImportError:  # pragma: no cover
-    S3Storage = None
 
 HIDDEN = "***"  # what answers and pages show for the secret key; sent back, it keeps the stored one
 DESTINATION_FIELDS = ("name", "kind", "endpoint_url", "bucket", "prefix", "region", "access_key_id",
@@ -73,8 +66,6 @@ def delete_destination(actor, destination):
 
 def storage_for(destination):
     """The engine's storage of a destination (it holds the secret key: never log it)."""
-    if S3Storage is None:
-        raise BackupError(N_("S3 storage is not available in this installation"))
     return S3Storage(**destination.engine_settings())
 
 
