@@ -100,8 +100,8 @@ def run_boto3(server, bucket, path, scratch):
 
 def measure(path, repeat, scratch, options, log):
     server = MotoServer()
-    server.start(auth=False)
     try:
+        server.start(auth=False)
         bucket = server.make_bucket()
         expected = file_sha256(path)
         runs = {"cairn": [], "boto3": []}
@@ -116,7 +116,7 @@ def measure(path, repeat, scratch, options, log):
         return runs
     finally:
         server.stop()
-        os.unlink(server.log.name)
+        server.close()
 
 
 def report(path, runs):

@@ -68,7 +68,11 @@ class MotoServer:
             time.sleep(0.1)
         self.keys = {"writer": Keys("test", "test")}
         if auth:
-            self.enable_auth()
+            try:
+                self.enable_auth()
+            except BaseException:
+                self.stop()
+                raise
 
     def answers(self):
         try:
@@ -93,6 +97,11 @@ class MotoServer:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+    def close(self):
+        """Remove the server's log (after stop)."""
+        self.log.close()
+        os.unlink(self.log.name)
 
     def enable_auth(self):
         """Make the IAM users, then make moto check every later request's signature and policy."""
@@ -133,10 +142,12 @@ class MotoServer:
 @pytest.fixture(scope="session")
 def moto_server():
     server = MotoServer()
-    server.start()
-    yield server
-    server.stop()
-    os.unlink(server.log.name)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        server.close()
 
 
 @pytest.fixture
@@ -149,7 +160,9 @@ def s3_bucket(moto_server):
 def moto_server_of_its_own():
     """A server without authentication, for a test that stops and restarts it."""
     server = MotoServer()
-    server.start(auth=False)
-    yield server
-    server.stop()
-    os.unlink(server.log.name)
+    try:
+        server.start(auth=False)
+        yield server
+    finally:
+        server.stop()
+        server.close()
