@@ -45,6 +45,7 @@ import posixpath
 import re
 import urllib.parse
 
+import hypothesis
 import pytest
 import requests
 import schemathesis
@@ -58,6 +59,7 @@ MAX_EXAMPLES = 8  # random examples per operation in the fuzzing phase (after ex
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, ignored_auth]
 REQUEST_TIMEOUT = 30
+REQUEST_LINE_LIMIT = 4000  # gunicorn's is 4094 bytes, method and protocol included
 
 # (method, path as documented) never sent by the fuzzer; see the module docstring.
 EXCLUDED = {
@@ -187,6 +189,9 @@ def test_the_server_serves_the_fuzzed_document_with_the_dangerous_routes_in_it(f
 def test_api_fuzz(case, fuzz_target):
     assert (case.method.upper(), case.path) not in EXCLUDED
     fuzz_target.protect(case)
+    # gunicorn answers a request line over its limit with 414 before Cairn sees it: not the API's.
+    hypothesis.assume(len(case.formatted_path) + len(urllib.parse.urlencode(case.query or {}, doseq=True))
+                      < REQUEST_LINE_LIMIT)
     case.call_and_validate(base_url=f"{fuzz_target.base_url}/api/v1", headers={"X-API-Key": fuzz_target.key},
                            session=fuzz_target.session, checks=CHECKS, timeout=REQUEST_TIMEOUT)
 

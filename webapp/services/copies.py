@@ -15,7 +15,7 @@ from ..errors import Conflict, Invalid, ServiceError, Unavailable
 from ..extensions import db
 from ..models import BackupCopy, Destination, utcnow
 from .audit import audit
-from .destinations import get_destination, storage_for
+from .destinations import storage_for
 from .storage import archive_path
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,12 @@ def destinations_for_new_backup(requested=None):
         return [d.id for d in Destination.query.filter_by(enabled=True).order_by(Destination.id)]
     if not isinstance(requested, list):
         raise Invalid(N_("%(field)s must be a list of destination ids"), field="destination_ids")
-    return [get_destination(destination_id).id for destination_id in dict.fromkeys(requested)]
+    wanted = list(dict.fromkeys(requested))
+    known = {d.id for d in Destination.query.filter(Destination.id.in_(wanted))}
+    unknown = [str(destination_id) for destination_id in wanted if destination_id not in known]
+    if unknown:
+        raise Invalid(N_("%(field)s names no destination: %(ids)s"), field="destination_ids", ids=", ".join(unknown))
+    return wanted
 
 
 def copy_at(backup, destination):
