@@ -203,6 +203,7 @@ def page_payloads(w, actor):
         ("POST", "/admin/backups/<int:backup_id>/restore"): {
             "confirm": "RESTORE", "safety_backup": "0", "password": ADMIN_PASSWORD},
         ("POST", "/admin/backups/<int:backup_id>/verify"): {"deep": "0"},
+        ("POST", "/admin/backups/<int:backup_id>/copy"): {"destination_id": str(w.destination.id)},
         ("POST", "/admin/backups/import"): {"file": (io.BytesIO(b"not an archive"), "upload.tar.zst")},
         ("POST", "/admin/schedules"): {"name": "new-schedule", "preset": "daily", "time": "03:00",
                                        "type": "full", "timezone": "UTC"},

@@ -9,6 +9,7 @@ English text at once. Names in the data carry digits (db1, pg1, my1, uploads1) s
 as data.
 """
 
+import datetime as dt
 import io
 import os
 import re
@@ -226,19 +227,40 @@ def rows_in_progress(backup, admin):
     return {"running": running, "pending": pending}, verify
 
 
-def destinations(actor):
-    """Destinations of every sort: another service's endpoint with a prefix and object lock, and a
-    disabled one at AWS's default endpoint."""
+def destinations(actor, s3):
+    """Destinations of every sort: another service's endpoint with a prefix and object lock (where
+    nothing listens: the copies there fail), a disabled one at AWS's default endpoint, and a real
+    S3 server (the copies there complete)."""
     from webapp.services.destinations import create_destination
 
+    keys = s3.keys["writer"]
     return [create_destination(actor, {"name": "s3dest1", "endpoint_url": "http://127.0.0.1:9000", "bucket": "bkt1",
                                        "prefix": "p1/q2", "region": "us-east-1", "access_key_id": "AKIA1",
                                        "secret_access_key": "secret-1", "immutable_days": 30}),
             create_destination(actor, {"name": "s3dest2", "bucket": "bkt2", "access_key_id": "AKIA2",
-                                       "secret_access_key": "secret-2", "enabled": False})]
+                                       "secret_access_key": "secret-2", "enabled": False}),
+            create_destination(actor, {"name": "s3dest3", "endpoint_url": s3.url, "bucket": s3.make_bucket(),
+                                       "region": "us-east-1", "access_key_id": keys.access_key_id,
+                                       "secret_access_key": keys.secret_access_key})]
 
 
-def build_world(app, tmp_path, world):
+def copies_of_every_sort(actor, backups):
+    """Besides the copies the backups made (completed at s3dest3, failed at s3dest1): one under an
+    object lock (set on its row: the page only reads the date), a backup kept only at its
+    destinations, and a destination added later that no backup has a copy at ("Copy to …")."""
+    from webapp.extensions import db
+    from webapp.models import utcnow
+    from webapp.services.destinations import create_destination
+
+    locked = next(copy for copy in backups["completed"].copies if copy.status == "completed")
+    locked.locked_until = utcnow() + dt.timedelta(days=30)
+    backups["scheduled"].local = False
+    db.session.commit()
+    return create_destination(actor, {"name": "s3dest4", "endpoint_url": "http://127.0.0.1:9", "bucket": "bkt4",
+                                      "access_key_id": "AKIA4", "secret_access_key": "secret-4"})
+
+
+def build_world(app, tmp_path, world, s3):
     """Fill `world` (its "drop" list gets the clean-ups as soon as there is something to clean)."""
     from webapp.errors import ServiceError
     from webapp.extensions import db
@@ -269,7 +291,7 @@ def build_world(app, tmp_path, world):
     sources["pg1"] = create_source(actor, {"name": "pg1", "kind": "postgres", "url": pg_url})
     sources["my1"] = create_source(actor, {"name": "my1", "kind": "mysql", "url": my_url})
 
-    world["destinations"] = destinations(actor)
+    world["destinations"] = destinations(actor, s3)
     backups = finished_backups(app, actor, sources, tmp_path)
     world["schedule"] = scheduled_runs(app, actor, sources)
     world["restore"] = failed_restore(app, actor, backups["completed"], sources)
@@ -279,12 +301,13 @@ def build_world(app, tmp_path, world):
     db.session.expire_all()
     backups.update(scheduled=Backup.query.filter_by(trigger="scheduled").order_by(Backup.id.desc()).first(),
                    safety=Backup.query.filter_by(trigger="pre_restore").first())
+    world["destinations"].append(copies_of_every_sort(actor, backups))
     world.update(backups={k: v for k, v in backups.items() if v is not None}, sources=sources,
                  operations=Operation.query.order_by(Operation.id).all(), app=app)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, redis_url):
+def world(tmp_path_factory, redis_url, moto_server):
     from flask_migrate import upgrade
 
     from webapp import create_app
@@ -302,7 +325,7 @@ def world(tmp_path_factory, redis_url):
         upgrade()
         world = {"drop": []}
         try:
-            build_world(app, root, world)
+            build_world(app, root, world, moto_server)
             yield world
         finally:
             for drop in world["drop"]:
@@ -321,7 +344,11 @@ def test_the_world_has_what_the_sweep_needs(world):
     assert world["restore"].status == "failed" and world["restore"].error
     kinds = {(o.kind, o.status) for o in world["operations"]}
     assert {("verify", "completed"), ("verify", "running"), ("restore", "failed"),
-            ("retention", "completed")} <= kinds, kinds
+            ("retention", "completed"), ("copy", "completed"), ("copy", "failed")} <= kinds, kinds
+    copies = {(c.destination.name, c.status) for b in world["backups"].values() for c in b.copies}
+    assert {("s3dest1", "failed"), ("s3dest3", "completed")} <= copies, copies
+    assert any(c.locked_until for c in world["backups"]["completed"].copies)
+    assert world["backups"]["scheduled"].local is False
 
 
 # ----------------------------------------------------------- the pages ----

@@ -13,6 +13,7 @@ from markupsafe import Markup
 
 from .backup.messages import LIST, N_
 from .i18n import stored_message, when
+from .services.copies import is_locked
 
 LABELS = {
     "status": {
@@ -43,6 +44,9 @@ LABELS = {
         "restore": _l("restore"), "verify": _l("verify"), "retention": _l("retention"),
         "backup": _l("backup"), "import": _l("import"), "copy": _l("copy"),
     },
+    # A backup's copy at a destination, as its badge says it.
+    "copy_status": {"pending": _l("waiting to copy"), "running": _l("copying"), "completed": _l("copied"),
+                    "failed": _l("copy failed")},
     "role": {"admin": _l("administrator"), "viewer": _l("viewer")},
     "compression": {"zstd": "zstd", "gzip": "gzip", "none": _l("none")},
     "action": {
@@ -116,6 +120,12 @@ def phase_label(phase):
     return phase
 
 
+def copy_state(copy):
+    """A copy's state as its badge shows it: its status, or `locked` while a completed copy is
+    under an object lock."""
+    return "locked" if copy.status == "completed" and is_locked(copy) else copy.status
+
+
 def parts(items):
     """Phrases about one thing as a list the reader's language writes ("20 KiB, 3 tables" /
     "20 KiB，3张表"); markup a template made stays markup, anything else is escaped."""
@@ -143,4 +153,4 @@ def when_iso(value):
 
 def init_app(app):
     app.jinja_env.filters.update(label=label, phase=phase_label, message=stored_message, parts=parts, percent=percent,
-                                 when_iso=when_iso)
+                                 when_iso=when_iso, copy_state=copy_state)

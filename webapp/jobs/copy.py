@@ -10,7 +10,8 @@ import time
 
 from .. import runs
 from ..backup import BackupError, Cancelled
-from ..backup.messages import Message, N_
+from ..backup.messages import Message, N_, as_message
+from ..errors import ServiceError
 from ..extensions import db
 from ..models import BackupCopy, Status, error_columns, utcnow
 from ..services.audit import audit
@@ -34,12 +35,12 @@ def run_copy(operation_id, attempt):
             stored = upload_and_check(tracker, operation.backup, copy)
     except Cancelled:
         return failed(tracker, operation, copy, runs.CANCELLED_ON_REQUEST, Status.CANCELLED)
-    except BackupError as e:
+    except (BackupError, ServiceError) as e:  # ServiceError: the archive went missing before the copy
         return failed(tracker, operation, copy, e, Status.FAILED)
     set_copy(copy, status="completed", size=stored["size"], sha256=stored["sha256"], copied_at=stored["copied_at"],
              verified_at=utcnow(), locked_until=stored["locked_until"], **error_columns(None))
     tracker.complete({"destination": copy.destination.name, "key": copy.key, "size": stored["size"],
-                      "sha256": stored["sha256"]})
+                      "sha256": stored["sha256"], "locked_until": iso(stored["locked_until"])})
     audit(requester(operation), "backup.copy", f"backup:{operation.backup_id}",
           detail=Message(N_("copied to %(destination)s and checked"), destination=copy.destination.name))
     return "completed"
@@ -49,7 +50,8 @@ def upload_and_check(tracker, backup, copy):
     """Put the archive, then read the stored object back: its SHA-256 must be the archive's."""
     destination, path = copy.destination, archive_path(backup)
     storage = storage_for(destination)
-    lock_until = (utcnow() + dt.timedelta(days=destination.immutable_days)) if destination.immutable_days else None
+    lock_until = (utcnow().replace(microsecond=0) + dt.timedelta(days=destination.immutable_days)
+                  if destination.immutable_days else None)  # whole seconds: the times people read
     upload_phase = f"uploading to {destination.name}"
     with_retries(tracker, destination.name, lambda: storage.put(
         copy.key, path, progress=lambda done, total: tracker.progress(upload_phase, done, total),
@@ -91,8 +93,12 @@ def failed(tracker, operation, copy, error, status):
     tracker.finish(status, error)
     audit(requester(operation), "backup.copy", f"backup:{operation.backup_id}", result="error",
           detail=Message(N_("to %(destination)s: %(reason)s"), destination=copy.destination.name,
-                         reason=error.message if isinstance(error, BackupError) else error))
+                         reason=as_message(error)))
     return "cancelled" if status == Status.CANCELLED else "failed"
+
+
+def iso(moment):
+    return moment.replace(tzinfo=dt.timezone.utc).isoformat().replace("+00:00", "Z") if moment else None
 
 
 def set_copy(copy, **values):

@@ -37,6 +37,23 @@ def destinations_for_new_backup(requested=None):
     return wanted
 
 
+def copies_of(backup, now=None):
+    """What the backup's page shows about copies: one entry per copy, then one per enabled
+    destination that has none, each with what can be done there now."""
+    can_start = backup.status == "completed" and backup.local and bool(backup.file_name)
+    entries = []
+    for copy in backup.copies:
+        locked = is_locked(copy, now)
+        entries.append({"destination": copy.destination, "row": copy, "locked": locked,
+                        "can_copy": can_start and copy.destination.enabled and copy.status not in ACTIVE
+                        and not (locked and copy.status == "completed")})
+    held = {copy.destination_id for copy in backup.copies}
+    for destination in Destination.query.filter_by(enabled=True).order_by(Destination.name):
+        if destination.id not in held:
+            entries.append({"destination": destination, "row": None, "locked": False, "can_copy": can_start})
+    return entries
+
+
 def copy_at(backup, destination):
     return BackupCopy.query.filter_by(backup_id=backup.id, destination_id=destination.id).first()
 
@@ -89,7 +106,8 @@ def is_locked(copy, now=None):
 
 
 def lock_text(copy):
-    return copy.locked_until.replace(tzinfo=dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    until = copy.locked_until.replace(microsecond=0, tzinfo=dt.timezone.utc)
+    return until.isoformat().replace("+00:00", "Z")
 
 
 def refuse_if_locked(backup):
@@ -108,14 +126,21 @@ def refuse_if_locked(backup):
 
 def delete_copies(backup):
     """Remove the backup's copies at their destinations (a missing object is already gone).
-    Unavailable when a destination cannot be reached: then the backup stays, with its copies."""
+    Unavailable when a destination holding a completed copy cannot be reached: then the backup
+    stays, with its copies. What a failed copy may have left is removed if the destination lets
+    it; if not, that is logged and the backup goes all the same (there is no copy there to keep)."""
     refuse_if_locked(backup)
     for copy in list(backup.copies):
         try:
             storage_for(copy.destination).delete(copy.key)
         except BackupError as e:
-            if getattr(e, "kind", None) != "not_found":
+            if getattr(e, "kind", None) == "not_found":
+                pass
+            elif copy.status == "completed":
                 raise Unavailable(N_("the copy at %(destination)s could not be deleted: %(reason)s"),
                                   destination=copy.destination.name, reason=e.message) from None
+            else:
+                log.warning("what the failed copy of backup %s left at %s was not deleted: %s", backup.id,
+                            copy.destination.name, e)
         db.session.delete(copy)
     db.session.commit()

@@ -1,4 +1,4 @@
-"""Backup pages: list, details, "Back up now", download, cancel, delete, verify, restore, import."""
+"""Backup pages: list, details, "Back up now", download, cancel, delete, verify, copy, restore, import."""
 
 from flask import Blueprint, flash, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
@@ -9,7 +9,7 @@ from ..errors import Invalid, ServiceError
 from ..forms import BackupForm
 from ..labels import label
 from ..models import BACKUP_TYPES, STATUSES, TRIGGERS, Source
-from ..services import backups, imports, operations, restores
+from ..services import backups, copies, destinations, imports, operations, restores
 from .common import actor, admin_required, back_to, filtered_page, get_or_404, is_htmx, refusals, status_panel
 from .auth import confirm_recent_sign_in
 
@@ -65,7 +65,7 @@ def detail(backup_id):
     targets, target_problem = restore_choices(backup)
     return render_template("backups/detail.html", backup=backup, members=members[:MANIFEST_PAGE],
                            member_total=len(members), targets=targets, target_problem=target_problem,
-                           operations=operations.operations_of(backup),
+                           operations=operations.operations_of(backup), copies=copies.copies_of(backup),
                            open_restore=request.args.get("restore") == "1")
 
 
@@ -127,6 +127,21 @@ def delete(backup_id):
 def verify(backup_id):
     backup = get_or_404(backups.get_backup, backup_id)
     operation = operations.start_verify(actor(), backup, deep=request.form.get("deep") == "1")
+    return redirect(url_for("operations.detail", operation_id=operation.id))
+
+
+@bp.route("/<int:backup_id>/copy", methods=["POST"])
+@admin_required
+@refusals(back_to("backups.detail"))
+def copy(backup_id):
+    """Copy the archive to a destination (again): the operation's page follows it."""
+    backup = get_or_404(backups.get_backup, backup_id)
+    destination_id = request.form.get("destination_id", type=int)
+    if destination_id is None:
+        raise Invalid(N_("choose a destination to copy the backup to"))
+    destination = destinations.get_destination(destination_id)
+    operation = copies.start_copy(actor(), backup, destination)
+    flash(_("Copying %(name)s to %(destination)s.", name=backup.name, destination=destination.name), "info")
     return redirect(url_for("operations.detail", operation_id=operation.id))
 
 
