@@ -70,6 +70,7 @@ LABELS = {
         "schedule.run.skipped": _l("scheduled run skipped"), "schedule.run.failed": _l("scheduled run failed"),
         "settings.retention": _l("retention defaults changed"), "retention.start": _l("retention run started"),
         "retention.remove": _l("backup removed by retention"),
+        "retention.local_remove": _l("local archive removed (kept at a destination)"),
         "backup.copy.start": _l("copy started"), "backup.copy": _l("copy finished"),
         "copy.cancel": _l("copy cancelled"),
     },

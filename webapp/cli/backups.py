@@ -9,7 +9,7 @@ import click
 
 from ..backup.archive import COMPRESSIONS
 from ..models import BACKUP_TYPES, STATUSES, TRIGGERS
-from ..services import backups, operations, restores, storage
+from ..services import backups, local_archives, operations, restores
 from .common import actor, emit, json_option, service_group, size, table, wait_option
 from .progress import follow
 from .serialise import as_data, listing
@@ -95,7 +95,7 @@ def restore(backup_id, source_ids, safety_backup, confirm, wait, as_json):
 
 
 def ask_to_confirm(backup, source_ids):
-    storage.archive_path(backup)  # no question about a backup that cannot be restored
+    local_archives.archive_available(backup)  # no question about a backup that cannot be restored
     click.echo(f"Restoring backup {backup.id} ({backup.name}) overwrites:", err=True)
     for source in restores.restore_targets(backup, source_ids):
         click.echo(f"  {source.name} ({source.kind}) {source.location}", err=True)
@@ -110,9 +110,9 @@ def ask_to_confirm(backup, source_ids):
 def download(backup_id, output, as_json):
     """Copy a completed backup's archive to a file; an existing file is never overwritten."""
     backup = backups.get_backup(backup_id)
-    storage.archive_path(backup)
+    local_archives.archive_available(backup)
     target = download_target(backup, output)
-    digest, written = copy_new_file(backups.download(actor(), backup), target)
+    digest, written = copy_new_file(chunks_of(local_archives.download(actor(), backup)), target)
     emit(as_json, {"id": backup.id, "path": target, "size": written, "sha256": digest},
          lambda data: f"backup {data['id']}: {data['path']} ({size(data['size'])}, sha256 {data['sha256']})")
     if digest != backup.sha256:
@@ -129,25 +129,34 @@ def download_target(backup, output):
     return target
 
 
-def copy_new_file(source, target):
-    """Stream `source` into a new file `target`; its SHA-256 and size. No partial file is left."""
+def chunks_of(download):
+    """The bytes of a download: the local archive's, or those streamed from a destination."""
+    if download.chunks is not None:
+        yield from download.chunks
+        return
+    with open(download.path, "rb") as src:
+        while chunk := src.read(CHUNK):
+            yield chunk
+
+
+def copy_new_file(chunks, target):
+    """Write `chunks` into a new file `target`; its SHA-256 and size. No partial file is left."""
     digest, written = hashlib.sha256(), 0
-    with open(source, "rb") as src:
-        try:
-            dst = open(target, "xb")
-        except FileExistsError:
-            raise click.ClickException(f"{target} exists; choose another --output") from None
-        except OSError as e:
-            raise click.ClickException(f"cannot write {target}: {e.strerror}") from None
-        try:
-            with dst:
-                while chunk := src.read(CHUNK):
-                    dst.write(chunk)
-                    digest.update(chunk)
-                    written += len(chunk)
-        except BaseException:
-            os.unlink(target)
-            raise
+    try:
+        dst = open(target, "xb")
+    except FileExistsError:
+        raise click.ClickException(f"{target} exists; choose another --output") from None
+    except OSError as e:
+        raise click.ClickException(f"cannot write {target}: {e.strerror}") from None
+    try:
+        with dst:
+            for chunk in chunks:
+                dst.write(chunk)
+                digest.update(chunk)
+                written += len(chunk)
+    except BaseException:
+        os.unlink(target)
+        raise
     return digest.hexdigest(), written
 
 

@@ -16,6 +16,7 @@ from ..extensions import db
 from ..models import BackupCopy, Status, error_columns, utcnow
 from ..services.audit import audit
 from ..services.destinations import storage_for
+from ..services.retention import keep_local_after_copy
 from ..services.storage import archive_path
 from .tracking import OperationTracker, requester
 
@@ -43,6 +44,7 @@ def run_copy(operation_id, attempt):
                       "sha256": stored["sha256"], "locked_until": iso(stored["locked_until"])})
     audit(requester(operation), "backup.copy", f"backup:{operation.backup_id}",
           detail=Message(N_("copied to %(destination)s and checked"), destination=copy.destination.name))
+    keep_local_after_copy(operation.backup)
     return "completed"
 
 

@@ -15,6 +15,7 @@ from ..extensions import db
 from ..models import Operation, Source, Status
 from ..services.audit import audit
 from ..services.backups import new_backup_row
+from ..services.local_archives import local_archive
 from ..services.operations import record_verification
 from ..services.restores import finish_set_aside, restore_sources, restore_token
 from ..services.storage import backup_storage
@@ -77,12 +78,20 @@ def record_success(operation, tracker, result, restored):
 
 
 def restore(operation, tracker, result):
-    """Check the archive, save the current data, then put the archive's data in place."""
-    backup, store = operation.backup, backup_storage()
+    """Check the archive (fetched from a destination when it is no longer in BACKUP_DIR, its SHA-256
+    checked before anything else happens), save the current data, then put the archive's data in place."""
     sources = restore_sources(operation)
     if len(sources) != len(operation.params.get("source_ids", [])):
         raise BackupError(N_("a source chosen for this restore was deleted meanwhile; nothing was changed"))
-    path = store.path(backup.file_name)
+    staging = backup_storage().staging_dir(f"operation-{operation.id}")
+    with local_archive(operation.backup, tracker.reporter(), staging) as archive:
+        if archive.fetched_from:
+            record(tracker, result, fetched_from=archive.fetched_from)
+        return restore_from(operation, tracker, result, sources, archive.path, staging)
+
+
+def restore_from(operation, tracker, result, sources, path, staging):
+    backup = operation.backup
     reporter = tracker.reporter()
     check_archive(backup, path, reporter)
     if operation.params.get("safety_backup", True):
@@ -96,7 +105,7 @@ def restore(operation, tracker, result):
                            expected_sha256=backup.sha256, expected_members=backup.manifest,
                            reporter=tracker.reporter(), keep_old_copies=True,
                            lock_timeout=current_app.config["RESTORE_LOCK_TIMEOUT"],
-                           staging_dir=store.staging_dir(f"operation-{operation.id}"),
+                           staging_dir=staging,
                            on_set_aside=lambda entries: record(tracker, result, set_aside=entries),
                            on_applying=lambda name: record(tracker, result, applying=name),
                            on_applied=lambda name: record(tracker, result, applied=[*result["applied"], name],

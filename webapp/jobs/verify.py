@@ -6,6 +6,7 @@ from ..backup.messages import Message, N_, joined, texts_and_records
 from ..backup.restore import verify_archive
 from ..models import Status
 from ..services.audit import audit
+from ..services.local_archives import local_archive
 from ..services.operations import record_verification
 from ..services.storage import backup_storage
 from .tracking import OperationTracker, requester
@@ -17,13 +18,14 @@ def run_verify(operation_id, attempt):
     operation = tracker.start()
     if operation is None:
         return "skipped: cancelled before it started"
-    backup, store = operation.backup, backup_storage()
+    backup, staging = operation.backup, backup_storage().staging_dir(f"operation-{operation.id}")
     deep = bool(operation.params.get("deep"))
+    reporter = tracker.reporter()
     try:
-        with tracker.heartbeat():
-            report = verify_archive(store.path(backup.file_name), backup.sha256, backup.manifest, deep=deep,
-                                    staging_dir=store.staging_dir(f"operation-{operation.id}"),
-                                    reporter=tracker.reporter())
+        # An archive no longer in BACKUP_DIR is fetched from a destination and its SHA-256 checked first.
+        with tracker.heartbeat(), local_archive(backup, reporter, staging) as archive:
+            report = verify_archive(archive.path, backup.sha256, backup.manifest, deep=deep, staging_dir=staging,
+                                    reporter=reporter)
     except Cancelled:
         tracker.finish(Status.CANCELLED, runs.CANCELLED_ON_REQUEST)
         return "cancelled"
@@ -33,7 +35,7 @@ def run_verify(operation_id, attempt):
     record_verification(backup, report.ok, report.problems)
     problems, records = texts_and_records(report.problems)
     result = {"ok": report.ok, "deep": deep, "problems": problems, "problems_messages": records,
-              "members": report.members}
+              "members": report.members, **fetched(archive)}
     if report.ok:
         tracker.complete(result)
     else:
@@ -48,3 +50,8 @@ def verify_detail(deep, problems):
     """The audit trail's words for a verification: how deep, and what it found."""
     template = N_("deep: %(found)s") if deep else N_("quick: %(found)s")
     return Message(template, found=joined(problems) or Message(N_("passed")))
+
+
+def fetched(archive):
+    """Where the archive was read from, when it was not in BACKUP_DIR (for the operation's result)."""
+    return {"fetched_from": archive.fetched_from} if archive.fetched_from else {}

@@ -121,6 +121,9 @@ class Retention(ClosedBody):
     keep_daily: RetentionRule = 0
     keep_weekly: RetentionRule = 0
     keep_monthly: RetentionRule = 0
+    keep_local: RetentionRule | None = Field(
+        None, description="how many of the newest archives stay in BACKUP_DIR; an older one is removed there "
+                          "once a verified copy exists at a destination. Null or left out: every archive stays")
 
 
 class ScheduleChange(Body):

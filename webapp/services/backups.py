@@ -10,7 +10,7 @@ from ..extensions import db
 from ..models import ACTIVE_STATUSES, BACKUP_TYPES, STATUSES, TRIGGERS, Backup, Source, Status, utcnow
 from .audit import audit, parse_time, parse_until
 from .copies import delete_copies, destinations_for_new_backup
-from .storage import archive_path, backup_storage
+from .storage import backup_storage
 
 RUN_BACKUP = "webapp.jobs.backup.run_backup"
 MAX_NOTE = 1000
@@ -191,10 +191,3 @@ def delete_backup(actor, backup):
     db.session.delete(backup)
     db.session.commit()
     audit(actor, "backup.delete", f"backup:{name}")
-
-
-def download(actor, backup):
-    """The archive's path, with the download recorded."""
-    path = archive_path(backup)
-    audit(actor, "backup.download", f"backup:{backup.id}")
-    return path

@@ -7,7 +7,7 @@ from ..extensions import db
 from ..models import ACTIVE_STATUSES, Operation, utcnow
 from .audit import audit
 from .backups import cancel_run
-from .storage import archive_path
+from .local_archives import archive_available
 
 RUN_VERIFY = "webapp.jobs.verify.run_verify"
 
@@ -34,7 +34,7 @@ def start_verify(actor, backup, deep=False):
     """Queue a check of a completed backup's archive; returns the Operation."""
     if not isinstance(deep, bool):
         raise Invalid(N_("%(field)s must be true or false"), field="deep")
-    archive_path(backup)
+    archive_available(backup)  # in BACKUP_DIR, or verified at a destination (the job fetches it)
     busy = Operation.query.filter(Operation.backup_id == backup.id, Operation.kind == "verify",
                                   Operation.status.in_(ACTIVE_STATUSES)).first()
     if busy is not None:

@@ -13,7 +13,7 @@ from ..extensions import db
 from ..models import ACTIVE_STATUSES, Operation, Source, utcnow
 from .audit import audit
 from .backups import get_backup, source_id_set
-from .storage import archive_path
+from .local_archives import archive_available
 from .sources import refuse_cairns_own_data, refuse_cairns_own_database
 
 RUN_RESTORE = "webapp.jobs.restore.run_restore"
@@ -125,7 +125,7 @@ def check_restore_request(backup, confirm, safety_backup, terminate_connections)
     for field, value in (("safety_backup", safety_backup), ("terminate_connections", terminate_connections)):
         if not isinstance(value, bool):
             raise Invalid(N_("%(field)s must be true or false"), field=field)
-    archive_path(backup)
+    archive_available(backup)  # in BACKUP_DIR, or verified at a destination (the job fetches it)
     if backup.verify_status == "failed":
         raise Invalid(N_("backup %(id)s failed verification; it cannot be restored"), id=backup.id)
 

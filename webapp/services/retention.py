@@ -9,12 +9,19 @@ Every backup belongs to exactly one scope:
 A policy with no rule set removes no completed backup. In every scope, failed, cancelled and
 timed-out rows go once they are older than `failed_max_days`.
 
-The plan comes from the engine's pure `plan_retention`; a backup that a running restore or
-verify reads is kept as well. Each removal is then checked again by the database: the row is
-deleted only if it is still as the plan saw it (same status, not pinned since, not taken up by a
-restore or verify). Only then are its archive and sidecar deleted, and the removal audited. If
-the process dies in between, a file without a row is left behind; a row is never left
-pointing at a missing archive.
+The plan comes from the engine's pure `plan_retention`; a backup that a running restore, verify or
+copy reads is kept as well, and so is one with a copy under an object lock (until the lock ends).
+Each removal is then checked again by the database: the row is deleted only if it is still as
+the plan saw it (same status, not pinned since, not taken up by a restore, verify or copy). Only
+then are its archive and sidecar deleted, and the removal audited. If the process dies in
+between, a file without a row is left behind; a row is never left pointing at a missing archive.
+Its copies at destinations go next; one that cannot be removed (the destination does not
+answer) is named in the audit trail.
+
+A scope's `keep_local` (in its policy; None keeps every archive) is applied after the removals:
+the newest keep_local archives stay in BACKUP_DIR, and an older one goes there once a destination
+keeps a verified copy of it (services.local_archives), the backup staying. The copy job applies it
+too, after each verified copy.
 """
 
 import datetime as dt
@@ -25,13 +32,17 @@ from dataclasses import dataclass
 from sqlalchemy import delete, exists, or_, select
 
 from .. import runs
+from ..backup import BackupError
 from ..backup.messages import LIST, Message, N_, as_message, joined, texts_and_records
 from ..backup.retention import UNSUCCESSFUL_STATUSES, Candidate, Policy, RetentionPlan, plan_retention
-from ..errors import Unavailable
+from ..errors import ServiceError, Unavailable
 from ..extensions import db
-from ..models import ACTIVE_STATUSES, Backup, Operation, Schedule, isoformat, utcnow
+from ..models import ACTIVE_STATUSES, Backup, Destination, Operation, Schedule, isoformat, utcnow
 from . import settings
 from .audit import SYSTEM, audit
+from .copies import is_locked, lock_text
+from .destinations import storage_for
+from .local_archives import trim_local
 from .schedules import get_schedule
 from .storage import backup_storage
 
@@ -40,7 +51,8 @@ GLOBAL_LABEL = Message(N_("manual, imported and safety backups"))
 # Reasons a backup is kept, added to the engine's plan.
 RETENTION_OFF = N_("no retention rule set")
 IN_USE_BY = N_("in use by %(reader)s")
-READER = {"restore": N_("restore #%(id)s"), "verify": N_("verify #%(id)s")}
+READER = {"restore": N_("restore #%(id)s"), "verify": N_("verify #%(id)s"), "copy": N_("copy #%(id)s")}
+LOCKED_AT = N_("locked at %(destination)s until %(until)s")
 ON_REQUEST = Message(N_("on request"))
 DAILY = dt.timedelta(days=1)
 RUN_RETENTION = "webapp.jobs.retention.run_retention"
@@ -56,6 +68,7 @@ class Scope:
     policy: Policy
     timezone: str
     schedule_id: int | None = None  # None: the global scope
+    keep_local: int | None = None  # how many of the newest archives stay in BACKUP_DIR; None: all
 
     @property
     def has_rules(self):
@@ -70,13 +83,31 @@ class ScopePlan:
 
 
 def schedule_scope(schedule):
-    return Scope(Message(N_("schedule %(name)s"), name=schedule.name), Policy.from_dict(schedule.retention),
-                 schedule.timing.get("timezone") or "UTC", schedule.id)
+    rules, keep_local = split_policy(schedule.retention)
+    return Scope(Message(N_("schedule %(name)s"), name=schedule.name), rules,
+                 schedule.timing.get("timezone") or "UTC", schedule.id, keep_local)
 
 
 def global_scope():
     defaults = settings.retention_settings()
-    return Scope(GLOBAL_LABEL, Policy.from_dict(defaults["policy"]), defaults["timezone"])
+    rules, keep_local = split_policy(defaults["policy"])
+    return Scope(GLOBAL_LABEL, rules, defaults["timezone"], keep_local=keep_local)
+
+
+def split_policy(stored):
+    """A stored retention policy as the engine's Policy (the removal rules) and keep_local."""
+    rules = dict(stored or {})
+    keep_local = rules.pop(settings.KEEP_LOCAL, None)
+    return Policy.from_dict(rules), keep_local
+
+
+def scope_of(backup):
+    """The scope a backup belongs to (see backups_in)."""
+    if backup.trigger == "scheduled" and backup.schedule_id is not None:
+        schedule = db.session.get(Schedule, backup.schedule_id)
+        if schedule is not None:
+            return schedule_scope(schedule)
+    return global_scope()
 
 
 def all_scopes():
@@ -118,6 +149,12 @@ def plan_scope(scope, now=None):
     for backup_id, users in readers_of(list(remove)).items():
         keep[backup_id] = [Message(IN_USE_BY, reader=user) for user in users]
         del remove[backup_id]
+    for backup_id in list(remove):
+        locked = [copy for copy in backups[backup_id].copies if is_locked(copy)]
+        if locked:
+            keep[backup_id] = [Message(LOCKED_AT, destination=copy.destination.name, until=lock_text(copy))
+                               for copy in locked]
+            del remove[backup_id]
     return ScopePlan(scope, backups, RetentionPlan(keep=keep, remove=remove))
 
 
@@ -144,7 +181,8 @@ def preview_scope(scope, now=None):
     plan, backups = scope_plan.plan, scope_plan.backups
     newest_first = sorted(backups.values(), key=lambda b: (b.created_at, b.id), reverse=True)
     return {
-        "scope": str(scope.label), "scope_message": scope.label.as_record(), "policy": scope.policy.to_dict(),
+        "scope": str(scope.label), "scope_message": scope.label.as_record(),
+        "policy": policy_of(scope),
         "timezone": scope.timezone,
         "rules_set": scope.has_rules,
         "remove": [dict(backup_summary(b), **reason_fields(plan.remove[b.id]), **explained(plan, b.id))
@@ -152,6 +190,12 @@ def preview_scope(scope, now=None):
         "keep": [dict(backup_summary(b), **kept_for(plan.keep[b.id]), **explained(plan, b.id))
                  for b in newest_first if b.id in plan.keep],
     }
+
+
+def policy_of(scope):
+    """The scope's rules as its policy was given (keep_local only when set)."""
+    local = {} if scope.keep_local is None else {settings.KEEP_LOCAL: scope.keep_local}
+    return dict(scope.policy.to_dict(), **local)
 
 
 def explained(plan, backup_id):
@@ -196,13 +240,22 @@ def apply_retention(actor, scopes, now=None, progress=None, should_cancel=lambda
         if remove_backup(actor, entry, scope):
             removed.append(dict(entry, scope=str(scope.label), scope_message=scope.label.as_record()))
             freed += entry["file_size"] or 0
-    return {"removed": removed, "freed_bytes": freed,
+    local = [] if should_cancel() else keep_local(actor, scopes)
+    return {"removed": removed, "freed_bytes": freed, "local_removed": local,
             "kept": sum(len(p.plan.keep) for p in plans), "scopes": [str(p.scope.label) for p in plans]}
+
+
+def keep_local(actor, scopes):
+    """Each scope's keep_local: the archives it removed from BACKUP_DIR (their backups stay)."""
+    return [dict(entry, scope=str(scope.label), scope_message=scope.label.as_record())
+            for scope in scopes if scope.keep_local is not None
+            for entry in trim_local(actor, backups_in(scope), scope.keep_local, scope.label)]
 
 
 def removal(backup, reason):
     """What removing `backup` needs to know, and what the run reports about it."""
-    return dict(backup_summary(backup), file_name=backup.file_name, **reason_fields(reason))
+    copies = [{"destination_id": copy.destination_id, "key": copy.key} for copy in backup.copies]
+    return dict(backup_summary(backup), file_name=backup.file_name, copies=copies, **reason_fields(reason))
 
 
 def reason_fields(reason):
@@ -228,10 +281,26 @@ def remove_backup(actor, entry, scope):
         return False
     if entry["file_name"]:
         backup_storage().delete(entry["file_name"])
-    audit(actor, "retention.remove", f"backup:{entry['name']}",
-          detail=Message(N_("%(scope)s: %(reason)s (%(status)s)"), scope=scope.label,
-                         reason=reason_of(entry), status=entry["status"]))
+    detail = Message(N_("%(scope)s: %(reason)s (%(status)s)"), scope=scope.label, reason=reason_of(entry),
+                     status=entry["status"])
+    audit(actor, "retention.remove", f"backup:{entry['name']}", detail=joined([detail, *remove_copies(entry)]))
     return True
+
+
+def remove_copies(entry):
+    """Remove a removed backup's copies at their destinations; what could not be removed (Messages)."""
+    left = []
+    for copy in entry["copies"]:
+        destination = db.session.get(Destination, copy["destination_id"])
+        if destination is None:
+            continue
+        try:
+            storage_for(destination).delete(copy["key"])
+        except BackupError as e:
+            log.warning("retention removed %s but not its copy at %s: %s", entry["name"], destination.name, e)
+            left.append(Message(N_("the copy at %(destination)s could not be deleted: %(reason)s"),
+                                destination=destination.name, reason=e.message))
+    return left
 
 
 # ------------------------------------------------------------------- runs ----
@@ -284,8 +353,30 @@ def after_scheduled_backup(backup):
     return start_retention(SYSTEM, backup.schedule_id, why=Message(N_("after backup #%(id)s"), id=backup.id))
 
 
+def keep_local_after_copy(backup):
+    """Apply keep_local in the scope of a backup just copied and checked; never fails the copy."""
+    scope = scope_of(backup)
+    if scope.keep_local is None:
+        return []
+    try:
+        return trim_local(SYSTEM, backups_in(scope), scope.keep_local, scope.label)
+    except (BackupError, ServiceError, OSError) as e:
+        db.session.rollback()
+        log.warning("keep_local after the copy of backup %s: %s", backup.id, e)
+        return []
+
+
 def describe_result(result):
     """What a retention run removed, in words (a Message)."""
+    local = result.get("local_removed") or []
+    if not local:
+        return describe_removed(result)
+    template = (N_("removed the local archive of %(count)s backup kept at a destination") if len(local) == 1
+                else N_("removed the local archives of %(count)s backups kept at a destination"))
+    return joined([describe_removed(result), Message(template, count=len(local))])
+
+
+def describe_removed(result):
     removed = result["removed"]
     if not removed:
         return Message(N_("nothing to remove"))

@@ -3,7 +3,8 @@
 Retention defaults:
 - `policy`: the rules for manual, imported and safety (pre_restore) backups, and for the
   backups of a deleted schedule. No rule set (the default) means that retention removes none of
-  them.
+  them. Its `keep_local` (absent: every archive stays) is how many of their newest archives stay
+  in BACKUP_DIR; an older one is removed there once a verified copy exists at a destination.
 - `timezone`: the time zone in which that policy's days, weeks and months are counted.
 - `pre_restore_min_days`: a safety backup is never removed before it is this many days old.
 - `failed_max_days`: failed, cancelled and timed-out rows are removed once this many days old.
@@ -22,6 +23,8 @@ from ..models import Setting, utcnow
 from .audit import audit
 
 RETENTION_RULES = ("keep_last", "keep_days", "keep_daily", "keep_weekly", "keep_monthly")
+# How many of the newest archives stay in BACKUP_DIR; absent or None keeps every one there.
+KEEP_LOCAL = "keep_local"
 MAX_RETENTION_RULE = 100_000  # keep_days beyond this would reach before the year 1
 MAX_DAYS = 36500
 RETENTION = "retention"
@@ -64,18 +67,29 @@ def compare_and_set(key, expected, value):
 
 
 def retention_policy(value):
-    """Retention rules: whole numbers, 0 (or missing) meaning the rule is off."""
+    """Retention rules: whole numbers, 0 (or missing) meaning the rule is off; and `keep_local`,
+    kept only when it is a number (None or missing: every archive stays in BACKUP_DIR)."""
     value = value or {}
-    if not isinstance(value, dict) or set(value) - set(RETENTION_RULES):
-        raise Invalid(N_("retention takes %(rules)s"), rules=", ".join(RETENTION_RULES))
+    if not isinstance(value, dict) or set(value) - {*RETENTION_RULES, KEEP_LOCAL}:
+        raise Invalid(N_("retention takes %(rules)s"), rules=", ".join((*RETENTION_RULES, KEEP_LOCAL)))
     policy = {}
     for rule in RETENTION_RULES:
         number = value.get(rule, 0)
-        if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= MAX_RETENTION_RULE:
+        if not is_rule_number(number):
             raise Invalid(N_("retention %(rule)s must be a whole number, 0 to %(max)s"), rule=rule,
                           max=MAX_RETENTION_RULE)
         policy[rule] = number
+    keep_local = value.get(KEEP_LOCAL)
+    if keep_local is not None:
+        if not is_rule_number(keep_local):
+            raise Invalid(N_("retention keep_local must be a whole number, 0 to %(max)s, or null to keep every "
+                             "archive in the backup directory"), max=MAX_RETENTION_RULE)
+        policy[KEEP_LOCAL] = keep_local
     return policy
+
+
+def is_rule_number(number):
+    return isinstance(number, int) and not isinstance(number, bool) and 0 <= number <= MAX_RETENTION_RULE
 
 
 def retention_settings():
@@ -104,7 +118,8 @@ def update_retention_settings(actor, data):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DAYS:
             raise Invalid(N_("%(field)s must be a whole number of days, 0 to %(max)s"), field=key, max=MAX_DAYS)
     put(RETENTION, merged)
+    rules = (*RETENTION_RULES, KEEP_LOCAL)
     audit(actor, "settings.retention", "settings:retention",
-          detail=", ".join(f"{rule}={merged['policy'][rule]}" for rule in RETENTION_RULES)
+          detail=", ".join(f"{rule}={merged['policy'][rule]}" for rule in rules if rule in merged["policy"])
           + "".join(f"; {key}={merged[key]}" for key in ("timezone", *DAY_SETTINGS)))
     return merged

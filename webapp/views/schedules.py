@@ -6,7 +6,7 @@ from flask_login import current_user, login_required
 
 from ..models import BACKUP_TYPES, Source
 from ..services import retention, schedules
-from ..services.settings import RETENTION_RULES
+from ..services.settings import KEEP_LOCAL, RETENTION_RULES
 from .common import actor, admin_required, back_to, get_or_404, refusals
 
 bp = Blueprint("schedules", __name__, url_prefix="/admin/schedules")
@@ -19,14 +19,22 @@ def form_data(form):
     data = {"name": form.get("name", ""), "timezone": form.get("timezone") or "UTC",
             "type": form.get("type", "full"), "compression": "zstd",
             "source_ids": form.getlist("source_ids", type=int),
-            "retention": {rule: int(form.get(rule) or 0) if (form.get(rule) or "0").isdigit() else -1
-                          for rule in RETENTION_RULES}}
+            "retention": {**{rule: int(form.get(rule) or 0) if (form.get(rule) or "0").isdigit() else -1
+                             for rule in RETENTION_RULES}, **keep_local_of(form)}}
     if form.get("preset") == "cron":
         data["cron"] = form.get("cron", "")
     else:
         data.update(preset=form.get("preset"), time=form.get("time", ""), weekday=form.get("weekday"),
                     day=form.get("day"))
     return data
+
+
+def keep_local_of(form):
+    """The form's keep_local: empty keeps every archive in the backup directory."""
+    text = (form.get(KEEP_LOCAL) or "").strip()
+    if not text:
+        return {}
+    return {KEEP_LOCAL: int(text) if text.isascii() and text.isdigit() else -1}
 
 
 def sent_values(form):

@@ -8,7 +8,7 @@ from flask_login import current_user, login_required, login_user
 from ..labels import label
 from ..models import ROLES, User
 from ..services import accounts, retention
-from ..services.settings import DAY_SETTINGS, RETENTION_RULES, retention_settings, update_retention_settings
+from ..services.settings import DAY_SETTINGS, KEEP_LOCAL, RETENTION_RULES, retention_settings, update_retention_settings
 from .common import actor, admin_required, refusals
 from .auth import confirm_recent_sign_in, mark_signed_in
 
@@ -22,7 +22,9 @@ def whole_number(text):
 
 
 def retention_form_data(form):
-    return {"policy": {rule: whole_number(form.get(rule) or "0") for rule in RETENTION_RULES},
+    keep_local = (form.get(KEEP_LOCAL) or "").strip()
+    return {"policy": {**{rule: whole_number(form.get(rule) or "0") for rule in RETENTION_RULES},
+                       **({KEEP_LOCAL: whole_number(keep_local)} if keep_local else {})},
             "timezone": (form.get("timezone") or "").strip(),
             **{field: whole_number(form.get(field)) for field in DAY_SETTINGS}}
 
