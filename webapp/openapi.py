@@ -20,6 +20,7 @@ from .backup.engine import CAIRN_VERSION
 from .errors import ENVELOPE_CODES
 from .models import BACKUP_TYPES, MAX_ID, MAX_PAGE, MAX_PAGE_SIZE, STATUSES, TRIGGERS
 from .schemas import Page
+from .schemas.disaster import AdoptedConfig, ScanResult
 
 OPENAPI_VERSION = "3.1.0"
 BASE_PATH = "/api/v1"
@@ -199,8 +200,7 @@ ROUTES = (
           description="The archive is checked whole before it is accepted, as a backup with trigger import; "
                       "400 says why it was refused."),
 
-    Route("GET /operations/{operation_id}", "show_operation", "A restore, verify or retention job",
-          schemas.Operation),
+    Route("GET /operations/{operation_id}", "show_operation", "A restore, verify or retention job", schemas.Operation),
     Route("POST /operations/{operation_id}/cancel", "cancel_operation", "Cancel a pending or running operation",
           schemas.Operation, status=202, errors=(409,), admin=True,
           description="A restore stops only before it starts to apply."),
@@ -228,12 +228,15 @@ ROUTES = (
     Route("POST /destinations/{destination_id}/test", "test_destination",
           "Write, read back and delete a small object at a destination", schemas.DestinationTest, admin=True,
           description="ok is false, with what failed, when the destination cannot keep copies."),
+    Route("POST /destinations/{destination_id}/scan", "scan_destination", "Record the backups found at a destination "
+          "and read its cairn-config.json", ScanResult, errors=(503,), admin=True, description=ScanResult.WHEN),
+    Route("POST /destinations/{destination_id}/adopt-config", "adopt_config", "Take over the configuration kept at "
+          "a destination", AdoptedConfig, errors=(503,), admin=True, description=AdoptedConfig.WHEN),
 
     Route("GET /schedules", "list_schedules", "List schedules", Page[schemas.Schedule], params=PAGING),
     Route("POST /schedules", "create_schedule", "Add a schedule", schemas.Schedule, status=201,
           body=schemas.ScheduleCreate, errors=(409,), admin=True, description="409 when the name is taken."),
-    Route("GET /schedules/{schedule_id}", "show_schedule", "A schedule, with its next five runs",
-          schemas.Schedule),
+    Route("GET /schedules/{schedule_id}", "show_schedule", "A schedule, with its next five runs", schemas.Schedule),
     Route("PUT /schedules/{schedule_id}", "update_schedule", "Change a schedule", schemas.Schedule,
           body=schemas.ScheduleChange, errors=(409,), admin=True,
           description="Fields left out keep their values; a new timing replaces the old."),
@@ -269,15 +272,11 @@ ROUTES = (
     Route("GET /openapi.json", "openapi", "This OpenAPI description", DOCUMENT),
 )
 TAGS = {
-    "auth": "Tokens",
-    "backups": "Backups: start, list, download, verify, restore, import",
-    "operations": "Restore, verify and retention jobs",
-    "sources": "What is backed up",
+    "auth": "Tokens", "backups": "Backups: start, list, download, verify, restore, import",
+    "operations": "Restore, verify and retention jobs", "sources": "What is backed up",
     "destinations": "Where copies of archives are kept (S3-compatible object stores)",
-    "schedules": "When backups run and what retention keeps",
-    "api-keys": "The caller's API keys",
-    "users": "Users (administrators only)",
-    "audit": "Who did what",
+    "schedules": "When backups run and what retention keeps", "api-keys": "The caller's API keys",
+    "users": "Users (administrators only)", "audit": "Who did what",
     "status": "Status, statistics, metrics and this document",
 }
 

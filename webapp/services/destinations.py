@@ -1,18 +1,28 @@
-"""Destinations: S3-compatible buckets that keep copies of archives, checked before they are saved
-and tested on request. The secret key is kept for the engine only: no answer, page, log line or
-audit detail holds it (they show ***), and an edit that sends *** (or nothing) keeps it."""
+"""Destinations: S3-compatible buckets that keep copies of archives, checked before they are saved,
+tested on request, and scanned for the archives they hold. The secret key is kept for the engine
+only: no answer, page, log line or audit detail holds it (they show ***), and an edit that sends
+*** (or nothing) keeps it."""
 
+import datetime as dt
+import os
 import re
+import secrets
+import shutil
 from urllib.parse import urlsplit
 
+from sqlalchemy.exc import IntegrityError
+
 from ..backup.errors import BackupError
+from ..backup.imports import check_upload
 from ..backup.s3 import S3Storage
-from ..backup.messages import N_
+from ..backup.messages import Message, N_
 from ..backup.sources.base import NAME_PATTERN
-from ..errors import Conflict, Invalid, NotFound
+from ..errors import Conflict, Invalid, NotFound, Unavailable
 from ..extensions import db
-from ..models import DESTINATION_KINDS, MAX_IMMUTABLE_DAYS, Destination, name_taken
+from ..models import (BACKUP_TYPES, DESTINATION_KINDS, MAX_IMMUTABLE_DAYS, TRIGGERS, Backup, BackupCopy,
+                      Destination, Source, Status, as_naive_utc, error_columns, name_taken, utcnow)
 from .audit import audit
+from .storage import backup_storage
 
 HIDDEN = "***"  # what answers and pages show for the secret key; sent back, it keeps the stored one
 DESTINATION_FIELDS = ("name", "kind", "endpoint_url", "bucket", "prefix", "region", "access_key_id",
@@ -28,6 +38,10 @@ HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A
                   r"|\[[0-9A-Fa-f:.]+\]")
 REGION = re.compile(r"[A-Za-z0-9_.-]*")
 KEY_TEXT = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: what S3 keys are made of
+# A Cairn archive's file name: backup_<trigger>_<YYYYmmdd_HHMMSS>_<suffix>.tar.zst|.tar.gz|.tar
+ARCHIVE_NAME = re.compile(r"(?P<name>backup_(?P<trigger>[a-z_]{1,16})_(?P<stamp>\d{8}_\d{6})_[0-9A-Za-z]{1,16})"
+                          r"\.tar(\.zst|\.gz)?")
+MAX_FILE_NAME = 512  # Backup.file_name
 
 
 def all_destinations():
@@ -86,6 +100,137 @@ def check_destination(actor, destination):
                 "problem": getattr(e, "kind", None)}
     audit(actor, "destination.test", f"destination:{destination.name}")
     return {"ok": True}
+
+
+# ------------------------------------------------------------------- scan ----
+
+def scan_archives(actor, destination):
+    """Record every Cairn archive at the destination that no backup here has the name of: each is
+    fetched into a private staging folder and read whole through the checking reader (the
+    manifest, every member's size and SHA-256, the archive's own SHA-256), then recorded as a
+    completed backup that is not local, with a completed, verified copy at this destination. A
+    known archive without a copy row here gets one (its SHA-256 as recorded when it was put).
+    Other objects are left alone; an archive that does not check out is one of the `problems`.
+    Returns {found, recorded, known, backups (ids of those recorded), problems}."""
+    storage = storage_for(destination)
+    try:
+        found = [item for item in storage.list() if archive_name(item.key)]
+    except BackupError as e:
+        raise Unavailable(N_("destination %(name)s could not be listed: %(reason)s"), name=destination.name,
+                          reason=e.message) from None
+    result = {"found": len(found), "recorded": 0, "known": 0, "backups": [], "problems": []}
+    for item in found:
+        backup = Backup.query.filter_by(name=archive_name(item.key)["name"]).first()
+        if backup is not None:
+            result["known"] += 1
+            link_copy(storage, destination, backup, item)
+        else:
+            record_archive(actor, storage, destination, item, result)
+    audit(actor, "destination.scan", f"destination:{destination.name}",
+          detail=Message(N_("%(found)s archives found, %(recorded)s recorded"), found=result["found"],
+                         recorded=result["recorded"]))
+    return result
+
+
+def archive_name(key):
+    """The parts of a Cairn archive's file name (name, trigger, stamp), or None for another object."""
+    match = ARCHIVE_NAME.fullmatch(key.rsplit("/", 1)[-1])
+    return match.groupdict() if match and len(key) <= MAX_FILE_NAME else None
+
+
+def record_archive(actor, storage, destination, item, result):
+    try:
+        backup, stored = found_backup(actor, storage, destination, item)
+    except BackupError as e:
+        result["problems"].append({"key": item.key, **error_columns(e)})
+        return
+    db.session.add(backup)
+    try:
+        db.session.flush()
+        db.session.add(BackupCopy(backup_id=backup.id, destination_id=destination.id, key=item.key,
+                                  status="completed", size=backup.file_size, sha256=backup.sha256,
+                                  copied_at=as_naive_utc(item.modified), verified_at=backup.verified_at,
+                                  locked_until=as_naive_utc(stored.lock_until) if stored else None))
+        db.session.commit()
+    except IntegrityError:  # recorded meanwhile by another scan
+        db.session.rollback()
+        result["known"] += 1
+        return
+    result["recorded"] += 1
+    result["backups"].append(backup.id)
+
+
+def found_backup(actor, storage, destination, item):
+    """(a completed Backup row for an archive at the destination, the stored object), once the
+    archive has been read whole and checks out; BackupError naming what is wrong otherwise."""
+    staging = backup_storage().staging_dir(f"scan-{secrets.token_hex(8)}")
+    try:
+        os.makedirs(staging, mode=0o700)
+        path = os.path.join(staging, item.key.rsplit("/", 1)[-1])
+        storage.fetch(item.key, path)
+        checked = check_upload(path, os.path.join(staging, "check"))
+    except OSError as e:
+        raise BackupError(N_("%(key)s could not be read: %(reason)s"), key=item.key,
+                          reason=e.strerror or str(e)) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    stored = storage.stat(item.key)
+    if stored is not None and stored.sha256 and stored.sha256 != checked.sha256:
+        raise BackupError(N_("%(key)s does not have the SHA-256 recorded when it was stored (%(expected)s)"),
+                          key=item.key, expected=stored.sha256)
+    return backup_row(actor, destination, item, checked), stored
+
+
+def backup_row(actor, destination, item, checked):
+    """A completed backup that is not local, described by its archive (cairn.json, manifest)."""
+    parts, meta, now = archive_name(item.key), checked.meta, utcnow()
+    created = dt.datetime.strptime(parts["stamp"], "%Y%m%d_%H%M%S")
+    started = parse_time(meta.get("created_at")) or created
+    archived = [s for s in checked.manifest.get("sources") or [] if isinstance(s, dict) and "name" in s and "kind" in s]
+    current = {s.name: s.id for s in Source.query.filter(Source.name.in_([s["name"] for s in archived]))}
+    trigger = next((t for t in (meta.get("trigger"), parts["trigger"]) if t in TRIGGERS), "import")
+    source_size = sum(m["size"] for m in checked.members if m["type"] == "file")
+    return Backup(name=parts["name"], type=meta.get("type") if meta.get("type") in BACKUP_TYPES else "custom",
+                  trigger=trigger, mode="full", status=Status.COMPLETED.value, phase="completed",
+                  created_at=created, started_at=started, completed_at=started, compression=compression_of(item.key),
+                  source_ids=[current[s["name"]] for s in archived if s["name"] in current], sources=archived,
+                  manifest=checked.members, sha256=checked.sha256, file_size=checked.size, file_name=item.key,
+                  source_size=source_size, done_bytes=source_size, total_bytes=source_size, local=False,
+                  destination_ids=[destination.id], created_by_id=actor.user_id, requested_from=actor.address,
+                  verified_at=now, verify_status="passed", verify_problems=[])
+
+
+def compression_of(key):
+    """The compression of an archive as its name gives it (the file is read by that name)."""
+    return "zstd" if key.endswith(".zst") else "gzip" if key.endswith(".gz") else "none"
+
+
+def parse_time(value):
+    """A time as cairn.json writes it (2026-11-22T03:00:02Z), as naive UTC; None if it is not one."""
+    try:
+        return as_naive_utc(dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+def link_copy(storage, destination, backup, item):
+    """A known backup's archive at the destination, without a copy row here: recorded as a
+    completed copy when its SHA-256, as recorded when it was put, is the backup's."""
+    if backup.status != Status.COMPLETED.value or any(c.destination_id == destination.id for c in backup.copies):
+        return
+    try:
+        stored = storage.stat(item.key)
+    except BackupError:
+        return
+    if stored is None or not stored.sha256 or stored.sha256 != backup.sha256:
+        return
+    db.session.add(BackupCopy(backup_id=backup.id, destination_id=destination.id, key=item.key, status="completed",
+                              size=stored.size, sha256=stored.sha256, copied_at=as_naive_utc(stored.modified),
+                              locked_until=as_naive_utc(stored.lock_until)))
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
 
 
 # --------------------------------------------------------------- the fields ----

@@ -1,5 +1,6 @@
 """Destinations: S3-compatible buckets that keep copies of archives. The secret key is never put
-in a page: the edit form's field is empty, and left empty it keeps the stored key."""
+in a page: the edit form's field is empty, and left empty it keeps the stored key. A scan records
+the archives a destination holds and offers to take over the configuration kept there."""
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _, lazy_gettext as _l
@@ -8,8 +9,10 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, IntegerField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
+from ..errors import ServiceError
+from ..extensions import db
 from ..forms import REQUIRED
-from ..services import destinations
+from ..services import destinations, disaster
 from .common import actor, admin_required, get_or_404, refusals
 
 bp = Blueprint("destinations", __name__, url_prefix="/admin/destinations")
@@ -118,3 +121,33 @@ def test(destination_id):
     destination = get_or_404(destinations.get_destination, destination_id)
     return render_template("destinations/_test.html", destination=destination,
                            result=destinations.check_destination(actor(), destination))
+
+
+@bp.route("/<int:destination_id>/scan", methods=["POST"])
+@admin_required
+def scan(destination_id):
+    """Records the archives found at the destination; returns a fragment for htmx with what was
+    found and, when the destination keeps one, the configuration to take over."""
+    destination = get_or_404(destinations.get_destination, destination_id)
+    try:
+        result, error = disaster.scan(actor(), destination), None
+    except ServiceError as e:
+        db.session.rollback()
+        result, error = None, e
+    config = result and result["config"]
+    return render_template("destinations/_scan.html", destination=destination, result=result, error=error,
+                           config=config, written_at=disaster.written_at(config) if config else None)
+
+
+@bp.route("/<int:destination_id>/adopt-config", methods=["POST"])
+@admin_required
+def adopt_config(destination_id):
+    """Takes over the destination's configuration; returns a fragment for htmx saying what was
+    added and which database sources need their password."""
+    destination = get_or_404(destinations.get_destination, destination_id)
+    try:
+        result, error = disaster.adopt_config(actor(), destination), None
+    except ServiceError as e:
+        db.session.rollback()
+        result, error = None, e
+    return render_template("destinations/_adopted.html", destination=destination, result=result, error=error)

@@ -1,8 +1,10 @@
-"""Destinations: where copies of archives are kept. The secret key is never answered (always ***)."""
+"""Destinations: where copies of archives are kept. The secret key is never answered (always ***).
+A scan records the archives a destination holds; adopt-config takes over its cairn-config.json."""
 
 from ... import schemas
 from ...backup.messages import Message, N_
-from ...services import destinations
+from ...schemas.disaster import AdoptedConfig, ScanResult
+from ...services import destinations, disaster
 from .common import admin_only, body, bp, caller, ok, paged
 
 
@@ -47,3 +49,21 @@ def test_destination(destination_id):
     else:  # what failed, in the caller's words
         message = Message.from_record(result["error_message"]) or result["error"]
     return ok(schemas.dump(schemas.DestinationTest, result), message)
+
+
+@bp.route("/destinations/<int:destination_id>/scan", methods=["POST"])
+@admin_only
+def scan_destination(destination_id):
+    result = disaster.scan(caller(), destinations.get_destination(destination_id))
+    message = Message(N_("%(found)s archives found: %(recorded)s recorded now, %(known)s known already"),
+                      found=result["found"], recorded=result["recorded"], known=result["known"])
+    return ok(schemas.dump(ScanResult, result), message)
+
+
+@bp.route("/destinations/<int:destination_id>/adopt-config", methods=["POST"])
+@admin_only
+def adopt_config(destination_id):
+    result = disaster.adopt_config(caller(), destinations.get_destination(destination_id))
+    message = Message(N_("configuration taken over: %(sources)s sources and %(schedules)s schedules added"),
+                      sources=len(result["sources"]), schedules=len(result["schedules"]))
+    return ok(schemas.dump(AdoptedConfig, result), message)
