@@ -71,6 +71,7 @@ LABELS = {
         "settings.retention": _l("retention defaults changed"), "retention.start": _l("retention run started"),
         "retention.remove": _l("backup removed by retention"),
         "retention.local_remove": _l("local archive removed (kept at a destination)"),
+        "destination.scan": _l("destination scanned"), "destination.adopt": _l("configuration taken over"),
         "backup.copy.start": _l("copy started"), "backup.copy": _l("copy finished"),
         "copy.cancel": _l("copy cancelled"),
     },
