@@ -40,7 +40,7 @@ def test_backup_lifecycle_with_postgres_metadata(tmp_path, redis_url, pg_databas
 
     from webapp.services import accounts
 
-    from webapp.services import backups
+    from webapp.services import backups, storage
 
     from webapp.services import sources
 
@@ -65,7 +65,7 @@ def test_backup_lifecycle_with_postgres_metadata(tmp_path, redis_url, pg_databas
         run_jobs(app)
         backup = db.session.get(Backup, backup.id)
         assert backup.status == "completed", backup.error
-        assert os.path.getsize(backups.archive_path(backup)) == backup.file_size
+        assert os.path.getsize(storage.archive_path(backup)) == backup.file_size
         assert {m["path"] for m in backup.manifest} >= {"database/app-db.sqlite3", "files/uploads/empty.txt"}
         db.session.remove()
         db.engine.dispose()

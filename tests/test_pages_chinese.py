@@ -139,7 +139,7 @@ def finished_backups(app, actor, sources, tmp_path):
     """Real jobs: completed (and deep-verified), failed, cancelled, timed out, imported."""
     from webapp.extensions import db
     from webapp.models import Backup
-    from webapp.services import backups, imports, operations
+    from webapp.services import backups, imports, operations, storage
     from webapp.services.sources import create_source
 
     made = {"completed": backups.start_backup(actor, "full", note="n1")}
@@ -166,7 +166,7 @@ def finished_backups(app, actor, sources, tmp_path):
         lock.join()
         app.config["JOB_TIMEOUT"] = 3600
 
-    archive = backups.archive_path(made["completed"])
+    archive = storage.archive_path(made["completed"])
     with open(archive, "rb") as f:
         made["imported"] = imports.import_archive(actor, FileStorage(f, filename=os.path.basename(archive)))
     made["imported"].note = "n2"  # the import's own note is English text kept as data
