@@ -76,7 +76,9 @@ def run_retention(app, api):
 
 
 def objects(moto_server, bucket):
-    return sorted(key for key, _ in moto_server.all_objects(bucket))
+    """The archives in the bucket (not the configuration Cairn keeps beside them, whenever its
+    job has run)."""
+    return sorted(key for key, _ in moto_server.all_objects(bucket) if not key.endswith("/cairn-config.json"))
 
 
 def is_only_at_the_destination(app, backup):
