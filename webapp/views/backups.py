@@ -1,6 +1,6 @@
 """Backup pages: list, details, "Back up now", download, cancel, delete, verify, copy, restore, import."""
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import login_required
 
@@ -10,7 +10,8 @@ from ..forms import BackupForm
 from ..labels import label
 from ..models import BACKUP_TYPES, STATUSES, TRIGGERS, Source
 from ..services import backups, copies, destinations, imports, local_archives, operations, restores
-from .common import actor, admin_required, back_to, filtered_page, get_or_404, is_htmx, refusals, status_panel
+from .common import (actor, admin_required, back_to, download_response, filtered_page, get_or_404, is_htmx, refusals,
+                     status_panel)
 from .auth import confirm_recent_sign_in
 
 bp = Blueprint("backups", __name__, url_prefix="/admin/backups")
@@ -99,13 +100,7 @@ def status(backup_id):
 def download(backup_id):
     """The archive: from BACKUP_DIR, or streamed from a destination that keeps a verified copy."""
     archive = local_archives.download(actor(), get_or_404(backups.get_backup, backup_id))
-    if archive.path is not None:
-        return send_file(archive.path, as_attachment=True, download_name=archive.name, conditional=True,
-                         mimetype="application/octet-stream")
-    response = Response(archive.chunks, mimetype="application/octet-stream", direct_passthrough=True)
-    response.headers.set("Content-Disposition", "attachment", filename=archive.name)
-    response.headers.update({"Content-Length": str(archive.size), "Accept-Ranges": "none"})
-    return response
+    return download_response(archive)
 
 
 @bp.route("/<int:backup_id>/cancel", methods=["POST"])

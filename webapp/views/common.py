@@ -2,7 +2,7 @@
 
 import functools
 
-from flask import abort, flash, make_response, redirect, render_template, request, url_for
+from flask import Response, abort, flash, make_response, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _, lazy_gettext as _l
 from flask_login import current_user, login_required
 
@@ -101,3 +101,15 @@ def filtered_page(query_for, filters, per_page):
     except Invalid as e:
         flash(sentence(translate(e)), "error")
         return query_for().paginate(page=1, per_page=per_page, error_out=False)
+
+
+def download_response(archive):
+    """A backup's archive as a download (services.local_archives.Download): a file in BACKUP_DIR
+    with Range and conditional requests, or the bytes streamed from a destination."""
+    if archive.path is not None:
+        return send_file(archive.path, as_attachment=True, download_name=archive.name, conditional=True,
+                         mimetype="application/octet-stream")
+    response = Response(archive.chunks, mimetype="application/octet-stream", direct_passthrough=True)
+    response.headers.set("Content-Disposition", "attachment", filename=archive.name)
+    response.headers.update({"Content-Length": str(archive.size), "Accept-Ranges": "none"})
+    return response

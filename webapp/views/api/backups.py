@@ -1,12 +1,13 @@
 """Backups and operations: start, list, change, download, cancel, verify, restore, import."""
 
-from flask import Response, g, request, send_file
+from flask import g, request
 
 from ... import schemas
 from ...backup.messages import N_
 from ...errors import Invalid
 from ...services import backups, copies, destinations, imports, local_archives, operations, restores
 from ...services.accounts import require_recent_sign_in
+from ..common import download_response
 from .common import admin_only, body, bp, caller, ok, paged
 
 
@@ -52,13 +53,7 @@ def download_backup(backup_id):
     """The archive: a file in BACKUP_DIR is sent with Range support; one kept only at a destination
     is streamed from there, its SHA-256 checked on the way (see services.local_archives.download)."""
     archive = local_archives.download(caller(), backups.get_backup(backup_id))
-    if archive.path is not None:
-        return send_file(archive.path, as_attachment=True, download_name=archive.name, conditional=True,
-                         mimetype="application/octet-stream")
-    response = Response(archive.chunks, mimetype="application/octet-stream", direct_passthrough=True)
-    response.headers.set("Content-Disposition", "attachment", filename=archive.name)
-    response.headers.update({"Content-Length": str(archive.size), "Accept-Ranges": "none"})
-    return response
+    return download_response(archive)
 
 
 @bp.route("/backups/<int:backup_id>/cancel", methods=["POST"])
