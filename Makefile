@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := zstd sqlite3 chromium fonts-noto-cjk
+APT_PACKAGES := zstd sqlite3 age chromium fonts-noto-cjk
 
 .PHONY: run test test-system-deps bench clean messages
 
@@ -34,7 +34,7 @@ messages: $(VENV)/.installed
 run: $(VENV)/.installed $(CATALOG).mo
 	$(BIN)/python -m webapp.supervisor
 
-# The browser tests drive Debian's chromium; zstd and sqlite3 are the standard tools the tests
+# The browser tests drive Debian's chromium; zstd, sqlite3 and age are the standard tools the tests
 # open archives with. Installed only when missing, and only when we may (root).
 test-system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

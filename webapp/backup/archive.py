@@ -1,7 +1,8 @@
 """Cairn archive format v1 and its files: format constants, file names, sidecar, and manifest.
 
 An archive is a POSIX tar stream, `cairn.json` first and `manifest.json` last, compressed with
-zstd (via backports.zstd), gzip or none. A `<name>.sha256` sidecar in `sha256sum` format lies
+zstd (via backports.zstd), gzip or none, and encrypted with age as the outermost layer when its
+name ends in `.age` (see crypto.py). A `<name>.sha256` sidecar in `sha256sum` format lies
 beside it, so `sha256sum -c` and `zstd -d | tar x` work without Cairn.
 """
 
@@ -36,6 +37,11 @@ def open_decompressor(fileobj, compression):
     if compression == "gzip":
         return gzip.GzipFile(fileobj=fileobj, mode="rb")
     return fileobj
+
+
+def is_encrypted_name(path):
+    """Whether an archive's name says it is age-encrypted (`.tar.zst.age`)."""
+    return os.fspath(path).endswith(".age")
 
 
 def compression_from_name(path):

@@ -5,6 +5,7 @@ import os
 import tarfile
 
 from .archive import FORMAT_VERSION
+from .crypto import AGE_MAGIC
 from .errors import VerifyError
 from .messages import Message, N_
 
@@ -13,13 +14,18 @@ TOP_LEVEL = ("cairn.json", "manifest.json")
 MAGIC = {"zstd": (0, b"\x28\xb5\x2f\xfd"), "gzip": (0, b"\x1f\x8b"), "none": (257, b"ustar")}
 
 
-def check_magic(path, compression):
+def check_magic(path, compression, encrypted=False):
     """A clear message for a file that is empty or not what its name says (before decompressing)."""
     with open(path, "rb") as f:
         head = f.read(tarfile.BLOCKSIZE)
     name = os.path.basename(path)
     if not head:
         raise VerifyError(N_("%(file)s is empty (0 bytes), not an archive"), file=name)
+    if encrypted:
+        if not head.startswith(AGE_MAGIC):
+            raise VerifyError(N_("%(file)s does not start like an age-encrypted file, as its name says: it is "
+                                 "damaged, or not a Cairn archive"), file=name)
+        return
     offset, magic = MAGIC[compression]
     if head[offset:offset + len(magic)] != magic:
         what = {"zstd": N_("a zstd-compressed file"), "gzip": N_("a gzip-compressed file"),

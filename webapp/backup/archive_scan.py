@@ -1,6 +1,7 @@
 """Reading Cairn archives back: one streaming pass that checks everything (no outside tool).
 
-Every read goes through `scan_archive`, which hashes the file as it reads it, decompresses with
+Every read goes through `scan_archive`, which hashes the file as it reads it, decrypts an age
+file (crypto.py), decompresses with
 backports.zstd or gzip (both raise on truncation), walks the tar stream, and holds each member to
 an allow-list (regular files and folders only, no absolute paths, no `..`, known top-level
 names), to the manifest's size and SHA-256, and to the order `cairn.json` first and
@@ -16,10 +17,10 @@ import zlib
 
 from backports import zstd
 
-from .archive import compression_from_name
+from .archive import compression_from_name, is_encrypted_name
 from .archive_checks import (TOP_LEVEL, check_expected, check_magic, check_member_layout,
                              check_member_safety, check_meta, compare_manifest, member_name, parse_json)
-from .errors import Cancelled, VerifyError, error_text
+from .errors import Cancelled, KeyMismatch, VerifyError, error_text
 from .messages import N_
 from .tarstream import DecompressedInput, TarStream
 
@@ -72,7 +73,7 @@ def bomb(limit):
     return VerifyError(N_("the archive unpacks to more than %(limit)s bytes; refusing it as a decompression bomb"),
                        limit=limit)
 
-def scan_archive(path, sink=None, expected=None, reporter=None, max_unpacked=None):
+def scan_archive(path, sink=None, expected=None, reporter=None, max_unpacked=None, identities=None):
     """Stream the archive once, check it whole, and hand each member's bytes to `sink`.
 
     `sink(name, member)` is called for every member after cairn.json but manifest.json. For a
@@ -80,15 +81,19 @@ def scan_archive(path, sink=None, expected=None, reporter=None, max_unpacked=Non
     folder it only takes note (its return value is not used). With `expected` (the members list from the
     record) every member is held to its recorded size and SHA-256 as it streams, so an oversized
     member is refused before its bytes land anywhere. Raises VerifyError naming the first
-    problem; Cancelled when the reporter says so.
+    problem; Cancelled when the reporter says so. An encrypted archive (`.age`) is decrypted with
+    `identities` (age identities as text); without them it raises KeyMismatch before reading.
     """
     compression = compression_from_name(path)
+    encrypted = is_encrypted_name(path)
     if not os.path.isfile(path):
         raise VerifyError(N_("%(file)s: the archive file is missing"), file=os.path.basename(path))
+    if encrypted and not identities:
+        raise KeyMismatch(N_("this archive is encrypted: its key (an age identity) is needed to read it"))
     expected_by_name = {m["path"]: m for m in expected} if expected is not None else None
     limit = max_unpacked if max_unpacked is not None else unpack_limit(os.path.getsize(path))
-    check_magic(path, compression)
-    source = DecompressedInput(path, compression)
+    check_magic(path, compression, encrypted)
+    source = DecompressedInput(path, compression, identities if encrypted else None)
     progress = _Progress(source, reporter)
     try:
         scan = _Scan(TarStream(limited(source.chunks(), limit)), sink, expected_by_name, limit, progress)

@@ -1,7 +1,8 @@
 """Writing an archive: ArchiveWriter streams members into tar, then seals the file.
 
 The file is written as `<name>.partial`, fsynced, renamed into place, and a `<name>.sha256`
-sidecar is written beside it.
+sidecar is written beside it. With recipients, the compressed stream is age-encrypted on its way
+to the file, and the SHA-256 is that of the encrypted file.
 """
 
 import hashlib
@@ -13,6 +14,7 @@ import tarfile
 from .archive import (CHUNK, FORMAT_VERSION, extension_for, fsync_dir, partial_path, remove_quietly,
                       sidecar_path, write_sidecar)
 from .archive_output import HashingSink, Pipeline, open_compressor
+from .crypto import EncryptingSink, parse_recipient
 from .messages import Message, N_
 
 BLOCK = tarfile.BLOCKSIZE
@@ -51,9 +53,11 @@ class ArchiveWriter:
     add_stream() returns get their "sha256" by the time finish() returns.
     """
 
-    def __init__(self, path, compression="zstd", reporter=None, threads=None):
+    def __init__(self, path, compression="zstd", reporter=None, threads=None, recipients=None):
         self.path = os.fspath(path)
         self.compression = compression
+        # age recipients (public keys as text): the compressed stream is encrypted to all of them
+        self.recipients = [parse_recipient(r) for r in recipients or ()]
         self.reporter = reporter
         self.threads = threads
         self.members = []
@@ -66,8 +70,10 @@ class ArchiveWriter:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self._raw = open(partial_path(self.path), "xb")
         self._hashing = HashingSink(self._raw)
-        self._compressor = open_compressor(self._hashing, self.compression, self.threads)
-        self._out = Pipeline(self._compressor or self._hashing, self._raw.fileno())
+        self._encrypting = EncryptingSink(self._hashing, self.recipients) if self.recipients else None
+        compressed = self._encrypting or self._hashing
+        self._compressor = open_compressor(compressed, self.compression, self.threads)
+        self._out = Pipeline(self._compressor or compressed, self._raw.fileno())
         self._offset = 0
         return self
 
@@ -144,6 +150,8 @@ class ArchiveWriter:
         self._out.close()
         if self._compressor is not None:
             self._compressor.close()
+        if self._encrypting is not None:
+            self._encrypting.close()
         self._hashing.flush()
         self._hashing.close()
         os.fsync(self._raw.fileno())
@@ -156,8 +164,8 @@ class ArchiveWriter:
         return manifest
 
     def _abort(self):
-        for closer in (self._out.abort, getattr(self._compressor, "close", None), self._hashing.close,
-                       self._raw.close):
+        for closer in (self._out.abort, getattr(self._compressor, "close", None),
+                       getattr(self._encrypting, "abort", None), self._hashing.close, self._raw.close):
             try:
                 if closer is not None:
                     closer()

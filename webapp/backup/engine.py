@@ -25,13 +25,14 @@ class BackupResult:
 
 
 def create_backup(sources, archive_path, *, meta, staging_dir, compression="zstd",
-                  progress=None, should_cancel=None, threads=None):
+                  progress=None, should_cancel=None, threads=None, recipients=None):
     """Write all `sources` into a sealed archive at `archive_path`; return what it holds.
 
     `meta` goes into cairn.json (type, mode, parent, name, ...). Scratch files live in
     `staging_dir`, which is removed afterwards. On any error or cancel nothing is left behind.
     `should_cancel()` is asked at every chunk until the archive is being sealed (FINISHING);
-    from then on the backup completes.
+    from then on the backup completes. With `recipients` (age public keys) the archive is
+    encrypted to every one of them; its name should then end in `.age`.
     """
     reporter = Reporter(progress, should_cancel)
     reporter.set_phase("scanning sources")
@@ -41,7 +42,7 @@ def create_backup(sources, archive_path, *, meta, staging_dir, compression="zstd
     os.makedirs(staging_dir, exist_ok=True)
     try:
         reporter.total = prepare_sources(sources, staging_dir, reporter)
-        with ArchiveWriter(archive_path, compression, reporter, threads) as writer:
+        with ArchiveWriter(archive_path, compression, reporter, threads, recipients) as writer:
             writer.add_json("cairn.json", cairn_json(meta, sources, compression, now), now)
             summaries = [source.dump(writer, staging_dir, reporter) for source in sources]
             reporter.total = reporter.done  # the estimate was only an estimate; now it is known

@@ -36,6 +36,10 @@ class VerifyError(BackupError):
     """An archive does not match its record or its manifest."""
 
 
+class KeyMismatch(VerifyError):
+    """An encrypted archive cannot be opened: no key was given, or none of those given opens it."""
+
+
 class CommandError(BackupError):
     """An external tool exited with an error."""
 

@@ -14,7 +14,7 @@ import tempfile
 
 from .archive_scan import scan_archive
 from .checksums import checksum_problems, quick_check
-from .errors import RestoreError, UndoError, VerifyError, error_text
+from .errors import KeyMismatch, RestoreError, UndoError, VerifyError, error_text
 from .dump_files import DumpFile, database_kind
 from .messages import Message, N_, joined
 from .sources import dump_check_for
@@ -32,13 +32,14 @@ class VerifyReport:
 
 
 def verify_archive(path, expected_sha256=None, expected_members=None, deep=False, staging_dir=None,
-                   reporter=None):
+                   reporter=None, identities=None):
     """Check an archive; return a report listing every problem found (by name, as Messages).
 
     A quick check compares the archive's SHA-256 with the record and the sidecar. A deep check
     reads the archive once: it hashes the file while it checks every member, and spools database
     dumps into `staging_dir` (a private temporary folder when not given) for their integrity
-    check; the folder is removed afterwards.
+    check; the folder is removed afterwards. A deep check of an encrypted archive needs its
+    `identities`; the quick check does not (the SHA-256 is that of the encrypted file).
     """
     if reporter is not None:
         reporter.total = os.path.getsize(path) if os.path.exists(path) else 0
@@ -51,9 +52,12 @@ def verify_archive(path, expected_sha256=None, expected_members=None, deep=False
     os.makedirs(staging_dir, mode=0o700, exist_ok=True)
     spool = DatabaseSpool(staging_dir)
     try:
-        result = scan_archive(path, sink=spool.sink, expected=expected_members, reporter=reporter)
+        result = scan_archive(path, sink=spool.sink, expected=expected_members, reporter=reporter,
+                              identities=identities)
         problems = checksum_problems(path, result.sha256, expected_sha256) + spool.problems()
         return VerifyReport(not problems, deep, problems, result.sha256, len(result.members))
+    except KeyMismatch:
+        raise  # not a problem of the archive: the caller asks for the right key
     except VerifyError as e:
         # Name a changed file too, not only where it broke (this reads the file once more).
         return VerifyReport(False, deep, quick_check(path, expected_sha256) + [e.message])
@@ -103,13 +107,16 @@ class RestoreResult:
 
 def restore_archive(path, sources, *, token, expected_sha256=None, expected_members=None,
                     reporter=None, lock_timeout=30, keep_old_copies=False, staging_dir=None,
-                    on_set_aside=None, on_applying=None, on_applied=None):
+                    on_set_aside=None, on_applying=None, on_applied=None, identities=None):
     """Restore the named `sources` from the archive at `path`; all of them or none.
 
     `sources` are engine Source objects whose names and kinds match the archive's; each knows
     where its data goes. `token` names the staging files (so leftovers of a killed restore can
     be found). Raises VerifyError before any target is touched when the archive is bad, and
     RestoreError after putting every target back when applying fails.
+
+    An encrypted archive is decrypted with `identities` as it streams; what it yields is only
+    staged, and applied once the age stream has ended with its last chunk authenticated.
 
     Server databases' dumps are staged in `staging_dir` (a private temporary folder when not
     given), which is removed at the end. A replaced folder tree is removed at the end too, unless
@@ -134,7 +141,7 @@ def restore_archive(path, sources, *, token, expected_sha256=None, expected_memb
         if on_set_aside is not None:
             on_set_aside([entry for entry in (r.set_aside() for r in restorers.values()) if entry])
         result = scan_archive(path, sink=member_router(restorers), expected=expected_members,
-                              reporter=reporter)
+                              reporter=reporter, identities=identities)
         if expected_sha256 and result.sha256 != expected_sha256:
             raise VerifyError(N_("the archive's SHA-256 %(actual)s does not match the recorded %(expected)s"),
                               actual=result.sha256, expected=expected_sha256)

@@ -103,9 +103,9 @@ class LocalStorage(Storage):
     def __init__(self, root):
         self.root = os.path.abspath(root)
 
-    def new_file_name(self, name, created, compression):
-        """The relative file name of a new archive: `YYYY-MM-DD/<name><ext>`."""
-        return f"{created:%Y-%m-%d}/{name}{extension_for(compression)}"
+    def new_file_name(self, name, created, compression, encrypted=False):
+        """The relative file name of a new archive: `YYYY-MM-DD/<name><ext>` (`.age` appended when encrypted)."""
+        return f"{created:%Y-%m-%d}/{name}{extension_for(compression)}{'.age' if encrypted else ''}"
 
     def path(self, file_name):
         """Absolute path of a stored archive; refuses names that would leave the root."""

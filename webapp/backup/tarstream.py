@@ -22,6 +22,7 @@ import zlib
 
 from backports import zstd
 
+from .crypto import decrypted_chunks
 from .messages import Message, N_
 
 BLOCK = tarfile.BLOCKSIZE
@@ -39,14 +40,16 @@ _END = object()
 
 
 class DecompressedInput:
-    """The decompressed bytes of a file, produced by a thread that reads, hashes and decompresses it.
+    """The decompressed bytes of a file, produced by a thread that reads, hashes and decompresses it
+    (and decrypts it first, with `identities`, when it is an age file).
 
     `sha256` and `raw_size` describe the raw bytes read so far; they are final once `chunks()`
     is exhausted. Always close() it, which stops the thread.
     """
 
-    def __init__(self, path, compression):
+    def __init__(self, path, compression, identities=None):
         self.sha256 = hashlib.sha256()
+        self._identities = identities  # the age identities of an encrypted archive (None: not encrypted)
         self.raw_size = 0
         self._decompress = {"zstd": zstd_chunks, "gzip": gzip_chunks, "none": iter}[compression]
         self._queue = queue.Queue(QUEUE_DEPTH)
@@ -83,7 +86,10 @@ class DecompressedInput:
 
     def _run(self):
         try:
-            for chunk in self._decompress(self._raw_chunks()):
+            raw = self._raw_chunks()
+            if self._identities is not None:
+                raw = decrypted_chunks(raw, self._identities)
+            for chunk in self._decompress(raw):
                 if not self._put(chunk):
                     return
             self._put(_END)
