@@ -65,7 +65,7 @@ def write_archive(backup, sources, tracker, should_cancel=None):
             meta={"name": backup.name, "type": backup.type, "mode": backup.mode,
                   "trigger": backup.trigger, "parent": None},
             compression=backup.compression, progress=tracker.progress,
-            should_cancel=should_cancel or tracker.should_cancel)
+            should_cancel=should_cancel or tracker.should_cancel, recipients=backup.recipients or None)
 
 
 def engine_sources(backup):

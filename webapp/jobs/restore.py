@@ -8,13 +8,14 @@ from rq.timeouts import JobTimeoutException
 
 from ..backup import BackupError, Cancelled
 from ..backup.checksums import quick_check
-from ..backup.errors import UndoError, VerifyError
+from ..backup.errors import KeyMismatch, UndoError, VerifyError
 from ..backup.messages import Message, N_, joined
 from ..backup.restore import restore_archive
 from ..extensions import db
 from ..models import Operation, Source, Status
 from ..services.audit import audit
 from ..services.backups import new_backup_row
+from ..services.encryption import identities_for, recipients_for_safety_backup, take_over
 from ..services.local_archives import local_archive
 from ..services.operations import record_verification
 from ..services.restores import finish_set_aside, restore_sources, restore_token
@@ -54,7 +55,9 @@ def record_failure(operation, tracker, result, error):
         tracker.finish(Status.TIMEOUT, timed_out(), result)
         return "timeout"
     reason = error.message
-    if isinstance(error, VerifyError):
+    if isinstance(error, KeyMismatch):
+        reason = Message(N_("nothing was changed: %(error)s"), error=reason)
+    elif isinstance(error, VerifyError):
         reason = Message(N_("the archive failed verification, so nothing was changed: %(error)s"), error=reason)
     # Targets not all put back: the slot stays taken until the reconciler has finished it.
     tracker.finish(Status.FAILED, reason, result, keep_slot=not result["cleaned"])
@@ -83,14 +86,15 @@ def restore(operation, tracker, result):
     sources = restore_sources(operation)
     if len(sources) != len(operation.params.get("source_ids", [])):
         raise BackupError(N_("a source chosen for this restore was deleted meanwhile; nothing was changed"))
+    identities = identities_for(operation.backup, take_over(f"operation:{operation.id}"))
     staging = backup_storage().staging_dir(f"operation-{operation.id}")
     with local_archive(operation.backup, tracker.reporter(), staging) as archive:
         if archive.fetched_from:
             record(tracker, result, fetched_from=archive.fetched_from)
-        return restore_from(operation, tracker, result, sources, archive.path, staging)
+        return restore_from(operation, tracker, result, sources, archive.path, staging, identities)
 
 
-def restore_from(operation, tracker, result, sources, path, staging):
+def restore_from(operation, tracker, result, sources, path, staging, identities):
     backup = operation.backup
     reporter = tracker.reporter()
     check_archive(backup, path, reporter)
@@ -99,9 +103,10 @@ def restore_from(operation, tracker, result, sources, path, staging):
         # A database restored into another one (params targets) is not what the safety
         # backup's rows describe, and a rollback would write it back to the wrong place.
         elsewhere = operation.params.get("targets") or {}
-        result["safety_backup_id"] = take_safety_backup(operation, [s for s in sources if s.name not in elsewhere])
+        result["safety_backup_id"] = take_safety_backup(operation, [s for s in sources if s.name not in elsewhere],
+                                                        recipients_for_safety_backup(backup, identities))
         tracker.record_result(result)
-    return restore_archive(path, sources, token=restore_token(tracker.attempt),
+    return restore_archive(path, sources, token=restore_token(tracker.attempt), identities=identities,
                            expected_sha256=backup.sha256, expected_members=backup.manifest,
                            reporter=tracker.reporter(), keep_old_copies=True,
                            lock_timeout=current_app.config["RESTORE_LOCK_TIMEOUT"],
@@ -132,8 +137,9 @@ def restore_audit(operation, outcome, detail):
     audit(requester(operation), "backup.restore", f"backup:{operation.backup_id}", result=outcome, detail=detail)
 
 
-def take_safety_backup(operation, sources):
+def take_safety_backup(operation, sources, recipients=()):
     """Back up the current data of the restore's targets (trigger pre_restore); return its id.
+    It is encrypted to `recipients` when there are any.
 
     Targets that do not exist yet (a restore onto a new machine) have nothing to save.
     """
@@ -142,7 +148,7 @@ def take_safety_backup(operation, sources):
         return None
     backup = new_backup_row(requester(operation), "custom", "pre_restore", source_rows_for(present),
                             note=f"safety backup before restoring backup #{operation.backup_id}",
-                            attempt=operation.attempt)
+                            attempt=operation.attempt, recipients=recipients)
     db.session.add(backup)
     db.session.commit()
     tracker = BackupTracker(backup.id, backup.attempt)

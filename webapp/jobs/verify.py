@@ -6,6 +6,7 @@ from ..backup.messages import Message, N_, joined, texts_and_records
 from ..backup.restore import verify_archive
 from ..models import Status
 from ..services.audit import audit
+from ..services.encryption import identities_for, take_over
 from ..services.local_archives import local_archive
 from ..services.operations import record_verification
 from ..services.storage import backup_storage
@@ -20,12 +21,13 @@ def run_verify(operation_id, attempt):
         return "skipped: cancelled before it started"
     backup, staging = operation.backup, backup_storage().staging_dir(f"operation-{operation.id}")
     deep = bool(operation.params.get("deep"))
+    identities = identities_for(backup, take_over(f"operation:{operation.id}")) if deep and backup.encrypted else None
     reporter = tracker.reporter()
     try:
         # An archive no longer in BACKUP_DIR is fetched from a destination and its SHA-256 checked first.
         with tracker.heartbeat(), local_archive(backup, reporter, staging) as archive:
             report = verify_archive(archive.path, backup.sha256, backup.manifest, deep=deep, staging_dir=staging,
-                                    reporter=reporter)
+                                    reporter=reporter, identities=identities)
     except Cancelled:
         tracker.finish(Status.CANCELLED, runs.CANCELLED_ON_REQUEST)
         return "cancelled"

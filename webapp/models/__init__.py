@@ -9,12 +9,13 @@ from ..extensions import db
 from .base import (ACTIVE_STATUSES, BACKUP_TYPES, LOCALES, MAX_ID, MAX_PAGE, MAX_PAGE_SIZE, NEVER_REUSE_IDS,
                    ROLES, STATUSES, TIMEZONES, TRIGGERS, Status, as_naive_utc, error_columns, isoformat,
                    name_taken, utcnow)
+from .keys import EncryptionKey
 from .offsite import COPY_STATUSES, DESTINATION_KINDS, MAX_IMMUTABLE_DAYS, BackupCopy, Destination
 
-# Everything a caller needs comes from here: the models, and what they share (base, offsite).
+# Everything a caller needs comes from here: the models, and what they share (base, keys, offsite).
 __all__ = [
     "ACTIVE_STATUSES", "ApiKey", "AuditEvent", "BACKUP_TYPES", "Backup", "BackupCopy", "COPY_STATUSES",
-    "DESTINATION_KINDS", "Destination", "LOCALES", "MAX_ID", "MAX_IMMUTABLE_DAYS", "MAX_PAGE",
+    "DESTINATION_KINDS", "Destination", "EncryptionKey", "LOCALES", "MAX_ID", "MAX_IMMUTABLE_DAYS", "MAX_PAGE",
     "MAX_PAGE_SIZE", "NEVER_REUSE_IDS", "OPERATION_KINDS", "Operation", "ROLES", "RunLock", "STATUSES",
     "Schedule", "Setting", "Source", "Status", "TIMEZONES", "TRIGGERS", "User", "as_naive_utc",
     "error_columns", "isoformat", "name_taken", "utcnow",
@@ -119,6 +120,7 @@ class Backup(db.Model):
     source_size = db.Column(db.BigInteger)
     compression = db.Column(db.String(8), nullable=False, default="zstd")
     encrypted = db.Column(db.Boolean, nullable=False, default=False)
+    recipients = db.Column(db.JSON, nullable=False, default=list)  # the age public keys it is encrypted to
     source_ids = db.Column(db.JSON, nullable=False, default=list)
     sources = db.Column(db.JSON, nullable=False, default=list)
     manifest = db.Column(db.JSON)
@@ -251,6 +253,7 @@ class Schedule(db.Model):
     backup_type = db.Column(db.String(16), nullable=False, default="full")
     source_ids = db.Column(db.JSON, nullable=False, default=list)  # for backup_type "custom"
     compression = db.Column(db.String(8), nullable=False, default="zstd")
+    encrypt = db.Column(db.Boolean, nullable=False, default=False)
     retention = db.Column(db.JSON, nullable=False, default=dict)  # backup.retention.Policy fields
     enabled = db.Column(db.Boolean, nullable=False, default=True)
     next_run_at = db.Column(db.DateTime, index=True)  # UTC; None while disabled
@@ -264,7 +267,7 @@ class Schedule(db.Model):
 
     def to_dict(self):
         return {"id": self.id, "name": self.name, "timing": self.timing, "backup_type": self.backup_type,
-                "source_ids": self.source_ids or [], "compression": self.compression,
+                "source_ids": self.source_ids or [], "compression": self.compression, "encrypt": self.encrypt,
                 "retention": self.retention or {}, "enabled": self.enabled,
                 "next_run_at": isoformat(self.next_run_at), "last_run_at": isoformat(self.last_run_at),
                 "last_status": self.last_status, "last_message": self.last_message,

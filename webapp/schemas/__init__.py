@@ -24,15 +24,18 @@ from .responses import (Shape, Progress, WithProgress, BackupSource, Backup, Ope
                         RetentionPreview, Worker, Redis, Status, SizePoint, Stats, User,
                         ApiKey, ApiKeyCreated, AuditEvent, Token, Page, Envelope,
                         RESPONSES as OTHER_RESPONSES)
-from . import destinations
+from . import destinations, keys
 from .destinations import BackupCopy, CopyRequest, Destination, DestinationChange, DestinationCreate, DestinationTest
+from .keys import (EncryptionKey, EncryptionKeyCreate, EncryptionKeyCreated, EncryptionSettings,
+                   EncryptionSettingsShown)
 
-REQUESTS = OTHER_REQUESTS + destinations.REQUESTS
-RESPONSES = OTHER_RESPONSES + destinations.RESPONSES
+REQUESTS = OTHER_REQUESTS + destinations.REQUESTS + keys.REQUESTS
+RESPONSES = OTHER_RESPONSES + destinations.RESPONSES + keys.RESPONSES
 
 __all__ = ["parse", "dump", "REQUESTS", "RESPONSES", "Body", "ClosedBody", "TokenRequest", "BackupCreate",
            "BackupChange", "VerifyRequest", "RestoreRequest", "SourceChange", "SourceCreate", "DestinationChange",
-           "DestinationCreate", "Retention", "ScheduleChange", "ScheduleCreate", "ApiKeyCreate", "UserCreate",
+           "DestinationCreate", "EncryptionKey", "EncryptionKeyCreate", "EncryptionKeyCreated", "EncryptionSettings",
+           "EncryptionSettingsShown", "Retention", "ScheduleChange", "ScheduleCreate", "ApiKeyCreate", "UserCreate",
            "UserChange", "Shape", "Progress", "WithProgress", "BackupSource", "Backup", "Operation", "Source",
            "SourceTest", "Destination", "DestinationTest", "BackupCopy", "CopyRequest", "Schedule", "RetentionEntry", "RemovedBackup",
            "KeptBackup", "RetentionPreview", "Worker", "Redis", "Status", "SizePoint", "Stats", "User", "ApiKey",

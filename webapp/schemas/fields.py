@@ -156,6 +156,13 @@ PasswordAgain = Annotated[Any, BeforeValidator(check_password_again), WithJsonSc
     "type": "string", "format": "password",
     "description": "your own password, needed when you signed in longer ago than the configured limit"})]
 Note = text(max_length=MAX_NOTE)
+# An age identity (secret key) given for one restore or verify: checked by services.encryption,
+# never echoed back in an error.
+Identity = Annotated[str | None, BeforeValidator(lambda value: value if value is None else check_secret(value)),
+                     WithJsonSchema({
+    "type": "string", "format": "password", "writeOnly": True,
+    "description": "the age identity (AGE-SECRET-KEY-1…, or the key file's text) that opens an encrypted "
+                   "backup, when Cairn keeps none that does; used for this job only and never stored"})]
 Location = text(max_length=MAX_LOCATION)
 Globs = Annotated[list[str] | str, BeforeValidator(check_globs)]
 Targets = Annotated[dict[str, Location | None], BeforeValidator(check_targets)]

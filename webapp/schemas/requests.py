@@ -6,8 +6,8 @@ from pydantic import (BaseModel, ConfigDict, Field,
 
 from ..backup.messages import Message, N_
 from ..backup.schedule_timing import KINDS as TIMING_KINDS
-from .fields import (CONFIRM_WORD, BackupType, Compression, Day, Flag, FullMode, Globs, Id, Location, NewPassword,
-                     Locale, Note, PasswordAgain, RetentionRule, Role, ScheduleName, Secret, SourceKind, SourceName,
+from .fields import (CONFIRM_WORD, BackupType, Compression, Day, Flag, FullMode, Globs, Id, Identity, Location,
+                     NewPassword, Locale, Note, PasswordAgain, RetentionRule, Role, ScheduleName, Secret, SourceKind, SourceName,
                      Targets, TimeZone, TimingText, Username, Weekday, one_of, refuse, shown, text)
 
 
@@ -56,7 +56,8 @@ class BackupCreate(Body):
     note: Note = ""
     compression: Compression = "zstd"
     mode: FullMode = "full"
-    encrypt: Flag = Field(False, description="needs an age recipient in Settings")
+    encrypt: Flag = Field(False, description="encrypt with age to every encryption key (Settings → Encryption); "
+                                             "needs at least one key")
     destination_ids: list[Id] | None = Field(None, description="where the archive is copied once it "
                                                                "completes; every enabled destination when left out")
 
@@ -72,6 +73,7 @@ class VerifyRequest(Body):
     """How thoroughly to verify."""
 
     deep: Flag = Field(False, description="check every member and database dump too")
+    identity: Identity = None
 
 
 class RestoreRequest(Body):
@@ -88,6 +90,7 @@ class RestoreRequest(Body):
         None, description="source name -> connection URL of another database to restore into "
                           "(empty or null: in place)")
     terminate_connections: Flag = Field(False, description="close open PostgreSQL connections to the target")
+    identity: Identity = None
     password: PasswordAgain = None
 
 
@@ -145,6 +148,7 @@ class ScheduleChange(Body):
     source_ids: list[Id] | None = Field(None, description="for type custom")
     mode: FullMode = None
     compression: Compression = None
+    encrypt: Flag = Field(None, description="encrypt each backup with age to every encryption key")
     retention: Retention | None = None
     enabled: Flag = None
 

@@ -80,7 +80,9 @@ class Backup(WithProgress):
     source_size: Count | None = Field(description="bytes read from the sources")
     compression: Literal[tuple(COMPRESSIONS)]
     compression_ratio: float | None = Field(ge=0)
-    encrypted: bool
+    encrypted: bool = Field(description="the archive is age-encrypted (.age); restore and deep verify need a key")
+    recipients: Annotated[list[str], BeforeValidator(empty_if_none)] = Field(
+        description="the age public keys it is encrypted to")
     sources: Annotated[list[BackupSource], BeforeValidator(empty_if_none)] = Field(
         description="what the archive holds, one entry per source")
     source_ids: Annotated[list[int], BeforeValidator(empty_if_none)] = Field(
@@ -173,6 +175,7 @@ class Schedule(Translated):
     source_ids: list[int] = Field(description="for type custom")
     mode: Literal["full"]
     compression: Literal[tuple(COMPRESSIONS)]
+    encrypt: bool = Field(description="each backup is encrypted with age to every encryption key")
     retention: Retention
     next_runs: list[Time] = Field(max_length=5, description="the next five run times; empty while disabled")
     next_run_at: Time | None

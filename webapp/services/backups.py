@@ -10,6 +10,7 @@ from ..extensions import db
 from ..models import ACTIVE_STATUSES, BACKUP_TYPES, STATUSES, TRIGGERS, Backup, Source, Status, utcnow
 from .audit import audit, parse_time, parse_until
 from .copies import delete_copies, destinations_for_new_backup
+from .encryption import recipients_for_new_backup
 from .storage import backup_storage
 
 RUN_BACKUP = "webapp.jobs.backup.run_backup"
@@ -60,8 +61,9 @@ def start_backup(actor, type="full", source_ids=None, note="", compression="zstd
     note = check_note(note)
     sources = select_sources(type, source_ids)
     destination_ids = destinations_for_new_backup(destination_ids)
+    recipients = recipients_for_new_backup(encrypt)
     runs.release_stale_slot()
-    backup = new_backup_row(actor, type, trigger, sources, compression, note, schedule_id)
+    backup = new_backup_row(actor, type, trigger, sources, compression, note, schedule_id, recipients=recipients)
     backup.destination_ids = destination_ids
     runs.add_with_job_id(backup)
     runs.take_slot(backup)
@@ -79,8 +81,6 @@ def check_backup_options(compression, mode, encrypt):
         raise Invalid(N_("only full backups (mode 'full') are available"))
     if not isinstance(encrypt, bool):
         raise Invalid(N_("%(field)s must be true or false"), field="encrypt")
-    if encrypt:
-        raise Invalid(N_("encryption is not configured: add an age recipient in Settings first"))
 
 
 def check_note(note):
@@ -134,16 +134,18 @@ def backup_name(trigger, now):
 
 
 def new_backup_row(actor, type, trigger, sources, compression="zstd", note="", schedule_id=None,
-                   attempt=None):
-    """A pending Backup row for these Source rows, with its archive's file name."""
+                   attempt=None, recipients=()):
+    """A pending Backup row for these Source rows, with its archive's file name; encrypted to
+    `recipients` (age public keys) when there are any."""
     now = utcnow()
     backup = Backup(name=backup_name(trigger, now), type=type, trigger=trigger, mode="full",
                     status=Status.PENDING.value, created_at=now, compression=compression,
                     source_ids=[s.id for s in sources], note=note,
                     sources=[{"id": s.id, "name": s.name, "kind": s.kind} for s in sources],
                     created_by_id=actor.user_id, schedule_id=schedule_id,
-                    requested_from=actor.address, attempt=attempt or runs.new_attempt())
-    backup.file_name = backup_storage().new_file_name(backup.name, now, compression)
+                    requested_from=actor.address, attempt=attempt or runs.new_attempt(),
+                    encrypted=bool(recipients), recipients=list(recipients))
+    backup.file_name = backup_storage().new_file_name(backup.name, now, compression, encrypted=backup.encrypted)
     return backup
 
 

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.exc import IntegrityError
 
+from ..backup.archive import is_encrypted_name
 from ..backup.errors import BackupError
 from ..backup.imports import check_upload
 from ..backup.s3 import S3Storage
@@ -22,6 +23,7 @@ from ..extensions import db
 from ..models import (BACKUP_TYPES, DESTINATION_KINDS, MAX_IMMUTABLE_DAYS, TRIGGERS, Backup, BackupCopy,
                       Destination, Source, Status, as_naive_utc, error_columns, name_taken, utcnow)
 from .audit import audit
+from .encryption import kept_identities, kept_recipients
 from .storage import backup_storage
 
 HIDDEN = "***"  # what answers and pages show for the secret key; sent back, it keeps the stored one
@@ -38,9 +40,10 @@ HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A
                   r"|\[[0-9A-Fa-f:.]+\]")
 REGION = re.compile(r"[A-Za-z0-9_.-]*")
 KEY_TEXT = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: what S3 keys are made of
-# A Cairn archive's file name: backup_<trigger>_<YYYYmmdd_HHMMSS>_<suffix>.tar.zst|.tar.gz|.tar
+# A Cairn archive's file name: backup_<trigger>_<YYYYmmdd_HHMMSS>_<suffix>.tar.zst|.tar.gz|.tar, then .age
+# when encrypted
 ARCHIVE_NAME = re.compile(r"(?P<name>backup_(?P<trigger>[a-z_]{1,16})_(?P<stamp>\d{8}_\d{6})_[0-9A-Za-z]{1,16})"
-                          r"\.tar(\.zst|\.gz)?")
+                          r"\.tar(\.zst|\.gz)?(\.age)?")
 MAX_FILE_NAME = 512  # Backup.file_name
 
 
@@ -168,7 +171,8 @@ def found_backup(actor, storage, destination, item):
         os.makedirs(staging, mode=0o700)
         path = os.path.join(staging, item.key.rsplit("/", 1)[-1])
         storage.fetch(item.key, path)
-        checked = check_upload(path, os.path.join(staging, "check"))
+        checked = check_upload(path, os.path.join(staging, "check"),
+                               identities=kept_identities() if is_encrypted_name(path) else None)
     except OSError as e:
         raise BackupError(N_("%(key)s could not be read: %(reason)s"), key=item.key,
                           reason=e.strerror or str(e)) from None
@@ -197,11 +201,13 @@ def backup_row(actor, destination, item, checked):
                   manifest=checked.members, sha256=checked.sha256, file_size=checked.size, file_name=item.key,
                   source_size=source_size, done_bytes=source_size, total_bytes=source_size, local=False,
                   destination_ids=[destination.id], created_by_id=actor.user_id, requested_from=actor.address,
-                  verified_at=now, verify_status="passed", verify_problems=[])
+                  verified_at=now, verify_status="passed", verify_problems=[], encrypted=is_encrypted_name(item.key),
+                  recipients=kept_recipients() if is_encrypted_name(item.key) else [])
 
 
 def compression_of(key):
     """The compression of an archive as its name gives it (the file is read by that name)."""
+    key = key.removesuffix(".age")
     return "zstd" if key.endswith(".zst") else "gzip" if key.endswith(".gz") else "none"
 
 

@@ -6,35 +6,40 @@ import shutil
 
 from ..backup import BackupError
 from ..backup.archive import write_sidecar
-from ..backup.imports import check_upload, sniff_compression, upload_name
+from ..backup.crypto import peek_plaintext, recipient_of
+from ..backup.imports import check_upload, sniff_upload, upload_name
 from ..backup.messages import Message, N_
 from ..errors import Invalid
 from ..extensions import db
 from ..models import BACKUP_TYPES, Backup, Source, Status, utcnow
 from .audit import audit
 from .backups import MAX_NOTE, backup_name
+from .encryption import check_given_identity, kept_identities
 from .storage import backup_storage
 
 
-def import_archive(actor, upload):
+def import_archive(actor, upload, identity=None):
     """Accept an uploaded archive as a completed backup (trigger import) once it checks out whole.
 
-    `upload` is a werkzeug FileStorage (already spooled to disk by the request parser). Anything
-    that is not a sound Cairn archive is refused with Invalid, and nothing is left behind.
+    `upload` is a werkzeug FileStorage (already spooled to disk by the request parser). An
+    age-encrypted archive is opened with `identity` or a key Cairn keeps. Anything that is not a
+    sound Cairn archive is refused with Invalid, and nothing is left behind.
     """
     original = os.path.basename(upload.filename or "upload")
-    compression = compression_of(upload, original)
+    identities = [i for i in (check_given_identity(identity),) if i] + kept_identities()
     store = backup_storage()
     staging = store.staging_dir(f"import-{secrets.token_hex(8)}")
     os.makedirs(staging, mode=0o700)
     try:
-        path = os.path.join(staging, upload_name(compression))
-        upload.save(path)
+        path, compression, encrypted = saved_upload(upload, original, staging, identities)
         try:
-            checked = check_upload(path, os.path.join(staging, "check"))
+            checked = check_upload(path, os.path.join(staging, "check"), identities=identities if encrypted else None)
         except BackupError as e:
             raise Invalid(N_("%(file)s was refused: %(error)s"), file=original, error=e.message) from None
         backup = imported_backup_row(actor, checked, compression, original)
+        if encrypted:
+            backup.encrypted, backup.recipients = True, opening_recipients(path, identities)
+            backup.file_name = store.new_file_name(backup.name, backup.created_at, compression, encrypted=True)
         final = store.path(backup.file_name)
         os.makedirs(os.path.dirname(final), exist_ok=True)
         os.replace(path, final)
@@ -48,15 +53,33 @@ def import_archive(actor, upload):
     return backup
 
 
-def compression_of(upload, original):
-    head = upload.stream.read(512)
-    upload.stream.seek(0)
-    if not head:
+def saved_upload(upload, original, staging, identities):
+    """Save the upload in `staging` under the name its content calls for; (path, compression, encrypted)."""
+    raw = os.path.join(staging, "upload")
+    upload.save(raw)
+    if not os.path.getsize(raw):
         raise Invalid(N_("the uploaded file is empty"))
-    compression = sniff_compression(head)
+    try:
+        compression, encrypted = sniff_upload(raw, identities)
+    except BackupError as e:  # encrypted, and no key given or kept opens it
+        raise Invalid(N_("%(file)s was refused: %(error)s"), file=original, error=e.message) from None
     if compression is None:
         raise Invalid(N_("%(file)s is not a Cairn archive: it is neither zstd, gzip nor tar"), file=original)
-    return compression
+    path = os.path.join(staging, upload_name(compression, encrypted))
+    os.replace(raw, path)
+    return path, compression, encrypted
+
+
+def opening_recipients(path, identities):
+    """The public keys of the identities that open an encrypted archive (what it needs to be read)."""
+    found = []
+    for identity in identities:
+        try:
+            peek_plaintext(path, [identity])
+        except BackupError:
+            continue
+        found.append(recipient_of(identity))
+    return found
 
 
 def imported_backup_row(actor, checked, compression, original):

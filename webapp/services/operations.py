@@ -7,7 +7,9 @@ from ..extensions import db
 from ..models import ACTIVE_STATUSES, Operation, utcnow
 from .audit import audit
 from .backups import cancel_run
+from .encryption import hand_over, require_identity
 from .local_archives import archive_available
+from .storage import local_path
 
 RUN_VERIFY = "webapp.jobs.verify.run_verify"
 
@@ -30,18 +32,22 @@ def cancel_operation(actor, operation):
     return operation
 
 
-def start_verify(actor, backup, deep=False):
-    """Queue a check of a completed backup's archive; returns the Operation."""
+def start_verify(actor, backup, deep=False, identity=None):
+    """Queue a check of a completed backup's archive; returns the Operation. A deep check of an
+    encrypted backup needs a key that opens it: one Cairn keeps, or `identity`."""
     if not isinstance(deep, bool):
         raise Invalid(N_("%(field)s must be true or false"), field="deep")
     archive_available(backup)  # in BACKUP_DIR, or verified at a destination (the job fetches it)
+    identity = require_identity(backup, identity, local_path(backup)) if deep else None
     busy = Operation.query.filter(Operation.backup_id == backup.id, Operation.kind == "verify",
                                   Operation.status.in_(ACTIVE_STATUSES)).first()
     if busy is not None:
         raise Conflict(N_("backup %(id)s is already being verified (operation %(operation)s)"), id=backup.id,
                        operation=busy.id)
-    operation = runs.new_operation(actor, "verify", backup.id, deep=deep)
+    operation = runs.new_operation(actor, "verify", backup.id, deep=deep, identity_given=identity is not None)
     db.session.commit()
+    if identity is not None:
+        hand_over(f"operation:{operation.id}", identity)
     audit(actor, "backup.verify.start", f"backup:{backup.id}", detail=Message(N_("deep") if deep else N_("quick")))
     db.session.refresh(operation)
     runs.enqueue(operation, RUN_VERIFY, f"verify of backup {backup.id}")

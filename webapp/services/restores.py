@@ -12,9 +12,11 @@ from ..errors import Invalid
 from ..extensions import db
 from ..models import ACTIVE_STATUSES, Operation, Source, utcnow
 from .audit import audit
+from .encryption import hand_over, require_identity
 from .backups import get_backup, source_id_set
 from .local_archives import archive_available
 from .sources import refuse_cairns_own_data, refuse_cairns_own_database
+from .storage import local_path
 
 RUN_RESTORE = "webapp.jobs.restore.run_restore"
 RESTORE_CONFIRM = "RESTORE"
@@ -85,14 +87,17 @@ def other_databases(sources, targets):
 
 
 def start_restore(actor, backup, confirm=None, source_ids=None, safety_backup=True, targets=None,
-                  terminate_connections=False):
+                  terminate_connections=False, identity=None):
     """Queue a confirmed restore of a completed backup; takes the single run slot.
 
     `targets` restores server databases into other databases (name -> URL), e.g. a scratch
     database to look at yesterday's data; `terminate_connections` closes the application's open
     connections to a PostgreSQL target instead of refusing to restore while they are open.
+    `identity` opens an encrypted backup when Cairn keeps no key that does; it reaches the job
+    sealed (services.encryption.hand_over), never in the row's params.
     """
     check_restore_request(backup, confirm, safety_backup, terminate_connections)
+    identity = require_identity(backup, identity, local_path(backup))
     chosen = restore_targets(backup, source_ids)
     elsewhere = other_databases(chosen, targets)
     for source in chosen:  # sources saved before this rule existed are checked again here
@@ -100,8 +105,10 @@ def start_restore(actor, backup, confirm=None, source_ids=None, safety_backup=Tr
     runs.release_stale_slot()
     operation = runs.new_operation(actor, "restore", backup.id, source_ids=[s.id for s in chosen],
                               sources=[s.name for s in chosen], safety_backup=safety_backup, targets=elsewhere,
-                              terminate_connections=terminate_connections)
+                              terminate_connections=terminate_connections, identity_given=identity is not None)
     runs.take_slot(operation)
+    if identity is not None:
+        hand_over(f"operation:{operation.id}", identity)
     audit(actor, "backup.restore.start", f"backup:{backup.id}",
           detail=restore_detail(chosen, safety_backup, elsewhere))
     db.session.refresh(operation)
@@ -137,10 +144,10 @@ def safety_backup_of(operation):
     return get_backup(operation.safety_backup_id)
 
 
-def rollback(actor, operation):
+def rollback(actor, operation, identity=None):
     """Restore the safety backup a restore took, onto the same sources."""
     return start_restore(actor, safety_backup_of(operation), confirm=RESTORE_CONFIRM,
-                         source_ids=operation.params.get("source_ids"), safety_backup=False)
+                         source_ids=operation.params.get("source_ids"), safety_backup=False, identity=identity)
 
 
 # --------------------------------------------------------- for the job ----

@@ -11,6 +11,7 @@ from ..extensions import db
 from ..models import BACKUP_TYPES, Schedule, as_naive_utc, isoformat, name_taken, utcnow
 from .audit import audit
 from .backups import check_backup_options, select_sources, start_backup
+from .encryption import recipients_for_new_backup
 from .settings import retention_policy
 from .sources import text_field
 
@@ -87,14 +88,16 @@ def validate_schedule(data, existing=None):
         raise Invalid(N_("%(field)s must be one of %(choices)s"), field="type", choices=", ".join(BACKUP_TYPES))
     if backup_type == "custom":  # the others take the sources there are when it runs
         select_sources(backup_type, source_ids or None)
-    compression = merged.get("compression", "zstd")
-    check_backup_options(compression, merged.get("mode", "full"), False)
+    compression, encrypt = merged.get("compression", "zstd"), merged.get("encrypt", False)
+    check_backup_options(compression, merged.get("mode", "full"), encrypt)
+    if encrypt:
+        recipients_for_new_backup(encrypt)  # refuses while there is no key to encrypt to
     enabled = merged.get("enabled", True)
     if not isinstance(enabled, bool):
         raise Invalid(N_("%(field)s must be true or false"), field="enabled")
     return {"name": name, "timing": timing.to_dict(), "backup_type": backup_type,
             "source_ids": [int(i) for i in source_ids] if backup_type == "custom" else [],
-            "compression": compression, "retention": retention_policy(merged.get("retention")),
+            "compression": compression, "encrypt": encrypt, "retention": retention_policy(merged.get("retention")),
             "enabled": enabled}
 
 
@@ -153,8 +156,8 @@ def delete_schedule(actor, schedule):
 def start_scheduled_backup(actor, schedule, note):
     """Start the schedule's backup (trigger scheduled)."""
     return start_backup(actor, type=schedule.backup_type, source_ids=schedule.source_ids or None,
-                        compression=schedule.compression, trigger="scheduled", schedule_id=schedule.id,
-                        note=note)
+                        compression=schedule.compression, encrypt=schedule.encrypt, trigger="scheduled",
+                        schedule_id=schedule.id, note=note)
 
 
 def run_schedule_now(actor, schedule):

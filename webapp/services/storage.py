@@ -25,3 +25,8 @@ def archive_path(backup):
     if not store.exists(backup.file_name):
         raise NotFound(N_("the archive of backup %(id)s is missing from %(folder)s"), id=backup.id, folder=store.root)
     return store.path(backup.file_name)
+
+
+def local_path(backup):
+    """The archive's path in BACKUP_DIR when it is there, else None."""
+    return backup_storage().path(backup.file_name) if backup.local and backup.file_name else None

@@ -66,8 +66,8 @@ def cancel_backup(backup_id):
 @bp.route("/backups/<int:backup_id>/verify", methods=["POST"])
 @admin_only
 def verify_backup(backup_id):
-    deep = body(schemas.VerifyRequest).deep
-    operation = operations.start_verify(caller(), backups.get_backup(backup_id), deep=deep)
+    data = body(schemas.VerifyRequest)
+    operation = operations.start_verify(caller(), backups.get_backup(backup_id), deep=data.deep, identity=data.identity)
     return ok(schemas.dump(schemas.Operation, operation), N_("verification started"), 202)
 
 
@@ -86,7 +86,8 @@ def restore_backup(backup_id):
     require_recent_sign_in(caller(), g.signed_in_at, data.password)
     operation = restores.start_restore(
         caller(), backups.get_backup(backup_id), confirm=data.confirm, source_ids=data.source_ids,
-        safety_backup=data.safety_backup, targets=data.targets, terminate_connections=data.terminate_connections)
+        safety_backup=data.safety_backup, targets=data.targets, terminate_connections=data.terminate_connections,
+        identity=data.identity)
     return ok(schemas.dump(schemas.Operation, operation), N_("restore started"), 202)
 
 
@@ -96,7 +97,7 @@ def import_backup():
     upload = request.files.get("file")
     if upload is None:
         raise Invalid(N_("send the archive as multipart form field 'file'"))
-    backup = imports.import_archive(caller(), upload)
+    backup = imports.import_archive(caller(), upload, identity=request.form.get("identity"))
     return ok(schemas.dump(schemas.Backup, backup), N_("archive imported"), 201)
 
 
