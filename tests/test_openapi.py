@@ -1,4 +1,4 @@
-"""The OpenAPI document (webapp/openapi.py): it describes exactly the routes of the `api` blueprint,
+"""The OpenAPI document (webapp/openapi/): it describes exactly the routes of the `api` blueprint,
 it is well-formed OpenAPI 3.1 with the `{code, message, data}` envelope everywhere, its examples are what the API
 parses, and the API serves it."""
 

@@ -7,7 +7,7 @@ the database, objects where text belongs. The services still check what depends 
 source's path exists, a name is free, a timing runs.
 
 Response models (`Shape` and its kinds) build the `data` of an answer from an ORM row or from a
-service's dict; `dump` returns it ready for JSON. webapp/openapi.py generates the components of
+service's dict; `dump` returns it ready for JSON. webapp/openapi/ generates the components of
 the OpenAPI document from both kinds.
 """
 
