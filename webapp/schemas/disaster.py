@@ -15,7 +15,7 @@ class LeftOut(Translated):
 
     TRANSLATED: ClassVar[dict] = {"error": "error_message"}
     key: str = Field(None, description="the object's key under the destination's prefix")
-    what: Literal["source", "schedule", "retention"] = Field(None, description="what was not taken over")
+    what: Literal["source", "schedule", "retention", "encryption_key", "encryption"] = Field(None, description="what was not taken over")
     name: str = Field(None, description="the name of the source or schedule")
     error: str
     error_message: Any = record_of()
@@ -56,7 +56,8 @@ class AdoptedConfig(Shape):
 
     WHEN: ClassVar[str] = (
         "Reads the destination's cairn-config.json, adds its sources and schedules that do not exist here yet "
-        "(by name; those that do are left as they are) and sets its retention defaults. Database sources come "
+        "(by name; those that do are left as they are), its encryption keys (public keys only) and sets its "
+        "retention defaults. Database sources come "
         "without their password (needs_password): change each with its URL and password. 404 when the "
         "destination keeps no configuration; 503 when it cannot be read.")
 
@@ -69,4 +70,7 @@ class AdoptedConfig(Shape):
     missing_paths: list[str] = Field(description="folder and SQLite sources whose path is not on this machine "
                                                  "yet (restoring a backup creates it)")
     retention: dict[str, Any] | None = Field(description="the retention defaults as set now")
+    encryption_keys: list[str] = Field(description="encryption keys added, as public keys only: restoring the "
+                                                   "backups encrypted to them needs their identities")
+    existing_encryption_keys: list[str] = Field(description="encryption keys that exist here already")
     problems: list[LeftOut]

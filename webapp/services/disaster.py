@@ -1,9 +1,10 @@
 """Disaster recovery: the installation's configuration kept beside its archives at every enabled
-destination (`cairn-config.json`), and taking it over on a new installation.
+destination (`cairn-config.json`), and reading it back on a new installation.
 
 The document holds what it takes to set Cairn up again (sources, schedules, retention settings,
-destinations) and no secret: a database source's connection URL without its password, a
-destination without its secret key. It is rewritten after every committed change of the
+destinations, encryption keys) and no secret: a database source's connection URL without its
+password, a destination without its secret key, an encryption key's public key without its
+identity. Taking it over is services.adoption. It is rewritten after every committed change of the
 configuration, by a job (webapp.jobs.publish): a destination that is slow or cannot be reached
 never holds up a change or fails it, and a failure to write is logged. A session event of this
 module notices the change, whichever way it came (pages, API, command line), once it is committed.
@@ -20,22 +21,21 @@ import uuid
 import sqlalchemy as sa
 from flask import has_app_context
 
-from ..backup import SourceError, make_source
 from ..backup.engine import CAIRN_VERSION
 from ..backup.errors import BackupError
 from ..backup.messages import Message, N_
 from ..backup.s3 import S3Storage
 from ..backup.schedule_timing import Timing
-from ..backup.sources.base import check_name, url_without_password
-from ..errors import Invalid, NotFound, ServiceError, Unavailable
+from ..backup.sources.base import url_without_password
+from ..errors import Invalid, ServiceError, Unavailable
 from ..extensions import db, get_queue
-from ..models import Destination, Schedule, Setting, Source, as_naive_utc, error_columns, isoformat, utcnow
-from .audit import audit
+from ..models import (Destination, EncryptionKey, Schedule, Setting, Source, as_naive_utc, error_columns,
+                      isoformat, utcnow)
 from .destinations import scan_archives, storage_for
-from .schedules import create_schedule, timing_fields
+from .encryption import ENCRYPTION, encrypt_all, list_keys
+from .schedules import timing_fields
 from . import settings
-from .settings import RETENTION, RETENTION_DEFAULTS, retention_settings, update_retention_settings
-from .sources import create_source, glob_list, refuse_cairns_own_data
+from .settings import RETENTION, retention_settings
 
 log = logging.getLogger(__name__)
 CONFIG_KEY = "cairn-config.json"  # under the destination's prefix, beside the day folders
@@ -51,10 +51,11 @@ INSTALLATION = "installation_id"  # settings: this installation's id, written in
 ADOPTED = "adopted_installations"  # settings: the installations whose documents this one took over
 NOT_A_CONFIG = object()
 # The columns whose change changes the document (or where it can be written). Notification
-# channels and encryption recipients join this table when they exist.
+# channels join this table when they exist.
 WATCHED = {
     Source: ("name", "kind", "path", "url", "include", "exclude", "enabled"),
-    Schedule: ("name", "timing", "backup_type", "source_ids", "compression", "retention", "enabled"),
+    Schedule: ("name", "timing", "backup_type", "source_ids", "compression", "encrypt", "retention", "enabled"),
+    EncryptionKey: ("name", "recipient"),
     Destination: ("name", "kind", "endpoint_url", "bucket", "prefix", "region", "access_key_id",
                   "secret_access_key", "immutable_days", "enabled"),
     Setting: ("value",),
@@ -75,7 +76,10 @@ def config_document(now=None, installation=None):
             "sources": [source_entry(source) for source in sources],
             "schedules": [schedule_entry(schedule, names) for schedule in Schedule.query.order_by(Schedule.name)],
             "retention": retention_settings(),
-            "destinations": [destination_entry(d) for d in Destination.query.order_by(Destination.name)]}
+            "destinations": [destination_entry(d) for d in Destination.query.order_by(Destination.name)],
+            # public keys only: an identity never leaves the machine that keeps it
+            "encryption_keys": [{"name": key.name, "recipient": key.recipient} for key in list_keys()],
+            "encrypt_all": encrypt_all()}
 
 
 def source_entry(source):
@@ -88,6 +92,7 @@ def source_entry(source):
 def schedule_entry(schedule, source_names):
     return {"name": schedule.name, "enabled": schedule.enabled, **timing_fields(Timing.from_dict(schedule.timing)),
             "type": schedule.backup_type, "mode": "full", "compression": schedule.compression,
+            "encrypt": schedule.encrypt,
             "sources": [source_names[i] for i in schedule.source_ids or [] if i in source_names],
             "retention": schedule.retention or {}}
 
@@ -165,7 +170,7 @@ def changes_config(row, added_or_deleted=False):
     """Whether a row changes the document: a row of a WATCHED model that is new, deleted, or
     changed in one of its watched columns (of the settings, only the retention defaults)."""
     columns = next((cols for model, cols in WATCHED.items() if isinstance(row, model)), None)
-    if columns is None or (isinstance(row, Setting) and row.key != RETENTION):
+    if columns is None or (isinstance(row, Setting) and row.key not in (RETENTION, ENCRYPTION)):
         return False
     if added_or_deleted:
         return True
@@ -257,127 +262,6 @@ def scan(actor, destination):
         result["config"] = None
         result["problems"].append({"key": CONFIG_KEY, **error_columns(e.message)})
     return result
-
-
-# ----------------------------------------------------------------- adopting ----
-
-def adopt_config(actor, destination):
-    """Take over the configuration kept at a destination: add its sources and schedules that are
-    not here yet (by name), and set its retention settings. What exists already stays as it is.
-
-    Database sources come without their password (`needs_password`: edit each and type it), and
-    a folder or SQLite file that is not on this machine yet is added all the same
-    (`missing_paths`: restoring a backup creates it). Whatever cannot be added is in `problems`,
-    with the reason; the rest is added anyway.
-    """
-    document = read_config(destination)
-    if document is None:
-        raise NotFound(N_("there is no %(file)s at destination %(name)s"), file=CONFIG_KEY, name=destination.name)
-    result = {"sources": [], "schedules": [], "existing_sources": [], "existing_schedules": [],
-              "needs_password": [], "missing_paths": [], "retention": None, "problems": []}
-    if isinstance(document.get("installation"), str):  # from now on this installation writes the document
-        settings.put(ADOPTED, sorted({*(settings.get(ADOPTED) or []), document["installation"]}))
-    for entry in entries(document, "sources"):
-        adopt_source(actor, entry, result)
-    for entry in entries(document, "schedules"):
-        adopt_schedule(actor, entry, result)
-    adopt_retention(actor, document.get("retention"), result)
-    audit(actor, "destination.adopt", f"destination:{destination.name}",
-          detail=Message(N_("%(sources)s sources and %(schedules)s schedules added from %(file)s"),
-                         sources=len(result["sources"]), schedules=len(result["schedules"]), file=CONFIG_KEY))
-    return result
-
-
-def entries(document, key):
-    found = document.get(key)
-    return [entry for entry in found if isinstance(entry, dict) and isinstance(entry.get("name"), str)] \
-        if isinstance(found, list) else []
-
-
-def problem(result, what, name, error):
-    result["problems"].append({"what": what, "name": name, **error_columns(error.message)})
-
-
-def adopt_source(actor, entry, result):
-    name = entry["name"]
-    if Source.query.filter_by(name=name).first() is not None:
-        result["existing_sources"].append(name)
-        return
-    fields = {key: entry.get(key) for key in ("name", "kind", "path", "url", "include", "exclude", "enabled")}
-    fields["enabled"] = entry.get("enabled") is not False
-    try:
-        try:
-            source = create_source(actor, fields)
-        except Invalid:
-            if not path_missing(fields):
-                raise
-            source = create_source_for_missing_path(actor, fields)
-            result["missing_paths"].append(name)
-    except ServiceError as e:
-        db.session.rollback()
-        problem(result, "source", name, e)
-        return
-    result["sources"].append(name)
-    if source.kind in DATABASE_KINDS and entry.get("password_removed"):
-        result["needs_password"].append({"id": source.id, "name": source.name})
-
-
-def path_missing(fields):
-    path = fields.get("path")
-    return fields.get("kind") in PATH_KINDS and isinstance(path, str) and os.path.isabs(path) \
-        and not os.path.lexists(path)
-
-
-def create_source_for_missing_path(actor, fields):
-    """A folder or SQLite source whose path is not on this machine yet: checked as any source but
-    for the path's existence (a restore creates it)."""
-    try:
-        engine_source = make_source(fields["kind"], check_name(fields["name"]), path=fields["path"], url=None,
-                                    include=glob_list(fields.get("include"), "include"),
-                                    exclude=glob_list(fields.get("exclude"), "exclude"))
-    except SourceError as e:
-        raise Invalid(e.message) from None
-    refuse_cairns_own_data(engine_source)
-    source = Source(name=engine_source.name, kind=fields["kind"], path=engine_source.path, url=None,
-                    include=engine_source.include, exclude=engine_source.exclude, enabled=fields["enabled"])
-    db.session.add(source)
-    db.session.commit()
-    audit(actor, "source.create", f"source:{source.name}")
-    return source
-
-
-def adopt_schedule(actor, entry, result):
-    name = entry["name"]
-    if Schedule.query.filter_by(name=name).first() is not None:
-        result["existing_schedules"].append(name)
-        return
-    wanted = [n for n in entry.get("sources") or [] if isinstance(n, str)]
-    ids = {source.name: source.id for source in Source.query.filter(Source.name.in_(wanted))}
-    data = {key: entry.get(key) for key in ("name", "preset", "time", "weekday", "day", "cron", "timezone",
-                                            "type", "compression", "retention")}
-    data = {key: value for key, value in data.items() if value is not None}
-    data.update(enabled=entry.get("enabled") is not False, source_ids=[ids[n] for n in wanted if n in ids])
-    try:
-        missing = [n for n in wanted if n not in ids]
-        if missing and data.get("type") == "custom":
-            raise Invalid(N_("it backs up %(sources)s, which are not sources here"), sources=", ".join(missing))
-        create_schedule(actor, data)
-    except ServiceError as e:
-        db.session.rollback()
-        problem(result, "schedule", name, e)
-        return
-    result["schedules"].append(name)
-
-
-def adopt_retention(actor, retention, result):
-    if not isinstance(retention, dict):
-        return
-    known = {key: value for key, value in retention.items() if key in RETENTION_DEFAULTS}
-    try:
-        result["retention"] = update_retention_settings(actor, known)
-    except ServiceError as e:
-        db.session.rollback()
-        problem(result, "retention", "retention", e)
 
 
 def written_at(document):

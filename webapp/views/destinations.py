@@ -12,7 +12,7 @@ from wtforms.validators import DataRequired, Length, Optional
 from ..errors import ServiceError
 from ..extensions import db
 from ..forms import REQUIRED
-from ..services import destinations, disaster
+from ..services import adoption, destinations, disaster
 from .common import actor, admin_required, get_or_404, refusals
 
 bp = Blueprint("destinations", __name__, url_prefix="/admin/destinations")
@@ -146,7 +146,7 @@ def adopt_config(destination_id):
     added and which database sources need their password."""
     destination = get_or_404(destinations.get_destination, destination_id)
     try:
-        result, error = disaster.adopt_config(actor(), destination), None
+        result, error = adoption.adopt_config(actor(), destination), None
     except ServiceError as e:
         db.session.rollback()
         result, error = None, e

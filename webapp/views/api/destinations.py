@@ -4,7 +4,7 @@ A scan records the archives a destination holds; adopt-config takes over its cai
 from ... import schemas
 from ...backup.messages import Message, N_
 from ...schemas.disaster import AdoptedConfig, ScanResult
-from ...services import destinations, disaster
+from ...services import adoption, destinations, disaster
 from .common import admin_only, body, bp, caller, ok, paged
 
 
@@ -63,7 +63,7 @@ def scan_destination(destination_id):
 @bp.route("/destinations/<int:destination_id>/adopt-config", methods=["POST"])
 @admin_only
 def adopt_config(destination_id):
-    result = disaster.adopt_config(caller(), destinations.get_destination(destination_id))
+    result = adoption.adopt_config(caller(), destinations.get_destination(destination_id))
     message = Message(N_("configuration taken over: %(sources)s sources and %(schedules)s schedules added"),
                       sources=len(result["sources"]), schedules=len(result["schedules"]))
     return ok(schemas.dump(AdoptedConfig, result), message)
