@@ -18,6 +18,14 @@ CHUNK = 1 << 20
 
 group = service_group("backups", "Back up, verify, restore, download and delete backups.")
 backup_id_argument = click.argument("backup_id", metavar="ID", type=int)
+# A file, never the key itself on the command line (where other users of the machine can read it).
+identity_option = click.option("--identity-file", type=click.File("r"), metavar="PATH",
+                               help="The age key file that opens an encrypted backup, when Cairn keeps no key "
+                                    "that does ('-' reads it from standard input).")
+
+
+def read_identity(identity_file):
+    return identity_file.read() if identity_file is not None else None
 
 
 @group.command("list")
@@ -41,12 +49,14 @@ def list_backups(backup_type, status, trigger, since, until, limit, as_json):
               help="A source to back up (type custom); repeat it for more.")
 @click.option("--note", default="", help="A note kept with the backup.")
 @click.option("--compression", type=click.Choice(list(COMPRESSIONS)), default="zstd", show_default=True)
+@click.option("--encrypt", is_flag=True, help="Encrypt it with age to every encryption key.")
 @wait_option
 @json_option
-def create(backup_type, source_ids, note, compression, wait, as_json):
+def create(backup_type, source_ids, note, compression, encrypt, wait, as_json):
     """Start a backup (one runs at a time)."""
     backup = backups.start_backup(actor(), type=backup_type or ("custom" if source_ids else "full"),
-                                  source_ids=list(source_ids) or None, note=note, compression=compression)
+                                  source_ids=list(source_ids) or None, note=note, compression=compression,
+                                  encrypt=encrypt)
     follow(backup, wait, as_json, backup_text)
 
 
@@ -61,11 +71,13 @@ def show(backup_id, as_json):
 @group.command("verify")
 @backup_id_argument
 @click.option("--deep", is_flag=True, help="Also unpack the archive and check every member and database.")
+@identity_option
 @wait_option
 @json_option
-def verify(backup_id, deep, wait, as_json):
+def verify(backup_id, deep, identity_file, wait, as_json):
     """Check a completed backup's archive against its SHA-256 (and with --deep, its manifest)."""
-    operation = operations.start_verify(actor(), backups.get_backup(backup_id), deep=deep)
+    operation = operations.start_verify(actor(), backups.get_backup(backup_id), deep=deep,
+                                        identity=read_identity(identity_file))
     follow(operation, wait, as_json, operation_text)
 
 
@@ -76,9 +88,10 @@ def verify(backup_id, deep, wait, as_json):
 @click.option("--safety-backup/--no-safety-backup", default=True, show_default=True,
               help="Back up the current data first, to roll back to.")
 @click.option("--confirm", metavar="RESTORE", help="Do not ask: RESTORE confirms.")
+@identity_option
 @wait_option
 @json_option
-def restore(backup_id, source_ids, safety_backup, confirm, wait, as_json):
+def restore(backup_id, source_ids, safety_backup, confirm, identity_file, wait, as_json):
     """Restore a backup over the current data of its sources.
 
     Lists what it overwrites and asks you to type RESTORE, unless --confirm RESTORE is given;
@@ -90,7 +103,7 @@ def restore(backup_id, source_ids, safety_backup, confirm, wait, as_json):
     if confirm is None:
         confirm = ask_to_confirm(backup, source_ids)
     operation = restores.start_restore(actor(), backup, confirm=confirm, source_ids=source_ids,
-                                       safety_backup=safety_backup)
+                                       safety_backup=safety_backup, identity=read_identity(identity_file))
     follow(operation, wait, as_json, operation_text)
 
 
