@@ -74,6 +74,8 @@ LABELS = {
         "destination.scan": _l("destination scanned"), "destination.adopt": _l("configuration taken over"),
         "backup.copy.start": _l("copy started"), "backup.copy": _l("copy finished"),
         "copy.cancel": _l("copy cancelled"),
+        "encryption_key.create": _l("encryption key added"), "encryption_key.delete": _l("encryption key removed"),
+        "settings.encryption": _l("encryption settings changed"),
     },
 }
 
