@@ -38,6 +38,11 @@ class HashingSink:
         self._thread = threading.Thread(target=self._loop, name="cairn-archive-output", daemon=True)
         self._thread.start()
 
+    @property
+    def error(self):
+        """What went wrong writing the file (an OSError such as a full disk), or None."""
+        return self._error
+
     def write(self, data):
         if self._error is not None:
             raise self._error

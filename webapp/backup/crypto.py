@@ -124,8 +124,10 @@ class EncryptingSink:
         try:
             pyrage.encrypt_io(self._input, self.inner, recipients)
         except BaseException as e:  # raised again on the writing thread
-            self._error = self._input.error or BackupError(N_("encrypting the archive failed: %(error)s"),
-                                                           error=str(e))
+            # pyrage reports a failed write as its own text; the file's own error (a full disk)
+            # says more, and the engine turns an OSError into the message for it.
+            self._error = self._input.error or getattr(self.inner, "error", None) or BackupError(
+                N_("encrypting the archive failed: %(error)s"), error=str(e))
             self._input.abandon()  # the writer never blocks on a queue nobody reads
 
 
