@@ -348,7 +348,7 @@ def test_an_archive_encrypted_with_the_age_cli_imports_and_restores(app, api, tm
         assert refused.status_code == 400 and words in refused.get_json()["message"], refused.get_json()
     assert api.get("/backups?trigger=import").get_json()["data"]["total"] == 0
 
-    imported = upload(api, content, "x.tar.zst.age", identity)
+    imported = upload(api, content, "x.tar.zst.age", f"# public key: {recipient}\n{identity}\n")  # a key file
     assert imported.status_code == 201, imported.get_json()
     backup = imported.get_json()["data"]
     assert backup["encrypted"] is True and backup["recipients"] == [recipient]
