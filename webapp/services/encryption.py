@@ -240,15 +240,20 @@ def _sealer():
     return Fernet(base64.urlsafe_b64encode(hashlib.sha256(b"cairn identity hand-over:" + secret).digest()))
 
 
+def handover_key(slot):
+    """The Redis key of a hand-over, within this installation (its RQ queue), like the sign-in counters."""
+    return f"{HANDOVER_PREFIX}{current_app.config['RQ_QUEUE']}:{slot}"
+
+
 def hand_over(slot, identity):
     """Keep `identity` for the job that will take it with take_over(slot); it expires unclaimed."""
     ttl = current_app.config["JOB_TIMEOUT"] + 3600
-    get_redis().set(HANDOVER_PREFIX + slot, _sealer().encrypt(identity.encode()), ex=ttl)
+    get_redis().set(handover_key(slot), _sealer().encrypt(identity.encode()), ex=ttl)
 
 
 def take_over(slot):
     """The identity handed over for `slot`, removed from Redis as it is read (None when there is none)."""
-    sealed = get_redis().getdel(HANDOVER_PREFIX + slot)
+    sealed = get_redis().getdel(handover_key(slot))
     if sealed is None:
         return None
     try:
@@ -258,7 +263,7 @@ def take_over(slot):
 
 
 def discard_handover(slot):
-    get_redis().delete(HANDOVER_PREFIX + slot)
+    get_redis().delete(handover_key(slot))
 
 
 def recipients_for_safety_backup(restored, identities):

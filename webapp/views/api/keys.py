@@ -21,9 +21,9 @@ def create_encryption_key():
     shown = schemas.dump(schemas.EncryptionKeyCreated, key) | {"identity": identity}
     message = N_("key pair generated: keep the identity safe, it is shown only this once") if identity \
         else N_("encryption key added")
-    response = ok(shown, message, 201)
+    response, code = ok(shown, message, 201)
     response.headers["Cache-Control"] = "no-store"
-    return response
+    return response, code
 
 
 @bp.route("/encryption-keys/<int:encryption_key_id>", methods=["DELETE"])
