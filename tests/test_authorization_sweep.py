@@ -67,6 +67,8 @@ VIEWER_MUST_READ = [
     "/api/v1/destinations/<int:destination_id>",
     "/api/v1/status",
     "/api/v1/api-keys",
+    "/api/v1/encryption-keys",
+    "/api/v1/settings/encryption",
 ]
 
 ADMIN_PASSWORD = "correct horse battery"
@@ -150,6 +152,7 @@ def world(app, admin, viewer, tmp_path):
     from webapp.services import accounts
     from webapp.services import backups
     from webapp.services import destinations
+    from webapp.services import encryption
     from webapp.services import operations
     from webapp.services import schedules
     from webapp.services import sources
@@ -162,6 +165,7 @@ def world(app, admin, viewer, tmp_path):
     w.source = sources.create_source(SYSTEM, {"name": "app-db", "kind": "sqlite", "path": str(w.db_path)})
     w.files_source = sources.create_source(SYSTEM, {"name": "uploads", "kind": "files", "path": str(w.uploads)})
     w.destination = destinations.create_destination(SYSTEM, DESTINATION)
+    w.encryption_key, _ = encryption.add_key(SYSTEM, {"name": "vault", "generate": True, "keep_identity": True})
     w.backup = make_backup(1, sources=("app-db",))
     w.old_backup = make_backup(3, sources=("app-db",))
     w.operation = operations.start_verify(Actor(admin), backups.get_backup(w.backup.id))  # pending, queued
@@ -171,7 +175,8 @@ def world(app, admin, viewer, tmp_path):
     w.admin_key, w.admin_key_secret = security.create_api_key(admin, "admin key")
     w.viewer_key, w.viewer_key_secret = security.create_api_key(viewer, "viewer key")
     w.ids = {"backup_id": w.backup.id, "operation_id": w.operation.id, "source_id": w.source.id,
-             "schedule_id": w.schedule.id, "user_id": w.other_user.id, "destination_id": w.destination.id}
+             "schedule_id": w.schedule.id, "user_id": w.other_user.id, "destination_id": w.destination.id,
+             "encryption_key_id": w.encryption_key.id}
     return w
 
 
@@ -241,6 +246,8 @@ def api_payloads(w):
         ("PUT", "/api/v1/destinations/<int:destination_id>"): {"json": {"name": "renamed-destination",
                                                                          "enabled": False}},
         ("POST", "/api/v1/api-keys"): {"json": {"name": "new key"}},
+        ("POST", "/api/v1/encryption-keys"): {"json": {"name": "new key", "generate": True}},
+        ("PUT", "/api/v1/settings/encryption"): {"json": {"encrypt_all": True}},
         ("POST", "/api/v1/users"): {"json": {"username": "intruder", "password": "intruder password",
                                              "role": "admin"}},
         ("PATCH", "/api/v1/users/<int:user_id>"): {"json": {"role": "admin", "disabled": False}},

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 def run_restore(operation_id, attempt):
     """RQ job: restore the operation's backup onto its sources and record the outcome."""
+    given = take_over(f"operation:{operation_id}")  # taken first, so that no outcome leaves it in Redis
     tracker = OperationTracker(operation_id, attempt)
     operation = tracker.start()
     if operation is None:
@@ -35,7 +36,7 @@ def run_restore(operation_id, attempt):
     result = {"restored": [], "safety_backup_id": None, "set_aside": [], "applied": []}
     try:
         with tracker.heartbeat():
-            restored = restore(operation, tracker, result)
+            restored = restore(operation, tracker, result, given)
     except LostOwnership:
         return "abandoned: the row was reconciled while this attempt ran"
     except (Cancelled, VerifyError, JobTimeoutException, BackupError) as e:
@@ -80,13 +81,13 @@ def record_success(operation, tracker, result, restored):
     return "completed"
 
 
-def restore(operation, tracker, result):
+def restore(operation, tracker, result, given_identity=None):
     """Check the archive (fetched from a destination when it is no longer in BACKUP_DIR, its SHA-256
     checked before anything else happens), save the current data, then put the archive's data in place."""
     sources = restore_sources(operation)
     if len(sources) != len(operation.params.get("source_ids", [])):
         raise BackupError(N_("a source chosen for this restore was deleted meanwhile; nothing was changed"))
-    identities = identities_for(operation.backup, take_over(f"operation:{operation.id}"))
+    identities = identities_for(operation.backup, given_identity)
     staging = backup_storage().staging_dir(f"operation-{operation.id}")
     with local_archive(operation.backup, tracker.reporter(), staging) as archive:
         if archive.fetched_from:

@@ -15,13 +15,14 @@ from .tracking import OperationTracker, requester
 
 def run_verify(operation_id, attempt):
     """RQ job: verify the operation's backup and record the outcome on both rows."""
+    given = take_over(f"operation:{operation_id}")  # taken first, so that no outcome leaves it in Redis
     tracker = OperationTracker(operation_id, attempt)
     operation = tracker.start()
     if operation is None:
         return "skipped: cancelled before it started"
     backup, staging = operation.backup, backup_storage().staging_dir(f"operation-{operation.id}")
     deep = bool(operation.params.get("deep"))
-    identities = identities_for(backup, take_over(f"operation:{operation.id}")) if deep and backup.encrypted else None
+    identities = identities_for(backup, given) if deep and backup.encrypted else None
     reporter = tracker.reporter()
     try:
         # An archive no longer in BACKUP_DIR is fetched from a destination and its SHA-256 checked first.

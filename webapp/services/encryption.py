@@ -75,7 +75,7 @@ def add_key(actor, data):
     save_new_key(key)
     if key.has_identity:
         keep_identity(key, identity)
-    audit(actor, "encryption_key.create", f"encryption_key:{key.id}",
+    audit(actor, "encryption_key.create", f"encryption_key:{key.name}",
           detail=Message(N_("%(name)s (%(recipient)s), identity kept by Cairn") if key.has_identity else
                          N_("%(name)s (%(recipient)s), identity not kept by Cairn"), name=name, recipient=recipient))
     return key, identity

@@ -7,7 +7,7 @@ from ..extensions import db
 from ..models import ACTIVE_STATUSES, Operation, utcnow
 from .audit import audit
 from .backups import cancel_run
-from .encryption import hand_over, require_identity
+from .encryption import discard_handover, hand_over, require_identity
 from .local_archives import archive_available
 from .storage import local_path
 
@@ -29,6 +29,7 @@ def cancel_operation(actor, operation):
     """Stop a pending or running operation; Conflict (409) once a restore is putting the data
     in place: from then on it completes."""
     cancel_run(actor, operation, f"{operation.kind}.cancel", f"operation:{operation.id}")
+    discard_handover(f"operation:{operation.id}")  # a job cancelled before it started never takes it
     return operation
 
 
