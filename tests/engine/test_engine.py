@@ -11,6 +11,7 @@ from engine_support import (extract, files_source, leftovers, make_db, read_json
                             write_file)
 from webapp.backup import (BackupError, Cancelled, DumpError, LocalStorage, SourceError,
                            create_backup, make_source)
+from webapp.backup.crypto import generate_key
 
 MiB = 1 << 20
 NAME = "backup_manual_20240501_120000_ab12"
@@ -157,14 +158,18 @@ def storage_target(root, label):
     return storage, storage.path(name), storage.staging_dir(f"backup_manual_{label}")
 
 
-def test_disk_full_while_writing_the_archive(tmp_path, tiny_fs):
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+def test_disk_full_while_writing_the_archive(tmp_path, tiny_fs, encrypted):
     root = tmp_path / "media"
     write_file(f"{root}/video.bin", os.urandom(3 * MiB))  # incompressible, 3x the free space
     backups = tiny_fs("1m")
     _, archive, staging = storage_target(backups, "full")
+    recipients = [generate_key()[1]] if encrypted else None
+    archive = archive + ".age" if encrypted else archive
 
     with pytest.raises(BackupError, match="no space left") as caught:
-        create_backup([files_source(root)], archive, meta={"type": "files"}, staging_dir=staging)
+        create_backup([files_source(root)], archive, meta={"type": "files"}, staging_dir=staging,
+                      recipients=recipients)
     assert not isinstance(caught.value, DumpError), "the full disk is not the source's fault"
     assert leftovers(backups) == []
     assert not os.path.exists(staging)

@@ -56,8 +56,13 @@ def verify_archive(path, expected_sha256=None, expected_members=None, deep=False
                               identities=identities)
         problems = checksum_problems(path, result.sha256, expected_sha256) + spool.problems()
         return VerifyReport(not problems, deep, problems, result.sha256, len(result.members))
-    except KeyMismatch:
-        raise  # not a problem of the archive: the caller asks for the right key
+    except KeyMismatch as e:
+        # No key opens it: a damaged header reads like that too, which the file's SHA-256 tells
+        # apart; otherwise it is the caller's key, not the archive, that is wrong.
+        damaged = quick_check(path, expected_sha256) if expected_sha256 else []
+        if damaged:
+            return VerifyReport(False, deep, damaged + [e.message])
+        raise
     except VerifyError as e:
         # Name a changed file too, not only where it broke (this reads the file once more).
         return VerifyReport(False, deep, quick_check(path, expected_sha256) + [e.message])
