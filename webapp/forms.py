@@ -33,6 +33,7 @@ class BackupForm(FlaskForm):
     compression = SelectField(_l("Compression"), choices=[
         ("zstd", _l("zstd (fast, default)")), ("gzip", "gzip"), ("none", _l("none"))], default="zstd")
     note = StringField(_l("Note"), validators=[Optional(), Length(max=1000)])
+    encrypt = BooleanField(_l("Encrypt this backup"))
 
 
 class SourceForm(FlaskForm):

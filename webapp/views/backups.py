@@ -9,7 +9,7 @@ from ..errors import Invalid, ServiceError
 from ..forms import BackupForm
 from ..labels import label
 from ..models import BACKUP_TYPES, STATUSES, TRIGGERS, Source
-from ..services import backups, copies, destinations, imports, local_archives, operations, restores
+from ..services import backups, copies, destinations, encryption, imports, local_archives, operations, restores
 from .common import (actor, admin_required, back_to, download_response, filtered_page, get_or_404, is_htmx, refusals,
                      status_panel)
 from .auth import confirm_recent_sign_in
@@ -34,11 +34,19 @@ def new_backup_form():
     form = BackupForm()
     form.source_ids.choices = [(s.id, _("%(name)s (%(kind)s)", name=s.name, kind=label(s.kind, "source_kind")))
                                for s in Source.query.order_by(Source.name)]
+    if not form.is_submitted():
+        form.encrypt.data = encryption.encrypt_all()
     return form
 
 
+def encryption_choice():
+    """What the form's "Encrypt" checkbox can be: there may be no key yet, or every backup is encrypted."""
+    return {"encryption_keys": len(encryption.list_keys()), "encrypt_all": encryption.encrypt_all()}
+
+
 def render_new(error=None):
-    return render_template("backups/new.html", form=new_backup_form()), error.status if error else 200
+    return (render_template("backups/new.html", form=new_backup_form(), **encryption_choice()),
+            error.status if error else 200)
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -49,13 +57,13 @@ def new():
     if form.validate_on_submit():
         backup = backups.start_backup(
             actor(), type=form.type.data, source_ids=form.source_ids.data if form.type.data == "custom" else None,
-            note=form.note.data, compression=form.compression.data)
+            note=form.note.data, compression=form.compression.data, encrypt=bool(form.encrypt.data))
         flash(_("Backup %(name)s started.", name=backup.name), "success")
         return redirect(url_for("backups.detail", backup_id=backup.id))
     for field, errors in form.errors.items():
         flash(_("%(field)s: %(errors)s", field=getattr(form, field).label.text if hasattr(form, field) else field,
                 errors="; ".join(map(str, errors))), "error")
-    return render_template("backups/new.html", form=form), 400 if form.errors else 200
+    return render_template("backups/new.html", form=form, **encryption_choice()), 400 if form.errors else 200
 
 
 @bp.route("/<int:backup_id>")
@@ -67,7 +75,19 @@ def detail(backup_id):
     return render_template("backups/detail.html", backup=backup, members=members[:MANIFEST_PAGE],
                            member_total=len(members), targets=targets, target_problem=target_problem,
                            operations=operations.operations_of(backup), copies=copies.copies_of(backup),
-                           open_restore=request.args.get("restore") == "1")
+                           open_restore=request.args.get("restore") == "1",
+                           open_deep_verify=request.args.get("verify") == "1", encryption=encryption_facts(backup))
+
+
+def encryption_facts(backup):
+    """For an encrypted backup: [(key name, or None for a key no longer here, public key)] it is
+    encrypted to, and the names of those whose identity Cairn keeps (which open it unattended)."""
+    if not backup.encrypted:
+        return None
+    keys = {key.recipient: key for key in encryption.list_keys()}
+    recipients = backup.recipients or []
+    return {"recipients": [(keys[r].name if r in keys else None, r) for r in recipients],
+            "kept": [keys[r].name for r in recipients if r in keys and keys[r].has_identity]}
 
 
 def restore_choices(backup):
@@ -122,12 +142,20 @@ def delete(backup_id):
     return redirect(url_for("backups.index"))
 
 
+def verify_refused(error, backup_id):
+    """Back to the backup; a refused deep verify opens its dialog again (with the identity field empty)."""
+    again = {"verify": 1} if request.form.get("deep") == "1" and request.form.get("identity") is not None else {}
+    return redirect(url_for("backups.detail", backup_id=backup_id, **again))
+
+
 @bp.route("/<int:backup_id>/verify", methods=["POST"])
 @admin_required
-@refusals(back_to("backups.detail"))
+@refusals(verify_refused)
 def verify(backup_id):
     backup = get_or_404(backups.get_backup, backup_id)
-    operation = operations.start_verify(actor(), backup, deep=request.form.get("deep") == "1")
+    deep = request.form.get("deep") == "1"
+    operation = operations.start_verify(actor(), backup, deep=deep,
+                                        identity=request.form.get("identity") if deep else None)
     return redirect(url_for("operations.detail", operation_id=operation.id))
 
 
@@ -158,7 +186,7 @@ def restore(backup_id):
         source_ids=form.getlist("source_ids", type=int) or None,
         safety_backup=form.get("safety_backup") == "1",
         targets={key.removeprefix("target-"): value for key, value in form.items() if key.startswith("target-")},
-        terminate_connections=form.get("terminate_connections") == "1")
+        terminate_connections=form.get("terminate_connections") == "1", identity=form.get("identity"))
     return redirect(url_for("operations.detail", operation_id=operation.id))
 
 
@@ -171,6 +199,6 @@ def import_archive():
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         raise Invalid(N_("choose an archive file to upload"))
-    backup = imports.import_archive(actor(), upload)
+    backup = imports.import_archive(actor(), upload, identity=request.form.get("identity"))
     flash(_("Imported and verified %(name)s. You can restore it now.", name=backup.name), "success")
     return redirect(url_for("backups.detail", backup_id=backup.id, restore=1))

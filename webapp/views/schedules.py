@@ -5,7 +5,7 @@ from flask_babel import gettext as _, lazy_gettext as _l
 from flask_login import current_user, login_required
 
 from ..models import BACKUP_TYPES, Source
-from ..services import retention, schedules
+from ..services import encryption, retention, schedules
 from ..services.settings import KEEP_LOCAL, RETENTION_RULES
 from .common import actor, admin_required, back_to, get_or_404, refusals
 
@@ -18,7 +18,7 @@ def form_data(form):
     """The service's fields from the page's form: a preset with its time, or a cron expression."""
     data = {"name": form.get("name", ""), "timezone": form.get("timezone") or "UTC",
             "type": form.get("type", "full"), "compression": "zstd",
-            "source_ids": form.getlist("source_ids", type=int),
+            "source_ids": form.getlist("source_ids", type=int), "encrypt": form.get("encrypt") == "1",
             "retention": {**{rule: int(form.get(rule) or 0) if (form.get(rule) or "0").isdigit() else -1
                              for rule in RETENTION_RULES}, **keep_local_of(form)}}
     if form.get("preset") == "cron":
@@ -50,7 +50,8 @@ def schedule_values(schedule):
 
 def form_context(form):
     return {"form": form, "weekdays": WEEKDAYS, "backup_types": BACKUP_TYPES,
-            "sources": Source.query.order_by(Source.name).all()}
+            "sources": Source.query.order_by(Source.name).all(), "encryption_keys": len(encryption.list_keys()),
+            "encrypt_all": encryption.encrypt_all()}
 
 
 def render_list(error=None):

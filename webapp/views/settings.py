@@ -1,5 +1,5 @@
-"""Settings: retention defaults, users (admins), and every user's own language, time zone, API
-keys and password."""
+"""Settings: retention defaults, encryption keys (their forms post to views.encryption), users
+(admins), and every user's own language, time zone, API keys and password."""
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import get_timezone, gettext as _, refresh
@@ -7,7 +7,7 @@ from flask_login import current_user, login_required, login_user
 
 from ..labels import label
 from ..models import ROLES, User
-from ..services import accounts, retention
+from ..services import accounts, encryption, retention
 from ..services.settings import DAY_SETTINGS, KEEP_LOCAL, RETENTION_RULES, retention_settings, update_retention_settings
 from .common import actor, admin_required, refusals
 from .auth import confirm_recent_sign_in, mark_signed_in
@@ -29,14 +29,16 @@ def retention_form_data(form):
             **{field: whole_number(form.get(field)) for field in DAY_SETTINGS}}
 
 
-def render(values=None, status=200, new_key=None):
-    """The settings page; `new_key` is an API key secret to show this once."""
+def render(values=None, status=200, new_key=None, key_form=None):
+    """The settings page; `new_key` is an API key secret to show this once; `key_form` what was
+    sent in a refused encryption key form (never an identity), to show again."""
     return render_template(
         "settings/index.html", retention=values or retention_settings(),
         preview=retention.preview_scope(retention.global_scope()), roles=ROLES, new_key=new_key,
         users=User.query.order_by(User.username).all() if current_user.is_admin else [],
         api_keys=accounts.api_keys_of(current_user).all(), current_zone=get_timezone().zone,
-        default_zone=current_app.config["DEFAULT_TIMEZONE"]), status
+        default_zone=current_app.config["DEFAULT_TIMEZONE"], encryption_keys=encryption.list_keys(),
+        encrypt_all=encryption.encrypt_all(), key_form=key_form or {}), status
 
 
 def render_refused(error, **view_args):
