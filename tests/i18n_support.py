@@ -28,7 +28,7 @@ EN = {"Accept-Language": "en"}
 # the word to type, "Restore" is an English word).
 ALLOWED_WORDS = frozenset("""
     Cairn SQLite PostgreSQL Postgres MySQL MariaDB zstd gzip tar cron S3 API APIs URL URLs JSON SHA UTC
-    RESTORE htmx IANA ISO KiB MiB GiB TiB English
+    RESTORE htmx IANA ISO KiB MiB GiB TiB English age
 """.split())
 # The API's field and filter names never change; a message about one names it as it is sent.
 FIELD_NAMES = frozenset("since until".split())

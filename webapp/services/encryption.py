@@ -11,6 +11,7 @@ import base64
 import hashlib
 import os
 
+import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
@@ -123,8 +124,10 @@ def keep_identity(key, identity):
 
 def dependent_backups(key):
     """Encrypted backups that were encrypted to this key, newest first."""
-    encrypted = Backup.query.filter(Backup.encrypted.is_(True)).order_by(Backup.id.desc()).all()
-    return [b for b in encrypted if key.recipient in (b.recipients or [])]
+    # The JSON list's text holds the key in quotes; the database narrows, Python decides.
+    candidates = Backup.query.filter(Backup.encrypted.is_(True),
+                                     sa.cast(Backup.recipients, sa.Text).contains(key.recipient))
+    return [b for b in candidates.order_by(Backup.id.desc()) if key.recipient in (b.recipients or [])]
 
 
 def delete_key(actor, key, confirmed=False):
@@ -136,15 +139,15 @@ def delete_key(actor, key, confirmed=False):
     needing = dependent_backups(key)
     if needing and not confirmed:
         names = ", ".join(b.name for b in needing[:LISTED_DEPENDENTS])
-        raise Conflict(N_("%(count)s backups are encrypted to this key (%(backups)s); without its identity "
-                          "they cannot be restored. Confirm to remove it anyway"), count=len(needing), backups=names)
+        raise Conflict(N_("backups encrypted to this key: %(count)s (%(backups)s); without its identity they "
+                          "cannot be restored. Confirm to remove it anyway"), count=len(needing), backups=names)
     if key.has_identity and os.path.exists(identity_path(key)):
         os.unlink(identity_path(key))
     name = key.name
     db.session.delete(key)
     db.session.commit()
     audit(actor, "encryption_key.delete", f"encryption_key:{name}",
-          detail=Message(N_("%(count)s encrypted backups needed it"), count=len(needing)) if needing else "")
+          detail=Message(N_("encrypted backups that needed it: %(count)s"), count=len(needing)) if needing else "")
 
 
 # -------------------------------------------------------------- settings ----
