@@ -122,6 +122,12 @@ class ArchiveWriter:
         self.members.append(entry)
         return entry
 
+    def add_reference(self, entry):
+        """List a file whose bytes another archive holds (an incremental backup's unchanged
+        file, see incremental.py): it is in the manifest, not in the tar."""
+        self.members.append(entry)
+        return entry
+
     def add_dir(self, name, mode, mtime, uid=0, gid=0):
         """Add a directory member, so empty folders and their modes survive."""
         self._write_header(tar_header(name, 0, mode, int(mtime), uid, gid, tarfile.DIRTYPE))

@@ -9,6 +9,7 @@ import time
 
 from .archive_writer import ArchiveWriter
 from .errors import BackupError, error_text
+from .incremental import folder_index
 from .messages import Message, N_
 from .progress import FINISHING, Reporter
 
@@ -25,7 +26,7 @@ class BackupResult:
 
 
 def create_backup(sources, archive_path, *, meta, staging_dir, compression="zstd",
-                  progress=None, should_cancel=None, threads=None, recipients=None):
+                  progress=None, should_cancel=None, threads=None, recipients=None, parent=None):
     """Write all `sources` into a sealed archive at `archive_path`; return what it holds.
 
     `meta` goes into cairn.json (type, mode, parent, name, ...). Scratch files live in
@@ -33,11 +34,17 @@ def create_backup(sources, archive_path, *, meta, staging_dir, compression="zstd
     `should_cancel()` is asked at every chunk until the archive is being sealed (FINISHING);
     from then on the backup completes. With `recipients` (age public keys) the archive is
     encrypted to every one of them; its name should then end in `.age`.
+
+    With `parent` ({"name": …, "members": the parent's manifest members}) the backup is
+    incremental: folder sources store only the files that changed since the parent and list the
+    others as held by the archives that have them (see incremental.py).
     """
     reporter = Reporter(progress, should_cancel)
     reporter.set_phase("scanning sources")
     for source in sources:
         source.validate()
+        if parent is not None and source.kind == "files":
+            source.previous = folder_index(parent["name"], parent["members"], source.name)
     now = time.time()
     os.makedirs(staging_dir, exist_ok=True)
     try:

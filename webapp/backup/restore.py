@@ -15,6 +15,7 @@ import tempfile
 from .archive_scan import scan_archive
 from .checksums import checksum_problems, quick_check
 from .errors import KeyMismatch, RestoreError, UndoError, VerifyError, error_text
+from .incremental import holders
 from .dump_files import DumpFile, database_kind
 from .messages import Message, N_, joined
 from .sources import dump_check_for
@@ -104,6 +105,15 @@ class DatabaseSpool:
 
 
 @dataclasses.dataclass
+class HeldArchive:
+    """An earlier archive of an incremental chain, holding files the restored backup lists."""
+    name: str  # the backup's name, as the manifest's "in" gives it
+    path: str
+    sha256: str = None
+    members: list = None  # its record's manifest members, when known
+
+
+@dataclasses.dataclass
 class RestoreResult:
     sha256: str
     restored: list
@@ -112,7 +122,7 @@ class RestoreResult:
 
 def restore_archive(path, sources, *, token, expected_sha256=None, expected_members=None,
                     reporter=None, lock_timeout=30, keep_old_copies=False, staging_dir=None,
-                    on_set_aside=None, on_applying=None, on_applied=None, identities=None):
+                    on_set_aside=None, on_applying=None, on_applied=None, identities=None, held=()):
     """Restore the named `sources` from the archive at `path`; all of them or none.
 
     `sources` are engine Source objects whose names and kinds match the archive's; each knows
@@ -122,6 +132,9 @@ def restore_archive(path, sources, *, token, expected_sha256=None, expected_memb
 
     An encrypted archive is decrypted with `identities` as it streams; what it yields is only
     staged, and applied once the age stream has ended with its last chunk authenticated.
+
+    An incremental backup's unchanged files are read from the earlier archives that hold them,
+    `held` (HeldArchive), each checked whole as it streams, before anything is applied.
 
     Server databases' dumps are staged in `staging_dir` (a private temporary folder when not
     given), which is removed at the end. A replaced folder tree is removed at the end too, unless
@@ -136,7 +149,7 @@ def restore_archive(path, sources, *, token, expected_sha256=None, expected_memb
     """
     restorers = {}
     if reporter is not None:
-        reporter.total = os.path.getsize(path) if os.path.isfile(path) else 0
+        reporter.total = sum(os.path.getsize(p) for p in (path, *(h.path for h in held)) if os.path.isfile(p))
         reporter.set_phase("verifying and staging")
     staging_dir = staging_dir or tempfile.mkdtemp(prefix="cairn-restore-")
     os.makedirs(staging_dir, mode=0o700, exist_ok=True)
@@ -151,6 +164,7 @@ def restore_archive(path, sources, *, token, expected_sha256=None, expected_memb
             raise VerifyError(N_("the archive's SHA-256 %(actual)s does not match the recorded %(expected)s"),
                               actual=result.sha256, expected=expected_sha256)
         check_sources_present(result.meta, sources)
+        stage_held_files(result.manifest["members"], held, restorers, reporter, identities)
         for restorer in restorers.values():
             restorer.check(result.manifest["members"])
         if reporter is not None:
@@ -164,6 +178,40 @@ def restore_archive(path, sources, *, token, expected_sha256=None, expected_memb
         remove_old_copies(old_copies)
         old_copies = []
     return RestoreResult(result.sha256, [s.name for s in sources], old_copies)
+
+
+def stage_held_files(members, held, restorers, reporter, identities):
+    """Stage the files an incremental manifest takes from earlier archives, reading each archive
+    of the chain that holds some of them once, whole, through the checking reader."""
+    by_name = {archive.name: archive for archive in held}
+    for name, paths in holders(members).items():
+        wanted = {p for p in paths if routed_source(p) in restorers}
+        if not wanted:
+            continue
+        archive = by_name.get(name)
+        if archive is None:
+            raise VerifyError(N_("the archive of backup %(name)s, which holds files of this backup, is missing "
+                                 "from the chain"), name=name)
+        found = scan_archive(archive.path, sink=held_router(restorers, wanted), expected=archive.members,
+                             reporter=reporter, identities=identities)
+        if archive.sha256 and found.sha256 != archive.sha256:
+            raise VerifyError(N_("%(file)s: SHA-256 %(actual)s does not match the recorded %(expected)s"),
+                              file=os.path.basename(archive.path), actual=found.sha256, expected=archive.sha256)
+
+
+def routed_source(member_path):
+    """The folder source a files/<source>/... member belongs to."""
+    return member_path.split("/", 2)[1] if member_path.startswith("files/") else None
+
+
+def held_router(restorers, wanted):
+    """The reader's sink for an earlier archive of a chain: only the files wanted, to their restorers."""
+    def sink(name, member):
+        if name not in wanted or member.isdir():
+            return None
+        _, source_name, relative = name.split("/", 2)
+        return restorers[source_name].file_sink(relative, member)
+    return sink
 
 
 def recover_set_aside(entries, complete, touched=(), lock_timeout=30):

@@ -13,6 +13,7 @@ import shutil
 import stat
 
 from ..errors import DumpError, RestoreError, SourceError, error_text
+from ..incremental import file_sha256, reference, same_metadata, stat_fields
 from ..messages import Message, N_
 from .base import Restorer, Source, beside, make_parents, remove_made_parents
 
@@ -41,6 +42,11 @@ class GlobSet:
 
 class FilesSource(Source):
     kind = "files"
+    previous = None  # {relative path: manifest entry} of the parent backup, for an incremental one
+
+    def __init__(self, name, path=None, url=None, include=(), exclude=(), verify_contents=False):
+        super().__init__(name, path, url, include, exclude)
+        self.verify_contents = verify_contents  # compare contents, not only size, times and inode
 
     def restorer(self, token, lock_timeout, staging_dir):
         return FolderRestorer(self, token, lock_timeout)
@@ -125,21 +131,50 @@ class FilesSource(Source):
     def dump(self, writer, staging_dir, reporter):
         reporter.set_phase(f"archiving files:{self.name}")
         prefix = f"files/{self.name}"
-        skipped, size, files = [], 0, 0
+        skipped, counts = [], {"size": 0, "files": 0, "unchanged": 0}
         root = os.stat(self.path)
         writer.add_dir(prefix, root.st_mode, root.st_mtime, root.st_uid, root.st_gid)
-        for rel, st, is_dir in self.walk(skipped, stat_files=False):
+        # An incremental backup needs each file's stat before deciding to open it.
+        for rel, st, is_dir in self.walk(skipped, stat_files=self.previous is not None):
             if is_dir:
                 writer.add_dir(f"{prefix}/{rel}", st.st_mode, st.st_mtime, st.st_uid, st.st_gid)
-                continue
-            file_size = self._add_file(writer, f"{prefix}/{rel}", rel)
-            if file_size is None:
+            elif self._refer_to_parent(writer, f"{prefix}/{rel}", rel, st, reporter):
+                counts["size"] += st.st_size
+                counts["files"] += 1
+                counts["unchanged"] += 1
+            elif (file_size := self._add_file(writer, f"{prefix}/{rel}", rel)) is None:
                 skipped.append(rel)
             else:
-                size += file_size
-                files += 1
-        return {"name": self.name, "kind": self.kind, "size": size, "file_count": files,
-                "skipped_count": len(skipped), "skipped": skipped[:MAX_SKIPPED_LISTED]}
+                counts["size"] += file_size
+                counts["files"] += 1
+        summary = {"name": self.name, "kind": self.kind, "size": counts["size"], "file_count": counts["files"],
+                   "skipped_count": len(skipped), "skipped": skipped[:MAX_SKIPPED_LISTED]}
+        if self.previous is not None:
+            summary["unchanged_count"] = counts["unchanged"]
+        return summary
+
+    def _refer_to_parent(self, writer, member, rel, st, reporter):
+        """List an unchanged file as held by an earlier archive; False when it must be stored."""
+        old = self.previous.get(rel) if self.previous is not None else None
+        if old is None or not self._unchanged(old, rel, st):
+            return False
+        writer.add_reference(reference(member, old, st))
+        reporter.advance(st.st_size)  # not read, but backed up all the same
+        return True
+
+    def _unchanged(self, old, rel, st):
+        if not self.verify_contents:
+            return same_metadata(old, st)
+        if old.get("size") != st.st_size or "sha256" not in old:
+            return False
+        try:
+            fd = os.open(os.path.join(self.path, rel), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return False  # storing it reports what is wrong with it
+        try:
+            return file_sha256(fd) == old["sha256"]
+        finally:
+            os.close(fd)
 
     def _add_file(self, writer, member, rel):
         """Stream one file and return its size; None when it vanished or stopped being a regular
@@ -162,7 +197,8 @@ class FilesSource(Source):
             if not stat.S_ISREG(st.st_mode):
                 return None
             try:
-                writer.add_stream(member, f, st.st_size, st.st_mode, st.st_mtime, st.st_uid, st.st_gid)
+                entry = writer.add_stream(member, f, st.st_size, st.st_mode, st.st_mtime, st.st_uid, st.st_gid)
+                entry.update(stat_fields(st))  # what the next incremental backup compares with
             except OSError as e:
                 if writer_error(e):
                     raise
