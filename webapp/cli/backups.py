@@ -50,13 +50,17 @@ def list_backups(backup_type, status, trigger, since, until, limit, as_json):
 @click.option("--note", default="", help="A note kept with the backup.")
 @click.option("--compression", type=click.Choice(list(COMPRESSIONS)), default="zstd", show_default=True)
 @click.option("--encrypt", is_flag=True, help="Encrypt it with age to every encryption key.")
+@click.option("--incremental", is_flag=True,
+              help="Store only the files changed since the last backup of the same sources.")
 @wait_option
 @json_option
-def create(backup_type, source_ids, note, compression, encrypt, wait, as_json):
+def create(backup_type, source_ids, note, compression, encrypt, incremental, wait, as_json):
     """Start a backup (one runs at a time)."""
+    mode = "incremental" if incremental else "full"
     backup = backups.start_backup(actor(), type=backup_type or ("custom" if source_ids else "full"),
                                   source_ids=list(source_ids) or None, note=note, compression=compression,
-                                  encrypt=encrypt)
+                                  encrypt=encrypt, mode=mode)
+    click.echo(str(backups.started_message(mode, backup)), err=True)
     follow(backup, wait, as_json, backup_text)
 
 

@@ -59,13 +59,18 @@ def timed_out():
 def write_archive(backup, sources, tracker, should_cancel=None):
     """Back up `sources` into the row's archive file, with the tracker's progress and heartbeat."""
     store = backup_storage()
+    parent = backup.parent if backup.mode == "incremental" else None
+    if backup.mode == "incremental" and parent is None:  # removed since the backup was asked for
+        backup.mode = "full"
+        db.session.commit()
     with tracker.heartbeat():
         return create_backup(
             sources, store.path(backup.file_name), staging_dir=store.staging_dir(backup.name),
             meta={"name": backup.name, "type": backup.type, "mode": backup.mode,
-                  "trigger": backup.trigger, "parent": None},
+                  "trigger": backup.trigger, "parent": parent.name if parent else None},
             compression=backup.compression, progress=tracker.progress,
-            should_cancel=should_cancel or tracker.should_cancel, recipients=backup.recipients or None)
+            should_cancel=should_cancel or tracker.should_cancel, recipients=backup.recipients or None,
+            parent={"name": parent.name, "members": parent.manifest or []} if parent else None)
 
 
 def engine_sources(backup):

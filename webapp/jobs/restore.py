@@ -1,5 +1,6 @@
 """The restore job: verify the archive, take a safety backup, then restore every chosen source or none."""
 
+import contextlib
 import logging
 import os
 
@@ -10,11 +11,13 @@ from ..backup import BackupError, Cancelled
 from ..backup.checksums import quick_check
 from ..backup.errors import KeyMismatch, UndoError, VerifyError
 from ..backup.messages import Message, N_, joined
-from ..backup.restore import restore_archive
+from ..backup.restore import HeldArchive, restore_archive
 from ..extensions import db
 from ..models import Operation, Source, Status
 from ..services.audit import audit
+from ..errors import ServiceError
 from ..services.backups import new_backup_row
+from ..services.chains import chain_of
 from ..services.encryption import identities_for, recipients_for_safety_backup, take_over
 from ..services.local_archives import local_archive
 from ..services.operations import record_verification
@@ -82,20 +85,40 @@ def record_success(operation, tracker, result, restored):
 
 
 def restore(operation, tracker, result, given_identity=None):
-    """Check the archive (fetched from a destination when it is no longer in BACKUP_DIR, its SHA-256
-    checked before anything else happens), save the current data, then put the archive's data in place."""
+    """Check the archives (fetched from a destination when no longer in BACKUP_DIR, their SHA-256
+    checked before anything else happens; for an incremental backup, every archive of its chain),
+    save the current data, then put the archive's data in place."""
     sources = restore_sources(operation)
     if len(sources) != len(operation.params.get("source_ids", [])):
         raise BackupError(N_("a source chosen for this restore was deleted meanwhile; nothing was changed"))
-    identities = identities_for(operation.backup, given_identity)
+    chain = backup_chain(operation.backup)
+    identities = identities_for(operation.backup, given_identity, chain)
     staging = backup_storage().staging_dir(f"operation-{operation.id}")
-    with local_archive(operation.backup, tracker.reporter(), staging) as archive:
+    with contextlib.ExitStack() as stack:
+        archive = stack.enter_context(local_archive(operation.backup, tracker.reporter(), staging))
         if archive.fetched_from:
             record(tracker, result, fetched_from=archive.fetched_from)
-        return restore_from(operation, tracker, result, sources, archive.path, staging, identities)
+        held = [held_archive(stack, operation, backup, tracker) for backup in chain[1:]]
+        return restore_from(operation, tracker, result, sources, archive.path, staging, identities, held)
 
 
-def restore_from(operation, tracker, result, sources, path, staging, identities):
+def backup_chain(backup):
+    """The backup and, for an incremental one, the earlier backups whose archives it needs."""
+    try:
+        return chain_of(backup)
+    except ServiceError as e:
+        raise VerifyError(e.message) from None
+
+
+def held_archive(stack, operation, backup, tracker):
+    """An earlier archive of the chain at hand (fetched when needed), its SHA-256 checked."""
+    staging = backup_storage().staging_dir(f"operation-{operation.id}-chain-{backup.id}")
+    archive = stack.enter_context(local_archive(backup, tracker.reporter(), staging))
+    check_archive(backup, archive.path, tracker.reporter())
+    return HeldArchive(backup.name, archive.path, backup.sha256, backup.manifest)
+
+
+def restore_from(operation, tracker, result, sources, path, staging, identities, held=()):
     backup = operation.backup
     reporter = tracker.reporter()
     check_archive(backup, path, reporter)
@@ -108,7 +131,7 @@ def restore_from(operation, tracker, result, sources, path, staging, identities)
                                                         recipients_for_safety_backup(backup, identities))
         tracker.record_result(result)
     return restore_archive(path, sources, token=restore_token(tracker.attempt), identities=identities,
-                           expected_sha256=backup.sha256, expected_members=backup.manifest,
+                           expected_sha256=backup.sha256, expected_members=backup.manifest, held=held,
                            reporter=tracker.reporter(), keep_old_copies=True,
                            lock_timeout=current_app.config["RESTORE_LOCK_TIMEOUT"],
                            staging_dir=staging,

@@ -80,6 +80,8 @@ class Source(db.Model):
     include = db.Column(db.JSON, nullable=False, default=list)
     exclude = db.Column(db.JSON, nullable=False, default=list)
     enabled = db.Column(db.Boolean, nullable=False, default=True)
+    # Folders: hash every file when looking for changes, instead of trusting size, times and inode.
+    verify_contents = db.Column(db.Boolean, nullable=False, default=False)
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     updated_at = db.Column(db.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
 
@@ -94,8 +96,11 @@ class Source(db.Model):
 
     def engine_settings(self):
         """What the engine needs to build this source."""
-        return {"path": self.path, "url": self.url, "include": self.include or [],
-                "exclude": self.exclude or []}
+        settings = {"path": self.path, "url": self.url, "include": self.include or [],
+                    "exclude": self.exclude or []}
+        if self.kind == "files":
+            settings["verify_contents"] = self.verify_contents
+        return settings
 
 
 class Backup(db.Model):
@@ -106,7 +111,7 @@ class Backup(db.Model):
     type = db.Column(db.String(16), nullable=False, default="full")
     trigger = db.Column(db.String(16), nullable=False, default="manual")
     mode = db.Column(db.String(16), nullable=False, default="full")
-    parent_id = db.Column(db.Integer, db.ForeignKey("backups.id", ondelete="SET NULL"))
+    parent_id = db.Column(db.Integer, db.ForeignKey("backups.id", ondelete="SET NULL"), index=True)
     status = db.Column(db.String(16), nullable=False, default=Status.PENDING.value, index=True)
     phase = db.Column(db.String(200), nullable=False, default="")
     done_bytes = db.Column(db.BigInteger, nullable=False, default=0)
@@ -145,6 +150,7 @@ class Backup(db.Model):
     heartbeat_at = db.Column(db.DateTime)
     cancel_requested = db.Column(db.Boolean, nullable=False, default=False)
     created_by = db.relationship("User")
+    parent = db.relationship("Backup", remote_side=[id], foreign_keys=[parent_id])
 
     @property
     def is_active(self):
@@ -254,6 +260,8 @@ class Schedule(db.Model):
     source_ids = db.Column(db.JSON, nullable=False, default=list)  # for backup_type "custom"
     compression = db.Column(db.String(8), nullable=False, default="zstd")
     encrypt = db.Column(db.Boolean, nullable=False, default=False)
+    mode = db.Column(db.String(16), nullable=False, default="full")  # full or incremental
+    full_every = db.Column(db.Integer, nullable=False, default=7)  # with incremental: every Nth run is full
     retention = db.Column(db.JSON, nullable=False, default=dict)  # backup.retention.Policy fields
     enabled = db.Column(db.Boolean, nullable=False, default=True)
     next_run_at = db.Column(db.DateTime, index=True)  # UTC; None while disabled
@@ -268,6 +276,7 @@ class Schedule(db.Model):
     def to_dict(self):
         return {"id": self.id, "name": self.name, "timing": self.timing, "backup_type": self.backup_type,
                 "source_ids": self.source_ids or [], "compression": self.compression, "encrypt": self.encrypt,
+                "mode": self.mode, "full_every": self.full_every,
                 "retention": self.retention or {}, "enabled": self.enabled,
                 "next_run_at": isoformat(self.next_run_at), "last_run_at": isoformat(self.last_run_at),
                 "last_status": self.last_status, "last_message": self.last_message,

@@ -13,7 +13,8 @@ from ..backup.sources import SOURCE_KINDS
 from ..backup.sources.base import NAME_PATTERN
 from ..models import MAX_ID, BACKUP_TYPES, LOCALES, ROLES
 from ..security import MIN_PASSWORD_LENGTH
-from ..services.backups import MAX_NOTE
+from ..services.backups import BACKUP_MODES, MAX_NOTE
+from ..services.chains import MAX_FULL_EVERY
 from ..services.settings import MAX_RETENTION_RULE
 
 MAX_LOCATION = 4096  # the length of a source's path and url columns
@@ -175,7 +176,9 @@ SourceName = text(1, 64, strip=True, pattern=NAME_PATTERN.pattern,
 TimingText = text(max_length=MAX_TIMING_TEXT)
 BackupType = one_of(BACKUP_TYPES)
 Compression = one_of(COMPRESSIONS)
-FullMode = one_of(["full"], rule=Message(N_("%(field)s must be full: only full backups are available")))
+BackupMode = one_of(BACKUP_MODES)
+FullEvery = whole_number(1, MAX_FULL_EVERY, Message(N_("%(field)s must be a whole number from %(low)s to %(high)s"),
+                                                    low=1, high=MAX_FULL_EVERY))
 Role = one_of(ROLES)
 Locale = one_of(LOCALES)
 TimeZone = text(1, 64, rule=Message(N_("%(field)s must be an IANA time zone name such as Asia/Shanghai or UTC")))

@@ -6,7 +6,7 @@ from pydantic import (BaseModel, ConfigDict, Field,
 
 from ..backup.messages import Message, N_
 from ..backup.schedule_timing import KINDS as TIMING_KINDS
-from .fields import (CONFIRM_WORD, BackupType, Compression, Day, Flag, FullMode, Globs, Id, Identity, Location,
+from .fields import (CONFIRM_WORD, BackupMode, BackupType, Compression, Day, Flag, FullEvery, Globs, Id, Identity, Location,
                      NewPassword, Locale, Note, PasswordAgain, RetentionRule, Role, ScheduleName, Secret, SourceKind, SourceName,
                      Targets, TimeZone, TimingText, Username, Weekday, one_of, refuse, shown, text)
 
@@ -55,7 +55,9 @@ class BackupCreate(Body):
     source_ids: list[Id] | None = Field(None, description="for type custom")
     note: Note = ""
     compression: Compression = "zstd"
-    mode: FullMode = "full"
+    mode: BackupMode = Field("full", description="incremental: folders store only what changed since the newest "
+                                                  "completed backup of the same sources (a full backup when "
+                                                  "there is none)")
     encrypt: Flag = Field(False, description="encrypt with age to every encryption key (Settings → Encryption); "
                                              "needs at least one key")
     destination_ids: list[Id] | None = Field(None, description="where the archive is copied once it "
@@ -105,6 +107,8 @@ class SourceChange(Body):
     include: Globs | None = Field(None, description="glob patterns (files)")
     exclude: Globs | None = Field(None, description="glob patterns (files)")
     enabled: Flag = None
+    verify_contents: Flag = Field(None, description="folders: hash every file to find changes (slower; for file "
+                                                    "systems whose times cannot be trusted)")
 
 
 class SourceCreate(SourceChange):
@@ -146,7 +150,9 @@ class ScheduleChange(Body):
                                         examples=["Europe/Berlin"])
     type: BackupType = None
     source_ids: list[Id] | None = Field(None, description="for type custom")
-    mode: FullMode = None
+    mode: BackupMode = None
+    full_every: FullEvery = Field(None, description="with mode incremental, every Nth run is a full backup "
+                                                    "(default 7)")
     compression: Compression = None
     encrypt: Flag = Field(None, description="encrypt each backup with age to every encryption key")
     retention: Retention | None = None

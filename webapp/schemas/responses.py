@@ -65,7 +65,8 @@ class Backup(WithProgress):
     name: str = Field(description="backup_<trigger>_<YYYYmmdd_HHMMSS>_<suffix>")
     type: Literal[BACKUP_TYPES]
     trigger: Literal[TRIGGERS]
-    mode: Literal["full", "incremental"] = Field(description="this version takes only full backups")
+    mode: Literal["full", "incremental"] = Field(description="incremental: its folders hold only what changed "
+                                                             "since its parent")
     parent_id: int | None = Field(description="the backup an incremental backup builds on")
     status: Literal[STATUSES]
     phase: str = Field(description="what a running backup is doing, e.g. compressing")
@@ -135,6 +136,8 @@ class Source(Shape):
     include: Annotated[list[str], BeforeValidator(empty_if_none)] = Field(description="glob patterns (files)")
     exclude: Annotated[list[str], BeforeValidator(empty_if_none)] = Field(description="glob patterns (files)")
     enabled: bool
+    verify_contents: bool = Field(description="folders: an incremental backup hashes every file to find changes, "
+                                              "instead of trusting size, mtime, inode and ctime")
     created_at: Time
     updated_at: Time
 
@@ -173,8 +176,9 @@ class Schedule(Translated):
     description_message: Any = record_of()
     type: Literal[BACKUP_TYPES]
     source_ids: list[int] = Field(description="for type custom")
-    mode: Literal["full"]
+    mode: Literal["full", "incremental"]
     compression: Literal[tuple(COMPRESSIONS)]
+    full_every: int = Field(ge=1, description="with mode incremental, every Nth run is a full backup")
     encrypt: bool = Field(description="each backup is encrypted with age to every encryption key")
     retention: Retention
     next_runs: list[Time] = Field(max_length=5, description="the next five run times; empty while disabled")

@@ -64,6 +64,7 @@ def adopt_source(actor, entry, result):
         result["existing_sources"].append(name)
         return
     fields = {key: entry.get(key) for key in ("name", "kind", "path", "url", "include", "exclude", "enabled")}
+    fields["verify_contents"] = entry.get("verify_contents") is True
     fields["enabled"] = entry.get("enabled") is not False
     try:
         try:
@@ -99,6 +100,7 @@ def create_source_for_missing_path(actor, fields):
         raise Invalid(e.message) from None
     refuse_cairns_own_data(engine_source)
     source = Source(name=engine_source.name, kind=fields["kind"], path=engine_source.path, url=None,
+                    verify_contents=fields["verify_contents"] and fields["kind"] == "files",
                     include=engine_source.include, exclude=engine_source.exclude, enabled=fields["enabled"])
     db.session.add(source)
     db.session.commit()
@@ -114,7 +116,7 @@ def adopt_schedule(actor, entry, result):
     wanted = [n for n in entry.get("sources") or [] if isinstance(n, str)]
     ids = {source.name: source.id for source in Source.query.filter(Source.name.in_(wanted))}
     data = {key: entry.get(key) for key in ("name", "preset", "time", "weekday", "day", "cron", "timezone",
-                                            "type", "compression", "encrypt", "retention")}
+                                            "type", "compression", "encrypt", "mode", "full_every", "retention")}
     data = {key: value for key, value in data.items() if value is not None}
     data.update(enabled=entry.get("enabled") is not False, source_ids=[ids[n] for n in wanted if n in ids])
     try:

@@ -9,12 +9,14 @@ from ..errors import Conflict, Invalid, NotFound
 from ..extensions import db
 from ..models import ACTIVE_STATUSES, BACKUP_TYPES, STATUSES, TRIGGERS, Backup, Source, Status, utcnow
 from .audit import audit, parse_time, parse_until
+from .chains import incremental_parent, refuse_if_needed
 from .copies import delete_copies, destinations_for_new_backup
 from .encryption import recipients_for_new_backup
 from .storage import backup_storage
 
 RUN_BACKUP = "webapp.jobs.backup.run_backup"
 MAX_NOTE = 1000
+BACKUP_MODES = ("full", "incremental")
 LIST_FILTERS = ("type", "status", "trigger", "since", "until")  # backup_query's keyword arguments
 BACKUP_CHANGES = ("note", "pinned")
 
@@ -54,16 +56,22 @@ def last_completed_backup():
 # ---------------------------------------------------------------- start ----
 
 def start_backup(actor, type="full", source_ids=None, note="", compression="zstd", mode="full",
-                 encrypt=False, trigger="manual", schedule_id=None, destination_ids=None):
+                 encrypt=False, trigger="manual", schedule_id=None, destination_ids=None, full_every=None):
     """Create a pending backup, take the single run slot and enqueue its job. Once it completes
-    it is copied to `destination_ids` (every enabled destination when None)."""
+    it is copied to `destination_ids` (every enabled destination when None).
+
+    With mode incremental its folders store only what changed since its parent (the newest
+    completed backup of the same sources); without one, or when the chain would grow past
+    `full_every` backups, it is a full backup (its mode says so)."""
     check_backup_options(compression, mode, encrypt)
     note = check_note(note)
     sources = select_sources(type, source_ids)
     destination_ids = destinations_for_new_backup(destination_ids)
     recipients = recipients_for_new_backup(encrypt)
+    parent = incremental_parent([s.id for s in sources], full_every) if mode == "incremental" else None
     runs.release_stale_slot()
     backup = new_backup_row(actor, type, trigger, sources, compression, note, schedule_id, recipients=recipients)
+    backup.mode, backup.parent_id = ("incremental", parent.id) if parent is not None else ("full", None)
     backup.destination_ids = destination_ids
     runs.add_with_job_id(backup)
     runs.take_slot(backup)
@@ -74,11 +82,19 @@ def start_backup(actor, type="full", source_ids=None, note="", compression="zstd
     return backup
 
 
+def started_message(mode_asked, backup):
+    """What starting a backup says: an incremental one asked for without a parent is a full one."""
+    if mode_asked == "incremental" and backup.mode == "full":
+        return Message(N_("backup started as a full backup: there is no earlier completed backup of the same "
+                          "sources to build on"))
+    return Message(N_("backup started"))
+
+
 def check_backup_options(compression, mode, encrypt):
     if not isinstance(compression, str) or compression not in COMPRESSIONS:
         raise Invalid(N_("%(field)s must be one of %(choices)s"), field="compression", choices=", ".join(COMPRESSIONS))
-    if mode != "full":
-        raise Invalid(N_("only full backups (mode 'full') are available"))
+    if mode not in BACKUP_MODES:
+        raise Invalid(N_("%(field)s must be one of %(choices)s"), field="mode", choices=", ".join(BACKUP_MODES))
     if not isinstance(encrypt, bool):
         raise Invalid(N_("%(field)s must be true or false"), field="encrypt")
 
@@ -182,10 +198,11 @@ def update_backup(actor, backup, data):
 
 
 def delete_backup(actor, backup):
-    """Delete a backup with its archive and its copies at destinations; 409 while it runs or a
-    copy is under an object lock."""
+    """Delete a backup with its archive and its copies at destinations; 409 while it runs, while
+    incremental backups build on it, or while a copy is under an object lock."""
     if backup.is_active:
         raise Conflict(N_("backup %(id)s is %(state)s; cancel it first"), id=backup.id, state=backup.status)
+    refuse_if_needed(backup)
     delete_copies(backup)
     if backup.file_name:
         backup_storage().delete(backup.file_name)

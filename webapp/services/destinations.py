@@ -194,8 +194,11 @@ def backup_row(actor, destination, item, checked):
     current = {s.name: s.id for s in Source.query.filter(Source.name.in_([s["name"] for s in archived]))}
     trigger = next((t for t in (meta.get("trigger"), parts["trigger"]) if t in TRIGGERS), "import")
     source_size = sum(m["size"] for m in checked.members if m["type"] == "file")
+    incremental = meta.get("mode") == "incremental"
+    parent = Backup.query.filter_by(name=str(meta.get("parent"))).first() if incremental else None
     return Backup(name=parts["name"], type=meta.get("type") if meta.get("type") in BACKUP_TYPES else "custom",
-                  trigger=trigger, mode="full", status=Status.COMPLETED.value, phase="completed",
+                  trigger=trigger, mode="incremental" if incremental else "full",
+                  parent_id=parent.id if parent else None, status=Status.COMPLETED.value, phase="completed",
                   created_at=created, started_at=started, completed_at=started, compression=compression_of(item.key),
                   source_ids=[current[s["name"]] for s in archived if s["name"] in current], sources=archived,
                   manifest=checked.members, sha256=checked.sha256, file_size=checked.size, file_name=item.key,

@@ -53,8 +53,9 @@ NOT_A_CONFIG = object()
 # The columns whose change changes the document (or where it can be written). Notification
 # channels join this table when they exist.
 WATCHED = {
-    Source: ("name", "kind", "path", "url", "include", "exclude", "enabled"),
-    Schedule: ("name", "timing", "backup_type", "source_ids", "compression", "encrypt", "retention", "enabled"),
+    Source: ("name", "kind", "path", "url", "include", "exclude", "enabled", "verify_contents"),
+    Schedule: ("name", "timing", "backup_type", "source_ids", "compression", "encrypt", "mode", "full_every",
+               "retention", "enabled"),
     EncryptionKey: ("name", "recipient"),
     Destination: ("name", "kind", "endpoint_url", "bucket", "prefix", "region", "access_key_id",
                   "secret_access_key", "immutable_days", "enabled"),
@@ -86,12 +87,14 @@ def source_entry(source):
     url = url_without_password(source.url) if source.url else None
     return {"name": source.name, "kind": source.kind, "path": source.path, "url": url,
             "password_removed": bool(source.url) and url != source.url,
-            "include": source.include or [], "exclude": source.exclude or [], "enabled": source.enabled}
+            "include": source.include or [], "exclude": source.exclude or [], "enabled": source.enabled,
+            "verify_contents": source.verify_contents}
 
 
 def schedule_entry(schedule, source_names):
     return {"name": schedule.name, "enabled": schedule.enabled, **timing_fields(Timing.from_dict(schedule.timing)),
-            "type": schedule.backup_type, "mode": "full", "compression": schedule.compression,
+            "type": schedule.backup_type, "mode": schedule.mode, "full_every": schedule.full_every,
+            "compression": schedule.compression,
             "encrypt": schedule.encrypt,
             "sources": [source_names[i] for i in schedule.source_ids or [] if i in source_names],
             "retention": schedule.retention or {}}

@@ -230,9 +230,11 @@ def require_identity(backup, identity, archive_path=None):
     return identity
 
 
-def identities_for(backup, given=None):
-    """Every identity that may open `backup`: the one given first, then those Cairn keeps."""
-    return ([given] if given else []) + kept_identities(backup)
+def identities_for(backup, given=None, chain=()):
+    """Every identity that may open `backup` (and the earlier archives of its `chain`): the one
+    given first, then those Cairn keeps."""
+    kept = [text for member in (backup, *chain) for text in kept_identities(member)]
+    return ([given] if given else []) + list(dict.fromkeys(kept))
 
 
 # -------------------------------------------------- hand-over to the worker ----

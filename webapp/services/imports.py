@@ -36,6 +36,10 @@ def import_archive(actor, upload, identity=None):
             checked = check_upload(path, os.path.join(staging, "check"), identities=identities if encrypted else None)
         except BackupError as e:
             raise Invalid(N_("%(file)s was refused: %(error)s"), file=original, error=e.message) from None
+        if checked.meta.get("mode") == "incremental":
+            raise Invalid(N_("%(file)s is an incremental backup: it holds only what changed since backup %(parent)s, "
+                             "so it cannot be restored on its own; download it as a full archive and import "
+                             "that"), file=original, parent=str(checked.meta.get("parent")))
         backup = imported_backup_row(actor, checked, compression, original)
         if encrypted:
             backup.encrypted, backup.recipients = True, opening_recipients(path, identities)

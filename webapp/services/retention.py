@@ -30,6 +30,7 @@ import zoneinfo
 from dataclasses import dataclass
 
 from sqlalchemy import delete, exists, or_, select
+from sqlalchemy.orm import aliased
 
 from .. import runs
 from ..backup import BackupError
@@ -53,6 +54,7 @@ RETENTION_OFF = N_("no retention rule set")
 IN_USE_BY = N_("in use by %(reader)s")
 READER = {"restore": N_("restore #%(id)s"), "verify": N_("verify #%(id)s"), "copy": N_("copy #%(id)s")}
 LOCKED_AT = N_("locked at %(destination)s until %(until)s")
+BUILT_ON = N_("incremental backup #%(id)s builds on it")
 ON_REQUEST = Message(N_("on request"))
 DAILY = dt.timedelta(days=1)
 RUN_RETENTION = "webapp.jobs.retention.run_retention"
@@ -149,6 +151,11 @@ def plan_scope(scope, now=None):
     for backup_id, users in readers_of(list(remove)).items():
         keep[backup_id] = [Message(IN_USE_BY, reader=user) for user in users]
         del remove[backup_id]
+    # Incremental backups of another scope (a manual one built on a scheduled one) keep theirs.
+    children = Backup.query.filter(Backup.parent_id.in_(list(remove))).all() if remove else []
+    for child in (c for c in children if c.id not in remove):
+        keep.setdefault(child.parent_id, []).append(Message(BUILT_ON, id=child.id))
+        remove.pop(child.parent_id, None)
     for backup_id in list(remove):
         locked = [copy for copy in backups[backup_id].copies if is_locked(copy)]
         if locked:
@@ -230,6 +237,7 @@ def apply_retention(actor, scopes, now=None, progress=None, should_cancel=lambda
     plans = [plan_scope(scope, now) for scope in scopes]
     # Plain data from here on: a row deleted meanwhile by someone else cannot trip us up.
     doomed = [(p.scope, removal(p.backups[i], reason)) for p in plans for i, reason in p.plan.remove.items()]
+    doomed.sort(key=lambda item: item[1]["id"], reverse=True)  # an incremental backup before its parent
     total = sum(entry["file_size"] or 0 for _, entry in doomed)
     removed, freed = [], 0
     for scope, entry in doomed:
@@ -271,9 +279,11 @@ def reason_of(entry):
 def remove_backup(actor, entry, scope):
     """Delete the row if it is still as planned, then its files; audit it. True when removed."""
     in_use = exists().where(Operation.backup_id == entry["id"], Operation.status.in_(ACTIVE_STATUSES))
+    child = aliased(Backup)
+    built_on = exists().where(child.parent_id == entry["id"])
     deleted = db.session.execute(
         delete(Backup).where(Backup.id == entry["id"], Backup.status == entry["status"],
-                             Backup.pinned.is_(False), ~in_use)
+                             Backup.pinned.is_(False), ~in_use, ~built_on)
         .execution_options(synchronize_session=False)).rowcount
     db.session.commit()
     if deleted != 1:

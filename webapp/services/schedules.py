@@ -11,6 +11,7 @@ from ..extensions import db
 from ..models import BACKUP_TYPES, Schedule, as_naive_utc, isoformat, name_taken, utcnow
 from .audit import audit
 from .backups import check_backup_options, select_sources, start_backup
+from .chains import check_full_every
 from .encryption import recipients_for_new_backup
 from .settings import retention_policy
 from .sources import text_field
@@ -50,7 +51,7 @@ def schedule_dict(schedule, now=None):
     data = schedule.to_dict()
     data.pop("timing")
     description = describe_timing(timing)
-    data.update(timing_fields(timing), type=data.pop("backup_type"), mode="full", description=str(description),
+    data.update(timing_fields(timing), type=data.pop("backup_type"), description=str(description),
                 description_message=as_message(description).as_record())
     after = (now or utcnow()).replace(tzinfo=dt.timezone.utc)
     data["next_runs"] = [isoformat(as_naive_utc(run)) for run in next_runs(timing, after, NEXT_RUNS_SHOWN)] \
@@ -89,7 +90,8 @@ def validate_schedule(data, existing=None):
     if backup_type == "custom":  # the others take the sources there are when it runs
         select_sources(backup_type, source_ids or None)
     compression, encrypt = merged.get("compression", "zstd"), merged.get("encrypt", False)
-    check_backup_options(compression, merged.get("mode", "full"), encrypt)
+    mode, full_every = merged.get("mode", "full"), check_full_every(merged.get("full_every"))
+    check_backup_options(compression, mode, encrypt)
     if encrypt:
         recipients_for_new_backup(encrypt)  # refuses while there is no key to encrypt to
     enabled = merged.get("enabled", True)
@@ -97,8 +99,8 @@ def validate_schedule(data, existing=None):
         raise Invalid(N_("%(field)s must be true or false"), field="enabled")
     return {"name": name, "timing": timing.to_dict(), "backup_type": backup_type,
             "source_ids": [int(i) for i in source_ids] if backup_type == "custom" else [],
-            "compression": compression, "encrypt": encrypt, "retention": retention_policy(merged.get("retention")),
-            "enabled": enabled}
+            "compression": compression, "encrypt": encrypt, "mode": mode, "full_every": full_every,
+            "retention": retention_policy(merged.get("retention")), "enabled": enabled}
 
 
 def schedule_name(fields, existing):
@@ -156,8 +158,8 @@ def delete_schedule(actor, schedule):
 def start_scheduled_backup(actor, schedule, note):
     """Start the schedule's backup (trigger scheduled)."""
     return start_backup(actor, type=schedule.backup_type, source_ids=schedule.source_ids or None,
-                        compression=schedule.compression, encrypt=schedule.encrypt, trigger="scheduled",
-                        schedule_id=schedule.id, note=note)
+                        compression=schedule.compression, encrypt=schedule.encrypt, mode=schedule.mode,
+                        full_every=schedule.full_every, trigger="scheduled", schedule_id=schedule.id, note=note)
 
 
 def run_schedule_now(actor, schedule):

@@ -13,7 +13,7 @@ from ..extensions import db
 from ..models import Source, name_taken
 from .audit import audit
 
-SOURCE_FIELDS = ("name", "kind", "path", "url", "include", "exclude", "enabled")
+SOURCE_FIELDS = ("name", "kind", "path", "url", "include", "exclude", "enabled", "verify_contents")
 LOOPBACK_HOSTS = ("", "localhost", "127.0.0.1", "::1", "[::1]")
 
 
@@ -71,17 +71,22 @@ def validate_source(data, existing=None):
     refuse_cairns_own_data(engine_source)
     if name_taken(Source.name, engine_source.name, existing):
         raise Conflict(N_("a source named %(name)s already exists"), name=repr(engine_source.name))
-    enabled = merged.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise Invalid(N_("%(field)s must be true or false"), field="enabled")
+    enabled, verify_contents = merged.get("enabled", True), merged.get("verify_contents", False)
+    for field, value in (("enabled", enabled), ("verify_contents", verify_contents)):
+        if not isinstance(value, bool):
+            raise Invalid(N_("%(field)s must be true or false"), field=field)
+    if verify_contents and kind != "files":
+        raise Invalid(N_("verify_contents applies to folder sources only"))
     return {"name": engine_source.name, "kind": kind, "path": engine_source.path, "url": engine_source.url,
-            "include": engine_source.include, "exclude": engine_source.exclude, "enabled": enabled}
+            "include": engine_source.include, "exclude": engine_source.exclude, "enabled": enabled,
+            "verify_contents": verify_contents}
 
 
 def editable_fields(source):
     """A stored source's fields as an edit starts from them (the password left out: it is kept)."""
     return {"name": source.name, "kind": source.kind, "path": source.path, "url": redact_url(source.url),
-            "include": source.include or [], "exclude": source.exclude or [], "enabled": source.enabled}
+            "include": source.include or [], "exclude": source.exclude or [], "enabled": source.enabled,
+            "verify_contents": source.verify_contents}
 
 
 def engine_source_from(fields, existing):

@@ -25,7 +25,7 @@ def create_backup():
     backup = backups.start_backup(caller(), type=data.type, source_ids=data.source_ids, note=data.note,
                                   compression=data.compression, mode=data.mode, encrypt=data.encrypt,
                                   destination_ids=data.destination_ids)
-    return ok(schemas.dump(schemas.Backup, backup), N_("backup started"), 202)
+    return ok(schemas.dump(schemas.Backup, backup), backups.started_message(data.mode, backup), 202)
 
 
 @bp.route("/backups/<int:backup_id>", methods=["GET"])
