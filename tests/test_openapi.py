@@ -295,16 +295,17 @@ def test_every_example_is_a_body_the_api_accepts():
 
 
 def test_the_document_says_what_the_code_does():
-    """Drift fixed when the document came to be generated: only full backups are taken, no import
-    operation exists (an import is a Backup with trigger import), a backup's deletion is refused
-    only while it runs, and the password asked again can be refused (403) or throttled (429)."""
+    """Drift fixed when the document came to be generated: backups are full or incremental, no
+    import operation exists (an import is a Backup with trigger import), a backup's deletion is
+    refused while it runs and while incremental backups build on it, and the password asked
+    again can be refused (403) or throttled (429)."""
     doc = document()
     components = doc["components"]["schemas"]
-    assert components["BackupCreate"]["properties"]["mode"]["const"] == "full"
-    assert components["ScheduleCreate"]["properties"]["mode"]["const"] == "full"
+    assert components["BackupCreate"]["properties"]["mode"]["enum"] == ["full", "incremental"]
+    assert components["ScheduleCreate"]["properties"]["mode"]["enum"] == ["full", "incremental"]
     assert components["Operation"]["properties"]["kind"]["enum"] == ["restore", "verify", "retention", "copy"]
     assert "import" in components["Backup"]["properties"]["trigger"]["enum"]
-    assert "incremental" not in doc["paths"]["/backups/{backup_id}"]["delete"]["description"]
+    assert "incremental" in doc["paths"]["/backups/{backup_id}"]["delete"]["description"]
     for path, method in (("/api-keys", "post"), ("/users", "post"), ("/users/{user_id}", "patch"),
                          ("/backups/{backup_id}/restore", "post")):
         assert {"403", "429"} <= set(doc["paths"][path][method]["responses"]), (method, path)

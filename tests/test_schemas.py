@@ -93,7 +93,7 @@ def test_a_new_api_key_shows_its_secret_once(world):
     (schemas.BackupCreate, {"source_ids": [1e308]}, f"source_ids.0 must be a whole number from 1 to {MAX_ID}"),
     (schemas.BackupCreate, {"source_ids": [2**70]}, f"source_ids.0 must be a whole number from 1 to {MAX_ID}"),
     (schemas.BackupCreate, {"source_ids": [True]}, f"source_ids.0 must be a whole number from 1 to {MAX_ID}"),
-    (schemas.BackupCreate, {"mode": "incremental"}, "mode must be full: only full backups are available"),
+    (schemas.BackupCreate, {"mode": "differential"}, "mode must be one of full, incremental"),
     (schemas.BackupChange, {"note": "x", "name": "y"}, "the body takes only note, pinned, not name"),
     (schemas.SourceCreate, {"name": "x", "kind": ["files"]}, "kind names an unknown source kind"),
     (schemas.SourceCreate, {"name": "x", "kind": "files", "path": "/srv/\x00"}, "path must not contain NUL"),

@@ -106,9 +106,12 @@ ROUTES = (
     Route("PATCH /backups/{backup_id}", "patch_backup", "Change a backup's note or pin it", schemas.Backup,
           body=schemas.BackupChange, admin=True),
     Route("DELETE /backups/{backup_id}", "delete_backup", "Delete a backup and its archive", None,
-          errors=(409,), admin=True, description="409 while it is pending or running."),
+          errors=(409,), admin=True, description="409 while it is pending or running, and while incremental "
+                                                 "backups build on it (they are named)."),
     Route("GET /backups/{backup_id}/download", "download_backup", "Download the archive", ARCHIVE,
-          params=(RANGE,), errors=(416,), admin=True,
+          params=(RANGE, query("full", {"type": "boolean"}, "for an incremental backup: a standalone full "
+                                                              "archive of the tree at that point, built from its "
+                                                              "chain (no Range)")), errors=(416,), admin=True,
           description="An attachment; supports Range and conditional requests. 404 when the backup has no "
                       "archive."),
     Route("POST /backups/{backup_id}/cancel", "cancel_backup", "Cancel a pending or running backup",
