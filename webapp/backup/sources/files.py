@@ -165,7 +165,9 @@ class FilesSource(Source):
     def _unchanged(self, old, rel, st):
         if not self.verify_contents:
             return same_metadata(old, st)
-        if old.get("size") != st.st_size or "sha256" not in old:
+        # The reference keeps the parent's mode and mtime: those must be today's as well.
+        if (old.get("size"), old.get("mode"), old.get("mtime")) != (st.st_size, st.st_mode & 0o7777,
+                                                                    int(st.st_mtime)) or "sha256" not in old:
             return False
         try:
             fd = os.open(os.path.join(self.path, rel), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
