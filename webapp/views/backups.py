@@ -9,9 +9,9 @@ from ..errors import Invalid, ServiceError
 from ..forms import BackupForm
 from ..labels import label
 from ..models import BACKUP_TYPES, STATUSES, TRIGGERS, Source
-from ..services import backups, copies, destinations, encryption, imports, local_archives, operations, restores
+from ..services import backups, copies, destinations, encryption, full_archives, imports, operations, restores
 from .common import (actor, admin_required, back_to, download_response, filtered_page, get_or_404, is_htmx, refusals,
-                     status_panel)
+                     status_panel, wants_full_archive)
 from .auth import confirm_recent_sign_in
 
 bp = Blueprint("backups", __name__, url_prefix="/admin/backups")
@@ -118,8 +118,9 @@ def status(backup_id):
 @admin_required
 @refusals(back_to("backups.detail"))
 def download(backup_id):
-    """The archive: from BACKUP_DIR, or streamed from a destination that keeps a verified copy."""
-    archive = local_archives.download(actor(), get_or_404(backups.get_backup, backup_id))
+    """The archive: from BACKUP_DIR, or streamed from a destination that keeps a verified copy;
+    with `full=1`, an incremental backup as a full archive put together from its chain."""
+    archive = full_archives.download(actor(), get_or_404(backups.get_backup, backup_id), full=wants_full_archive())
     return download_response(archive)
 
 

@@ -103,13 +103,22 @@ def filtered_page(query_for, filters, per_page):
         return query_for().paginate(page=1, per_page=per_page, error_out=False)
 
 
+def wants_full_archive():
+    """The download routes' `full` query argument (1, true, yes or on): for an incremental
+    backup, the full archive put together from its chain (services.full_archives)."""
+    return request.args.get("full", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def download_response(archive):
     """A backup's archive as a download (services.local_archives.Download): a file in BACKUP_DIR
-    with Range and conditional requests, or the bytes streamed from a destination."""
+    with Range and conditional requests, or bytes streamed (from a destination, or a full archive
+    put together as it goes, whose length is not known ahead): those come whole, with 200."""
     if archive.path is not None:
         return send_file(archive.path, as_attachment=True, download_name=archive.name, conditional=True,
                          mimetype="application/octet-stream")
     response = Response(archive.chunks, mimetype="application/octet-stream", direct_passthrough=True)
     response.headers.set("Content-Disposition", "attachment", filename=archive.name)
-    response.headers.update({"Content-Length": str(archive.size), "Accept-Ranges": "none"})
+    response.headers["Accept-Ranges"] = "none"
+    if archive.size is not None:
+        response.headers["Content-Length"] = str(archive.size)
     return response

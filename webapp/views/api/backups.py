@@ -5,9 +5,9 @@ from flask import g, request
 from ... import schemas
 from ...backup.messages import N_
 from ...errors import Invalid
-from ...services import backups, copies, destinations, imports, local_archives, operations, restores
+from ...services import backups, copies, destinations, full_archives, imports, operations, restores
 from ...services.accounts import require_recent_sign_in
-from ..common import download_response
+from ..common import download_response, wants_full_archive
 from .common import admin_only, body, bp, caller, ok, paged
 
 
@@ -51,8 +51,10 @@ def delete_backup(backup_id):
 @admin_only
 def download_backup(backup_id):
     """The archive: a file in BACKUP_DIR is sent with Range support; one kept only at a destination
-    is streamed from there, its SHA-256 checked on the way (see services.local_archives.download)."""
-    archive = local_archives.download(caller(), backups.get_backup(backup_id))
+    is streamed from there, its SHA-256 checked on the way (see services.local_archives.download).
+    With `full=1`, an incremental backup comes as a standalone full archive put together from its
+    chain as it streams: 200 with the whole of it, no Range (see services.full_archives)."""
+    archive = full_archives.download(caller(), backups.get_backup(backup_id), full=wants_full_archive())
     return download_response(archive)
 
 
