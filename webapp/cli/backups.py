@@ -9,7 +9,7 @@ import click
 
 from ..backup.archive import COMPRESSIONS
 from ..models import BACKUP_TYPES, STATUSES, TRIGGERS
-from ..services import backups, local_archives, operations, restores
+from ..services import backups, full_archives, local_archives, operations, restores
 from .common import actor, emit, json_option, service_group, size, table, wait_option
 from .progress import follow
 from .serialise import as_data, listing
@@ -123,24 +123,28 @@ def ask_to_confirm(backup, source_ids):
 @backup_id_argument
 @click.option("--output", "-o", type=click.Path(), metavar="PATH",
               help="The file (or folder) to write  [default: the backup's file name, here]")
+@click.option("--full", is_flag=True, help="For an incremental backup: one standalone archive of the whole "
+                                           "tree, put together from its chain.")
 @json_option
-def download(backup_id, output, as_json):
+def download(backup_id, output, full, as_json):
     """Copy a completed backup's archive to a file; an existing file is never overwritten."""
     backup = backups.get_backup(backup_id)
     local_archives.archive_available(backup)
-    target = download_target(backup, output)
-    digest, written = copy_new_file(chunks_of(local_archives.download(actor(), backup)), target)
+    assembled = full and backup.mode == "incremental"
+    sent = full_archives.download(actor(), backup, full=assembled)
+    target = download_target(backup, output, sent.name)
+    digest, written = copy_new_file(chunks_of(sent), target)
     emit(as_json, {"id": backup.id, "path": target, "size": written, "sha256": digest},
          lambda data: f"backup {data['id']}: {data['path']} ({size(data['size'])}, sha256 {data['sha256']})")
-    if digest != backup.sha256:
+    if not assembled and digest != backup.sha256:
         raise click.ClickException(f"the copy's SHA-256 differs from the backup's ({backup.sha256}); "
                                    f"verify the backup")
 
 
-def download_target(backup, output):
-    target = os.path.abspath(output or backup.download_name)
+def download_target(backup, output, name):
+    target = os.path.abspath(output or name)
     if os.path.isdir(target):
-        target = os.path.join(target, backup.download_name)
+        target = os.path.join(target, name)
     if os.path.lexists(target):
         raise click.ClickException(f"{target} exists; choose another --output")
     return target
