@@ -7,12 +7,14 @@ reader's language: Flask-WTF loads it for Flask-Babel's locale (`WTF_I18N_ENABLE
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import (BooleanField, PasswordField, SelectField, SelectMultipleField, StringField,
+from wtforms import (BooleanField, PasswordField, RadioField, SelectField, SelectMultipleField, StringField,
                      TextAreaField)
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 REQUIRED = _l("This field is required.")
+# A backup's mode as the forms offer it ("Back up now", schedules).
+MODE_CHOICES = [("full", _l("Full")), ("incremental", _l("Incremental"))]
 
 
 class LoginForm(FlaskForm):
@@ -34,6 +36,7 @@ class BackupForm(FlaskForm):
         ("zstd", _l("zstd (fast, default)")), ("gzip", "gzip"), ("none", _l("none"))], default="zstd")
     note = StringField(_l("Note"), validators=[Optional(), Length(max=1000)])
     encrypt = BooleanField(_l("Encrypt this backup"))
+    mode = RadioField(_l("Backup mode"), choices=MODE_CHOICES, default="full")
 
 
 class SourceForm(FlaskForm):
@@ -46,8 +49,12 @@ class SourceForm(FlaskForm):
     include = TextAreaField(_l("Include globs (one per line, empty = everything)"))
     exclude = TextAreaField(_l("Exclude globs (one per line)"))
     enabled = BooleanField(_l("Enabled"), default=True)
+    verify_contents = BooleanField(_l("Compare file contents (slower)"))
 
     def data_for_service(self):
+        """The service's fields; comparing contents is for folders only, so a database source's
+        form (which hides the checkbox) never asks for it."""
         return {"name": self.name.data, "kind": self.kind.data, "path": self.path.data, "url": self.url.data,
                 "include": self.include.data or "", "exclude": self.exclude.data or "",
-                "enabled": bool(self.enabled.data)}
+                "enabled": bool(self.enabled.data),
+                "verify_contents": bool(self.verify_contents.data) and self.kind.data == "files"}

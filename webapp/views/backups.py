@@ -7,9 +7,11 @@ from flask_login import login_required
 from ..backup.messages import N_
 from ..errors import Invalid, ServiceError
 from ..forms import BackupForm
+from ..i18n import sentence, translate
 from ..labels import label
 from ..models import BACKUP_TYPES, STATUSES, TRIGGERS, Source
-from ..services import backups, copies, destinations, encryption, full_archives, imports, operations, restores
+from ..services import (backups, chains, copies, destinations, encryption, full_archives, imports, local_archives,
+                        operations, restores)
 from .common import (actor, admin_required, back_to, download_response, filtered_page, get_or_404, is_htmx, refusals,
                      status_panel, wants_full_archive)
 from .auth import confirm_recent_sign_in
@@ -57,8 +59,10 @@ def new():
     if form.validate_on_submit():
         backup = backups.start_backup(
             actor(), type=form.type.data, source_ids=form.source_ids.data if form.type.data == "custom" else None,
-            note=form.note.data, compression=form.compression.data, encrypt=bool(form.encrypt.data))
-        flash(_("Backup %(name)s started.", name=backup.name), "success")
+            note=form.note.data or "", compression=form.compression.data, encrypt=bool(form.encrypt.data),
+            mode=form.mode.data)
+        fell_back = form.mode.data != backup.mode  # incremental asked, but there was nothing to build on
+        flash(sentence(translate(backups.started_message(form.mode.data, backup))), "info" if fell_back else "success")
         return redirect(url_for("backups.detail", backup_id=backup.id))
     for field, errors in form.errors.items():
         flash(_("%(field)s: %(errors)s", field=getattr(form, field).label.text if hasattr(form, field) else field,
@@ -76,7 +80,22 @@ def detail(backup_id):
                            member_total=len(members), targets=targets, target_problem=target_problem,
                            operations=operations.operations_of(backup), copies=copies.copies_of(backup),
                            open_restore=request.args.get("restore") == "1",
-                           open_deep_verify=request.args.get("verify") == "1", encryption=encryption_facts(backup))
+                           open_deep_verify=request.args.get("verify") == "1", encryption=encryption_facts(backup),
+                           **chain_facts(backup))
+
+
+def chain_facts(backup):
+    """The backups an incremental backup's restore reads (itself, its parent, …, the full backup
+    it starts from), or why its chain is broken; and the backups built on this one."""
+    chain, chain_problem = [], None
+    if backup.mode == "incremental":
+        try:
+            chain = chains.chain_of(backup)
+        except ServiceError as e:
+            chain_problem = e
+    dependents = chains.dependents(backup)
+    return {"chain": chain, "chain_problem": chain_problem, "dependents": dependents,
+            "dependent_refs": [f"#{child.id}" for child in dependents]}
 
 
 def encryption_facts(backup):
