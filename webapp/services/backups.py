@@ -68,7 +68,9 @@ def start_backup(actor, type="full", source_ids=None, note="", compression="zstd
     sources = select_sources(type, source_ids)
     destination_ids = destinations_for_new_backup(destination_ids)
     recipients = recipients_for_new_backup(encrypt)
-    parent = incremental_parent([s.id for s in sources], full_every) if mode == "incremental" else None
+    has_folders = any(source.kind == "files" for source in sources)  # databases are always dumped whole
+    parent = incremental_parent([s.id for s in sources], full_every) if mode == "incremental" and has_folders \
+        else None
     runs.release_stale_slot()
     backup = new_backup_row(actor, type, trigger, sources, compression, note, schedule_id, recipients=recipients)
     backup.mode, backup.parent_id = ("incremental", parent.id) if parent is not None else ("full", None)
@@ -84,10 +86,13 @@ def start_backup(actor, type="full", source_ids=None, note="", compression="zstd
 
 def started_message(mode_asked, backup):
     """What starting a backup says: an incremental one asked for without a parent is a full one."""
-    if mode_asked == "incremental" and backup.mode == "full":
-        return Message(N_("backup started as a full backup: there is no earlier completed backup of the same "
-                          "sources to build on"))
-    return Message(N_("backup started"))
+    if mode_asked != "incremental" or backup.mode == "incremental":
+        return Message(N_("backup %(name)s started"), name=backup.name)
+    if not any(source["kind"] == "files" for source in backup.sources or []):
+        return Message(N_("backup %(name)s started as a full backup: only folders can be backed up "
+                          "incrementally, and databases are always dumped whole"), name=backup.name)
+    return Message(N_("backup %(name)s started as a full backup: there is no earlier completed backup of the "
+                      "same sources to build on"), name=backup.name)
 
 
 def check_backup_options(compression, mode, encrypt):

@@ -41,6 +41,7 @@ from ..extensions import db
 from ..models import ACTIVE_STATUSES, Backup, Destination, Operation, Schedule, isoformat, utcnow
 from . import settings
 from .audit import SYSTEM, audit
+from .chains import NEEDING_STATUSES
 from .copies import is_locked, lock_text
 from .destinations import storage_for
 from .local_archives import trim_local
@@ -152,7 +153,8 @@ def plan_scope(scope, now=None):
         keep[backup_id] = [Message(IN_USE_BY, reader=user) for user in users]
         del remove[backup_id]
     # Incremental backups of another scope (a manual one built on a scheduled one) keep theirs.
-    children = Backup.query.filter(Backup.parent_id.in_(list(remove))).all() if remove else []
+    children = Backup.query.filter(Backup.parent_id.in_(list(remove)),
+                                   Backup.status.in_(NEEDING_STATUSES)).all() if remove else []
     for child in (c for c in children if c.id not in remove):
         keep.setdefault(child.parent_id, []).append(Message(BUILT_ON, id=child.id))
         remove.pop(child.parent_id, None)
@@ -280,7 +282,7 @@ def remove_backup(actor, entry, scope):
     """Delete the row if it is still as planned, then its files; audit it. True when removed."""
     in_use = exists().where(Operation.backup_id == entry["id"], Operation.status.in_(ACTIVE_STATUSES))
     child = aliased(Backup)
-    built_on = exists().where(child.parent_id == entry["id"])
+    built_on = exists().where(child.parent_id == entry["id"], child.status.in_(NEEDING_STATUSES))
     deleted = db.session.execute(
         delete(Backup).where(Backup.id == entry["id"], Backup.status == entry["status"],
                              Backup.pinned.is_(False), ~in_use, ~built_on)

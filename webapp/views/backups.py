@@ -10,8 +10,8 @@ from ..forms import BackupForm
 from ..i18n import sentence, translate
 from ..labels import label
 from ..models import BACKUP_TYPES, STATUSES, TRIGGERS, Source
-from ..services import (backups, chains, copies, destinations, encryption, full_archives, imports, local_archives,
-                        operations, restores)
+from ..services import (backups, chains, copies, destinations, encryption, full_archives, imports, operations,
+                        restores)
 from .common import (actor, admin_required, back_to, download_response, filtered_page, get_or_404, is_htmx, refusals,
                      status_panel, wants_full_archive)
 from .auth import confirm_recent_sign_in
