@@ -95,10 +95,10 @@ def test_back_up_now_incremental_falls_back_to_full_then_builds_on_it(app, admin
 
     first, second, said_first, said_second, _ = chain_of_two(app, admin_client, tmp_path)
     assert (first.mode, first.parent_id) == ("full", None)
-    assert said_first == ["Backup started as a full backup: there is no earlier completed backup of the same "
-                          "sources to build on."]
+    assert said_first == [f"Backup {first.name} started as a full backup: there is no earlier completed backup "
+                          "of the same sources to build on."]
     assert (second.mode, second.parent_id) == ("incremental", first.id)
-    assert said_second == ["Backup started."]
+    assert said_second == [f"Backup {second.name} started."]
     stored = {m["path"] for m in second.manifest if "in" not in m and m["type"] == "file"}
     assert "files/uploads/added.txt" in stored and "files/uploads/2026/a.bin" in stored
     held = {m["path"]: m["in"] for m in second.manifest if "in" in m}

@@ -5,7 +5,7 @@ An incremental backup's folders hold only what changed since its parent; the fil
 store are in the archives of its ancestors, back to the last full backup (the chain).
 """
 
-from ..backup.messages import N_
+from ..backup.messages import Message, N_
 from ..errors import Conflict, Invalid
 from ..extensions import db
 from ..models import ACTIVE_STATUSES, Backup, Status
@@ -85,3 +85,13 @@ def refuse_if_needed(backup):
     if children:
         raise Conflict(N_("incremental backups build on backup %(id)s (%(backups)s): delete them first, or keep "
                           "it"), id=backup.id, backups=", ".join(f"#{b.id}" for b in children[:LISTED]))
+
+
+def hold_parents(remove, keep):
+    """Move from a retention plan's `remove` ({id: reason}) to its `keep` ({id: [reasons]}) every
+    backup that a completed or coming incremental backup, itself not removed, builds on."""
+    children = Backup.query.filter(Backup.parent_id.in_(list(remove)),
+                                   Backup.status.in_(NEEDING_STATUSES)).all() if remove else []
+    for child in (c for c in children if c.id not in remove):
+        keep.setdefault(child.parent_id, []).append(Message(N_("incremental backup #%(id)s builds on it"), id=child.id))
+        remove.pop(child.parent_id, None)

@@ -41,7 +41,7 @@ from ..extensions import db
 from ..models import ACTIVE_STATUSES, Backup, Destination, Operation, Schedule, isoformat, utcnow
 from . import settings
 from .audit import SYSTEM, audit
-from .chains import NEEDING_STATUSES
+from .chains import NEEDING_STATUSES, hold_parents
 from .copies import is_locked, lock_text
 from .destinations import storage_for
 from .local_archives import trim_local
@@ -55,7 +55,6 @@ RETENTION_OFF = N_("no retention rule set")
 IN_USE_BY = N_("in use by %(reader)s")
 READER = {"restore": N_("restore #%(id)s"), "verify": N_("verify #%(id)s"), "copy": N_("copy #%(id)s")}
 LOCKED_AT = N_("locked at %(destination)s until %(until)s")
-BUILT_ON = N_("incremental backup #%(id)s builds on it")
 ON_REQUEST = Message(N_("on request"))
 DAILY = dt.timedelta(days=1)
 RUN_RETENTION = "webapp.jobs.retention.run_retention"
@@ -152,12 +151,7 @@ def plan_scope(scope, now=None):
     for backup_id, users in readers_of(list(remove)).items():
         keep[backup_id] = [Message(IN_USE_BY, reader=user) for user in users]
         del remove[backup_id]
-    # Incremental backups of another scope (a manual one built on a scheduled one) keep theirs.
-    children = Backup.query.filter(Backup.parent_id.in_(list(remove)),
-                                   Backup.status.in_(NEEDING_STATUSES)).all() if remove else []
-    for child in (c for c in children if c.id not in remove):
-        keep.setdefault(child.parent_id, []).append(Message(BUILT_ON, id=child.id))
-        remove.pop(child.parent_id, None)
+    hold_parents(remove, keep)  # incremental backups of another scope keep theirs too
     for backup_id in list(remove):
         locked = [copy for copy in backups[backup_id].copies if is_locked(copy)]
         if locked:
