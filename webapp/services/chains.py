@@ -8,13 +8,14 @@ store are in the archives of its ancestors, back to the last full backup (the ch
 from ..backup.messages import N_
 from ..errors import Conflict, Invalid
 from ..extensions import db
-from ..models import Backup, Status
+from ..models import ACTIVE_STATUSES, Backup, Status
 from .local_archives import missing_archive
 
 PARENT_CANDIDATES = 50  # recent completed backups looked at for one of the same sources
 DEFAULT_FULL_EVERY = 7
 MAX_FULL_EVERY = 1000
 LISTED = 5  # dependent backups named in a refusal
+HOLDING_STATUSES = (Status.COMPLETED.value, *ACTIVE_STATUSES)
 
 
 def same_sources(backup, source_ids):
@@ -72,8 +73,10 @@ def check_full_every(value):
 
 
 def dependents(backup):
-    """The backups built directly on `backup`, newest first."""
-    return Backup.query.filter(Backup.parent_id == backup.id).order_by(Backup.id.desc()).all()
+    """The backups built directly on `backup` that hold, or are making, an archive; newest first
+    (a failed or cancelled one holds nothing that needs it)."""
+    return (Backup.query.filter(Backup.parent_id == backup.id, Backup.status.in_(HOLDING_STATUSES))
+            .order_by(Backup.id.desc()).all())
 
 
 def refuse_if_needed(backup):
