@@ -192,8 +192,12 @@ def stage_held_files(members, held, restorers, reporter, identities):
         if archive is None:
             raise VerifyError(N_("the archive of backup %(name)s, which holds files of this backup, is missing "
                                  "from the chain"), name=name)
-        found = scan_archive(archive.path, sink=held_router(restorers, wanted), expected=archive.members,
-                             reporter=reporter, identities=identities)
+        try:
+            found = scan_archive(archive.path, sink=held_router(restorers, wanted), expected=archive.members,
+                                 reporter=reporter, identities=identities)
+        except VerifyError as e:  # what the reader found says where, in that archive; say which one
+            raise type(e)(Message(N_("the archive of backup %(name)s, which holds files of this backup, cannot be "
+                                     "used: %(problem)s"), name=name, problem=e.message)) from None
         if archive.sha256 and found.sha256 != archive.sha256:
             raise VerifyError(N_("%(file)s: SHA-256 %(actual)s does not match the recorded %(expected)s"),
                               file=os.path.basename(archive.path), actual=found.sha256, expected=archive.sha256)
