@@ -43,7 +43,14 @@ def same_metadata(old, st):
 
 
 def stat_fields(st):
-    return {"mtime_ns": st.st_mtime_ns, "ino": st.st_ino, "ctime_ns": st.st_ctime_ns}
+    return {"mtime_ns": st.st_mtime_ns, "ino": st.st_ino, "ctime_ns": st.st_ctime_ns, "uid": st.st_uid,
+            "gid": st.st_gid}
+
+
+def same_attributes(old, st):
+    """Whether what a reference carries over besides the bytes (mode, mtime, owner) is today's."""
+    return (old.get("mode"), old.get("mtime"), old.get("uid"), old.get("gid")) == (
+        st.st_mode & 0o7777, int(st.st_mtime), st.st_uid, st.st_gid)
 
 
 def reference(member, old, st):

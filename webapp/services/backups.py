@@ -69,8 +69,8 @@ def start_backup(actor, type="full", source_ids=None, note="", compression="zstd
     destination_ids = destinations_for_new_backup(destination_ids)
     recipients = recipients_for_new_backup(encrypt)
     has_folders = any(source.kind == "files" for source in sources)  # databases are always dumped whole
-    parent = incremental_parent([s.id for s in sources], full_every) if mode == "incremental" and has_folders \
-        else None
+    parent = incremental_parent([s.id for s in sources], full_every, recipients) \
+        if mode == "incremental" and has_folders else None
     runs.release_stale_slot()
     backup = new_backup_row(actor, type, trigger, sources, compression, note, schedule_id, recipients=recipients)
     backup.mode, backup.parent_id = ("incremental", parent.id) if parent is not None else ("full", None)

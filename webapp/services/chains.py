@@ -46,14 +46,16 @@ def chain_of(backup):
     return chain
 
 
-def incremental_parent(source_ids, full_every=None):
+def incremental_parent(source_ids, full_every=None, recipients=()):
     """The backup a new incremental backup of `source_ids` builds on: the newest completed one of
     the same sources whose chain is whole, or None (then the backup is a full one). With
-    `full_every`, None also when the chain would grow to more than that many backups."""
+    `full_every`, None also when the chain would grow to more than that many backups; None too
+    when the parent was encrypted to other keys (`recipients`), so that a chain is read with one
+    set of keys and no file of an encrypted backup lies only in a plaintext archive."""
     recent = (Backup.query.filter(Backup.status == Status.COMPLETED.value)
               .order_by(Backup.completed_at.desc(), Backup.id.desc()).limit(PARENT_CANDIDATES))
     parent = next((b for b in recent if same_sources(b, source_ids)), None)
-    if parent is None or not usable(parent):
+    if parent is None or not usable(parent) or sorted(parent.recipients or []) != sorted(recipients):
         return None
     try:
         chain = chain_of(parent)
@@ -89,9 +91,14 @@ def refuse_if_needed(backup):
 
 def hold_parents(remove, keep):
     """Move from a retention plan's `remove` ({id: reason}) to its `keep` ({id: [reasons]}) every
-    backup that a completed or coming incremental backup, itself not removed, builds on."""
-    children = Backup.query.filter(Backup.parent_id.in_(list(remove)),
-                                   Backup.status.in_(NEEDING_STATUSES)).all() if remove else []
-    for child in (c for c in children if c.id not in remove):
-        keep.setdefault(child.parent_id, []).append(Message(N_("incremental backup #%(id)s builds on it"), id=child.id))
-        remove.pop(child.parent_id, None)
+    backup that a completed or coming incremental backup, itself not removed, builds on, and so
+    on up each chain."""
+    while remove:
+        children = Backup.query.filter(Backup.parent_id.in_(list(remove)), Backup.status.in_(NEEDING_STATUSES))
+        held = [c for c in children if c.id not in remove]
+        if not held:
+            return
+        for child in held:
+            keep.setdefault(child.parent_id, []).append(Message(N_("incremental backup #%(id)s builds on it"),
+                                                                id=child.id))
+            remove.pop(child.parent_id, None)

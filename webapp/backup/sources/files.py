@@ -13,7 +13,7 @@ import shutil
 import stat
 
 from ..errors import DumpError, RestoreError, SourceError, error_text
-from ..incremental import file_sha256, reference, same_metadata, stat_fields
+from ..incremental import file_sha256, reference, same_attributes, same_metadata, stat_fields
 from ..messages import Message, N_
 from .base import Restorer, Source, beside, make_parents, remove_made_parents
 
@@ -165,9 +165,8 @@ class FilesSource(Source):
     def _unchanged(self, old, rel, st):
         if not self.verify_contents:
             return same_metadata(old, st)
-        # The reference keeps the parent's mode and mtime: those must be today's as well.
-        if (old.get("size"), old.get("mode"), old.get("mtime")) != (st.st_size, st.st_mode & 0o7777,
-                                                                    int(st.st_mtime)) or "sha256" not in old:
+        # The reference keeps the parent's mode, mtime and owner: those must be today's as well.
+        if old.get("size") != st.st_size or not same_attributes(old, st) or "sha256" not in old:
             return False
         try:
             fd = os.open(os.path.join(self.path, rel), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
