@@ -353,18 +353,21 @@ def test_an_encrypted_incremental_chain_restores_with_the_identity_given(app, ap
     assert tree(root) == then
 
 
-def test_a_plain_incremental_backup_on_an_encrypted_parent_restores_with_the_identity_given(app, api, tmp_path):
-    """The parent is encrypted, the child is not: the child's unchanged files are in the
-    parent's encrypted archive, so its restore needs, and must take, the parent's identity."""
-    identity = generated_identity(api)
+def test_an_incremental_backup_builds_only_on_a_parent_encrypted_to_the_same_keys(app, api, tmp_path):
+    """A plain backup after an encrypted one (or the reverse) starts a new chain: a chain is read
+    with one set of keys, and no file of an encrypted backup lies only in a plaintext archive."""
+    generated_identity(api)
     root, _ = folder_source(api, tmp_path)
-    _, parent = completed(app, api, mode="incremental", encrypt=True)
+    _, encrypted = completed(app, api, mode="incremental", encrypt=True)
     change_much(root)
-    _, child = completed(app, api, mode="incremental")
-    assert child["parent_id"] == parent["id"] and not child["encrypted"]
+    _, plain = completed(app, api, mode="incremental")
+    assert (plain["mode"], plain["parent_id"], plain["encrypted"]) == ("full", None, False)
     then = tree(root)
-
     change_much(root, 1)
-    operation = restore(app, api, child["id"], identity=identity, safety_backup=False)
+    _, next_encrypted = completed(app, api, mode="incremental", encrypt=True)
+    assert (next_encrypted["mode"], next_encrypted["parent_id"]) == ("full", None)
+
+    operation = restore(app, api, plain["id"], safety_backup=False)  # no key needed: nothing encrypted
     assert operation["status"] == "completed", operation["error"]
     assert tree(root) == then
+    assert encrypted["encrypted"]
