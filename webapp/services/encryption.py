@@ -141,11 +141,11 @@ def delete_key(actor, key, confirmed=False):
         names = ", ".join(b.name for b in needing[:LISTED_DEPENDENTS])
         raise Conflict(N_("backups encrypted to this key: %(count)s (%(backups)s); without its identity they "
                           "cannot be restored. Confirm to remove it anyway"), count=len(needing), backups=names)
-    if key.has_identity and os.path.exists(identity_path(key)):
-        os.unlink(identity_path(key))
-    name = key.name
+    name, kept = key.name, identity_path(key) if key.has_identity else None
     db.session.delete(key)
     db.session.commit()
+    if kept and os.path.exists(kept):  # after the commit: a refused delete keeps the identity
+        os.unlink(kept)
     audit(actor, "encryption_key.delete", f"encryption_key:{name}",
           detail=Message(N_("encrypted backups that needed it: %(count)s"), count=len(needing)) if needing else "")
 
