@@ -65,23 +65,8 @@ class Layout:
 # ------------------------------------------------------------ child process --
 
 def run_child(request):
-    """Run one engine call in a child process; return its figures plus wall, CPU, peak RSS."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(request)]
-    t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=ROOT))
-    output = proc.stdout.read()
-    proc.stdout.close()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.monotonic() - t0
-    if proc.returncode != 0:
-        raise RuntimeError("engine child (%s) failed with exit code %d" % (request["op"], proc.returncode))
-    child = json.loads(output.strip().splitlines()[-1])
-    child["process_wall"] = wall
-    child["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux: kilobytes
-    child["process_cpu"] = usage.ru_utime + usage.ru_stime  # with Python's start-up and imports
-    return child
+    """Run one engine call in a child process of this script (see bench/restore.py)."""
+    return restore_bench.run_child(request, script=__file__)
 
 
 def read_key(path):

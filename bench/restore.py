@@ -77,9 +77,10 @@ class Layout:
 
 # ------------------------------------------------------------ child process --
 
-def run_child(request):
-    """Run one engine operation in a child process; return its figures plus wall, CPU, peak RSS."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(request)]
+def run_child(request, script=__file__):
+    """Run one engine operation in a child process (`script --child REQUEST`, this script's by
+    default); return its figures plus wall, CPU, peak RSS."""
+    cmd = [sys.executable, os.path.abspath(script), "--child", json.dumps(request)]
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHONPATH=ROOT))
