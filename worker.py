@@ -1,4 +1,5 @@
-"""Cairn's worker side: `python worker.py` runs an RQ worker; `--scheduler` runs the tick loop."""
+"""Cairn's worker side: `python worker.py` runs an RQ worker; `--scheduler` runs the tick loop;
+`--notifications` runs the worker that delivers notifications."""
 
 import argparse
 import ctypes
@@ -10,7 +11,7 @@ import time
 from rq import Worker
 
 from webapp import create_app
-from webapp.extensions import db, get_queue, get_redis
+from webapp.extensions import db, get_notification_queue, get_queue, get_redis
 from webapp.jobs.reconcile import reconcile, worker_name
 from webapp.scheduling import tick
 
@@ -42,6 +43,15 @@ def run_worker(app):
         worker.work(with_scheduler=False, logging_level="INFO")
 
 
+def run_notifier(app):
+    """Deliveries on their own worker: a receiver that hangs holds up other notices, never a
+    backup. RQ's scheduler runs in it, to start each retry after its pause."""
+    with app.app_context():
+        worker = CairnWorker([get_notification_queue()], connection=get_redis(),
+                             name=f"{worker_name(os.getpid())}-notifier")
+        worker.work(with_scheduler=True, logging_level="INFO")
+
+
 def run_scheduler(app):
     """Every few seconds: reconcile dead jobs, start due schedules and the daily retention run."""
     stop = []
@@ -61,10 +71,12 @@ def run_scheduler(app):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scheduler", action="store_true", help="run the scheduler tick loop instead")
+    role = parser.add_mutually_exclusive_group()
+    role.add_argument("--scheduler", action="store_true", help="run the scheduler tick loop instead")
+    role.add_argument("--notifications", action="store_true", help="run the notifications worker instead")
     args = parser.parse_args()
     app = create_app()
-    (run_scheduler if args.scheduler else run_worker)(app)
+    (run_scheduler if args.scheduler else run_notifier if args.notifications else run_worker)(app)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,9 @@ VIEWER_MUST_READ = [
     "/api/v1/api-keys",
     "/api/v1/encryption-keys",
     "/api/v1/settings/encryption",
+    "/api/v1/notifications",
+    "/api/v1/notifications/<int:channel_id>",
+    "/api/v1/notifications/<int:channel_id>/deliveries",
 ]
 
 ADMIN_PASSWORD = "correct horse battery"
@@ -153,6 +156,7 @@ def world(app, admin, viewer, tmp_path):
     from webapp.services import backups
     from webapp.services import destinations
     from webapp.services import encryption
+    from webapp.services import notifications
     from webapp.services import operations
     from webapp.services import schedules
     from webapp.services import sources
@@ -166,6 +170,7 @@ def world(app, admin, viewer, tmp_path):
     w.files_source = sources.create_source(SYSTEM, {"name": "uploads", "kind": "files", "path": str(w.uploads)})
     w.destination = destinations.create_destination(SYSTEM, DESTINATION)
     w.encryption_key, _ = encryption.add_key(SYSTEM, {"name": "vault", "generate": True, "keep_identity": True})
+    w.channel = notifications.create_channel(SYSTEM, CHANNEL)
     w.backup = make_backup(1, sources=("app-db",))
     w.old_backup = make_backup(3, sources=("app-db",))
     w.operation = operations.start_verify(Actor(admin), backups.get_backup(w.backup.id))  # pending, queued
@@ -176,7 +181,7 @@ def world(app, admin, viewer, tmp_path):
     w.viewer_key, w.viewer_key_secret = security.create_api_key(viewer, "viewer key")
     w.ids = {"backup_id": w.backup.id, "operation_id": w.operation.id, "source_id": w.source.id,
              "schedule_id": w.schedule.id, "user_id": w.other_user.id, "destination_id": w.destination.id,
-             "encryption_key_id": w.encryption_key.id}
+             "encryption_key_id": w.encryption_key.id, "channel_id": w.channel.id}
     return w
 
 
@@ -189,6 +194,7 @@ def ids_for(world, user):
 # ---------------------------------------------------------------- payloads ----
 
 NEW_PASSWORD = "a brand new password"
+CHANNEL = {"name": "ops", "kind": "webhook", "url": "http://127.0.0.1:9/hook", "secret": "sweep-secret"}
 DESTINATION = {"name": "offsite", "endpoint_url": "http://127.0.0.1:9", "bucket": "cairn-backups",
                "access_key_id": "AKIASWEEP", "secret_access_key": "sweep-secret-key"}
 
@@ -246,6 +252,8 @@ def api_payloads(w):
         ("PUT", "/api/v1/destinations/<int:destination_id>"): {"json": {"name": "renamed-destination",
                                                                          "enabled": False}},
         ("POST", "/api/v1/api-keys"): {"json": {"name": "new key"}},
+        ("POST", "/api/v1/notifications"): {"json": dict(CHANNEL, name="new-channel")},
+        ("PUT", "/api/v1/notifications/<int:channel_id>"): {"json": {"name": "renamed-channel", "enabled": False}},
         ("POST", "/api/v1/encryption-keys"): {"json": {"name": "new key", "generate": True}},
         ("PUT", "/api/v1/settings/encryption"): {"json": {"encrypt_all": True}},
         ("POST", "/api/v1/users"): {"json": {"username": "intruder", "password": "intruder password",

@@ -2,6 +2,7 @@
 
 import os
 import secrets
+import socket
 
 # `make run` restarts a worker that ran at least this many seconds at once; one that dies sooner
 # is crash-looping and waits longer before each new start.
@@ -11,6 +12,16 @@ CRASH_LOOP_SECONDS = 10
 def _int(env, name, default):
     value = env.get(name)
     return int(value) if value not in (None, "") else default
+
+
+def _float(env, name, default):
+    value = env.get(name)
+    return float(value) if value not in (None, "") else default
+
+
+def _seconds_list(env, name, default):
+    value = env.get(name)
+    return [int(part) for part in value.split(",")] if value not in (None, "") else default
 
 
 def secret_key(data_dir):
@@ -51,6 +62,18 @@ def load_config(env=None):
         # A running job writes a heartbeat every few seconds; silence this long means it died.
         "HEARTBEAT_TIMEOUT": _int(env, "HEARTBEAT_TIMEOUT", 60),
         "JWT_TTL": _int(env, "JWT_TTL", 3600),
+        # Notifications: links in them start with PUBLIC_URL; email goes through the SMTP_ settings.
+        "PUBLIC_URL": (env.get("PUBLIC_URL") or f"http://{env.get('HOST') or '127.0.0.1'}:{_int(env, 'PORT', 8000)}")
+        .rstrip("/"),
+        "SMTP_HOST": env.get("SMTP_HOST") or None,
+        "SMTP_PORT": _int(env, "SMTP_PORT", 25),
+        "SMTP_USERNAME": env.get("SMTP_USERNAME") or None,
+        "SMTP_PASSWORD": env.get("SMTP_PASSWORD") or None,
+        "SMTP_FROM": env.get("SMTP_FROM") or f"cairn@{socket.gethostname()}",
+        "SMTP_SECURITY": env.get("SMTP_SECURITY") or "none",
+        "NOTIFY_TIMEOUT": _float(env, "NOTIFY_TIMEOUT", 10.0),  # seconds one attempt may take
+        "NOTIFY_RETRY_SECONDS": _seconds_list(env, "NOTIFY_RETRY_SECONDS", [30, 300]),  # before the 2nd, 3rd
+        "LOW_SPACE_PERCENT": _float(env, "LOW_SPACE_PERCENT", 10.0),
         # Failed sign-ins allowed per account and per address (a `limits` rate, moving window).
         "LOGIN_FAILURES_PER_ACCOUNT": env.get("LOGIN_FAILURES_PER_ACCOUNT") or "5 per 15 minutes",
         "LOGIN_FAILURES_PER_ADDRESS": env.get("LOGIN_FAILURES_PER_ADDRESS") or "20 per 15 minutes",

@@ -49,3 +49,8 @@ def get_redis():
 def get_queue():
     """The RQ queue all Cairn jobs go through."""
     return rq.Queue(current_app.config["RQ_QUEUE"], connection=get_redis())
+
+
+def get_notification_queue():
+    """Deliveries have their own queue and worker, so a slow receiver never holds up a backup."""
+    return rq.Queue(f"{current_app.config['RQ_QUEUE']}-notifications", connection=get_redis())

@@ -76,7 +76,24 @@ LABELS = {
         "copy.cancel": _l("copy cancelled"),
         "encryption_key.create": _l("encryption key added"), "encryption_key.delete": _l("encryption key removed"),
         "settings.encryption": _l("encryption settings changed"),
+        "notification.create": _l("notification channel added"),
+        "notification.update": _l("notification channel changed"),
+        "notification.delete": _l("notification channel deleted"),
+        "notification.test": _l("notification channel tested"),
     },
+    "event": {
+        "backup.completed": _l("backup completed"), "backup.failed": _l("backup failed"),
+        "restore.completed": _l("restore completed"), "restore.failed": _l("restore failed"),
+        "verify.failed": _l("verification failed"), "copy.failed": _l("copy failed"),
+        "source.stale": _l("source without a recent backup"), "storage.low": _l("low disk space"),
+        "test": _l("test"),
+    },
+    "channel_kind": {"webhook": _l("webhook"), "email": _l("email"), "ping": _l("ping (healthchecks)")},
+    "delivery_status": {"pending": _l("waiting"), "retrying": _l("will retry"), "delivered": _l("delivered"),
+                        "failed": _l("failed")},
+    # A source's card on the dashboard, coloured by the age of its last good backup.
+    "health": {"fresh": _l("up to date"), "ageing": _l("due soon"), "stale": _l("stale"),
+               "unwatched": _l("not scheduled")},
 }
 
 # Phases a job writes (webapp.backup and webapp.jobs); "<step> <kind>:<source>" names a source.

@@ -1,5 +1,6 @@
-"""The scheduler's tick: reconcile dead jobs, start each due schedule's backup exactly once, and
-once a day the retention run over every backup.
+"""The scheduler's tick: reconcile dead jobs, start each due schedule's backup exactly once, once
+a day the retention run over every backup, and raise or clear the alerts (stale sources, low
+space), announcing each episode once.
 
 A due time is claimed in the metadata database, not in memory: the tick moves the schedule's
 `next_run_at` past now with a compare-and-set UPDATE (`WHERE next_run_at = <the value it
@@ -19,15 +20,18 @@ from .jobs.reconcile import reconcile
 from .models import Schedule, utcnow
 from .runs import restore_running
 from .services.audit import SYSTEM, audit
+from .services.health import check_alerts
 from .services.retention import start_daily_retention
 from .services.schedules import first_run_after, record_run, start_scheduled_backup
 
 
 def tick(now=None):
-    """The scheduler's periodic work; returns the rows the reconciler closed."""
+    """The scheduler's periodic work (the alerts last: a due backup matters more); returns the rows
+    the reconciler closed."""
     reconciled = reconcile()
     run_due_schedules(now)
     start_daily_retention(now)
+    check_alerts(now)
     return reconciled
 
 

@@ -1,4 +1,4 @@
-"""`make run`: set up, then run the web server, the workers, the scheduler and (when REDIS_URL is
+"""`make run`: set up, then run the web server, the workers, the scheduler, the notifier and (when REDIS_URL is
 unset) an embedded Redis in the foreground. Restarts a worker that dies (at once, unless it keeps
 dying at start) and records its job as failed straight away; Ctrl-C or SIGTERM stops every child.
 Children get Linux's parent-death signal, so even a `kill -9` of this process leaves nothing
@@ -110,7 +110,8 @@ def children_for(config, env):
     workers = [Child(f"worker {i + 1}", [python, "worker.py"], env, restart=True, runs_jobs=True)
                for i in range(max(1, config["WORKERS"]))]
     scheduler = Child("scheduler", [python, "worker.py", "--scheduler"], env, restart=True)
-    return [web, *workers, scheduler]
+    notifier = Child("notifier", [python, "worker.py", "--notifications"], env, restart=True)
+    return [web, *workers, scheduler, notifier]
 
 
 def supervise(children, crash_loop_seconds, after_job_loss):

@@ -23,6 +23,7 @@ import zoneinfo
 from croniter import CroniterBadDateError, croniter
 
 UTC = dt.timezone.utc
+GAP_RUNS = 10  # how many coming runs longest_gap() looks at: enough to span a week of weekday runs
 
 
 def cron_expression(timing):
@@ -97,3 +98,13 @@ def runs_every_hour(expression):
 def is_second_pass(local):
     """True for the later of the two moments a repeated wall-clock time stands for."""
     return local.replace(fold=0).utcoffset() != local.utcoffset()
+
+
+def longest_gap(timing, after, runs=GAP_RUNS):
+    """The longest time between two of the timing's next `runs` runs after `after` (a timedelta),
+    or None for a timing that never runs again. The longest rather than the usual gap: a weekdays-only
+    schedule's Friday-to-Monday gap is a normal one, not a missed backup."""
+    times = next_runs(timing, after, runs)
+    if len(times) < 2:
+        return None
+    return max(later - earlier for earlier, later in zip(times, times[1:]))

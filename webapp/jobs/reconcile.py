@@ -23,6 +23,7 @@ from ..backup.messages import Message, N_
 from ..extensions import db, get_redis
 from ..models import ACTIVE_STATUSES, Backup, Operation, Status, error_columns, utcnow
 from ..services.audit import SYSTEM, audit
+from ..services.events import announce_outcome
 from ..services.restores import claim_clean_up, describe_outcome, finish_set_aside, unfinished_set_asides
 from ..services.status import process_alive
 from ..services.storage import backup_storage
@@ -66,6 +67,8 @@ def fail_orphan(row, reason, status=Status.FAILED):
     if not runs.still_putting_back(row):
         runs.release_slot(label)
         db.session.commit()
+    db.session.refresh(row)
+    announce_outcome(row)
     return True
 
 

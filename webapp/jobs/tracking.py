@@ -20,6 +20,7 @@ from ..backup.progress import FINAL_PHASES, Reporter
 from ..extensions import db
 from ..models import ACTIVE_STATUSES, Backup, Operation, Status, error_columns, utcnow
 from ..services.audit import Actor, audit
+from ..services.events import announce_outcome
 from ..services.storage import backup_storage
 
 PROGRESS_INTERVAL = 0.5
@@ -152,6 +153,8 @@ class RowTracker:
         if owned and not keep_slot:
             runs.release_slot(runs.lock_owner(self.model, self.row_id))
         db.session.commit()
+        if owned:
+            announce_outcome(db.session.get(self.model, self.row_id))
         return owned
 
     def close_completed(self, **values):

@@ -10,15 +10,18 @@ from .base import (ACTIVE_STATUSES, BACKUP_TYPES, LOCALES, MAX_ID, MAX_PAGE, MAX
                    ROLES, STATUSES, TIMEZONES, TRIGGERS, Status, as_naive_utc, error_columns, isoformat,
                    name_taken, utcnow)
 from .keys import EncryptionKey
+from .notify import (CHANNEL_KINDS, DELIVERY_STATUSES, EVENTS, FAILURE_EVENTS, WEBHOOK_FORMATS, Alert, Delivery,
+                     NotificationChannel)
 from .offsite import COPY_STATUSES, DESTINATION_KINDS, MAX_IMMUTABLE_DAYS, BackupCopy, Destination
 
-# Everything a caller needs comes from here: the models, and what they share (base, keys, offsite).
+# Everything a caller needs comes from here: the models, and what they share (base, keys, notify, offsite).
 __all__ = [
-    "ACTIVE_STATUSES", "ApiKey", "AuditEvent", "BACKUP_TYPES", "Backup", "BackupCopy", "COPY_STATUSES",
-    "DESTINATION_KINDS", "Destination", "EncryptionKey", "LOCALES", "MAX_ID", "MAX_IMMUTABLE_DAYS", "MAX_PAGE",
-    "MAX_PAGE_SIZE", "NEVER_REUSE_IDS", "OPERATION_KINDS", "Operation", "ROLES", "RunLock", "STATUSES",
-    "Schedule", "Setting", "Source", "Status", "TIMEZONES", "TRIGGERS", "User", "as_naive_utc",
-    "error_columns", "isoformat", "name_taken", "utcnow",
+    "ACTIVE_STATUSES", "Alert", "ApiKey", "AuditEvent", "BACKUP_TYPES", "Backup", "BackupCopy", "CHANNEL_KINDS",
+    "COPY_STATUSES", "DELIVERY_STATUSES", "DESTINATION_KINDS", "Delivery", "Destination", "EVENTS",
+    "EncryptionKey", "FAILURE_EVENTS", "LOCALES", "MAX_ID", "MAX_IMMUTABLE_DAYS", "MAX_PAGE",
+    "MAX_PAGE_SIZE", "NEVER_REUSE_IDS", "NotificationChannel", "OPERATION_KINDS", "Operation", "ROLES",
+    "RunLock", "STATUSES", "Schedule", "Setting", "Source", "Status", "TIMEZONES", "TRIGGERS", "User",
+    "WEBHOOK_FORMATS", "as_naive_utc", "error_columns", "isoformat", "name_taken", "utcnow",
 ]
 
 
@@ -82,6 +85,8 @@ class Source(db.Model):
     enabled = db.Column(db.Boolean, nullable=False, default=True)
     # Folders: hash every file when looking for changes, instead of trusting size, times and inode.
     verify_contents = db.Column(db.Boolean, nullable=False, default=False)
+    # Stale after this many hours without a completed backup; None: twice its schedules' interval.
+    max_age_hours = db.Column(db.Integer)
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     updated_at = db.Column(db.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
 

@@ -188,6 +188,29 @@ ROUTES = (
           schemas.EncryptionSettingsShown, body=schemas.EncryptionSettings, admin=True,
           description="400 when turning it on without an encryption key."),
 
+    Route("GET /notifications", "list_notifications", "List notification channels (never their secrets)",
+          Page[schemas.NotificationChannel], params=PAGING),
+    Route("POST /notifications", "create_notification", "Add a notification channel", schemas.NotificationChannel,
+          status=201, body=schemas.NotificationCreate, admin=True,
+          description="A webhook gets POST JSON {event, at, message, backup?, operation?, source?, url} with "
+                      "X-Cairn-Event and, with a secret, X-Cairn-Signature: sha256=<hex HMAC-SHA256 of the body>; "
+                      "a ping calls url on success and url/fail on failure; email goes through the SMTP_ settings "
+                      "(400 when SMTP_HOST is not set). 400 when the name is taken."),
+    Route("GET /notifications/{channel_id}", "show_notification", "A notification channel",
+          schemas.NotificationChannel),
+    Route("PUT /notifications/{channel_id}", "update_notification", "Change a notification channel",
+          schemas.NotificationChannel, body=schemas.NotificationChange, admin=True,
+          description="Fields left out keep their values; a secret of *** keeps the stored one."),
+    Route("DELETE /notifications/{channel_id}", "delete_notification", "Remove a notification channel", None,
+          admin=True),
+    Route("POST /notifications/{channel_id}/test", "test_notification", "Send a test notice through a channel",
+          schemas.Delivery, status=202, admin=True,
+          description="One attempt, as a job on the notifications worker; the delivery's status says how it went."),
+    Route("GET /notifications/{channel_id}/deliveries", "list_deliveries", "A channel's deliveries, newest first",
+          Page[schemas.Delivery], params=PAGING,
+          description="Each event sent: its status, attempts (up to 3, with pauses between), the last response "
+                      "code and error."),
+
     Route("GET /schedules", "list_schedules", "List schedules", Page[schemas.Schedule], params=PAGING),
     Route("POST /schedules", "create_schedule", "Add a schedule", schemas.Schedule, status=201,
           body=schemas.ScheduleCreate, errors=(409,), admin=True, description="409 when the name is taken."),
@@ -231,6 +254,7 @@ TAGS = {
     "operations": "Restore, verify and retention jobs", "sources": "What is backed up",
     "destinations": "Where copies of archives are kept (S3-compatible object stores)",
     "encryption-keys": "The age public keys backups are encrypted to", "settings": "Installation-wide settings",
+    "notifications": "Where Cairn tells people about events: webhooks, email, pings",
     "schedules": "When backups run and what retention keeps", "api-keys": "The caller's API keys",
     "users": "Users (administrators only)", "audit": "Who did what",
     "status": "Status, statistics, metrics and this document",

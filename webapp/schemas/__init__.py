@@ -24,13 +24,14 @@ from .responses import (Shape, Progress, WithProgress, BackupSource, Backup, Ope
                         RetentionPreview, Worker, Redis, Status, SizePoint, Stats, User,
                         ApiKey, ApiKeyCreated, AuditEvent, Token, Page, Envelope,
                         RESPONSES as OTHER_RESPONSES)
-from . import destinations, keys
+from . import destinations, keys, notifications
 from .destinations import BackupCopy, CopyRequest, Destination, DestinationChange, DestinationCreate, DestinationTest
 from .keys import (EncryptionKey, EncryptionKeyCreate, EncryptionKeyCreated, EncryptionSettings,
                    EncryptionSettingsShown)
+from .notifications import Delivery, NotificationChange, NotificationChannel, NotificationCreate
 
-REQUESTS = OTHER_REQUESTS + destinations.REQUESTS + keys.REQUESTS
-RESPONSES = OTHER_RESPONSES + destinations.RESPONSES + keys.RESPONSES
+REQUESTS = OTHER_REQUESTS + destinations.REQUESTS + keys.REQUESTS + notifications.REQUESTS
+RESPONSES = OTHER_RESPONSES + destinations.RESPONSES + keys.RESPONSES + notifications.RESPONSES
 
 __all__ = ["parse", "dump", "REQUESTS", "RESPONSES", "Body", "ClosedBody", "TokenRequest", "BackupCreate",
            "BackupChange", "VerifyRequest", "RestoreRequest", "SourceChange", "SourceCreate", "DestinationChange",
@@ -39,7 +40,8 @@ __all__ = ["parse", "dump", "REQUESTS", "RESPONSES", "Body", "ClosedBody", "Toke
            "UserChange", "Shape", "Progress", "WithProgress", "BackupSource", "Backup", "Operation", "Source",
            "SourceTest", "Destination", "DestinationTest", "BackupCopy", "CopyRequest", "Schedule", "RetentionEntry", "RemovedBackup",
            "KeptBackup", "RetentionPreview", "Worker", "Redis", "Status", "SizePoint", "Stats", "User", "ApiKey",
-           "ApiKeyCreated", "AuditEvent", "Token", "Page", "Envelope"]
+           "ApiKeyCreated", "AuditEvent", "Token", "Page", "Envelope", "Delivery", "NotificationChange",
+           "NotificationChannel", "NotificationCreate"]
 
 
 def parse(model, data):

@@ -16,6 +16,7 @@ from ..security import MIN_PASSWORD_LENGTH
 from ..services.backups import BACKUP_MODES, MAX_NOTE
 from ..services.chains import MAX_FULL_EVERY
 from ..services.settings import MAX_RETENTION_RULE
+from ..services.sources import MAX_AGE_HOURS
 
 MAX_LOCATION = 4096  # the length of a source's path and url columns
 MAX_TIMING_TEXT = 100
@@ -179,6 +180,8 @@ Compression = one_of(COMPRESSIONS)
 BackupMode = one_of(BACKUP_MODES)
 FullEvery = whole_number(1, MAX_FULL_EVERY, Message(N_("%(field)s must be a whole number from %(low)s to %(high)s"),
                                                     low=1, high=MAX_FULL_EVERY))
+MaxAgeHours = whole_number(1, MAX_AGE_HOURS, Message(N_("%(field)s must be a whole number from %(low)s to %(high)s"),
+                                                    low=1, high=MAX_AGE_HOURS))
 Role = one_of(ROLES)
 Locale = one_of(LOCALES)
 TimeZone = text(1, 64, rule=Message(N_("%(field)s must be an IANA time zone name such as Asia/Shanghai or UTC")))

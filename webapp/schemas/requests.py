@@ -6,7 +6,7 @@ from pydantic import (BaseModel, ConfigDict, Field,
 
 from ..backup.messages import Message, N_
 from ..backup.schedule_timing import KINDS as TIMING_KINDS
-from .fields import (CONFIRM_WORD, BackupMode, BackupType, Compression, Day, Flag, FullEvery, Globs, Id, Identity, Location,
+from .fields import (CONFIRM_WORD, BackupMode, BackupType, Compression, Day, Flag, FullEvery, Globs, MaxAgeHours, Id, Identity, Location,
                      NewPassword, Locale, Note, PasswordAgain, RetentionRule, Role, ScheduleName, Secret, SourceKind, SourceName,
                      Targets, TimeZone, TimingText, Username, Weekday, one_of, refuse, shown, text)
 
@@ -109,6 +109,10 @@ class SourceChange(Body):
     enabled: Flag = None
     verify_contents: Flag = Field(None, description="folders: hash every file to find changes (slower; for file "
                                                     "systems whose times cannot be trusted)")
+    max_age_hours: MaxAgeHours | None = Field(None, description="stale after this many hours without a completed "
+                                                                "backup; null: twice the interval of the schedules "
+                                                                "that back it up (an unscheduled source is not "
+                                                                "watched)")
 
 
 class SourceCreate(SourceChange):

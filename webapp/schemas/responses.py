@@ -138,6 +138,8 @@ class Source(Shape):
     enabled: bool
     verify_contents: bool = Field(description="folders: an incremental backup hashes every file to find changes, "
                                               "instead of trusting size, mtime, inode and ctime")
+    max_age_hours: int | None = Field(ge=1, description="stale after this many hours without a completed backup; "
+                                                        "null: twice the interval of its schedules")
     created_at: Time
     updated_at: Time
 

@@ -13,7 +13,8 @@ from ..extensions import db
 from ..models import Source, name_taken
 from .audit import audit
 
-SOURCE_FIELDS = ("name", "kind", "path", "url", "include", "exclude", "enabled", "verify_contents")
+SOURCE_FIELDS = ("name", "kind", "path", "url", "include", "exclude", "enabled", "verify_contents", "max_age_hours")
+MAX_AGE_HOURS = 24 * 366  # a year: longer than that, nobody is waiting for the backup
 LOOPBACK_HOSTS = ("", "localhost", "127.0.0.1", "::1", "[::1]")
 
 
@@ -79,14 +80,26 @@ def validate_source(data, existing=None):
         raise Invalid(N_("verify_contents applies to folder sources only"))
     return {"name": engine_source.name, "kind": kind, "path": engine_source.path, "url": engine_source.url,
             "include": engine_source.include, "exclude": engine_source.exclude, "enabled": enabled,
-            "verify_contents": verify_contents}
+            "verify_contents": verify_contents, "max_age_hours": max_age(merged.get("max_age_hours"))}
+
+
+def max_age(value):
+    """Hours without a completed backup after which the source is stale; None for the default."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_AGE_HOURS:
+        raise Invalid(N_("%(field)s must be a whole number from %(low)s to %(high)s"), field="max_age_hours",
+                      low=1, high=MAX_AGE_HOURS)
+    return value
 
 
 def editable_fields(source):
     """A stored source's fields as an edit starts from them (the password left out: it is kept)."""
     return {"name": source.name, "kind": source.kind, "path": source.path, "url": redact_url(source.url),
             "include": source.include or [], "exclude": source.exclude or [], "enabled": source.enabled,
-            "verify_contents": source.verify_contents}
+            "verify_contents": source.verify_contents, "max_age_hours": source.max_age_hours}
 
 
 def engine_source_from(fields, existing):

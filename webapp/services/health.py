@@ -1,0 +1,174 @@
+"""Each source's health: its last good backup, its last failure, when it runs next, and whether
+it has gone too long without a completed backup (stale). The tick raises and clears the alerts
+(a stale source, little free space) and announces each episode once."""
+
+import datetime as dt
+import shutil
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+
+from ..backup.messages import Message, N_
+from ..backup.schedule_runs import longest_gap
+from ..backup.schedule_timing import Timing
+from ..extensions import db
+from ..models import Alert, Backup, Schedule, Source, Status, utcnow
+from .events import announce
+from .storage import backup_storage
+
+STALE_FACTOR = 2  # by default a source is stale after twice its schedule's longest gap
+AGEING_SHARE = 0.75  # past this share of max_age_hours a source's card turns amber
+FAILED_STATUSES = (Status.FAILED.value, Status.TIMEOUT.value)
+ENDED_STATUSES = (Status.COMPLETED.value, *FAILED_STATUSES)
+
+
+@dataclass
+class SourceHealth:
+    source: Source
+    last_good: Backup | None
+    last_failure: Backup | None  # the newest failed or timed-out backup of the source
+    failures_since_good: int  # failed backups since the last good one
+    max_age_hours: float | None  # the source's own, or twice its schedules' gap; None: not watched
+    next_run: dt.datetime | None
+    age_hours: float | None  # since the last good backup (or since the source was added)
+
+    @property
+    def state(self):
+        """fresh, ageing, stale, or unwatched (no max age: unscheduled and none set)."""
+        if self.max_age_hours is None or not self.source.enabled:
+            return "unwatched"
+        if self.age_hours > self.max_age_hours:
+            return "stale"
+        return "ageing" if self.age_hours > AGEING_SHARE * self.max_age_hours else "fresh"
+
+    @property
+    def stale(self):
+        return self.state == "stale"
+
+
+def source_health(now=None):
+    """Every source's health, in name order."""
+    now = now or utcnow()
+    sources = Source.query.order_by(Source.name).all()
+    schedules = Schedule.query.filter(Schedule.enabled.is_(True)).all()
+    outcomes = latest_outcomes({s.id for s in sources})
+    return [health_of(source, schedules, outcomes.get(source.id, {}), now) for source in sources]
+
+
+def health_of(source, schedules, outcomes, now):
+    covering = [s for s in schedules if covers(s, source)]
+    last_good = outcomes.get("good")
+    since = last_good.completed_at if last_good else source.created_at
+    return SourceHealth(source=source, last_good=last_good, last_failure=outcomes.get("failure"),
+                        failures_since_good=outcomes.get("failures_since_good", 0),
+                        max_age_hours=max_age_hours(source, covering, now),
+                        next_run=min((s.next_run_at for s in covering if s.next_run_at), default=None),
+                        age_hours=max(0.0, (now - since).total_seconds() / 3600))
+
+
+def latest_outcomes(source_ids):
+    """For each source: its newest completed backup ("good"), newest failure ("failure") and the
+    number of failures newer than the good one. Reads finished backups newest first, only until
+    every source has both, so a long history costs little."""
+    found = {source_id: {"failures_since_good": 0} for source_id in source_ids}
+    waiting = {(source_id, key) for source_id in source_ids for key in ("good", "failure")}
+    query = (Backup.query.filter(Backup.status.in_(ENDED_STATUSES))
+             .order_by(Backup.created_at.desc(), Backup.id.desc()).yield_per(500))
+    for backup in query:
+        key = "good" if backup.status == Status.COMPLETED.value else "failure"
+        for source_id in backup.source_ids or []:
+            outcome = found.get(source_id)
+            if outcome is None:
+                continue
+            if key == "failure" and "good" not in outcome:
+                outcome["failures_since_good"] += 1
+            if key not in outcome:
+                outcome[key] = backup
+                waiting.discard((source_id, key))
+        if not waiting:
+            break
+    return found
+
+
+def covers(schedule, source):
+    """Whether the schedule's backups include the source."""
+    if schedule.backup_type == "custom":
+        return source.id in (schedule.source_ids or [])
+    if not source.enabled:
+        return False
+    return (schedule.backup_type == "full" or (schedule.backup_type == "database" and source.is_database)
+            or (schedule.backup_type == "files" and source.kind == "files"))
+
+
+def max_age_hours(source, schedules, now):
+    """The source's max_age_hours, else twice the longest gap of the schedules that back it up
+    (the most frequent one counts), else None: an unscheduled source is not watched."""
+    if source.max_age_hours:
+        return float(source.max_age_hours)
+    gaps = [gap for gap in (longest_gap(Timing.from_dict(s.timing), now.replace(tzinfo=dt.timezone.utc))
+                            for s in schedules) if gap]
+    return STALE_FACTOR * min(gaps).total_seconds() / 3600 if gaps else None
+
+
+def stale_sources(now=None):
+    return [health for health in source_health(now) if health.stale]
+
+
+# ------------------------------------------------------------------ alerts ----
+
+def space_report():
+    """BACKUP_DIR's free and total bytes, and whether free space is under LOW_SPACE_PERCENT."""
+    store = backup_storage()
+    free = store.free_bytes()  # creates BACKUP_DIR when it is missing
+    total = shutil.disk_usage(store.root).total
+    percent = 100.0 * free / total if total else 100.0
+    return {"free_bytes": free, "total_bytes": total, "free_percent": round(percent, 1),
+            "low": percent < current_app.config["LOW_SPACE_PERCENT"]}
+
+
+def check_alerts(now=None):
+    """Raise or clear each alert; announce the episodes that begin now. Returns the events sent."""
+    now = now or utcnow()
+    sent = []
+    for health in source_health(now):
+        message = Message(N_("source %(source)s has had no completed backup for %(hours)s hours (the limit is "
+                             "%(limit)s)"), source=health.source.name, hours=round(health.age_hours or 0),
+                          limit=round(health.max_age_hours or 0))
+        if set_alert(f"source.stale:{health.source.id}", "source.stale", health.stale, now, message,
+                     source_id=health.source.id):
+            announce("source.stale", message, source=health.source)
+            sent.append(("source.stale", health.source.name))
+    space = space_report()
+    message = Message(N_("only %(percent)s%% of the space for backups is free (%(folder)s)"),
+                      percent=space["free_percent"], folder=backup_storage().root)
+    if set_alert("storage.low", "storage.low", space["low"], now, message):
+        announce("storage.low", message)
+        sent.append(("storage.low", None))
+    return sent
+
+
+def set_alert(key, event, active, now, message, source_id=None):
+    """Bring the alert's row in line with the condition; True when an episode begins now.
+
+    Compare-and-set: only the tick whose UPDATE turns the row active announces the episode, so
+    two schedulers, or many ticks, announce it once."""
+    if active and db.session.get(Alert, key) is None:
+        db.session.add(Alert(key=key, event=event, source_id=source_id, active=False))
+        try:
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()  # another tick added it first
+    if active:
+        changed = db.session.execute(update(Alert).where(Alert.key == key, Alert.active.is_(False))
+                                     .values(active=True, since=now, message=message.as_record())).rowcount
+    else:
+        changed = db.session.execute(update(Alert).where(Alert.key == key, Alert.active.is_(True))
+                                     .values(active=False, cleared_at=now)).rowcount
+    db.session.commit()
+    return bool(active and changed)
+
+
+def active_alerts():
+    return Alert.query.filter(Alert.active.is_(True)).order_by(Alert.since).all()
