@@ -240,9 +240,11 @@ class CairnServer:
         return Api(self.base_url, response.data["token"])
 
     def worker_processes(self):
-        """The RQ worker processes (`worker.py` without `--scheduler`) the supervisor runs."""
+        """The RQ worker processes of backups and restores (`worker.py` without `--scheduler` or
+        `--notifications`) the supervisor runs."""
         return [p for p in psutil.Process(self.process.pid).children()
-                if any(a.endswith("worker.py") for a in cmdline(p)) and "--scheduler" not in cmdline(p)]
+                if any(a.endswith("worker.py") for a in cmdline(p))
+                and not {"--scheduler", "--notifications"} & set(cmdline(p))]
 
     def backup_files(self):
         """Every file under BACKUP_DIR, relative (archives, sidecars, partial files, staging)."""
@@ -255,7 +257,9 @@ class CairnServer:
             import redis
             from rq import Queue
 
-            Queue(self.queue, connection=redis.Redis.from_url(self.redis_url)).delete(delete_jobs=True)
+            connection = redis.Redis.from_url(self.redis_url)
+            for name in (self.queue, f"{self.queue}-notifications"):
+                Queue(name, connection=connection).delete(delete_jobs=True)
         except Exception:
             pass
 
