@@ -24,6 +24,7 @@ from helpers import ApiClient, csrf_token, file_contents, login, make_app_data, 
 PASSWORD = "correct horse battery"
 PG_PASSWORD = "Pg-Passw0rd-Never-Shown"
 PG_QUERY_PASSWORD = "Query-Passw0rd-Never-Shown"
+WEBHOOK_SECRET = "Webhook-Secret-Never-Shown"
 PREFIX = "cairn/prod"
 CONFIG_KEY = "cairn-config.json"
 
@@ -124,7 +125,7 @@ def first_installation(installations, tmp_path, moto_server, bucket):
     with a as api:
         ids = [created(api.post("/sources", json=body))["id"] for body in (
             {"name": "app-db", "kind": "sqlite", "path": str(db_path)},
-            {"name": "uploads", "kind": "files", "path": str(uploads), "exclude": ["cache/**"]})]
+            {"name": "uploads", "kind": "files", "path": str(uploads), "exclude": ["cache/**"], "max_age_hours": 30})]
         created(api.post("/sources", json={"name": "app-pg", "kind": "postgres", "enabled": False,
                                            "url": f"postgresql://app:{PG_PASSWORD}@127.0.0.1:5432/app"}))
         created(api.post("/sources", json={"name": "app-pg2", "kind": "postgres", "enabled": False,
@@ -133,6 +134,8 @@ def first_installation(installations, tmp_path, moto_server, bucket):
                                              "timezone": "Asia/Shanghai", "type": "custom", "source_ids": ids,
                                              "compression": "gzip", "retention": {"keep_last": 5, "keep_daily": 7}}))
         update_retention_settings(SYSTEM, {"policy": {"keep_last": 9}, "pre_restore_min_days": 3})
+        created(api.post("/notifications", json={"name": "ops", "kind": "webhook", "url": "http://127.0.0.1:9/hook",
+                                                 "secret": WEBHOOK_SECRET, "events": ["backup.failed"]}))
         created(api.post("/destinations", json=destination_body(moto_server, bucket)))
         backup = created(api.post("/backups", json={"type": "custom", "source_ids": ids, "note": "before the fire"}))
         a.run_jobs()  # the backup, then its copy, and the writing of cairn-config.json
@@ -201,6 +204,11 @@ def test_a_new_installation_finds_the_backup_takes_over_the_configuration_and_re
             "daily", "03:15", "Asia/Shanghai", "gzip")
         assert sorted(schedule["source_ids"]) == sorted([sources["app-db"]["id"], sources["uploads"]["id"]])
         assert schedule["retention"]["keep_last"] == 5 and schedule["retention"]["keep_daily"] == 7
+        assert sources["uploads"]["max_age_hours"] == 30 and sources["app-db"]["max_age_hours"] is None
+        assert (taken["notification_channels"], taken["needs_secret"]) == (["ops"], ["ops"])
+        [channel] = api.get("/notifications").get_json()["data"]["items"]
+        assert (channel["url"], channel["events"], channel["secret"]) == ("http://127.0.0.1:9/hook", ["backup.failed"],
+                                                                          None)
         from webapp.services.settings import retention_settings
 
         settings = retention_settings()
@@ -231,7 +239,7 @@ def test_the_configuration_document_holds_no_secret(installations, tmp_path, mot
         from webapp.models import ApiKey, User
 
         hashes = [u.password_hash for u in User.query.all()] + [k.key_hash for k in ApiKey.query.all()]
-    secrets = [moto_server.keys["writer"].secret_access_key, PG_PASSWORD, PG_QUERY_PASSWORD, PASSWORD,
+    secrets = [moto_server.keys["writer"].secret_access_key, PG_PASSWORD, PG_QUERY_PASSWORD, PASSWORD, WEBHOOK_SECRET,
                a.app.config["SECRET_KEY"], *hashes]
     for secret in secrets:
         assert secret not in text
@@ -249,14 +257,17 @@ def test_the_configuration_document_holds_no_secret(installations, tmp_path, mot
     [schedule] = document["schedules"]
     assert schedule["sources"] == ["app-db", "uploads"] and schedule["retention"]["keep_daily"] == 7
     assert document["retention"]["policy"]["keep_last"] == 9
+    [channel] = document["notification_channels"]
+    assert (channel["name"], channel["kind"], channel["secret_removed"]) == ("ops", "webhook", True)
 
 
 def assert_no_secret_fields(node, where="document"):
-    """No field named like a secret holds a value (password_removed only says one was taken out)."""
+    """No field named like a secret holds a value (password_removed and secret_removed only say one
+    was taken out)."""
     if isinstance(node, dict):
         for key, value in node.items():
             if any(word in key.lower() for word in ("secret", "password", "token", "identity")):
-                assert key == "password_removed" and isinstance(value, bool), f"{where}.{key}"
+                assert key in ("password_removed", "secret_removed") and isinstance(value, bool), f"{where}.{key}"
             assert_no_secret_fields(value, f"{where}.{key}")
     elif isinstance(node, list):
         for index, value in enumerate(node):

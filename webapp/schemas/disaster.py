@@ -15,7 +15,7 @@ class LeftOut(Translated):
 
     TRANSLATED: ClassVar[dict] = {"error": "error_message"}
     key: str = Field(None, description="the object's key under the destination's prefix")
-    what: Literal["source", "schedule", "retention", "encryption_key", "encryption"] = Field(None, description="what was not taken over")
+    what: Literal["source", "schedule", "retention", "encryption_key", "encryption", "notification_channel"] = Field(None, description="what was not taken over")
     name: str = Field(None, description="the name of the source or schedule")
     error: str
     error_message: Any = record_of()
@@ -56,7 +56,8 @@ class AdoptedConfig(Shape):
 
     WHEN: ClassVar[str] = (
         "Reads the destination's cairn-config.json, adds its sources and schedules that do not exist here yet "
-        "(by name; those that do are left as they are), its encryption keys (public keys only) and sets its "
+        "(by name; those that do are left as they are), its encryption keys (public keys only), its notification "
+        "channels (webhooks without their signing secret: needs_secret) and sets its "
         "retention defaults. Database sources come "
         "without their password (needs_password): change each with its URL and password. 404 when the "
         "destination keeps no configuration; 503 when it cannot be read.")
@@ -73,4 +74,8 @@ class AdoptedConfig(Shape):
     encryption_keys: list[str] = Field(description="encryption keys added, as public keys only: restoring the "
                                                    "backups encrypted to them needs their identities")
     existing_encryption_keys: list[str] = Field(description="encryption keys that exist here already")
+    notification_channels: list[str] = Field(description="notification channels added")
+    existing_notification_channels: list[str] = Field(description="notification channels that exist here already")
+    needs_secret: list[str] = Field(description="webhooks added without their signing secret: change each "
+                                                "(PUT /notifications/{id}) with its secret")
     problems: list[LeftOut]

@@ -8,11 +8,12 @@ from ..backup.messages import Message, N_
 from ..backup.sources.base import check_name
 from ..errors import Invalid, NotFound, ServiceError
 from ..extensions import db
-from ..models import EncryptionKey, Schedule, Source, error_columns
+from ..models import EncryptionKey, NotificationChannel, Schedule, Source, error_columns
 from . import settings
 from .audit import audit
 from .disaster import ADOPTED, CONFIG_KEY, DATABASE_KINDS, PATH_KINDS, read_config
 from .encryption import add_key, update_encryption_settings
+from .notifications import create_channel
 from .schedules import create_schedule
 from .settings import RETENTION_DEFAULTS, update_retention_settings
 from .sources import create_source, glob_list, refuse_cairns_own_data
@@ -31,7 +32,8 @@ def adopt_config(actor, destination):
         raise NotFound(N_("there is no %(file)s at destination %(name)s"), file=CONFIG_KEY, name=destination.name)
     result = {"sources": [], "schedules": [], "existing_sources": [], "existing_schedules": [],
               "needs_password": [], "missing_paths": [], "retention": None, "problems": [],
-              "encryption_keys": [], "existing_encryption_keys": []}
+              "encryption_keys": [], "existing_encryption_keys": [], "notification_channels": [],
+              "existing_notification_channels": [], "needs_secret": []}
     if isinstance(document.get("installation"), str):  # from now on this installation writes the document
         settings.put(ADOPTED, sorted({*(settings.get(ADOPTED) or []), document["installation"]}))
     for entry in entries(document, "sources"):
@@ -42,6 +44,8 @@ def adopt_config(actor, destination):
         adopt_schedule(actor, entry, result)
     adopt_retention(actor, document.get("retention"), result)
     adopt_encrypt_all(actor, document.get("encrypt_all"), result)
+    for entry in entries(document, "notification_channels"):
+        adopt_channel(actor, entry, result)
     audit(actor, "destination.adopt", f"destination:{destination.name}",
           detail=Message(N_("%(sources)s sources and %(schedules)s schedules added from %(file)s"),
                          sources=len(result["sources"]), schedules=len(result["schedules"]), file=CONFIG_KEY))
@@ -65,6 +69,7 @@ def adopt_source(actor, entry, result):
         return
     fields = {key: entry.get(key) for key in ("name", "kind", "path", "url", "include", "exclude", "enabled")}
     fields["verify_contents"] = entry.get("verify_contents") is True
+    fields["max_age_hours"] = entry.get("max_age_hours") if isinstance(entry.get("max_age_hours"), int) else None
     fields["enabled"] = entry.get("enabled") is not False
     try:
         try:
@@ -101,7 +106,8 @@ def create_source_for_missing_path(actor, fields):
     refuse_cairns_own_data(engine_source)
     source = Source(name=engine_source.name, kind=fields["kind"], path=engine_source.path, url=None,
                     verify_contents=fields["verify_contents"] and fields["kind"] == "files",
-                    include=engine_source.include, exclude=engine_source.exclude, enabled=fields["enabled"])
+                    include=engine_source.include, exclude=engine_source.exclude, enabled=fields["enabled"],
+                    max_age_hours=fields["max_age_hours"])
     db.session.add(source)
     db.session.commit()
     audit(actor, "source.create", f"source:{source.name}")
@@ -166,3 +172,23 @@ def adopt_encrypt_all(actor, value, result):
     except ServiceError as e:
         db.session.rollback()
         problem(result, "encryption", "encrypt_all", e)
+
+
+def adopt_channel(actor, entry, result):
+    """A notification channel, without the signing secret the document never holds (`needs_secret`:
+    edit the webhook and type it)."""
+    name = entry["name"]
+    if NotificationChannel.query.filter_by(name=name).first() is not None:
+        result["existing_notification_channels"].append(name)
+        return
+    fields = {key: entry.get(key) for key in ("name", "kind", "url", "format", "to", "events")}
+    fields["enabled"] = entry.get("enabled") is not False
+    try:
+        create_channel(actor, {key: value for key, value in fields.items() if value is not None})
+    except ServiceError as e:
+        db.session.rollback()
+        problem(result, "notification_channel", name, e)
+        return
+    result["notification_channels"].append(name)
+    if entry.get("secret_removed") is True:
+        result["needs_secret"].append(name)

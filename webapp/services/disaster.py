@@ -2,9 +2,9 @@
 destination (`cairn-config.json`), and reading it back on a new installation.
 
 The document holds what it takes to set Cairn up again (sources, schedules, retention settings,
-destinations, encryption keys) and no secret: a database source's connection URL without its
-password, a destination without its secret key, an encryption key's public key without its
-identity. Taking it over is services.adoption. It is rewritten after every committed change of the
+destinations, encryption keys, notification channels) and no secret: a database source's
+connection URL without its password, a destination without its secret key, an encryption key's
+public key without its identity, a webhook without its signing secret. Taking it over is services.adoption. It is rewritten after every committed change of the
 configuration, by a job (webapp.jobs.publish): a destination that is slow or cannot be reached
 never holds up a change or fails it, and a failure to write is logged. A session event of this
 module notices the change, whichever way it came (pages, API, command line), once it is committed.
@@ -29,8 +29,8 @@ from ..backup.schedule_timing import Timing
 from ..backup.sources.base import url_without_password
 from ..errors import Invalid, ServiceError, Unavailable
 from ..extensions import db, get_queue
-from ..models import (Destination, EncryptionKey, Schedule, Setting, Source, as_naive_utc, error_columns,
-                      isoformat, utcnow)
+from ..models import (Destination, EncryptionKey, NotificationChannel, Schedule, Setting, Source, as_naive_utc,
+                      error_columns, isoformat, utcnow)
 from .destinations import scan_archives, storage_for
 from .encryption import ENCRYPTION, encrypt_all, list_keys
 from .schedules import timing_fields
@@ -50,15 +50,15 @@ CHANGED = "cairn_config_changed"  # session.info: a committed change must be pub
 INSTALLATION = "installation_id"  # settings: this installation's id, written into the document
 ADOPTED = "adopted_installations"  # settings: the installations whose documents this one took over
 NOT_A_CONFIG = object()
-# The columns whose change changes the document (or where it can be written). Notification
-# channels join this table when they exist.
+# The columns whose change changes the document (or where it can be written).
 WATCHED = {
-    Source: ("name", "kind", "path", "url", "include", "exclude", "enabled", "verify_contents"),
+    Source: ("name", "kind", "path", "url", "include", "exclude", "enabled", "verify_contents", "max_age_hours"),
     Schedule: ("name", "timing", "backup_type", "source_ids", "compression", "encrypt", "mode", "full_every",
                "retention", "enabled"),
     EncryptionKey: ("name", "recipient"),
     Destination: ("name", "kind", "endpoint_url", "bucket", "prefix", "region", "access_key_id",
                   "secret_access_key", "immutable_days", "enabled"),
+    NotificationChannel: ("name", "kind", "url", "format", "secret", "to", "events", "enabled"),
     Setting: ("value",),
 }
 DATABASE_KINDS = ("postgres", "mysql")
@@ -80,7 +80,8 @@ def config_document(now=None, installation=None):
             "destinations": [destination_entry(d) for d in Destination.query.order_by(Destination.name)],
             # public keys only: an identity never leaves the machine that keeps it
             "encryption_keys": [{"name": key.name, "recipient": key.recipient} for key in list_keys()],
-            "encrypt_all": encrypt_all()}
+            "encrypt_all": encrypt_all(),
+            "notification_channels": [channel_entry(c) for c in NotificationChannel.query.order_by(NotificationChannel.name)]}
 
 
 def source_entry(source):
@@ -88,7 +89,7 @@ def source_entry(source):
     return {"name": source.name, "kind": source.kind, "path": source.path, "url": url,
             "password_removed": bool(source.url) and url != source.url,
             "include": source.include or [], "exclude": source.exclude or [], "enabled": source.enabled,
-            "verify_contents": source.verify_contents}
+            "verify_contents": source.verify_contents, "max_age_hours": source.max_age_hours}
 
 
 def schedule_entry(schedule, source_names):
@@ -106,6 +107,14 @@ def destination_entry(destination):
             "bucket": destination.bucket, "prefix": destination.prefix, "region": destination.region,
             "access_key_id": destination.access_key_id, "immutable_days": destination.immutable_days,
             "enabled": destination.enabled}
+
+
+def channel_entry(channel):
+    """A notification channel as the document keeps it: never its signing secret. The URL is kept
+    (the document lies beside the archives, which need more protection than a webhook's address)."""
+    return {"name": channel.name, "kind": channel.kind, "url": channel.url, "format": channel.format,
+            "to": channel.to or [], "events": channel.events or [], "enabled": channel.enabled,
+            "secret_removed": bool(channel.secret)}
 
 
 # --------------------------------------------------------------- publishing ----
