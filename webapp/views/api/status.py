@@ -1,13 +1,15 @@
 """Status, statistics, metrics, health, the audit trail and the OpenAPI document."""
 
 from flask import current_app, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from ... import schemas
 from ...backup.messages import Message, N_
 from ...errors import envelope_code
 from ...openapi import document
 from ...services.audit import audit_query
-from ...services.status import health_report, metrics_text, stats_report, status_report
+from ...services.metrics import metrics_text
+from ...services.status import health_report, stats_report, status_report
 from ...i18n import translate
 from .common import authenticate_request, bp, health_bp, ok, paged
 
@@ -32,7 +34,7 @@ def stats():
 
 @bp.route("/metrics", methods=["GET"])
 def metrics():
-    return current_app.response_class(metrics_text(), mimetype="text/plain; version=0.0.4")
+    return current_app.response_class(metrics_text(), content_type=CONTENT_TYPE_LATEST)
 
 
 @health_bp.route("/metrics")
