@@ -29,7 +29,11 @@ EN = {"Accept-Language": "en"}
 ALLOWED_WORDS = frozenset("""
     Cairn SQLite PostgreSQL Postgres MySQL MariaDB zstd gzip tar cron S3 API APIs URL URLs JSON SHA UTC
     RESTORE htmx IANA ISO KiB MiB GiB TiB English age
+    Webhook Ping healthchecks Slack Mattermost HTTP
 """.split())
+# Webhook and Ping name kinds of notification channel (docs/glossary.md keeps them in Chinese too);
+# healthchecks (healthchecks.io), Slack and Mattermost are products; HTTP names the protocol of a
+# receiver's answer ("接收方返回 HTTP 500").
 # The API's field and filter names never change; a message about one names it as it is sent.
 FIELD_NAMES = frozenset("since until".split())
 ALLOWED_IN_LOWER_CASE = frozenset("sqlite postgresql postgres mysql mariadb zstd gzip tar cron json htmx".split())

@@ -55,6 +55,9 @@ VIEWER_MUST_READ = [
     "/admin/sources",
     "/admin/destinations",
     "/admin/settings",
+    "/admin/settings/notifications",
+    "/admin/settings/notifications/<int:channel_id>",
+    "/admin/settings/notifications/<int:channel_id>/deliveries",
     "/api/v1/backups",
     "/api/v1/backups/<int:backup_id>",
     "/api/v1/operations/<int:operation_id>",
@@ -195,6 +198,9 @@ def ids_for(world, user):
 
 NEW_PASSWORD = "a brand new password"
 CHANNEL = {"name": "ops", "kind": "webhook", "url": "http://127.0.0.1:9/hook", "secret": "sweep-secret"}
+# The channel form of Settings → Notifications, as a browser sends it.
+PAGE_CHANNEL = {"kind": "webhook", "url": "http://127.0.0.1:9/other", "format": "slack", "secret": "page-secret",
+                "events": ["backup.failed", "storage.low"], "enabled": "y"}
 DESTINATION = {"name": "offsite", "endpoint_url": "http://127.0.0.1:9", "bucket": "cairn-backups",
                "access_key_id": "AKIASWEEP", "secret_access_key": "sweep-secret-key"}
 
@@ -231,6 +237,10 @@ def page_payloads(w, actor):
         ("POST", "/admin/destinations/<int:destination_id>/edit"): dict(DESTINATION, name="renamed-destination",
                                                                         enabled="y"),
         ("POST", "/admin/destinations/<int:destination_id>/enabled"): {"enabled": "0"},
+        ("POST", "/admin/settings/notifications"): dict(PAGE_CHANNEL, name="new-channel"),
+        ("POST", "/admin/settings/notifications/<int:channel_id>/edit"): dict(PAGE_CHANNEL, name="renamed-channel",
+                                                                            remove_secret="y"),
+        ("POST", "/admin/settings/notifications/<int:channel_id>/enabled"): {"enabled": "0"},
     }
 
 

@@ -156,7 +156,12 @@ def test_pages_obey_the_policy_and_htmx_polls_under_it(browser, cairn, api, e2e,
     page.wait_for_timeout(2500)
     assert len(polls) == polls_when_done, "polling went on after the backup finished"
 
-    for path in ("/admin/settings", "/admin/sources", "/admin/schedules", "/admin/audit", "/admin/backups/import"):
+    channel = api.post("/notifications", {"name": "csp-hook", "kind": "webhook", "url": "http://127.0.0.1:9/hook",
+                                          "secret": "csp-secret"})
+    assert channel.status == 201, channel
+    notifications = f"/admin/settings/notifications/{channel.data['id']}"
+    for path in ("/admin/settings", "/admin/sources", "/admin/schedules", "/admin/audit",
+                 "/admin/settings/notifications", notifications, notifications + "/edit", "/admin/backups/import"):
         watch.visit(base + path)
 
     # An upload sent by app.js (XHR with a progress bar), then the imported backup's page with its

@@ -1,12 +1,12 @@
 """One blueprint per area."""
 
-from . import (api, audit, auth, backups, dashboard, destinations, encryption, errors, operations, schedules, settings,
-               sources)
+from . import (api, audit, auth, backups, dashboard, destinations, encryption, errors, notifications, operations,
+               schedules, settings, sources)
 
 
 def register_blueprints(app):
     for module in (auth, dashboard, backups, operations, schedules, sources, destinations, audit, settings, encryption,
-                   api):
+                   notifications, api):
         app.register_blueprint(module.bp)
     app.register_blueprint(api.health_bp)
     errors.register(app)

@@ -1,13 +1,15 @@
-"""Settings: retention defaults, encryption keys (their forms post to views.encryption), users
-(admins), and every user's own language, time zone, API keys and password."""
+"""Settings: retention defaults, encryption keys (their forms post to views.encryption), the
+notification channels (managed in views.notifications), users (admins), and every user's own
+language, time zone, API keys and password."""
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import get_timezone, gettext as _, refresh
 from flask_login import current_user, login_required, login_user
+from sqlalchemy.orm import load_only
 
 from ..labels import label
-from ..models import ROLES, User
-from ..services import accounts, encryption, retention
+from ..models import ROLES, NotificationChannel, User
+from ..services import accounts, encryption, notifications, retention
 from ..services.settings import DAY_SETTINGS, KEEP_LOCAL, RETENTION_RULES, retention_settings, update_retention_settings
 from .common import actor, admin_required, refusals
 from .auth import confirm_recent_sign_in, mark_signed_in
@@ -38,7 +40,14 @@ def render(values=None, status=200, new_key=None, key_form=None):
         users=User.query.order_by(User.username).all() if current_user.is_admin else [],
         api_keys=accounts.api_keys_of(current_user).all(), current_zone=get_timezone().zone,
         default_zone=current_app.config["DEFAULT_TIMEZONE"], encryption_keys=encryption.list_keys(),
-        encrypt_all=encryption.encrypt_all(), key_form=key_form or {}), status
+        encrypt_all=encryption.encrypt_all(), key_form=key_form or {}, notification_channels=channel_summaries()), status
+
+
+def channel_summaries():
+    """The notification channels as the settings page lists them (no address, no secret)."""
+    columns = (NotificationChannel.id, NotificationChannel.name, NotificationChannel.kind, NotificationChannel.events,
+               NotificationChannel.enabled)
+    return notifications.all_channels().options(load_only(*columns)).all()
 
 
 def render_refused(error, **view_args):
