@@ -113,6 +113,7 @@ CONTROL = [
     ("POST", "/admin/backups/<int:backup_id>/delete"),
     ("POST", "/admin/operations/<int:operation_id>/cancel"),
     ("POST", "/admin/settings/api-keys"),
+    ("POST", "/admin/settings/notifications"),
     ("PATCH", "/api/v1/backups/<int:backup_id>"),
     ("POST", "/api/v1/sources"),
     ("DELETE", "/api/v1/api-keys/<int:key_id>"),

@@ -383,6 +383,7 @@ def admin_pages(client, world):
              ("audit", get("/admin/audit")),
              ("audit filtered", get("/admin/audit?action=backup&user=" + ADMIN)),
              ("settings", get("/admin/settings")),
+             ("notifications", get("/admin/settings/notifications")),
              ("404 page", get("/admin/backups/99999")),
              ("404 path", get("/admin/no-such-page"))]
     for status, backup in b.items():
