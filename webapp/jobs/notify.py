@@ -20,6 +20,9 @@ from ..models import FAILURE_EVENTS, Delivery, error_columns, utcnow
 from ..services.events import MAX_ATTEMPTS, TEST_EVENT
 
 SUBJECT = N_("[Cairn] %(event)s: %(subject)s")
+# A label and its value on a line of the plain-text email. Kept here rather than in the .txt
+# template, which `make messages` does not read (babel.cfg extracts from templates/**.html).
+LABELLED = N_("%(label)s: %(value)s")
 
 
 class AttemptFailed(Exception):
@@ -89,14 +92,17 @@ def email_for(channel, notice):
     """Plain text and HTML, with the subject naming the event and what it is about."""
     message = EmailMessage()
     message["To"] = ", ".join(channel.to)
-    message["Subject"] = gettext(SUBJECT, event=label(notice["event"], "event"), subject=subject_of(notice))
-    message.set_content(render_template("email/notice.txt", notice=notice))
+    message["Subject"] = gettext(SUBJECT, event=label(notice["event"], "event"), subject=subject_of(notice, channel))
+    message.set_content(render_template("email/notice.txt", notice=notice, labelled=LABELLED))
     message.add_alternative(render_template("email/notice.html", notice=notice), subtype="html")
     return message
 
 
-def subject_of(notice):
-    """What the event is about: the backup's sources, the source, or the folder of backups."""
+def subject_of(notice, channel):
+    """What the event is about: the source, the backup's sources, the channel a test is for, or
+    the folder of backups (low space)."""
+    if notice["event"] == TEST_EVENT:
+        return channel.name
     if notice.get("source"):
         return notice["source"]["name"]
     if notice.get("backup"):

@@ -7,8 +7,9 @@ import shutil
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import load_only
 
 from ..backup.messages import Message, N_
 from ..backup.schedule_runs import longest_gap
@@ -22,6 +23,10 @@ STALE_FACTOR = 2  # by default a source is stale after twice its schedule's long
 AGEING_SHARE = 0.75  # past this share of max_age_hours a source's card turns amber
 FAILED_STATUSES = (Status.FAILED.value, Status.TIMEOUT.value)
 ENDED_STATUSES = (Status.COMPLETED.value, *FAILED_STATUSES)
+# What a source's health tells of its last good backup and last failure (never the manifest).
+SUMMARY_COLUMNS = (Backup.id, Backup.name, Backup.type, Backup.trigger, Backup.status, Backup.created_at,
+                   Backup.started_at, Backup.completed_at, Backup.file_size, Backup.source_size, Backup.source_ids,
+                   Backup.error, Backup.error_message)
 
 
 @dataclass
@@ -70,25 +75,43 @@ def health_of(source, schedules, outcomes, now):
 
 def latest_outcomes(source_ids):
     """For each source: its newest completed backup ("good"), newest failure ("failure") and the
-    number of failures newer than the good one. Reads finished backups newest first, only until
-    every source has both, so a long history costs little."""
+    number of failures newer than the good one. Reads three narrow columns of finished backups,
+    newest first, only until every source has both; then loads just the chosen rows, without
+    their manifests."""
     found = {source_id: {"failures_since_good": 0} for source_id in source_ids}
     waiting = {(source_id, key) for source_id in source_ids for key in ("good", "failure")}
-    query = (Backup.query.filter(Backup.status.in_(ENDED_STATUSES))
-             .order_by(Backup.created_at.desc(), Backup.id.desc()).yield_per(500))
-    for backup in query:
-        key = "good" if backup.status == Status.COMPLETED.value else "failure"
-        for source_id in backup.source_ids or []:
-            outcome = found.get(source_id)
-            if outcome is None:
-                continue
-            if key == "failure" and "good" not in outcome:
-                outcome["failures_since_good"] += 1
-            if key not in outcome:
-                outcome[key] = backup
-                waiting.discard((source_id, key))
-        if not waiting:
-            break
+    result = db.session.execute(select(Backup.id, Backup.status, Backup.source_ids)
+                                .where(Backup.status.in_(ENDED_STATUSES))
+                                .order_by(Backup.created_at.desc(), Backup.id.desc())
+                                .execution_options(yield_per=500))
+    try:
+        for backup_id, status, backup_sources in result:
+            if not waiting:
+                break
+            key = "good" if status == Status.COMPLETED.value else "failure"
+            for source_id in backup_sources or []:
+                outcome = found.get(source_id)
+                if outcome is None:
+                    continue
+                if key == "failure" and "good" not in outcome:
+                    outcome["failures_since_good"] += 1
+                if key not in outcome:
+                    outcome[key] = backup_id
+                    waiting.discard((source_id, key))
+    finally:
+        result.close()
+    return with_rows(found)
+
+
+def with_rows(found):
+    """The outcomes with each chosen backup's id replaced by its row (summary columns only)."""
+    ids = {outcome[key] for outcome in found.values() for key in ("good", "failure") if key in outcome}
+    rows = {backup.id: backup for backup in
+            Backup.query.options(load_only(*SUMMARY_COLUMNS)).filter(Backup.id.in_(ids))} if ids else {}
+    for outcome in found.values():
+        for key in ("good", "failure"):
+            if key in outcome:
+                outcome[key] = rows.get(outcome[key])  # None: removed since (retention) a moment ago
     return found
 
 
