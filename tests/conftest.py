@@ -57,9 +57,10 @@ def app(tmp_path, redis_url):
     with app.app_context():
         upgrade()
         yield app
-        from webapp.extensions import db, get_queue
+        from webapp.extensions import db, get_notification_queue, get_queue
 
         get_queue().empty()
+        get_notification_queue().delete(delete_jobs=True)  # deliveries queued by what a test did
         db.session.remove()
         db.engine.dispose()
 

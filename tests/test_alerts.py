@@ -13,14 +13,6 @@ from helpers import make_app_data, race, run_jobs
 HOUR = dt.timedelta(hours=1)
 
 
-@pytest.fixture(autouse=True)
-def empty_notification_queue(app):
-    from webapp.extensions import get_notification_queue
-
-    yield
-    get_notification_queue().delete(delete_jobs=True)
-
-
 @pytest.fixture
 def uploads(tmp_path):
     _, folder = make_app_data(tmp_path / "app")

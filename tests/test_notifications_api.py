@@ -26,15 +26,6 @@ def fresh_language_per_request(app):
     forget_the_language_between_requests(app)
 
 
-@pytest.fixture(autouse=True)
-def empty_notification_queue(app):
-    """Deliveries queued here are run by the tests that mean to, and not left in Redis."""
-    from webapp.extensions import get_notification_queue
-
-    yield
-    get_notification_queue().delete(delete_jobs=True)
-
-
 @pytest.fixture
 def hook(api):
     created = api.post("/notifications", json=HOOK)
@@ -169,7 +160,7 @@ def in_both_languages(send):
 
 def test_refusals_in_both_languages(app, api):
     app.config["SMTP_HOST"] = None
-    for body, words in ((dict(HOOK, events=["backup.exploded"]), "events"),
+    for body, words in ((dict(HOOK, events=["backup.exploded"]), "backup.exploded"),
                         (dict(HOOK, url="ftp://x"), "url"),
                         ({"name": "m", "kind": "email", "to": ["a@example.com"]}, "SMTP_HOST")):
         english, chinese = in_both_languages(lambda headers: api.post("/notifications", json=body, headers=headers))

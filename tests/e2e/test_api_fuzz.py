@@ -22,7 +22,9 @@ SAFETY. This machine runs the tests as root, and Cairn backs up and restores wha
 names. A fuzzed source with path "/" followed by a backup would archive the whole filesystem, and
 a restore would overwrite it. So the fuzzer never creates or changes a source and never restores:
 - POST /sources, PUT /sources/{source_id}: a fuzzed path could be "/" or any system directory;
-- POST /backups/{backup_id}/restore: it overwrites the sources' data with an archive's.
+- POST /backups/{backup_id}/restore: it overwrites the sources' data with an archive's;
+- POST /notifications, PUT /notifications/{channel_id}: a fuzzed URL could name another host,
+  which a delivery would then call.
 They are excluded from the schema, and `GuardedSession`, which carries every request schemathesis
 generates, refuses those routes by URL (decoded and normalised, as the server routes it), whatever
 the document says. (The only other requests, `ignored_auth`'s probes, repeat an operation that
@@ -66,12 +68,16 @@ EXCLUDED = {
     ("POST", "/sources"): "a fuzzed source could name / or a system directory, which a backup would read",
     ("PUT", "/sources/{source_id}"): "the same: a fuzzed path on an existing source",
     ("POST", "/backups/{backup_id}/restore"): "a restore overwrites the sources' data",
+    ("POST", "/notifications"): "a fuzzed channel's URL could name another host, which deliveries would then call",
+    ("PUT", "/notifications/{channel_id}"): "the same: a fuzzed URL on an existing channel",
 }
 # The same routes as the server sees them (a decoded, normalised path): the last line of defence.
 FORBIDDEN_REQUESTS = [
     ("POST", re.compile(r"^/api/v1/sources/*$")),
     ("PUT", re.compile(r"^/api/v1/sources/[^/]+/*$")),
     ("POST", re.compile(r"^/api/v1/backups/[^/]+/restore/*$")),
+    ("POST", re.compile(r"^/api/v1/notifications/*$")),
+    ("PUT", re.compile(r"^/api/v1/notifications/[^/]+/*$")),
 ]
 
 

@@ -20,11 +20,6 @@ from ..models import FAILURE_EVENTS, Delivery, error_columns, utcnow
 from ..services.events import MAX_ATTEMPTS, TEST_EVENT
 
 SUBJECT = N_("[Cairn] %(event)s: %(subject)s")
-# A label and its value on a line of the plain-text email. Kept here rather than in the .txt
-# template, which `make messages` does not read (babel.cfg extracts from templates/**.html).
-LABELLED = N_("%(label)s: %(value)s")
-
-
 class AttemptFailed(Exception):
     """Raised for RQ to try again later; the row already says why (the message names no secret)."""
 
@@ -93,7 +88,7 @@ def email_for(channel, notice):
     message = EmailMessage()
     message["To"] = ", ".join(channel.to)
     message["Subject"] = gettext(SUBJECT, event=label(notice["event"], "event"), subject=subject_of(notice, channel))
-    message.set_content(render_template("email/notice.txt", notice=notice, labelled=LABELLED))
+    message.set_content(render_template("email/notice.txt", notice=notice))
     message.add_alternative(render_template("email/notice.html", notice=notice), subtype="html")
     return message
 
