@@ -33,7 +33,7 @@ SUMMARY_COLUMNS = (Backup.id, Backup.name, Backup.type, Backup.trigger, Backup.s
 class SourceHealth:
     source: Source
     last_good: Backup | None
-    last_failure: Backup | None  # the newest failed or timed-out backup of the source
+    last_failure: Backup | None  # the newest failed or timed-out backup since the last good one
     failures_since_good: int  # failed backups since the last good one
     max_age_hours: float | None  # the source's own, or twice its schedules' gap; None: not watched
     next_run: dt.datetime | None
@@ -74,12 +74,12 @@ def health_of(source, schedules, outcomes, now):
 
 
 def latest_outcomes(source_ids):
-    """For each source: its newest completed backup ("good"), newest failure ("failure") and the
-    number of failures newer than the good one. Reads three narrow columns of finished backups,
-    newest first, only until every source has both; then loads just the chosen rows, without
-    their manifests."""
+    """For each source: its newest completed backup ("good"), and the failures newer than that
+    one (their number, and the newest: "failure"). Reads three narrow columns of finished backups,
+    newest first, only until every source's good backup is found (older failures no longer
+    matter); then loads just the chosen rows, without their manifests."""
     found = {source_id: {"failures_since_good": 0} for source_id in source_ids}
-    waiting = {(source_id, key) for source_id in source_ids for key in ("good", "failure")}
+    waiting = set(source_ids)
     result = db.session.execute(select(Backup.id, Backup.status, Backup.source_ids)
                                 .where(Backup.status.in_(ENDED_STATUSES))
                                 .order_by(Backup.created_at.desc(), Backup.id.desc())
@@ -88,16 +88,14 @@ def latest_outcomes(source_ids):
         for backup_id, status, backup_sources in result:
             if not waiting:
                 break
-            key = "good" if status == Status.COMPLETED.value else "failure"
-            for source_id in backup_sources or []:
-                outcome = found.get(source_id)
-                if outcome is None:
-                    continue
-                if key == "failure" and "good" not in outcome:
+            for source_id in waiting.intersection(backup_sources or []):
+                outcome = found[source_id]
+                if status == Status.COMPLETED.value:
+                    outcome["good"] = backup_id
+                    waiting.discard(source_id)
+                else:
                     outcome["failures_since_good"] += 1
-                if key not in outcome:
-                    outcome[key] = backup_id
-                    waiting.discard((source_id, key))
+                    outcome.setdefault("failure", backup_id)
     finally:
         result.close()
     return with_rows(found)
