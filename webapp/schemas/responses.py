@@ -283,6 +283,34 @@ class SizePoint(Shape):
     duration_seconds: float | None = Field(ge=0)
 
 
+class SourceSeries(Shape):
+    """One source's completed backups, oldest first, as parallel lists: the i-th backup is
+    backup_ids[i], made at at[i], its archive size_bytes[i] bytes (the whole backup's archive),
+    and it took duration_seconds[i] seconds."""
+
+    source: str = Field(description="the source's name")
+    backup_ids: list[int]
+    at: list[str] = Field(description="when each was made (UTC, ISO 8601)")
+    size_bytes: list[Count | None]
+    duration_seconds: list[float | None]
+
+
+class DayCount(Shape):
+    """How many backups made on one day (UTC) completed, and how many failed or timed out."""
+
+    date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="the day, YYYY-MM-DD")
+    completed: Count
+    failed: Count
+
+
+class Series(Shape):
+    """The history the dashboard's charts draw, from `since` (midnight UTC, 30 days ago) to now."""
+
+    since: Time
+    sources: list[SourceSeries] = Field(description="one series per source, in name order")
+    days: list[DayCount] = Field(description="every day of the range, oldest first")
+
+
 class Stats(Shape):
     """Backup statistics for the dashboard."""
 
@@ -290,7 +318,8 @@ class Stats(Shape):
     total_size_bytes: Count
     success_rate: float | None = Field(ge=0, le=1, description="completed / finished; null before any "
                                                                "backup finished")
-    sizes: list[SizePoint] = Field(description="backup sizes and durations over time")
+    sizes: list[SizePoint] = Field(description="the latest completed backups' sizes and durations, oldest first")
+    series: Series
 
 
 class User(Shape):

@@ -5,11 +5,14 @@ import os
 import socket
 
 from rq import Worker
+from sqlalchemy import select
 
 from ..extensions import db, get_queue
-from ..models import ACTIVE_STATUSES, STATUSES, Backup, Operation, Status, as_naive_utc, isoformat
-from .backups import last_completed_backup, running_backup
+from ..models import ACTIVE_STATUSES, STATUSES, Backup, Operation, Status, as_naive_utc, isoformat, utcnow
+from .backups import last_completed_backup
+from .health import source_health
 from .schedules import next_scheduled_run
+from .stats import ENDED_STATUSES, attention, backup_series, duration_of, light_backups, needs_attention
 from .storage import backup_storage
 
 FINISHED_STATUSES = ("completed", "failed", "cancelled", "timeout")
@@ -84,28 +87,43 @@ def success_rate(counts):
     return round(counts.get("completed", 0) / finished, 4) if finished else None
 
 
-def stats_report(limit=100):
-    """Counts by status, total size, success rate and the latest backups' sizes and durations."""
+def stats_report(limit=100, now=None):
+    """Counts by status, total size, success rate, the latest backups' sizes and durations, and
+    the series of the last STATS_DAYS days (per source, per day) the dashboard's charts draw."""
     counts = status_counts()
-    latest = (Backup.query.filter(Backup.status == Status.COMPLETED.value)
-              .order_by(Backup.created_at.desc(), Backup.id.desc()).limit(limit).all())
+    latest = db.session.execute(
+        select(Backup.id, Backup.created_at, Backup.started_at, Backup.completed_at, Backup.file_size)
+        .where(Backup.status == Status.COMPLETED.value)
+        .order_by(Backup.created_at.desc(), Backup.id.desc()).limit(limit)).all()
     return {
         "counts": {status: counts.get(status, 0) for status in STATUSES},
         "total_size_bytes": storage_used(),
         "success_rate": success_rate(counts),
         "sizes": [{"id": b.id, "created_at": isoformat(b.created_at), "file_size": b.file_size,
-                   "duration_seconds": b.duration_seconds} for b in reversed(latest)],
+                   "duration_seconds": duration_of(b.started_at, b.completed_at)} for b in reversed(latest)],
+        "series": backup_series(now),
     }
 
 
-def dashboard_figures():
-    """The dashboard's numbers: last success, what runs, space, completed count, success rate."""
+def dashboard_figures(now=None):
+    """The dashboard's numbers (last success, what runs, next run, space, completed count, success
+    rate), each source's health and what needs attention."""
+    now = now or utcnow()
     counts = status_counts()
     rate = success_rate(counts)
-    return {"last_backup": last_completed_backup(), "running": running_backup(), "storage_used": storage_used(),
-            "free_space": backup_storage().free_bytes(), "backup_count": counts.get("completed", 0),
+    health = source_health(now)
+    found = attention(health, now)
+    return {"last_backup": light_backups().filter(Backup.status == Status.COMPLETED.value)
+            .order_by(Backup.completed_at.desc()).first(),
+            "running": light_backups().filter(Backup.status.in_(ACTIVE_STATUSES)).order_by(Backup.id.desc()).first(),
+            "next_run": next_scheduled_run(), "storage_used": storage_used(),
+            "free_space": found["space"]["free_bytes"],
+            "backup_count": counts.get("completed", 0),
             "success_rate": round(100.0 * rate, 1) if rate is not None else None,
-            "recent": Backup.query.order_by(Backup.created_at.desc()).limit(5).all()}
+            "recent": light_backups().order_by(Backup.created_at.desc()).limit(5).all(),
+            "health": health, "attention": found, "needs_attention": needs_attention(found),
+            # Changes whenever a backup ends or is deleted: the page then redraws its charts.
+            "history_version": "-".join(str(counts.get(s, 0)) for s in ENDED_STATUSES)}
 
 
 def metrics_text():
