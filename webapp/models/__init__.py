@@ -2,6 +2,7 @@
 
 import sqlalchemy as sa
 from flask_login import UserMixin
+from sqlalchemy.orm import deferred
 
 from ..backup.progress import FINAL_PHASES
 from ..backup.sources.base import redact_url
@@ -133,7 +134,9 @@ class Backup(db.Model):
     recipients = db.Column(db.JSON, nullable=False, default=list)  # the age public keys it is encrypted to
     source_ids = db.Column(db.JSON, nullable=False, default=list)
     sources = db.Column(db.JSON, nullable=False, default=list)
-    manifest = db.Column(db.JSON)
+    # Loaded only when read: a folder of a million files makes a manifest of hundreds of megabytes,
+    # and no list, status or health query needs it.
+    manifest = deferred(db.Column(db.JSON))
     created_by_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="SET NULL"))
     requested_from = db.Column(db.String(64))  # the address that asked for it, for the audit trail
     schedule_id = db.Column(db.Integer)

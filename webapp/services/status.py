@@ -1,6 +1,5 @@
-"""What Cairn is doing now and how it has done: status, statistics, metrics and health."""
+"""What Cairn is doing now and how it has done: status, statistics and health."""
 
-import datetime as dt
 import os
 import socket
 
@@ -124,21 +123,6 @@ def dashboard_figures(now=None):
             "health": health, "attention": found, "needs_attention": needs_attention(found),
             # Changes whenever a backup ends or is deleted: the page then redraws its charts.
             "history_version": "-".join(str(counts.get(s, 0)) for s in ENDED_STATUSES)}
-
-
-def metrics_text():
-    """The same figures in the Prometheus text format."""
-    counts = status_counts()
-    last = last_completed_backup()
-    last_success = last.completed_at.replace(tzinfo=dt.timezone.utc).timestamp() if last else 0
-    lines = ["# HELP cairn_backups Backups by status.", "# TYPE cairn_backups gauge"]
-    lines += [f'cairn_backups{{status="{status}"}} {counts.get(status, 0)}' for status in STATUSES]
-    lines += ["# HELP cairn_backup_bytes Total size of the completed backups' archives.",
-              "# TYPE cairn_backup_bytes gauge", f"cairn_backup_bytes {storage_used()}",
-              "# HELP cairn_last_success_timestamp_seconds When the last backup completed.",
-              "# TYPE cairn_last_success_timestamp_seconds gauge",
-              f"cairn_last_success_timestamp_seconds {last_success:.0f}"]
-    return "\n".join(lines) + "\n"
 
 
 def health_report():
