@@ -137,7 +137,7 @@ def test_the_banner_links_to_what_needs_attention(world, app, admin_client):
                      r'The copy of backup \S+ to offsite failed</a>', found)
     assert "the bucket refused the upload" in found
     delivery = re.search(r'<li class="attention-delivery">\s*<a href="([^"]+)">([^<]+)</a>', found)
-    assert delivery and delivery.group(1).endswith("#notifications")
+    assert delivery and delivery.group(1) == f"/admin/settings/notifications/{channel.id}"
     assert "ops-hook" in delivery.group(2) and delivery.group(2).endswith(": 2"), "the old failure is not counted"
     assert "the receiver answered HTTP 501" in found, "the newest failure's error is shown"
 
