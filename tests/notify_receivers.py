@@ -172,12 +172,18 @@ class Recorder:
 
 
 class SmtpReceiver:
-    """aiosmtpd on 127.0.0.1 (plain SMTP; AUTH allowed without TLS when a user is given)."""
+    """aiosmtpd on 127.0.0.1: plain SMTP (AUTH allowed without TLS when a user is given), or with a
+    server `tls` context, STARTTLS required before AUTH (`security="starttls"`) or TLS from the
+    first byte (`security="ssl"`)."""
 
-    def __init__(self, username=None, password=None):
+    def __init__(self, username=None, password=None, security="none", tls=None):
         self.port = free_port()
         self.recorder = Recorder(username, password)
-        extra = {"authenticator": self.recorder, "auth_require_tls": False} if username else {}
+        extra = {"authenticator": self.recorder, "auth_require_tls": security == "starttls"} if username else {}
+        if security == "starttls":
+            extra.update(tls_context=tls, require_starttls=True)
+        elif security == "ssl":
+            extra.update(ssl_context=tls)
         self.controller = Controller(self.recorder, hostname="127.0.0.1", port=self.port, **extra)
         self.controller.start()
 

@@ -105,6 +105,8 @@ def send_email(settings, message, timeout=10.0):
             smtp.send_message(message)
     except smtplib.SMTPAuthenticationError as e:
         raise DeliveryError(N_("the mail server refused the login (%(code)s)"), code=e.smtp_code) from None
+    except smtplib.SMTPNotSupportedError:
+        raise DeliveryError(N_("the mail server offers no login here (does it want SMTP_SECURITY starttls?)")) from None
     except smtplib.SMTPRecipientsRefused:
         raise DeliveryError(N_("the mail server refused the recipients")) from None
     except smtplib.SMTPResponseException as e:
