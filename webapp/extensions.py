@@ -1,11 +1,13 @@
 """Flask extensions and the Redis/RQ accessors, created once and bound in create_app."""
 
 import redis
+import sqlalchemy as sa
 import rq
 from flask import current_app
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_sqlalchemy.pagination import QueryPagination
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
@@ -54,3 +56,18 @@ def get_queue():
 def get_notification_queue():
     """Deliveries have their own queue and worker, so a slow receiver never holds up a backup."""
     return rq.Queue(f"{current_app.config['RQ_QUEUE']}-notifications", connection=get_redis())
+
+
+class LeanPagination(QueryPagination):
+    """Flask-SQLAlchemy's pagination, counting with `SELECT count(<primary key>) FROM … WHERE …`
+    rather than around a subquery of every column: the same answer, without asking for rows."""
+
+    def _query_count(self):
+        query = self._query_args["query"]
+        key = sa.inspect(query.column_descriptions[0]["entity"]).primary_key[0]
+        return query.order_by(None).with_entities(db.func.count(key)).scalar()
+
+
+def paginate(query, page, per_page):
+    """One page of a single-entity query (past the last page: an empty one)."""
+    return LeanPagination(query=query, page=page, per_page=per_page, error_out=False)

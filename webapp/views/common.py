@@ -7,7 +7,7 @@ from flask_babel import gettext as _, lazy_gettext as _l
 from flask_login import current_user, login_required
 
 from ..errors import Invalid, NotFound, ServiceError
-from ..extensions import db
+from ..extensions import db, paginate
 from ..i18n import sentence, translate
 from ..labels import parts
 from ..models import MAX_PAGE
@@ -97,10 +97,10 @@ def page_number():
 def filtered_page(query_for, filters, per_page):
     """One page of `query_for(**filters)`; a bad filter is flashed and the unfiltered list shown."""
     try:
-        return query_for(**filters).paginate(page=page_number(), per_page=per_page, error_out=False)
+        return paginate(query_for(**filters), page_number(), per_page)
     except Invalid as e:
         flash(sentence(translate(e)), "error")
-        return query_for().paginate(page=1, per_page=per_page, error_out=False)
+        return paginate(query_for(), 1, per_page)
 
 
 def wants_full_archive():

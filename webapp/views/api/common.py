@@ -11,7 +11,7 @@ from ... import schemas
 from ...backup.messages import N_
 from ...errors import Invalid, ServiceError, envelope_code
 from ...i18n import translate
-from ...extensions import csrf, db
+from ...extensions import csrf, db, paginate
 from ...models import MAX_PAGE, MAX_PAGE_SIZE
 from ...security import token_claims, user_from_api_key, user_from_claims
 from ...services.audit import Actor
@@ -148,6 +148,6 @@ def page_args():
 def paged(query, model, build=lambda item: item):
     """One page of `query`, each item (as `build` makes it) shaped by `model`."""
     page, page_size = page_args()
-    result = query.paginate(page=page, per_page=page_size, error_out=False)
+    result = paginate(query, page, page_size)
     return schemas.dump(schemas.Page[model], {"items": [build(i) for i in result.items], "total": result.total,
                                               "page": page, "page_size": page_size})
