@@ -365,3 +365,19 @@ def test_an_email_about_a_backup_says_what_it_was(app, api, mail_server):
     assert "No such folder: &lt;gone&gt;" in html and "<gone>" not in html
     assert f"{app.config['PUBLIC_URL']}/admin/backups/{backup.id}" in text
 
+
+
+def test_a_delivery_that_breaks_unexpectedly_is_recorded_not_left_pending(app, api, hook):
+    """A stored notice without its event (a row damaged by hand) makes the job raise KeyError: the
+    delivery still ends failed, saying what happened."""
+    from webapp.extensions import db, get_notification_queue
+    from webapp.models import Delivery
+
+    delivery = Delivery(channel_id=hook["id"], event="test", notice={})
+    db.session.add(delivery)
+    db.session.commit()
+    get_notification_queue().enqueue("webapp.jobs.notify.run_delivery", delivery.id)
+    run_deliveries()
+
+    row = db.session.get(Delivery, delivery.id)
+    assert (row.status, row.attempts, row.error) == ("failed", 1, "unexpected error: KeyError")

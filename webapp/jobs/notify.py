@@ -35,7 +35,9 @@ def run_delivery(delivery_id):
     try:
         with force_locale(current_app.config["DEFAULT_LOCALE"]):
             code = send(delivery)
-    except DeliveryError as e:
+    except Exception as e:  # whatever went wrong is recorded: a delivery is never left pending
+        if not isinstance(e, DeliveryError):
+            e = DeliveryError(N_("unexpected error: %(kind)s"), kind=type(e).__name__)  # its words may hold a secret
         last = delivery.attempts >= attempts_allowed(delivery)
         record(delivery, "failed" if last else "retrying", e.response_code, e)
         if last:

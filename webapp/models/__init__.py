@@ -7,9 +7,9 @@ from sqlalchemy.orm import deferred
 from ..backup.progress import FINAL_PHASES
 from ..backup.sources.base import redact_url
 from ..extensions import db
-from .base import (ACTIVE_STATUSES, BACKUP_TYPES, LOCALES, MAX_ID, MAX_PAGE, MAX_PAGE_SIZE, NEVER_REUSE_IDS,
-                   ROLES, STATUSES, TIMEZONES, TRIGGERS, Status, as_naive_utc, error_columns, isoformat,
-                   name_taken, utcnow)
+from .base import (ACTIVE_STATUSES, BACKUP_TYPES, FAILED_STATUSES, LOCALES, MAX_ID, MAX_PAGE, MAX_PAGE_SIZE,
+                   NEVER_REUSE_IDS, ROLES, STATUSES, TIMEZONES, TRIGGERS, Status, as_naive_utc, error_columns,
+                   isoformat, name_taken, utcnow)
 from .keys import EncryptionKey
 from .notify import (CHANNEL_KINDS, DELIVERY_STATUSES, EVENTS, FAILURE_EVENTS, WEBHOOK_FORMATS, Alert, Delivery,
                      NotificationChannel)
@@ -19,7 +19,7 @@ from .offsite import COPY_STATUSES, DESTINATION_KINDS, MAX_IMMUTABLE_DAYS, Backu
 __all__ = [
     "ACTIVE_STATUSES", "Alert", "ApiKey", "AuditEvent", "BACKUP_TYPES", "Backup", "BackupCopy", "CHANNEL_KINDS",
     "COPY_STATUSES", "DELIVERY_STATUSES", "DESTINATION_KINDS", "Delivery", "Destination", "EVENTS",
-    "EncryptionKey", "FAILURE_EVENTS", "LOCALES", "MAX_ID", "MAX_IMMUTABLE_DAYS", "MAX_PAGE",
+    "EncryptionKey", "FAILED_STATUSES", "FAILURE_EVENTS", "LOCALES", "MAX_ID", "MAX_IMMUTABLE_DAYS", "MAX_PAGE",
     "MAX_PAGE_SIZE", "NEVER_REUSE_IDS", "NotificationChannel", "OPERATION_KINDS", "Operation", "ROLES",
     "RunLock", "STATUSES", "Schedule", "Setting", "Source", "Status", "TIMEZONES", "TRIGGERS", "User",
     "WEBHOOK_FORMATS", "as_naive_utc", "error_columns", "isoformat", "name_taken", "utcnow",

@@ -56,6 +56,7 @@ MAX_ID = 2**63 - 1  # the largest integer SQLite and PostgreSQL BIGINT hold
 MAX_PAGE = 10**9  # beyond this a page's offset would overflow the database's integers
 MAX_PAGE_SIZE = 100
 ACTIVE_STATUSES = (Status.PENDING.value, Status.RUNNING.value)
+FAILED_STATUSES = (Status.FAILED.value, Status.TIMEOUT.value)  # a timeout is a failure to whoever waits
 STATUSES = tuple(s.value for s in Status)
 BACKUP_TYPES = ("full", "database", "files", "custom")
 TRIGGERS = ("manual", "scheduled", "pre_restore", "import")

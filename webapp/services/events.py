@@ -13,14 +13,13 @@ from rq import Retry
 
 from ..backup.messages import Message, N_
 from ..extensions import db, get_notification_queue
-from ..models import Backup, Delivery, NotificationChannel, Status, error_columns, isoformat, utcnow
+from ..models import FAILED_STATUSES, Backup, Delivery, NotificationChannel, error_columns, isoformat, utcnow
 
 log = logging.getLogger(__name__)
 TEST_EVENT = "test"
 MAX_ATTEMPTS = 3
 DELIVERY_JOB = "webapp.jobs.notify.run_delivery"
 JOB_MARGIN_SECONDS = 30
-FAILED_STATUSES = (Status.FAILED.value, Status.TIMEOUT.value)
 
 # The pages a notice links to. Paths rather than url_for: jobs and the scheduler have no request.
 BACKUP_PAGE = "/admin/backups/{id}"

@@ -15,13 +15,12 @@ from ..backup.messages import Message, N_
 from ..backup.schedule_runs import longest_gap
 from ..backup.schedule_timing import Timing
 from ..extensions import db
-from ..models import Alert, Backup, Schedule, Source, Status, utcnow
+from ..models import FAILED_STATUSES, Alert, Backup, Schedule, Source, Status, utcnow
 from .events import announce
 from .storage import backup_storage
 
 STALE_FACTOR = 2  # by default a source is stale after twice its schedule's longest gap
 AGEING_SHARE = 0.75  # past this share of max_age_hours a source's card turns amber
-FAILED_STATUSES = (Status.FAILED.value, Status.TIMEOUT.value)
 ENDED_STATUSES = (Status.COMPLETED.value, *FAILED_STATUSES)
 # What a source's health tells of its last good backup and last failure (never the manifest).
 SUMMARY_COLUMNS = (Backup.id, Backup.name, Backup.type, Backup.trigger, Backup.status, Backup.created_at,

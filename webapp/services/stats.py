@@ -15,8 +15,8 @@ from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import defer, load_only
 
 from ..extensions import db
-from ..models import (Backup, BackupCopy, Delivery, Destination, NotificationChannel, Operation, Source, Status,
-                      isoformat, utcnow)
+from ..models import (FAILED_STATUSES, Backup, BackupCopy, Delivery, Destination, NotificationChannel, Operation,
+                      Source, Status, isoformat, utcnow)
 from .health import space_report
 from .notifications import failed_deliveries
 
@@ -24,7 +24,6 @@ STATS_DAYS = 30
 ATTENTION_DAYS = 7  # failed copies and deliveries are listed for this long
 ATTENTION_LIMIT = 20
 COMPLETED = Status.COMPLETED.value
-FAILED_STATUSES = (Status.FAILED.value, Status.TIMEOUT.value)  # a timeout counts as a failure
 ENDED_STATUSES = (COMPLETED, *FAILED_STATUSES)
 
 
