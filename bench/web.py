@@ -726,18 +726,20 @@ def cpu_busy_seconds():
     return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
-def tree_cpu_seconds(procs):
-    total = 0.0
+def cpu_by_pid(procs):
+    found = {}
     for proc in procs:
         try:
             t = proc.cpu_times()
-            total += t.user + t.system
+            found[proc.pid] = t.user + t.system
         except psutil.NoSuchProcess:
             pass
-    return total
+    return found
 
 
 def postgres_processes():
+    """The PostgreSQL server's processes: with --backend postgres they do the server's queries
+    (a connection started during a run counts from zero)."""
     return [p for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres", "postmaster")]
 
 
@@ -755,8 +757,10 @@ def measure(server, target, facts, users, warmup, duration, api_key, backend, re
     argv = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--headless", "-u", str(users), "-r", str(users),
             "-H", server.base_url, "-t", f"{int(warmup + duration + 150 + 2 * users)}s", "--only-summary", "--loglevel", "WARNING",
             "--exit-code-on-error", "0"]
-    ours = server.tree() + (postgres_processes() if backend == "postgres" else [])
-    ours_before, busy_before = tree_cpu_seconds(ours), cpu_busy_seconds()
+    def ours():
+        return server.tree() + (postgres_processes() if backend == "postgres" else [])
+
+    ours_before, busy_before = cpu_by_pid(ours()), cpu_busy_seconds()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall_before = time.monotonic()
     with open(os.path.join(out_dir, f"{target.key}-{repeat_index}.log"), "wb") as locust_log:
@@ -764,7 +768,7 @@ def measure(server, target, facts, users, warmup, duration, api_key, backend, re
     wall = time.monotonic() - wall_before
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     locust_cpu = (children.ru_utime - children_before.ru_utime) + (children.ru_stime - children_before.ru_stime)
-    server_cpu = tree_cpu_seconds(ours) - ours_before
+    server_cpu = sum(cpu - ours_before.get(pid, 0.0) for pid, cpu in cpu_by_pid(ours()).items())
     busy = cpu_busy_seconds() - busy_before
     cores = psutil.cpu_count() or 1
     if not os.path.exists(result_path):
