@@ -107,8 +107,11 @@ def test_worker_killed_mid_restore_is_reconciled_and_every_target_put_back(cairn
     finally:
         app_lock.rollback()  # the application's transaction ends; the database can be written again
         app_lock.close()
+    # The row says "cleaned" a moment before the reconciler adds a second sentence to its error,
+    # what became of the data ("<why it failed>. <outcome>"): wait for both.
     failed = wait_for_operation(api, operation["id"],
-                                lambda o: o["status"] != "running" and (o["result"] or {}).get("cleaned"))
+                                lambda o: o["status"] != "running" and (o["result"] or {}).get("cleaned")
+                                and ". " in (o["error"] or ""))
 
     # The reconciler finished the job from the row's record: the swapped-in folders went back,
     # the databases were copied back from the copies taken before, and nothing Cairn made is left
