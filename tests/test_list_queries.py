@@ -84,3 +84,23 @@ def test_a_page_of_backups_costs_the_same_queries_for_any_number_of_rows(app, cl
         assert all(item["created_by"] == admin.username for item in items)
     else:
         assert response.get_data(as_text=True).count('class="copies"') == 20
+
+
+def test_the_newest_completed_backup_is_read_from_an_index_not_sorted(app):
+    """The dashboard, /status and the metrics ask for it on every request: SQLite's plan for the
+    statement last_completed_backup() sends must walk ix_backups_status_completed_at, without a
+    temporary B-tree to sort every completed backup."""
+    from webapp.extensions import db
+    from webapp.services.backups import last_completed_backup
+
+    sent = []
+    record = lambda conn, cursor, statement, parameters, context, many: sent.append((statement, parameters))
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        last_completed_backup()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    (statement, parameters), = sent
+    plan = " ".join(row[-1] for row in db.session.connection().exec_driver_sql(
+        f"EXPLAIN QUERY PLAN {statement}", parameters))
+    assert "ix_backups_status_completed_at" in plan and "TEMP B-TREE" not in plan, plan

@@ -111,7 +111,8 @@ class Source(db.Model):
 
 class Backup(db.Model):
     __tablename__ = "backups"
-    __table_args__ = NEVER_REUSE_IDS
+    # The newest completed backup (dashboard, status, metrics) is found in this index, not by sorting.
+    __table_args__ = (db.Index("ix_backups_status_completed_at", "status", "completed_at"), NEVER_REUSE_IDS)
     id = db.Column(db.Integer, primary_key=True)
     name = db.Column(db.String(128), unique=True, nullable=False)
     type = db.Column(db.String(16), nullable=False, default="full")

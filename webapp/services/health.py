@@ -57,17 +57,25 @@ def source_health(now=None):
     now = now or utcnow()
     sources = Source.query.order_by(Source.name).all()
     schedules = Schedule.query.filter(Schedule.enabled.is_(True)).all()
+    gaps = schedule_gaps(schedules, now)
     outcomes = latest_outcomes({s.id for s in sources})
-    return [health_of(source, schedules, outcomes.get(source.id, {}), now) for source in sources]
+    return [health_of(source, schedules, gaps, outcomes.get(source.id, {}), now) for source in sources]
 
 
-def health_of(source, schedules, outcomes, now):
+def schedule_gaps(schedules, now):
+    """{schedule id: its longest gap (or None)}, worked out once per schedule, not once per source
+    it covers: croniter's run times are the costly part of a source's health."""
+    after = now.replace(tzinfo=dt.timezone.utc)
+    return {s.id: longest_gap(Timing.from_dict(s.timing), after) for s in schedules}
+
+
+def health_of(source, schedules, gaps, outcomes, now):
     covering = [s for s in schedules if covers(s, source)]
     last_good = outcomes.get("good")
     since = last_good.completed_at if last_good else source.created_at
     return SourceHealth(source=source, last_good=last_good, last_failure=outcomes.get("failure"),
                         failures_since_good=outcomes.get("failures_since_good", 0),
-                        max_age_hours=max_age_hours(source, covering, now),
+                        max_age_hours=max_age_hours(source, [gaps[s.id] for s in covering]),
                         next_run=min((s.next_run_at for s in covering if s.next_run_at), default=None),
                         age_hours=max(0.0, (now - since).total_seconds() / 3600))
 
@@ -122,13 +130,12 @@ def covers(schedule, source):
             or (schedule.backup_type == "files" and source.kind == "files"))
 
 
-def max_age_hours(source, schedules, now):
+def max_age_hours(source, gaps):
     """The source's max_age_hours, else twice the longest gap of the schedules that back it up
-    (the most frequent one counts), else None: an unscheduled source is not watched."""
+    (`gaps`; the most frequent one counts), else None: an unscheduled source is not watched."""
     if source.max_age_hours:
         return float(source.max_age_hours)
-    gaps = [gap for gap in (longest_gap(Timing.from_dict(s.timing), now.replace(tzinfo=dt.timezone.utc))
-                            for s in schedules) if gap]
+    gaps = [gap for gap in gaps if gap]
     return STALE_FACTOR * min(gaps).total_seconds() / 3600 if gaps else None
 
 
