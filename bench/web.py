@@ -766,7 +766,13 @@ def measure(server, target, facts, users, warmup, duration, api_key, backend, re
     self_before = resource.getrusage(resource.RUSAGE_SELF)
     wall_before = time.monotonic()
     with open(os.path.join(out_dir, f"{target.key}-{repeat_index}.log"), "wb") as locust_log:
-        code = subprocess.call(argv, cwd=ROOT, env=env, stdout=locust_log, stderr=subprocess.STDOUT)
+        locust = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=locust_log, stderr=subprocess.STDOUT)
+        try:
+            code = locust.wait()
+        finally:
+            if locust.poll() is None:  # interrupted: stop it too
+                locust.terminate()
+                locust.wait()
     wall = time.monotonic() - wall_before
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     itself = resource.getrusage(resource.RUSAGE_SELF)
@@ -1068,6 +1074,10 @@ def main():
     parser.add_argument("--profile", action="store_true",
                         help="no server, no load: each target in-process, its SQL statements and a cProfile")
     args = parser.parse_args()
+    # Stopped (Ctrl-C, SIGTERM, or SIGINT to a run started in the background, where the shell had
+    # it ignored): the server is stopped, the queue and scratch database removed, on the way out.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     keys = [t.key for t in TARGETS] if args.targets == "all" else [k.strip() for k in args.targets.split(",")]
     unknown = set(keys) - {t.key for t in TARGETS}
     if unknown:
