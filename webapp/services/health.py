@@ -3,6 +3,8 @@ it has gone too long without a completed backup (stale). The tick raises and cle
 (a stale source, little free space) and announces each episode once."""
 
 import datetime as dt
+import functools
+import json
 import shutil
 from dataclasses import dataclass
 
@@ -63,10 +65,16 @@ def source_health(now=None):
 
 
 def schedule_gaps(schedules, now):
-    """{schedule id: its longest gap (or None)}, worked out once per schedule, not once per source
-    it covers: croniter's run times are the costly part of a source's health."""
-    after = now.replace(tzinfo=dt.timezone.utc)
-    return {s.id: longest_gap(Timing.from_dict(s.timing), after) for s in schedules}
+    """{schedule id: its longest gap (or None)}. croniter's run times are the costly part of a
+    source's health, so each timing's gap is worked out once an hour, not on every request."""
+    hour = now.replace(minute=0, second=0, microsecond=0, tzinfo=dt.timezone.utc)
+    return {s.id: timing_gap(json.dumps(s.timing, sort_keys=True), hour) for s in schedules}
+
+
+@functools.lru_cache(maxsize=1024)
+def timing_gap(timing, hour):
+    """The longest gap between a timing's (JSON) runs after `hour`."""
+    return longest_gap(Timing.from_dict(json.loads(timing)), hour)
 
 
 def health_of(source, schedules, gaps, outcomes, now):
