@@ -743,7 +743,7 @@ def postgres_processes():
     return [p for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres", "postmaster")]
 
 
-def measure(server, target, facts, users, warmup, duration, api_key, backend, repeat_index):
+def measure(server, target, facts, users, warmup, duration, api_key, backend, repeat_index, keepalive=True):
     """One locust run against one target; its figures, with the CPU the rest of the machine used."""
     out_dir = os.path.join(OUT, backend, "locust")
     os.makedirs(out_dir, exist_ok=True)
@@ -753,21 +753,34 @@ def measure(server, target, facts, users, warmup, duration, api_key, backend, re
     env = dict(os.environ, CAIRN_BENCH_PATH=target.url_path(facts), CAIRN_BENCH_HEADERS=json.dumps(target.headers),
                CAIRN_BENCH_EXPECT=with_facts(target.expect, facts), CAIRN_BENCH_AUTH=target.auth,
                CAIRN_BENCH_USERNAME=ADMIN_USERNAME, CAIRN_BENCH_PASSWORD=ADMIN_PASSWORD, CAIRN_BENCH_API_KEY=api_key,
-               CAIRN_BENCH_WARMUP=str(warmup), CAIRN_BENCH_DURATION=str(duration), CAIRN_BENCH_OUT=result_path)
+               CAIRN_BENCH_WARMUP=str(warmup), CAIRN_BENCH_DURATION=str(duration), CAIRN_BENCH_OUT=result_path,
+               CAIRN_BENCH_KEEPALIVE="1" if keepalive else "0")
     argv = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--headless", "-u", str(users), "-r", str(users),
             "-H", server.base_url, "-t", f"{int(warmup + duration + 150 + 2 * users)}s", "--only-summary", "--loglevel", "WARNING",
             "--exit-code-on-error", "0"]
     def ours():
         return server.tree() + (postgres_processes() if backend == "postgres" else [])
 
-    ours_before, busy_before = cpu_by_pid(ours()), cpu_busy_seconds()
+    ours_before, busy_before, times_before = cpu_by_pid(ours()), cpu_busy_seconds(), psutil.cpu_times()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    self_before = resource.getrusage(resource.RUSAGE_SELF)
     wall_before = time.monotonic()
     with open(os.path.join(out_dir, f"{target.key}-{repeat_index}.log"), "wb") as locust_log:
-        code = subprocess.call(argv, cwd=ROOT, env=env, stdout=locust_log, stderr=subprocess.STDOUT)
+        locust = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=locust_log, stderr=subprocess.STDOUT)
+        try:
+            code = locust.wait()
+        finally:
+            if locust.poll() is None:  # interrupted: stop it too
+                locust.terminate()
+                locust.wait()
     wall = time.monotonic() - wall_before
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    locust_cpu = (children.ru_utime - children_before.ru_utime) + (children.ru_stime - children_before.ru_stime)
+    itself = resource.getrusage(resource.RUSAGE_SELF)
+    # locust, and this script (its thread that plays the running backup's worker)
+    locust_cpu = (children.ru_utime - children_before.ru_utime) + (children.ru_stime - children_before.ru_stime) \
+        + (itself.ru_utime - self_before.ru_utime) + (itself.ru_stime - self_before.ru_stime)
+    times = psutil.cpu_times()
+    interrupts = sum(getattr(times, name, 0.0) - getattr(times_before, name, 0.0) for name in ("irq", "softirq"))
     server_cpu = sum(cpu - ours_before.get(pid, 0.0) for pid, cpu in cpu_by_pid(ours()).items())
     busy = cpu_busy_seconds() - busy_before
     cores = psutil.cpu_count() or 1
@@ -778,7 +791,9 @@ def measure(server, target, facts, users, warmup, duration, api_key, backend, re
     result.update(locust_exit=code, wall_s=round(wall, 1),
                   server_cpu_share=round(server_cpu / (wall * cores), 3),
                   locust_cpu_share=round(locust_cpu / (wall * cores), 3),
-                  other_cpu_share=round(max(0.0, busy - server_cpu - locust_cpu) / (wall * cores), 3))
+                  other_cpu_share=round(max(0.0, busy - server_cpu - locust_cpu) / (wall * cores), 3),
+                  # kernel interrupt work (loopback networking among it), part of "other": no process is charged
+                  interrupt_cpu_share=round(interrupts / (wall * cores), 3))
     return result
 
 
@@ -828,7 +843,9 @@ def run_backend(backend, args, targets):
             for target in targets:
                 users = args.users if target.min_rps is not None else args.latency_users
                 log(f"{backend}: round {repeat + 1}/{args.repeat}: {target.url_path(facts)} with {users} users ...")
-                result = measure(server, target, facts, users, args.warmup, args.duration, api_key, backend, repeat)
+                keepalive = target.min_rps is not None or not args.no_keepalive
+                result = measure(server, target, facts, users, args.warmup, args.duration, api_key, backend, repeat,
+                                 keepalive)
                 runs[target.key].append(result)
                 if "error" in result:
                     log(f"    {result['error']}")
@@ -1010,9 +1027,9 @@ def print_table(results, fills, args, commit):
     print(f"Web side at scale: {BACKUPS:,} backups over {DAYS} days (newest {BIG_MANIFESTS} completed with "
           f"{BIG_FILES:,}-file manifests), 30 sources")
     print(f"Engine: webapp at {commit}; server: python -m webapp.supervisor (gunicorn gthread 2 x 8, WORKERS=1)")
-    print(f"Load: locust FastHttpUser, closed loop, no think time: {args.latency_users} users for latency targets, "
-          f"{args.users} for the throughput target; {args.warmup:g} s warm-up, {args.duration:g} s measured; "
-          f"{args.repeat} repeats, medians")
+    print(f"Load: locust FastHttpUser, closed loop, no think time: {args.latency_users} user(s) for the latency "
+          f"targets{' (a new connection per request)' if args.no_keepalive else ''}, {args.users} for the throughput "
+          f"target; {args.warmup:g} s warm-up, {args.duration:g} s measured; {args.repeat} repeats, medians")
     for backend, facts in fills.items():
         print(f"Fill ({backend}): {facts['fill_s']} s, {facts['database_mb']} MB, statuses {facts['statuses']}, "
               f"running backup #{facts['running_id']}")
@@ -1045,7 +1062,9 @@ def main():
     parser.add_argument("--duration", type=float, default=15, help="seconds measured per run")
     parser.add_argument("--warmup", type=float, default=3, help="seconds of load before measuring")
     parser.add_argument("--users", type=int, default=16, help="concurrent users for the throughput target")
-    parser.add_argument("--latency-users", type=int, default=2, help="concurrent users for the latency targets")
+    parser.add_argument("--latency-users", type=int, default=1, help="concurrent users for the latency targets")
+    parser.add_argument("--no-keepalive", action="store_true",
+                        help="latency targets: a new connection per request (spreads 2+ users over gunicorn's processes)")
     parser.add_argument("--targets", default=",".join(DEFAULT_TARGETS),
                         help=f"comma-separated, or 'all'; from {', '.join(t.key for t in TARGETS)}")
     parser.add_argument("--database-url", default=DEFAULT_PG_URL, help="the scratch PostgreSQL database")
@@ -1055,6 +1074,10 @@ def main():
     parser.add_argument("--profile", action="store_true",
                         help="no server, no load: each target in-process, its SQL statements and a cProfile")
     args = parser.parse_args()
+    # Stopped (Ctrl-C, SIGTERM, or SIGINT to a run started in the background, where the shell had
+    # it ignored): the server is stopped, the queue and scratch database removed, on the way out.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     keys = [t.key for t in TARGETS] if args.targets == "all" else [k.strip() for k in args.targets.split(",")]
     unknown = set(keys) - {t.key for t in TARGETS}
     if unknown:

@@ -19,6 +19,7 @@ Environment:
     CAIRN_BENCH_AUTH      session (POST /login) or apikey (X-API-Key)
     CAIRN_BENCH_USERNAME, CAIRN_BENCH_PASSWORD, CAIRN_BENCH_API_KEY
     CAIRN_BENCH_WARMUP, CAIRN_BENCH_DURATION   seconds
+    CAIRN_BENCH_KEEPALIVE 0: a new connection for every request
     CAIRN_BENCH_OUT       where the JSON result goes
 """
 
@@ -42,6 +43,9 @@ API_KEY = os.environ.get("CAIRN_BENCH_API_KEY", "")
 WARMUP = float(os.environ.get("CAIRN_BENCH_WARMUP", "3"))
 DURATION = float(os.environ.get("CAIRN_BENCH_DURATION", "15"))
 OUT = os.environ.get("CAIRN_BENCH_OUT")
+# 0: a new connection for every request (Connection: close), so that requests spread over the
+# server's processes as they come, rather than each user staying on the process it reached first.
+KEEPALIVE = os.environ.get("CAIRN_BENCH_KEEPALIVE", "1") != "0"
 TARGET = "target"  # the name the measured requests are reported under
 CSRF = re.compile(rb'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
 
@@ -137,6 +141,8 @@ class CairnUser(FastHttpUser):
             except Exception as e:
                 State.sign_in_failed = str(e)
                 raise
+        if not KEEPALIVE:
+            self.headers["Connection"] = "close"
         State.signed_in += 1
 
     def sign_in(self):
