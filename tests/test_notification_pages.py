@@ -5,15 +5,14 @@ delivery log with what each delivery got, polling only while one is on its way, 
 delivery to a receiver on 127.0.0.1 by a real RQ worker. Also the source form's "Stale after"."""
 
 import html as html_lib
-import http.server
 import json
 import re
-import threading
 
 import pytest
 
 from helpers import csrf_token, login
 from i18n_support import chinese, forget_the_language_between_requests, untranslated
+from notify_receivers import HttpReceiver
 
 PAGE = "/admin/settings/notifications"
 SECRET = "s3cr3t-only-for-signing-7f1e"
@@ -279,38 +278,11 @@ def test_the_log_holds_the_last_twenty_newest_first(app, admin_client):
     assert "hx-trigger" not in re.search(r'<div id="deliveries"[^>]*>', html).group()
 
 
-class Receiver(http.server.ThreadingHTTPServer):
-    """A webhook receiver on 127.0.0.1 that records every request and answers 200."""
-
-    def __init__(self):
-        self.requests = []
-        super().__init__(("127.0.0.1", 0), RecordingHandler)
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server_address[1]}/hook/KEYPATH"
-
-
-class RecordingHandler(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.requests.append((self.command, self.path, dict(self.headers), body))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def receiver():
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = HttpReceiver()
     yield server
-    server.shutdown()
-    server.server_close()
+    server.close()
 
 
 def test_the_test_button_sends_a_test_and_the_log_shows_it_delivered(app, admin_client, receiver):
@@ -319,7 +291,7 @@ def test_the_test_button_sends_a_test_and_the_log_shows_it_delivered(app, admin_
     from webapp.extensions import get_notification_queue, get_redis
     from webapp.models import Delivery
 
-    channel = make_channel(url=receiver.url)
+    channel = make_channel(url=receiver.url("/hook/KEYPATH"))
     response = post(admin_client, f"{PAGE}/{channel.id}/test", {}, page=f"{PAGE}/{channel.id}")
     assert response.status_code == 302 and response.headers["Location"].endswith(f"{PAGE}/{channel.id}#deliveries")
     delivery = Delivery.query.filter_by(channel_id=channel.id).one()
@@ -338,9 +310,9 @@ def test_the_test_button_sends_a_test_and_the_log_shows_it_delivered(app, admin_
     row = re.search(rf'<tr id="delivery-{delivery.id}".*?</tr>', text, re.S).group()
     assert ">delivered<" in row and ">200<" in row and 'class="attempts">1<' in row and ">test<" in row
     assert "hx-trigger" not in text
-    (method, path, headers, body), = receiver.requests
-    assert (method, path, headers["X-Cairn-Event"]) == ("POST", "/hook/KEYPATH", "test")
-    assert json.loads(body)["event"] == "test"
+    sent, = receiver.requests
+    assert (sent.method, sent.path, sent.header("X-Cairn-Event")) == ("POST", "/hook/KEYPATH", "test")
+    assert json.loads(sent.body)["event"] == "test"
 
 
 # ------------------------------------------------------------ who sees ----

@@ -6,12 +6,12 @@ typed in the form, which no page shows."""
 
 import hashlib
 import hmac
-import http.server
 import json
 import re
-import threading
 
 import pytest
+
+from notify_receivers import HttpReceiver
 
 try:
     from playwright.sync_api import expect
@@ -23,39 +23,14 @@ SECRET = "e2e-signing-secret-5d1c"
 PAGE = "/admin/settings/notifications"
 
 
-class Receiver(http.server.ThreadingHTTPServer):
-    """A webhook receiver that records every request and answers 200."""
-
-    def __init__(self):
-        self.requests = []
-        super().__init__(("127.0.0.1", 0), RecordingHandler)
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server_address[1]}/hooks/KEYPATH"
-
-
-class RecordingHandler(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
-                                     "body": body})
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
+HOOK_PATH = "/hooks/KEYPATH"  # a webhook's path is often its key: no page may show it
 
 
 @pytest.fixture
 def receiver():
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = HttpReceiver()
     yield server
-    server.shutdown()
-    server.server_close()
+    server.close()
 
 
 def sign_in(page, base, e2e):
@@ -76,14 +51,14 @@ def test_add_a_webhook_send_a_test_and_watch_it_delivered(browser, cairn, e2e, p
     form = page.locator("#channel-form")
     form.locator("input[name=name]").fill("ops hook")
     form.locator("select[name=kind]").select_option("webhook")
-    form.locator("input[name=url]").fill(receiver.url)
+    form.locator("input[name=url]").fill(receiver.url(HOOK_PATH))
     # "All events" is one click: the form comes back with every box ticked, what was typed kept.
     form.get_by_role("button", name="All events").click()
     boxes = page.locator("#channel-form input[name=events]")
     expect(boxes).to_have_count(8)
     for i in range(8):
         expect(boxes.nth(i)).to_be_checked()
-    expect(page.locator("#channel-form input[name=url]")).to_have_value(receiver.url)
+    expect(page.locator("#channel-form input[name=url]")).to_have_value(receiver.url(HOOK_PATH))
     page.locator("#channel-form").get_by_role("button", name="Failures only").click()
     expect(page.locator("#channel-form input[name=events][value='backup.completed']")).not_to_be_checked()
     expect(page.locator("#channel-form input[name=events][value='backup.failed']")).to_be_checked()
@@ -92,7 +67,7 @@ def test_add_a_webhook_send_a_test_and_watch_it_delivered(browser, cairn, e2e, p
     page.locator("#channel-form").get_by_role("button", name="Add channel").click()
     page.wait_for_url(re.compile(rf".*{PAGE}/\d+$"))
     expect(page.get_by_role("heading", name="Notification channel ops hook")).to_be_visible()
-    host = receiver.url.split("/hooks/")[0]
+    host = receiver.url(HOOK_PATH).split("/hooks/")[0]
     expect(page.locator("#channel")).to_contain_text(f"{host}/…")
     expect(page.locator("#channel")).to_contain_text("failures only")
     expect(page.locator("#deliveries")).to_contain_text("Nothing sent yet.")
@@ -111,10 +86,10 @@ def test_add_a_webhook_send_a_test_and_watch_it_delivered(browser, cairn, e2e, p
     expect(page.locator("#deliveries[hx-trigger]")).to_have_count(0)
 
     (sent,) = receiver.requests
-    assert (sent["method"], sent["path"], sent["headers"]["X-Cairn-Event"]) == ("POST", "/hooks/KEYPATH", "test")
-    assert json.loads(sent["body"])["event"] == "test"
-    signature = "sha256=" + hmac.new(SECRET.encode(), sent["body"], hashlib.sha256).hexdigest()
-    assert sent["headers"]["X-Cairn-Signature"] == signature
+    assert (sent.method, sent.path, sent.header("X-Cairn-Event")) == ("POST", "/hooks/KEYPATH", "test")
+    assert json.loads(sent.body)["event"] == "test"
+    signature = "sha256=" + hmac.new(SECRET.encode(), sent.body, hashlib.sha256).hexdigest()
+    assert sent.header("X-Cairn-Signature") == signature
 
     for path in (page.url, f"{base}{PAGE}", page.url.split("#")[0] + "/edit", f"{base}/admin/settings"):
         page.goto(path)
