@@ -501,8 +501,8 @@ def fill(data_dir, database_url, redis_url, seed=19):
     started = time.perf_counter()
     with app.app_context():
         from webapp.extensions import db
-        from webapp.models import (Backup, BackupCopy, Destination, Operation, RunLock, Schedule, Setting,
-                                   Source, User)
+        from webapp.models import (Backup, BackupCopy, BackupManifest, Destination, Operation, RunLock, Schedule,
+                                   Setting, Source, User)
         from webapp.services.accounts import create_user
         from webapp.services.audit import SYSTEM
         from webapp.services.retention import DAILY_RETENTION_CLAIM
@@ -522,6 +522,8 @@ def fill(data_dir, database_url, redis_url, seed=19):
         for row in backups:
             if row["id"] in facts["big_manifest_ids"]:
                 row["manifest"] = big
+        manifests = [{"backup_id": row["id"], "members": row.pop("manifest")} for row in backups]
+        manifests = [row for row in manifests if row["members"] is not None]
         for schedule in schedules:
             schedule["last_backup_id"] = facts["last_by_schedule"].get(schedule["id"])
             schedule["last_run_at"] = backups[schedule["last_backup_id"] - 1]["created_at"] \
@@ -537,6 +539,7 @@ def fill(data_dir, database_url, redis_url, seed=19):
         insert(Source, sources)
         insert(Destination, destinations)
         insert(Backup, backups, chunk=500)
+        insert(BackupManifest, manifests, chunk=20)
         insert(Schedule, schedules)
         insert(Operation, operations)
         insert(BackupCopy, copies)

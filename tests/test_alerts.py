@@ -151,7 +151,7 @@ def test_health_reads_no_manifest(app, api, uploads):
     health = health_of(source_id, utcnow() + 5 * HOUR)
     assert (health.last_good.name, health.last_failure.name, health.failures_since_good) == ("b2", "b3", 1)
     for backup in (health.last_good, health.last_failure):
-        assert "manifest" in inspect(backup).unloaded
+        assert "manifest_row" in inspect(backup).unloaded
 
 
 def test_concurrent_ticks_announce_an_episode_once(app, api, uploads):

@@ -80,6 +80,9 @@ def _key_hash(secret):
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+LAST_USE_PRECISION = dt.timedelta(minutes=1)
+
+
 def create_api_key(user, name):
     """A new key for `user`; the secret is returned once and only its hash is kept."""
     secret = API_KEY_PREFIX + secrets.token_urlsafe(32)
@@ -96,8 +99,12 @@ def user_from_api_key(secret):
     key = ApiKey.query.filter_by(key_hash=_key_hash(secret)).first()
     if key is None or not key.user.is_active:
         return None
-    key.last_used_at = utcnow()
-    db.session.commit()
+    now = utcnow()
+    # To the minute: a script polling every second would otherwise write the row every time,
+    # and a write per request serialises readers on SQLite.
+    if key.last_used_at is None or now - key.last_used_at >= LAST_USE_PRECISION:
+        key.last_used_at = now
+        db.session.commit()
     return key.user
 
 

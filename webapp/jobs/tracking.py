@@ -18,7 +18,7 @@ from ..backup import Cancelled
 from ..backup.messages import Message, N_, as_message
 from ..backup.progress import FINAL_PHASES, Reporter
 from ..extensions import db
-from ..models import ACTIVE_STATUSES, Backup, Operation, Status, error_columns, utcnow
+from ..models import ACTIVE_STATUSES, Backup, BackupManifest, Operation, Status, error_columns, utcnow
 from ..services.audit import Actor, audit
 from ..services.events import announce_outcome
 from ..services.storage import backup_storage
@@ -145,11 +145,13 @@ class RowTracker:
                     conn.execute(update(model).where(*mine).values(heartbeat_at=utcnow()))
                     last_beat = time.monotonic()
 
-    def close(self, status, *conditions, keep_slot=False, **values):
+    def close(self, status, *conditions, keep_slot=False, records=(), **values):
         """Record the outcome and free the run slot (unless `keep_slot`) if this attempt still
-        owns the row."""
+        owns the row; `records` (rows of other tables) are added in the same transaction."""
         owned = self._update(*conditions, status=status.value, attempt=None,
                              **{runs.end_column(self.model): utcnow()}, **values)
+        if owned:
+            db.session.add_all(records)
         if owned and not keep_slot:
             runs.release_slot(runs.lock_owner(self.model, self.row_id))
         db.session.commit()
@@ -157,7 +159,7 @@ class RowTracker:
             announce_outcome(db.session.get(self.model, self.row_id))
         return owned
 
-    def close_completed(self, **values):
+    def close_completed(self, records=(), **values):
         """Record success, unless a cancel stands: then the row ends cancelled (False).
 
         A job without a final phase (a verify) can end before it reads a cancel accepted just
@@ -165,7 +167,7 @@ class RowTracker:
         A job past a final phase has no cancel standing: cancels are refused there.
         """
         if self.close(Status.COMPLETED, self.model.cancel_requested.is_(False), phase="completed",
-                      **error_columns(None), **values):
+                      records=records, **error_columns(None), **values):
             return True
         self.finish(Status.CANCELLED, runs.CANCELLED_ON_REQUEST)
         return False
@@ -188,7 +190,7 @@ class BackupTracker(RowTracker):
         owned = self.close_completed(
             done_bytes=result.source_size, total_bytes=result.source_size, file_size=result.size,
             sha256=result.sha256, source_size=result.source_size, sources=result.sources,
-            manifest=result.members)
+            records=[BackupManifest(backup_id=self.row_id, members=result.members)])
         if owned:
             self.audit(db.session.get(Backup, self.row_id), "ok",
                        Message(N_("completed: %(size)s bytes, sha256 %(sha256)s"), size=result.size,

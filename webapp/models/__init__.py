@@ -2,7 +2,6 @@
 
 import sqlalchemy as sa
 from flask_login import UserMixin
-from sqlalchemy.orm import deferred
 
 from ..backup.progress import FINAL_PHASES
 from ..backup.sources.base import redact_url
@@ -17,8 +16,8 @@ from .offsite import COPY_STATUSES, DESTINATION_KINDS, MAX_IMMUTABLE_DAYS, Backu
 
 # Everything a caller needs comes from here: the models, and what they share (base, keys, notify, offsite).
 __all__ = [
-    "ACTIVE_STATUSES", "Alert", "ApiKey", "AuditEvent", "BACKUP_TYPES", "Backup", "BackupCopy", "CHANNEL_KINDS",
-    "COPY_STATUSES", "DELIVERY_STATUSES", "DESTINATION_KINDS", "Delivery", "Destination", "EVENTS",
+    "ACTIVE_STATUSES", "Alert", "ApiKey", "AuditEvent", "BACKUP_TYPES", "Backup", "BackupCopy", "BackupManifest",
+    "CHANNEL_KINDS", "COPY_STATUSES", "DELIVERY_STATUSES", "DESTINATION_KINDS", "Delivery", "Destination", "EVENTS",
     "EncryptionKey", "FAILED_STATUSES", "FAILURE_EVENTS", "LOCALES", "MAX_ID", "MAX_IMMUTABLE_DAYS", "MAX_PAGE",
     "MAX_PAGE_SIZE", "NEVER_REUSE_IDS", "NotificationChannel", "OPERATION_KINDS", "Operation", "ROLES",
     "RunLock", "STATUSES", "Schedule", "Setting", "Source", "Status", "TIMEZONES", "TRIGGERS", "User",
@@ -111,15 +110,19 @@ class Source(db.Model):
 
 class Backup(db.Model):
     __tablename__ = "backups"
-    # The newest completed backup (dashboard, status, metrics) is found in this index, not by sorting.
-    __table_args__ = (db.Index("ix_backups_status_completed_at", "status", "completed_at"), NEVER_REUSE_IDS)
+    # Each index serves a page or a figure without sorting or reading whole rows: the newest
+    # completed backup (dashboard, status, metrics); a status's newest backups (filtered lists,
+    # statistics); counts and bytes per status (read from the index alone).
+    __table_args__ = (db.Index("ix_backups_status_completed_at", "status", "completed_at"),
+                      db.Index("ix_backups_status_created_at", "status", "created_at", "id"),
+                      db.Index("ix_backups_status_file_size", "status", "file_size"), NEVER_REUSE_IDS)
     id = db.Column(db.Integer, primary_key=True)
     name = db.Column(db.String(128), unique=True, nullable=False)
     type = db.Column(db.String(16), nullable=False, default="full")
     trigger = db.Column(db.String(16), nullable=False, default="manual")
     mode = db.Column(db.String(16), nullable=False, default="full")
     parent_id = db.Column(db.Integer, db.ForeignKey("backups.id", ondelete="SET NULL"), index=True)
-    status = db.Column(db.String(16), nullable=False, default=Status.PENDING.value, index=True)
+    status = db.Column(db.String(16), nullable=False, default=Status.PENDING.value)
     phase = db.Column(db.String(200), nullable=False, default="")
     done_bytes = db.Column(db.BigInteger, nullable=False, default=0)
     total_bytes = db.Column(db.BigInteger, nullable=False, default=0)
@@ -135,9 +138,6 @@ class Backup(db.Model):
     recipients = db.Column(db.JSON, nullable=False, default=list)  # the age public keys it is encrypted to
     source_ids = db.Column(db.JSON, nullable=False, default=list)
     sources = db.Column(db.JSON, nullable=False, default=list)
-    # Loaded only when read: a folder of a million files makes a manifest of hundreds of megabytes,
-    # and no list, status or health query needs it.
-    manifest = deferred(db.Column(db.JSON))
     created_by_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="SET NULL"))
     requested_from = db.Column(db.String(64))  # the address that asked for it, for the audit trail
     schedule_id = db.Column(db.Integer)
@@ -160,6 +160,23 @@ class Backup(db.Model):
     cancel_requested = db.Column(db.Boolean, nullable=False, default=False)
     created_by = db.relationship("User")
     parent = db.relationship("Backup", remote_side=[id], foreign_keys=[parent_id])
+    # The member list lives in a table of its own, loaded only when read: a folder of a million
+    # files makes a manifest of hundreds of megabytes, and even unread it would slow every read of
+    # the columns stored after it in the same row.
+    manifest_row = db.relationship("BackupManifest", uselist=False, cascade="all, delete-orphan",
+                                   passive_deletes=True, lazy="select")
+
+    @property
+    def manifest(self):
+        """The archive's members ({path, type, size, mode, mtime, sha256, ...} each), or None."""
+        return self.manifest_row.members if self.manifest_row is not None else None
+
+    @manifest.setter
+    def manifest(self, members):
+        if self.manifest_row is None:
+            self.manifest_row = BackupManifest(members=members)
+        else:
+            self.manifest_row.members = members
 
     @property
     def is_active(self):
@@ -196,6 +213,12 @@ class Backup(db.Model):
         return self.file_name.rsplit("/", 1)[-1] if self.file_name else None
 
 
+class BackupManifest(db.Model):
+    __tablename__ = "backup_manifests"
+    backup_id = db.Column(db.Integer, db.ForeignKey("backups.id", ondelete="CASCADE"), primary_key=True)
+    members = db.Column(db.JSON)
+
+
 OPERATION_KINDS = ("restore", "verify", "retention", "copy")  # an import makes a Backup (trigger import)
 
 
@@ -208,7 +231,7 @@ class Operation(db.Model):
     id = db.Column(db.Integer, primary_key=True)
     kind = db.Column(db.String(16), nullable=False)
     backup_id = db.Column(db.Integer, db.ForeignKey("backups.id", ondelete="SET NULL"), index=True)
-    status = db.Column(db.String(16), nullable=False, default=Status.PENDING.value, index=True)
+    status = db.Column(db.String(16), nullable=False, default=Status.PENDING.value)
     phase = db.Column(db.String(200), nullable=False, default="")
     done_bytes = db.Column(db.BigInteger, nullable=False, default=0)
     total_bytes = db.Column(db.BigInteger, nullable=False, default=0)

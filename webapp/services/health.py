@@ -95,14 +95,17 @@ def latest_outcomes(source_ids):
     matter); then loads just the chosen rows, without their manifests."""
     found = {source_id: {"failures_since_good": 0} for source_id in source_ids}
     waiting = set(source_ids)
+    # No status filter in SQL: the walk then follows the created_at index newest first and stops
+    # early; the few rows that did not end (pending, running, cancelled) are skipped here.
     result = db.session.execute(select(Backup.id, Backup.status, Backup.source_ids)
-                                .where(Backup.status.in_(ENDED_STATUSES))
                                 .order_by(Backup.created_at.desc(), Backup.id.desc())
                                 .execution_options(yield_per=500))
     try:
         for backup_id, status, backup_sources in result:
             if not waiting:
                 break
+            if status not in ENDED_STATUSES:
+                continue
             for source_id in waiting.intersection(backup_sources or []):
                 outcome = found[source_id]
                 if status == Status.COMPLETED.value:

@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from ..extensions import db
 from ..models import STATUSES, Backup, Delivery, Operation, Status
 from .health import source_health, space_report
-from .status import live_workers
+from .status import live_workers, status_totals, storage_used
 
 
 def unix_seconds(moment):
@@ -71,16 +71,15 @@ def source_families(healths):
 
 def backup_families():
     """Backups by status (every status, 0 included), and the two figures dashboards already use."""
-    counts = dict(db.session.query(Backup.status, db.func.count(Backup.id)).group_by(Backup.status).all())
+    totals = status_totals()
     backups = GaugeMetricFamily("cairn_backups", "Backups by status.", labels=["status"])
     for name in STATUSES:
-        backups.add_metric([name], counts.get(name, 0))
-    total, last = (db.session.query(db.func.coalesce(db.func.sum(Backup.file_size), 0),
-                                    db.func.max(Backup.completed_at))
-                   .filter(Backup.status == Status.COMPLETED.value).one())
+        backups.add_metric([name], totals.get(name, (0, 0))[0])
+    total = storage_used(totals)
+    last = db.session.query(db.func.max(Backup.completed_at)).filter(Backup.status == Status.COMPLETED.value).scalar()
     return [backups,
             GaugeMetricFamily("cairn_backup_bytes", "Total size of the completed backups' archives.",
-                              value=int(total or 0)),
+                              value=total),
             GaugeMetricFamily("cairn_last_success_timestamp_seconds",
                               "When the last backup of any source completed (unix seconds; 0 before any did).",
                               value=unix_seconds(last) if last else 0)]

@@ -11,16 +11,29 @@ from ..models import ACTIVE_STATUSES, STATUSES, Backup, Operation, Status, as_na
 from .backups import last_completed_backup
 from .health import source_health
 from .schedules import next_scheduled_run
-from .stats import ENDED_STATUSES, attention, backup_series, duration_of, light_backups, needs_attention
+from .stats import ENDED_STATUSES, attention, backup_series, duration_of, needs_attention
 from .storage import backup_storage
 
 FINISHED_STATUSES = ("completed", "failed", "cancelled", "timeout")
 
 
-def storage_used():
-    total = db.session.query(db.func.coalesce(db.func.sum(Backup.file_size), 0)).filter(
-        Backup.status == Status.COMPLETED.value).scalar()
-    return int(total or 0)
+def status_totals():
+    """{status: (backups, bytes of their archives)}: one pass over the (status, file_size) index,
+    without reading a row."""
+    rows = db.session.execute(select(Backup.status, db.func.count(), db.func.coalesce(db.func.sum(Backup.file_size), 0))
+                              .group_by(Backup.status))
+    return {status: (count, int(size)) for status, count, size in rows}
+
+
+def status_counts(totals=None):
+    totals = status_totals() if totals is None else totals
+    return {status: count for status, (count, _size) in totals.items()}
+
+
+def storage_used(totals=None):
+    """Bytes held by completed backups."""
+    totals = status_totals() if totals is None else totals
+    return totals.get(Status.COMPLETED.value, (0, 0))[1]
 
 
 def process_alive(pid):
@@ -76,10 +89,6 @@ def status_report():
     }
 
 
-def status_counts():
-    return dict(db.session.query(Backup.status, db.func.count(Backup.id)).group_by(Backup.status).all())
-
-
 def success_rate(counts):
     """Completed backups among the finished ones (0 to 1), or None before any finished."""
     finished = sum(counts.get(s, 0) for s in FINISHED_STATUSES)
@@ -89,14 +98,15 @@ def success_rate(counts):
 def stats_report(limit=100, now=None):
     """Counts by status, total size, success rate, the latest backups' sizes and durations, and
     the series of the last STATS_DAYS days (per source, per day) the dashboard's charts draw."""
-    counts = status_counts()
+    totals = status_totals()
+    counts = status_counts(totals)
     latest = db.session.execute(
         select(Backup.id, Backup.created_at, Backup.started_at, Backup.completed_at, Backup.file_size)
         .where(Backup.status == Status.COMPLETED.value)
         .order_by(Backup.created_at.desc(), Backup.id.desc()).limit(limit)).all()
     return {
         "counts": {status: counts.get(status, 0) for status in STATUSES},
-        "total_size_bytes": storage_used(),
+        "total_size_bytes": storage_used(totals),
         "success_rate": success_rate(counts),
         "sizes": [{"id": b.id, "created_at": isoformat(b.created_at), "file_size": b.file_size,
                    "duration_seconds": duration_of(b.started_at, b.completed_at)} for b in reversed(latest)],
@@ -108,18 +118,19 @@ def dashboard_figures(now=None):
     """The dashboard's numbers (last success, what runs, next run, space, completed count, success
     rate), each source's health and what needs attention."""
     now = now or utcnow()
-    counts = status_counts()
+    totals = status_totals()
+    counts = status_counts(totals)
     rate = success_rate(counts)
     health = source_health(now)
     found = attention(health, now)
-    return {"last_backup": light_backups().filter(Backup.status == Status.COMPLETED.value)
+    return {"last_backup": Backup.query.filter(Backup.status == Status.COMPLETED.value)
             .order_by(Backup.completed_at.desc()).first(),
-            "running": light_backups().filter(Backup.status.in_(ACTIVE_STATUSES)).order_by(Backup.id.desc()).first(),
-            "next_run": next_scheduled_run(), "storage_used": storage_used(),
+            "running": Backup.query.filter(Backup.status.in_(ACTIVE_STATUSES)).order_by(Backup.id.desc()).first(),
+            "next_run": next_scheduled_run(), "storage_used": storage_used(totals),
             "free_space": found["space"]["free_bytes"],
             "backup_count": counts.get("completed", 0),
             "success_rate": round(100.0 * rate, 1) if rate is not None else None,
-            "recent": light_backups().order_by(Backup.created_at.desc()).limit(5).all(),
+            "recent": Backup.query.order_by(Backup.created_at.desc()).limit(5).all(),
             "health": health, "attention": found, "needs_attention": needs_attention(found),
             # Changes whenever a backup ends or is deleted: the page then redraws its charts.
             "history_version": "-".join(str(counts.get(s, 0)) for s in ENDED_STATUSES)}
