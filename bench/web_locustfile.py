@@ -1,5 +1,5 @@
 """The load bench/web.py puts on one URL of a running Cairn: locust users that ask for it back to
-back (no think time), each signed in with its own browser session (pages) or sending an API key
+back (no think time), or paced to an offered rate (CAIRN_BENCH_RATE), each signed in with its own browser session (pages) or sending an API key
 (API). bench/web.py starts `python -m locust -f bench/web_locustfile.py --headless ...` once per
 measurement and reads the JSON this file writes; it is not meant to be run by hand, but can be:
 
@@ -20,6 +20,8 @@ Environment:
     CAIRN_BENCH_USERNAME, CAIRN_BENCH_PASSWORD, CAIRN_BENCH_API_KEY
     CAIRN_BENCH_WARMUP, CAIRN_BENCH_DURATION   seconds
     CAIRN_BENCH_KEEPALIVE 0: a new connection for every request
+    CAIRN_BENCH_RATE      requests a second all users together offer (0 or unset: back to back)
+    CAIRN_BENCH_USERS     how many users share that rate
     CAIRN_BENCH_OUT       where the JSON result goes
 """
 
@@ -31,7 +33,7 @@ import time
 
 import gevent
 from gevent.lock import Semaphore
-from locust import FastHttpUser, constant, events, task
+from locust import FastHttpUser, constant, constant_throughput, events, task
 
 PATH = os.environ.get("CAIRN_BENCH_PATH", "/healthz")
 HEADERS = json.loads(os.environ.get("CAIRN_BENCH_HEADERS") or "{}")
@@ -46,6 +48,9 @@ OUT = os.environ.get("CAIRN_BENCH_OUT")
 # 0: a new connection for every request (Connection: close), so that requests spread over the
 # server's processes as they come, rather than each user staying on the process it reached first.
 KEEPALIVE = os.environ.get("CAIRN_BENCH_KEEPALIVE", "1") != "0"
+# Requests a second that all users together offer (0: each asks again as soon as it is answered).
+RATE = float(os.environ.get("CAIRN_BENCH_RATE") or 0)
+USERS = max(1, int(os.environ.get("CAIRN_BENCH_USERS") or 1))
 TARGET = "target"  # the name the measured requests are reported under
 CSRF = re.compile(rb'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
 
@@ -128,7 +133,9 @@ def on_test_start(environment, **kwargs):
 
 
 class CairnUser(FastHttpUser):
-    wait_time = constant(0)
+    # Paced: each user starts a request every USERS / RATE seconds (sooner never; later only when
+    # the previous answer took longer than that).
+    wait_time = constant_throughput(RATE / USERS) if RATE else constant(0)
 
     def on_start(self):
         if AUTH == "apikey":

@@ -7,6 +7,9 @@ import socket
 # `make run` restarts a worker that ran at least this many seconds at once; one that dies sooner
 # is crash-looping and waits longer before each new start.
 CRASH_LOOP_SECONDS = 10
+# `make run`'s web server: processes, and threads in each (gunicorn's gthread workers).
+WEB_PROCESSES = 2
+WEB_THREADS = 8
 
 
 def _int(env, name, default):
@@ -90,5 +93,7 @@ def load_config(env=None):
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "PERMANENT_SESSION_LIFETIME": _int(env, "SESSION_LIFETIME", 12 * 3600),
         "WTF_CSRF_TIME_LIMIT": None,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # As many pooled connections as a web process has threads (WEB_THREADS): with
+        # fewer, busy threads open and close connections of their own on every request.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "pool_size": WEB_THREADS},
     }

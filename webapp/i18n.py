@@ -12,7 +12,7 @@ words here, so one sentence has one catalog entry whoever shows it.
 import os
 
 from babel import support
-from flask import current_app, g, has_request_context, request, session
+from flask import current_app, g, has_app_context, has_request_context, request, session
 from flask_babel import (Babel, Domain, format_datetime, format_decimal, format_number,
                          get_locale, get_timezone, gettext, refresh)
 from flask_login import current_user
@@ -48,9 +48,16 @@ class Catalog(Domain):
         locale = get_locale()
         if locale is None:
             return support.NullTranslations()
+        # A page asks hundreds of times; naming the locale costs more than the lookup. Flask-Babel
+        # keeps one Locale object per request, so the answer is kept for that object.
+        known = g.get("cairn_translations") if has_app_context() else None
+        if known is not None and known[0] is locale:
+            return known[1]
         name = CATALOGS.get(str(locale), str(locale))
         if name not in self.cache:
             self.cache[name] = support.Translations.load(TRANSLATIONS, [name], self.domain[0])
+        if has_app_context():
+            g.cairn_translations = (locale, self.cache[name])
         return self.cache[name]
 
 

