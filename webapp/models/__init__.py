@@ -231,7 +231,7 @@ class Operation(db.Model):
     id = db.Column(db.Integer, primary_key=True)
     kind = db.Column(db.String(16), nullable=False)
     backup_id = db.Column(db.Integer, db.ForeignKey("backups.id", ondelete="SET NULL"), index=True)
-    status = db.Column(db.String(16), nullable=False, default=Status.PENDING.value)
+    status = db.Column(db.String(16), nullable=False, default=Status.PENDING.value, index=True)
     phase = db.Column(db.String(200), nullable=False, default="")
     done_bytes = db.Column(db.BigInteger, nullable=False, default=0)
     total_bytes = db.Column(db.BigInteger, nullable=False, default=0)
