@@ -106,6 +106,11 @@ class Pipeline:
         if len(self._batch) >= CHUNK:
             self._flush_batch()
 
+    def write_chunk(self, data):
+        """Queue a large piece of tar bytes as it is (no copy into the batch)."""
+        self._flush_batch()
+        self._put(data)
+
     def write_hashed(self, data, digest):
         """Queue a chunk of a large file; the writer thread adds it to `digest` first."""
         self._flush_batch()
@@ -142,8 +147,8 @@ class Pipeline:
 
     def _flush_batch(self):
         if self._batch:
-            self._put(bytes(self._batch))
-            self._batch.clear()
+            batch, self._batch = self._batch, bytearray()  # handed over whole: no copy
+            self._put(batch)
 
     def _put(self, item):
         if self._error is not None:

@@ -20,6 +20,7 @@ from .messages import Message, N_
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
 HASH_OFF_THREAD = 256 << 10  # files at least this big are hashed on the writer thread too
+DIRECT = CHUNK // 4  # pieces at least this big skip the batch: queued as they are
 
 
 def tar_header(name, size, mode, mtime, uid, gid, typeflag):
@@ -119,6 +120,31 @@ class ArchiveWriter:
             self._out.resolve(entry, digest)
         else:
             entry["sha256"] = digest.hexdigest()
+        self.members.append(entry)
+        return entry
+
+    def add_file(self, entry, uid, gid, chunks, report=True):
+        """Add a regular file member whose bytes were read and hashed on another thread.
+
+        `entry` is its manifest entry (see read_ahead.file_entry; its "sha256" may still be
+        filled in until finish()), `chunks` yields exactly entry["size"] bytes. Chunks of a
+        quarter CHUNK or more go to the compressor as they are, without a copy.
+        """
+        size = entry["size"]
+        self._write_header(tar_header(entry["path"], size, entry["mode"], entry["mtime"], uid, gid,
+                                      tarfile.REGTYPE))
+        reporter = self.reporter if report else None
+        for data in chunks:
+            if len(data) >= DIRECT:
+                self._out.write_chunk(data)
+            else:
+                self._out.write(data)
+            if reporter is not None:
+                reporter.advance(len(data))
+        padding = -size % BLOCK
+        if padding:
+            self._out.write(bytes(padding))
+        self._offset += size + padding
         self.members.append(entry)
         return entry
 
