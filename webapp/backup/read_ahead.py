@@ -7,8 +7,11 @@ for the disk file by file; on a warm one, reading and hashing (which release the
 the writer instead of on its thread.
 
 What has been read but not yet written is bounded (BYTES_AHEAD, and FILES_AHEAD entries), so
-memory stays flat whatever the size of the folder. A file of up to CHUNK bytes is read whole, in
-one call; a bigger one is streamed CHUNK by CHUNK and is never whole in memory. The reader of a
+memory stays flat whatever the size of the folder. Files are read into CHUNK-sized buffers that
+are reused: no buffer is allocated per file, so the memory does not fragment over thousands of
+files either. Small files are packed one after the other into their reader's current buffer; a
+file of up to CHUNK bytes is read whole, in one call; a bigger one is streamed CHUNK by CHUNK
+and is never whole in memory. The reader of a
 streamed file keeps it open until the writer has written all of it, then checks it did not
 shrink meanwhile: the writer would have found it short had it read the file itself just then.
 
@@ -19,6 +22,7 @@ in a reader or in the walk is raised there, in order, on the writer's thread. Le
 block, normally or not, stops the walker and the readers and waits for them.
 """
 
+import collections
 import hashlib
 import os
 import queue
@@ -28,10 +32,12 @@ from .archive import CHUNK
 from .messages import Message, N_
 
 READERS = 6
-BYTES_AHEAD = 48 << 20  # read, not yet written
-HEAD_EXTRA = 8 << 20  # the file the writer waits for may read this much beyond BYTES_AHEAD
+BYTES_AHEAD = 8 << 20  # buffers in use: read and not yet compressed (beyond them, readers wait)
+# The file the writer waits for may take buffers beyond BYTES_AHEAD: room for what the readers'
+# half-filled buffers hold, and then some, so it can always be read.
+HEAD_EXTRA = (READERS + 2) * CHUNK
+SMALL = 64 << 10  # smaller files are packed into their reader's current buffer
 FILES_AHEAD = 2048  # entries listed, not yet written
-RELEASE_EVERY = 1 << 20  # written bytes are given back to the readers in batches (fewer wake-ups)
 
 _WHOLE, _HEADER, _DONE, _ERROR = "whole", "header", "done", "error"
 _END = object()
@@ -50,6 +56,13 @@ def file_entry(name, size, mode, mtime):
 def short_read(name):
     """What a file that ends before its size says, as ArchiveWriter.add_stream raises it."""
     return OSError(Message(N_("unexpected end of data in %(name)s"), name=name))
+
+
+class _Buffer(bytearray):
+    """A CHUNK-sized read buffer: `users` counts the views of it still needed (and its reader
+    while it still packs files into it), `used` how much of it is filled."""
+
+    __slots__ = ("users", "used")
 
 
 class Slot:
@@ -76,7 +89,7 @@ class Slot:
         """
         entry = file_entry(name, size, mode, mtime)
         digest = hashlib.sha256()
-        if size <= CHUNK:
+        if size <= CHUNK:  # read whole
             data = self._read(fileobj, size, name)
             digest.update(data)
             entry["sha256"] = digest.hexdigest()
@@ -100,14 +113,16 @@ class Slot:
         return entry
 
     def _read(self, fileobj, size, name):
-        self.ahead.acquire(self, size)
-        data = fileobj.read(size)
-        while len(data) < size:  # a regular file reads short only at its end; a rare case
-            more = fileobj.read(size - len(data))
-            if not more:
+        """`size` bytes of the file, as a view of a buffer (see ReadAhead.recycle)."""
+        view = self.ahead.place(self, size) if size < SMALL else self.ahead.take_buffer(self, size)
+        done = 0
+        while done < size:  # a regular file reads short only at its end
+            got = fileobj.readinto(view[done:])
+            if not got:
+                self.ahead.recycle(view)
                 raise short_read(name)
-            data += more
-        return data
+            done += got
+        return view
 
     def post(self, message):
         self._messages.put(message)
@@ -115,10 +130,11 @@ class Slot:
     # --- the writer's side ----------------------------------------------------------------
 
     def member(self):
-        """(entry, uid, gid, chunks) of the file the reader stores, or None when it stores none.
+        """(entry, uid, gid, chunks, recycle) of the file the reader stores, or None when it
+        stores none: ArchiveWriter.add_file's arguments.
 
-        `chunks` yields the file's bytes; each is given back to the read-ahead's budget when the
-        next one is asked for.
+        `chunks` yields the file's bytes; `recycle(chunk)` must be called for each once its
+        bytes are no longer needed, so its buffer can be reused.
         """
         self.ahead.make_head(self)
         message = self._take()
@@ -128,9 +144,9 @@ class Slot:
             return None
         if kind == _WHOLE:
             _, entry, uid, gid, data = message
-            return entry, uid, gid, self._whole(data)
+            return entry, uid, gid, self._whole(data), self.ahead.recycle
         _, entry, uid, gid = message
-        return entry, uid, gid, self._chunks(entry["size"])
+        return entry, uid, gid, self._chunks(entry["size"]), self.ahead.recycle
 
     def result(self):
         """What the reader's `read(slot)` returned (after the writer wrote the member), or its
@@ -144,16 +160,16 @@ class Slot:
     def _whole(self, data):
         if data:
             yield data
-            self.ahead.release(len(data))
+        else:
+            self.ahead.recycle(data)
 
     def _chunks(self, size):
         while size:
             data = self._take()
-            if type(data) is not bytes:
+            if type(data) is tuple:
                 raise RuntimeError("a reader sent too few chunks")
             yield data
             size -= len(data)
-            self.ahead.release(len(data))
 
     def _take(self):
         message = self._messages.get()
@@ -174,11 +190,12 @@ class ReadAhead:
         self._slots = queue.Queue(FILES_AHEAD)
         self._tasks = queue.SimpleQueue()
         self._budget = threading.Condition()
-        self._in_flight = 0  # bytes read and not given back (guarded by _budget)
-        self._unreleased = 0  # bytes written, to be given back (the writer's thread only)
+        self._in_flight = 0  # bytes of buffers in use (guarded by _budget, as are their users)
         self._waiters = 0
         self._head = -1  # the slot the writer waits for
         self._current = None
+        self._spare = collections.deque()  # CHUNK buffers to reuse
+        self._local = threading.local()  # a reader's current buffer for small files
         self._walker = threading.Thread(target=self._walk, name="cairn-read-walk", daemon=True)
         self._readers = [threading.Thread(target=self._read_loop, name=f"cairn-read-{n}", daemon=True)
                          for n in range(readers)]
@@ -199,12 +216,38 @@ class ReadAhead:
                 raise slot
             yield slot
 
-    # --- the budget of bytes ahead ------------------------------------------------------------
+    # --- buffers and the budget ----------------------------------------------------------------
 
-    def acquire(self, slot, size):
-        """Wait until `size` more bytes may be read for `slot` (a reader's thread)."""
+    def take_buffer(self, slot, size):
+        """A view of `size` bytes at the start of a buffer of its own (a reader's thread)."""
+        buffer = self._buffer(slot)
+        buffer.users = 1
+        return memoryview(buffer)[:size]
+
+    def place(self, slot, size):
+        """A view of `size` bytes in this reader's current buffer, after the files it holds
+        already; a new buffer when it is full (a reader's thread)."""
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is None or buffer.used + size > CHUNK:
+            if buffer is not None:
+                self._drop_user(buffer)  # the reader's own hold on it
+            buffer = self._local.buffer = self._buffer(slot)
+            buffer.users, buffer.used = 1, 0
         with self._budget:
-            while not self.stopping and not self._fits(slot, size):
+            buffer.users += 1
+        view = memoryview(buffer)[buffer.used:buffer.used + size]
+        buffer.used += size
+        return view
+
+    def recycle(self, chunk):
+        """The bytes of `chunk` (a view from take_buffer or place) are no longer needed; its
+        buffer is reused once nothing else in it is (any thread)."""
+        self._drop_user(chunk.obj)
+
+    def _buffer(self, slot):
+        """Wait until a buffer fits in the budget, then a spare one, else a new one."""
+        with self._budget:
+            while not self.stopping and not self._fits(slot):
                 slot.waiting = True
                 self._waiters += 1
                 self._budget.wait()
@@ -212,32 +255,33 @@ class ReadAhead:
             slot.waiting = False
             if self.stopping:
                 raise Stopped()
-            self._in_flight += size
+            self._in_flight += CHUNK
+        try:
+            return self._spare.pop()
+        except IndexError:
+            return _Buffer(CHUNK)
 
-    def _fits(self, slot, size):
+    def _fits(self, slot):
         # The writer's next file may always make progress: nothing else frees room for it.
         limit = BYTES_AHEAD + HEAD_EXTRA if slot.seq <= self._head else BYTES_AHEAD
-        return self._in_flight + size <= limit
+        return self._in_flight + CHUNK <= limit
 
-    def release(self, size):
-        """Bytes the writer has written (the writer's thread)."""
-        self._unreleased += size
-        if self._unreleased >= RELEASE_EVERY:
-            with self._budget:
-                self._give_back()
+    def _drop_user(self, buffer):
+        with self._budget:
+            buffer.users -= 1
+            if buffer.users:
+                return
+            self._in_flight -= CHUNK
+            if self._waiters:
+                self._budget.notify_all()
+        self._spare.append(buffer)
 
     def make_head(self, slot):
-        """The writer waits for `slot` now; let its reader go beyond the budget if it waits."""
+        """The writer waits for `slot` now; wake its reader if it waits for a buffer."""
         with self._budget:
             self._head = slot.seq
             if slot.waiting:
-                self._give_back()  # wakes it
-
-    def _give_back(self):
-        self._in_flight -= self._unreleased
-        self._unreleased = 0
-        if self._waiters:
-            self._budget.notify_all()
+                self._budget.notify_all()
 
     # --- the threads ----------------------------------------------------------------------------
 

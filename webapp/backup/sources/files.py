@@ -180,6 +180,11 @@ class FilesSource(Source):
         if member is not None:
             writer.add_file(*member)
         outcome = slot.result()
+        if member is not None and outcome is not None:
+            # A copy made on this thread: the manifest's entries, which live until the end, are
+            # not left scattered among the readers' short-lived buffers, which would keep the
+            # readers' memory from being reused.
+            writer.list_member(dict(member[0]))
         if isinstance(outcome, dict):
             writer.add_reference(outcome)
             reporter.advance(outcome["size"])  # not read, but backed up all the same
