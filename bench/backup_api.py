@@ -45,12 +45,12 @@ class TreeSampler(threading.Thread):
         self.root_pid = root_pid
         self.peaks = {}  # pid -> (name, peak RSS in MB)
         self.cpu = {}  # pid -> CPU seconds (the last sample)
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self):
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.sample()
-            self._stop.wait(SAMPLE_EVERY)
+            self._halt.wait(SAMPLE_EVERY)
         self.sample()
 
     def sample(self):
@@ -71,7 +71,7 @@ class TreeSampler(threading.Thread):
             self.cpu[proc.pid] = times.user + times.system  # a child's own; the work-horse's last sample
 
     def stop(self):
-        self._stop.set()
+        self._halt.set()
         self.join()
 
 
