@@ -84,8 +84,12 @@ def vm_hwm_mb(pid):
 
 
 def describe(proc):
-    """A short name for a Cairn process: the module or program it runs."""
+    """A short name for a Cairn process: the module or program it runs; RQ's work-horse (a fork
+    of the worker, with the worker's command line) is named as such."""
     cmd = proc.cmdline()
+    parent = proc.parent()
+    if parent is not None and parent.cmdline() == cmd:
+        return "work-horse (fork of %s)" % " ".join(os.path.basename(a) for a in cmd[1:3])
     for i, arg in enumerate(cmd):
         if arg == "-m" and i + 1 < len(cmd):
             return cmd[i + 1]
