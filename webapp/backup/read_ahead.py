@@ -75,7 +75,7 @@ class Slot:
         self.item = item
         self.needs_reader = needs_reader
         self.waiting = False  # its reader waits for room (guarded by the read-ahead's lock)
-        self.consumed = threading.Event()
+        self._written = queue.SimpleQueue()  # the writer is done with it (cheaper than an Event)
         self._messages = queue.SimpleQueue()
         self._done = None
 
@@ -105,7 +105,7 @@ class Slot:
             if not left:
                 entry["sha256"] = digest.hexdigest()  # before the writer can see the last chunk
             self.post(data)
-        self.consumed.wait()
+        self._written.get()
         if self.ahead.stopping:
             raise Stopped()
         if os.fstat(fileobj.fileno()).st_size < size:
@@ -151,11 +151,15 @@ class Slot:
     def result(self):
         """What the reader's `read(slot)` returned (after the writer wrote the member), or its
         exception, raised here."""
-        self.consumed.set()
+        self.let_go()
         message = self._done or self._take()
         if message[0] != _DONE:
             raise RuntimeError(f"unexpected message from a reader: {message[0]}")
         return message[1]
+
+    def let_go(self):
+        """Tell the reader the writer is done with this slot (it may be told more than once)."""
+        self._written.put(True)
 
     def _whole(self, data):
         if data:
@@ -316,7 +320,7 @@ class ReadAhead:
         with self._budget:
             self._budget.notify_all()
         if self._current is not None:
-            self._current.consumed.set()
+            self._current.let_go()
         while self._walker.is_alive():
             self._drain()
             self._walker.join(0.01)
@@ -335,4 +339,4 @@ class ReadAhead:
             except queue.Empty:
                 return
             if isinstance(slot, Slot):
-                slot.consumed.set()
+                slot.let_go()
