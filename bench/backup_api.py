@@ -143,6 +143,7 @@ class ApiContestant:
         self.call("delete", f"/api/v1/backups/{backup['id']}")
         processes = sorted(sampler.peaks.values(), key=lambda p: -p[1])
         return {"wall": wall, "size": backup["file_size"], "cpu": sum(sampler.cpu.values()) - cpu_before,
+                "job_s": backup.get("duration_seconds"),
                 "peak_rss_mb": processes[0][1], "processes": [{"name": n, "peak_rss_mb": p} for n, p in processes]}
 
     def stop(self):

@@ -22,6 +22,8 @@ def summarize(runs):
             for p in r["processes"]:
                 peaks[p["name"]] = max(peaks.get(p["name"], 0), p["peak_rss_mb"])
         row["processes"] = peaks
+    if runs[0].get("job_s") is not None:
+        row["job_median_s"] = statistics.median(r["job_s"] for r in runs)
     if "process_wall" in runs[0]:
         row["process_wall_median_s"] = statistics.median(r["process_wall"] for r in runs)
         row["import_rss_mb"] = max(r["import_rss_mb"] for r in runs)
@@ -96,3 +98,7 @@ def print_memory(results):
                 peaks[name] = max(peaks.get(name, 0), peak)
         print("API peak RSS by process (MB): " + ", ".join("%s %.0f" % (n, p) for n, p in
                                                           sorted(peaks.items(), key=lambda i: -i[1])))
+        print("API: the job's own time (the row's started_at to completed_at), median: "
+              + ", ".join("%s cache %.2f s" % (cache, row["job_median_s"]) for cache, row in
+                          ((c, rows["api"]) for c, rows in results.items() if "api" in rows)
+                          if "job_median_s" in row))
