@@ -186,7 +186,7 @@ class ReadAhead:
     """Entries of `entries` (an iterator run on the walker thread) as Slots, in order; those for
     which `needs_reader(item)` is true are handled by `read(slot)` on a reader thread first."""
 
-    def __init__(self, entries, read, needs_reader, readers=READERS):
+    def __init__(self, entries, read, needs_reader, readers=None):
         self._entries = entries
         self._read = read
         self._needs_reader = needs_reader
@@ -202,7 +202,7 @@ class ReadAhead:
         self._local = threading.local()  # a reader's current buffer for small files
         self._walker = threading.Thread(target=self._walk, name="cairn-read-walk", daemon=True)
         self._readers = [threading.Thread(target=self._read_loop, name=f"cairn-read-{n}", daemon=True)
-                         for n in range(readers)]
+                         for n in range(readers or READERS)]
 
     def __enter__(self):
         for thread in (self._walker, *self._readers):
