@@ -15,11 +15,12 @@ import json
 import os
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from backup_report import BUSY_WARNING, print_table, results_of, targets_of  # noqa: F401 (BUSY_WARNING: encryption.py)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -28,9 +29,7 @@ DEFAULT_SIZE = "1GiB"
 DEFAULT_DB_MB = 100
 STAMP = "dataset.json"  # written beside (not inside) a finished data set
 
-TIME_TARGET = 1.25  # engine wall time <= 1.25 x tar+zstd
-RSS_TARGET_MB = 150  # engine peak RSS
-BUSY_WARNING = 0.10  # warn when other work used more than this share of the CPUs between runs
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 MB = 1024 * 1024
 
@@ -198,11 +197,12 @@ def run_tool(cmd, out_path):
             "cpu": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024}
 
 
-def contestants(data_dir, out_dir, skip_gzip):
+def contestants(data_dir, out_dir, skip_gzip, api=None):
     zst = os.path.join(out_dir, "out.tar.zst")
     gz = os.path.join(out_dir, "out.tar.gz")
     items = [
         ("cairn engine (zstd)", "engine", lambda: run_engine(data_dir, out_dir)),
+        *([("cairn through the API", "api", api.run)] if api is not None else []),
         ("tar + zstd -T0 -3", "tar_zstd",
          lambda: run_tool(["tar", "-I", "zstd -T0 -3", "-cf", zst, "-C", data_dir, "."], zst)),
     ]
@@ -212,49 +212,42 @@ def contestants(data_dir, out_dir, skip_gzip):
     return items
 
 
-def clear_dir(path):
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path)
+def clear_dir(path, keep=()):
+    if os.path.isdir(path):
+        for name in os.listdir(path):
+            if name not in keep:
+                full = os.path.join(path, name)
+                shutil.rmtree(full) if os.path.isdir(full) else os.unlink(full)
+    os.makedirs(path, exist_ok=True)
+
+
+def drop_caches():
+    """Write out dirty pages, then empty the page cache (needs root)."""
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def timed_rounds(items, cache, repeat, data_dir, out_dir, log):
+    """`repeat` rounds, each running every contestant once, in turn; returns (runs, busy shares)."""
+    runs, busy = {key: [] for _, key, _ in items}, []
+    if cache == "warm":
+        log("warming the page cache ...")
+        warm_cache(data_dir)
+    for i in range(repeat):
+        for label, key, fn in items:
+            clear_dir(out_dir, keep=("api",))
+            if cache == "cold":
+                drop_caches()
+            busy.append(busy_share(0.5))
+            log("run %d/%d, %s cache: %s ..." % (i + 1, repeat, cache, label))
+            result = fn()
+            log("  %.2f s, %.1f MB, peak RSS %.0f MB" % (result["wall"], result["size"] / MB, result["peak_rss_mb"]))
+            runs[key].append(result)
+    return runs, busy
 
 
 # --------------------------------------------------------------------- report --
-
-def summarize(runs):
-    walls = [r["wall"] for r in runs]
-    return {"median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),
-            "runs_s": walls, "size": runs[-1]["size"],
-            "cpu_s": statistics.median(r["cpu"] for r in runs),
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
-
-
-def print_table(report):
-    ds = report["dataset"]
-    print()
-    print("Data set: %s  (%d files, %.0f MB)" % (ds["path"], ds["files"], ds["size"] / MB))
-    print("Runs: %d each, warm page cache, median wall time; CPU = user+system seconds" % report["repeat"])
-    print()
-    head = "%-22s %9s %13s %8s %11s %9s %11s" % ("contestant", "median s", "min-max s", "CPU s",
-                                                 "output MB", "of input", "x tar+zstd")
-    print(head)
-    print("-" * len(head))
-    for key, row in report["results"].items():
-        print("%-22s %9.2f %13s %8.1f %11.1f %8.1f%% %11.2f" % (
-            row["label"], row["median_s"], "%.2f-%.2f" % (row["min_s"], row["max_s"]), row["cpu_s"],
-            row["size"] / MB, 100.0 * row["size"] / ds["size"], row["ratio_to_tar_zstd"]))
-    print()
-    eng = report["results"]["engine"]
-    print("Engine peak RSS: %.1f MB  (%.1f MB of it is the process before the backup starts: "
-          "Python with webapp imported)" % (eng["peak_rss_mb"], eng["import_rss_mb"]))
-    busy = [b for b in report["machine"]["busy_share"] if b is not None]
-    if busy and max(busy) > BUSY_WARNING:
-        print("Note: other work kept up to %.0f %% of the CPUs busy between runs; the times are "
-              "less reliable. Run again on a quiet machine, or with a higher --repeat."
-              % (100 * max(busy)))
-    print()
-    for t in report["targets"]:
-        print("%-4s %s: %s (target %s)" % ("PASS" if t["pass"] else "FAIL", t["name"], t["value"],
-                                           t["target"]))
-
 
 def main():
     ap = argparse.ArgumentParser(
@@ -271,6 +264,11 @@ def main():
                     help="scratch folder for archives (default bench/out); emptied between runs")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per contestant (default 3)")
     ap.add_argument("--skip-gzip", action="store_true", help="leave out the slow tar czf contestant")
+    ap.add_argument("--skip-api", action="store_true", help="leave out the contestant through the API")
+    ap.add_argument("--cache", choices=("warm", "cold", "both"), default="both",
+                    help="warm: every file read once before the runs; cold: page cache dropped before "
+                    "every run (needs root); both (default): warm rounds, then cold rounds")
+    ap.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="Redis of the API contestant's server")
     ap.add_argument("--profile", metavar="FILE",
                     help="after the timed runs, run the engine once more under cProfile, save the "
                     "stats to FILE and print the top functions")
@@ -290,6 +288,8 @@ def main():
             sys.exit("%s is not installed; it is needed for the comparison" % tool)
     if args.repeat < 1:
         sys.exit("--repeat must be at least 1")
+    if args.cache != "warm" and os.geteuid() != 0:
+        sys.exit("--cache cold or both drops the page cache, which needs root; use --cache warm")
 
     data_dir = os.path.abspath(args.data_dir or default_data_dir(args.size, args.db_mb))
     ensure_dataset(data_dir, args.size, args.db_mb, args.seed, args.rebuild, log)
@@ -298,42 +298,28 @@ def main():
     if out_dir == data_dir or out_dir.startswith(data_dir + os.sep):
         sys.exit("--out-dir must not be inside the data set")
 
-    log("warming the page cache ...")
-    warm_cache(data_dir)
-
-    items = contestants(data_dir, out_dir, args.skip_gzip)
-    busy = []
-    runs = {key: [] for _, key, _ in items}
-    # Round-robin, so a slow phase of the machine does not fall on one contestant only.
-    for i in range(args.repeat):
-        for label, key, fn in items:
+    api = None
+    if not args.skip_api:
+        from backup_api import ApiContestant  # needs psutil, requests and the local Redis
+        api = ApiContestant(data_dir, out_dir, args.redis_url, log)
+    items = [(label, key) for label, key, _ in contestants(data_dir, out_dir, args.skip_gzip, api)]
+    runs, busy = {}, []
+    try:
+        if api is not None:
             clear_dir(out_dir)
-            busy.append(busy_share(0.5))
-            log("run %d/%d: %s ..." % (i + 1, args.repeat, label))
-            result = fn()
-            log("  %.2f s, %.1f MB" % (result["wall"], result["size"] / MB))
-            runs[key].append(result)
-    clear_dir(out_dir)
+            api.start()
+        # Round-robin, so a slow phase of the machine does not fall on one contestant only.
+        for cache in ("warm", "cold") if args.cache == "both" else (args.cache,):
+            runs[cache], shares = timed_rounds(contestants(data_dir, out_dir, args.skip_gzip, api), cache,
+                                               args.repeat, data_dir, out_dir, log)
+            busy += shares
+    finally:
+        if api is not None:
+            api.stop()
+        clear_dir(out_dir)
 
-    results = {}
-    for label, key, _ in items:
-        results[key] = dict(summarize(runs[key]), label=label)
-    base = results["tar_zstd"]["median_s"]
-    for row in results.values():
-        row["ratio_to_tar_zstd"] = row["median_s"] / base
-    eng = results["engine"]
-    eng["process_wall_median_s"] = statistics.median(r["process_wall"] for r in runs["engine"])
-    eng["source_size"] = runs["engine"][-1]["source_size"]
-    eng["import_rss_mb"] = max(r["import_rss_mb"] for r in runs["engine"])
-
-    targets = [
-        {"name": "engine time <= %.2f x tar+zstd" % TIME_TARGET, "key": "time_ratio",
-         "value": "%.2f x" % eng["ratio_to_tar_zstd"], "target": "<= %.2f x" % TIME_TARGET,
-         "pass": eng["ratio_to_tar_zstd"] <= TIME_TARGET},
-        {"name": "engine peak RSS <= %d MB" % RSS_TARGET_MB, "key": "peak_rss",
-         "value": "%.1f MB" % eng["peak_rss_mb"], "target": "<= %d MB" % RSS_TARGET_MB,
-         "pass": eng["peak_rss_mb"] <= RSS_TARGET_MB},
-    ]
+    results = results_of(items, runs)
+    targets = targets_of(results)
     report = {
         "dataset": {"path": data_dir, "size_arg": args.size, "db_mb": args.db_mb, "seed": args.seed,
                     "files": files, "size": size},
