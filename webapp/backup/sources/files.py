@@ -214,23 +214,53 @@ def writer_error(error):
 
 
 class _StagedFile:
-    """A file being written into staging; mode, times and owner are set when it is closed."""
+    """A file to be written into staging by one of the reader's member workers (member_workers.py):
+    created at its first write (or when closed, if empty); mode, times and owner are set when it is
+    closed."""
 
-    def __init__(self, path, member):
-        self.member = member
+    def __init__(self, path, member, relative, target):
+        self.path, self.member, self.relative, self.target = path, member, relative, target
+        self.fd = None
+
+    def _open(self):
         # O_EXCL and O_NOFOLLOW: staging is new and private, so nothing may already be there.
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        try:
+            return os.open(self.path, flags, 0o600)
+        except FileNotFoundError:  # Cairn lists folders before their contents; others may not
+            os.makedirs(os.path.dirname(self.path), 0o700, exist_ok=True)
+            return os.open(self.path, flags, 0o600)
 
     def write(self, data):
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view):]
+        try:
+            if self.fd is None:
+                self.fd = self._open()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError as e:
+            raise self._error(e) from None
 
     def close(self):
         try:
+            if self.fd is None:
+                self.fd = self._open()
+        except OSError as e:
+            raise self._error(e) from None
+        try:
             set_owner_mode_times(self.fd, self.member)
         finally:
-            os.close(self.fd)
+            self.abandon()
+
+    def abandon(self):
+        """Close the file without finishing it (a failed restore removes the staging anyway)."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def _error(self, error):
+        return RestoreError(N_("cannot write %(file)s into staging beside %(path)s: %(error)s"), file=self.relative,
+                            path=self.target, error=error.strerror)
 
 
 def set_owner_mode_times(target, member):
@@ -290,11 +320,7 @@ class FolderRestorer(Restorer):
                 if relative:
                     os.makedirs(path, 0o700, exist_ok=True)
                 return None
-            try:
-                return _StagedFile(path, member)
-            except FileNotFoundError:  # Cairn lists folders before their contents; others may not
-                os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
-                return _StagedFile(path, member)
+            return _StagedFile(path, member, relative, self.target)
         except OSError as e:
             raise RestoreError(N_("cannot write %(file)s into staging beside %(path)s: %(error)s"), file=relative,
                                path=self.target, error=e.strerror) from None
