@@ -79,7 +79,9 @@ def scan_archive(path, sink=None, expected=None, reporter=None, max_unpacked=Non
 
     `sink(name, member)` is called for every member after cairn.json but manifest.json. For a
     regular file it returns None (discard) or an object with write(bytes) and close(); for a
-    folder it only takes note (its return value is not used). With `expected` (the members list from the
+    folder it only takes note (its return value is not used). A sink whose `any_thread` is true
+    is fed by worker threads (member_workers.py), after sink() has returned for later members
+    too; any other is fed on the caller's thread before the next member is read. With `expected` (the members list from the
     record) every member is held to its recorded size and SHA-256 as it streams, so an oversized
     member is refused before its bytes land anywhere. Raises VerifyError naming the first
     problem; Cancelled when the reporter says so. An encrypted archive (`.age`) is decrypted with
@@ -189,15 +191,32 @@ class _Scan:
                 self.sink(name, member)  # folders carry their owner, which the manifest does not
             self.seen.append(entry_for(member, None))
             return
-        entry = entry_for(member, None)  # its SHA-256 is filled in by the worker that hashes it
-        job = MemberJob(len(self.seen), name, self.sink(name, member) if self.sink else None,
-                        want.get("sha256") if want is not None else NOT_CHECKED, entry)
+        out = self.sink(name, member) if self.sink else None
+        entry = entry_for(member, None)  # its SHA-256 is filled in by whoever hashes it
+        job = MemberJob(len(self.seen), name, out, want.get("sha256") if want is not None else NOT_CHECKED, entry)
         self.seen.append(entry)
+        if out is None or getattr(out, "any_thread", False):
+            self.hand_over(job, member)
+        else:
+            self.copy_here(job, member)
+
+    def hand_over(self, job, member):
+        """The member's bytes go to the workers, which hash them and feed its sink."""
         self.workers.member(job)
         for piece in self.tar.data(member):
             self.workers.piece(job, piece)
             self.progress()  # a cancel takes effect within one chunk
         self.workers.end(job)
+
+    def copy_here(self, job, member):
+        """A sink that must be fed on this thread, in stream order, gets the bytes from here."""
+        try:
+            for piece in self.tar.data(member):
+                job.update(piece)
+                self.progress()
+            job.end()
+        finally:
+            job.drop()  # closes the sink if the member did not end
 
 
 def unpack_limit(compressed_size):

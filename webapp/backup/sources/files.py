@@ -218,6 +218,8 @@ class _StagedFile:
     created at its first write (or when closed, if empty); mode, times and owner are set when it is
     closed."""
 
+    any_thread = True  # written by whichever worker gets it; it needs nothing of the reader's thread
+
     def __init__(self, path, member, relative, target):
         self.path, self.member, self.relative, self.target = path, member, relative, target
         self.fd = None
