@@ -34,7 +34,7 @@ NOT_CHECKED = object()  # the digest a member must have when there is no record 
 class MemberJob:
     """One regular member: where its bytes go, the digest it must have, and its manifest entry."""
 
-    __slots__ = ("index", "name", "out", "want", "entry", "digest", "worker", "dropped")
+    __slots__ = ("digest", "dropped", "entry", "index", "name", "out", "want", "worker")
 
     def __init__(self, index, name, out, want, entry):
         self.index, self.name, self.out, self.want, self.entry = index, name, out, want, entry

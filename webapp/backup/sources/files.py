@@ -15,7 +15,9 @@ import stat
 from ..errors import DumpError, RestoreError, SourceError, error_text
 from ..incremental import file_sha256, reference, same_attributes, same_metadata, stat_fields
 from ..messages import Message, N_
+from ..archive import fsync_dir
 from .base import Restorer, Source, beside, make_parents, remove_made_parents
+from .staging import StagedFile, set_owner_mode_times, sync_file_system
 
 MAX_SKIPPED_LISTED = 100
 
@@ -213,70 +215,6 @@ def writer_error(error):
     return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
-class _StagedFile:
-    """A file to be written into staging by one of the reader's member workers (member_workers.py):
-    created at its first write (or when closed, if empty); mode, times and owner are set when it is
-    closed."""
-
-    any_thread = True  # written by whichever worker gets it; it needs nothing of the reader's thread
-
-    def __init__(self, path, member, relative, target):
-        self.path, self.member, self.relative, self.target = path, member, relative, target
-        self.fd = None
-
-    def _open(self):
-        # O_EXCL and O_NOFOLLOW: staging is new and private, so nothing may already be there.
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        try:
-            return os.open(self.path, flags, 0o600)
-        except FileNotFoundError:  # Cairn lists folders before their contents; others may not
-            os.makedirs(os.path.dirname(self.path), 0o700, exist_ok=True)
-            return os.open(self.path, flags, 0o600)
-
-    def write(self, data):
-        try:
-            if self.fd is None:
-                self.fd = self._open()
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self.fd, view):]
-        except OSError as e:
-            raise self._error(e) from None
-
-    def close(self):
-        try:
-            if self.fd is None:
-                self.fd = self._open()
-        except OSError as e:
-            raise self._error(e) from None
-        try:
-            set_owner_mode_times(self.fd, self.member)
-        finally:
-            self.abandon()
-
-    def abandon(self):
-        """Close the file without finishing it (a failed restore removes the staging anyway)."""
-        fd, self.fd = self.fd, None
-        if fd is not None:
-            os.close(fd)
-
-    def _error(self, error):
-        return RestoreError(N_("cannot write %(file)s into staging beside %(path)s: %(error)s"), file=self.relative,
-                            path=self.target, error=error.strerror)
-
-
-def set_owner_mode_times(target, member):
-    """Mode and mtime from the tar header; the owner too when we may (running as root)."""
-    try:
-        if os.geteuid() == 0:
-            os.chown(target, member.uid, member.gid)
-        os.chmod(target, member.mode & 0o7777)
-        os.utime(target, (member.mtime, member.mtime))
-    except (OverflowError, ValueError) as e:  # pax headers can hold any number
-        raise RestoreError(N_("%(name)s: the archive gives it an impossible owner or time (%(error)s)"),
-                           name=member.name, error=str(e)) from None
-
-
 class FolderRestorer(Restorer):
     """Extracts into a fresh staging folder beside the target, then swaps the two by rename.
 
@@ -322,7 +260,7 @@ class FolderRestorer(Restorer):
                 if relative:
                     os.makedirs(path, 0o700, exist_ok=True)
                 return None
-            return _StagedFile(path, member, relative, self.target)
+            return StagedFile(path, member, relative, self.target)
         except OSError as e:
             raise RestoreError(N_("cannot write %(file)s into staging beside %(path)s: %(error)s"), file=relative,
                                path=self.target, error=e.strerror) from None
@@ -343,6 +281,7 @@ class FolderRestorer(Restorer):
         # Deepest folders first and the root last, so a read-only mode never blocks what follows.
         for relative in sorted(self.folders, key=lambda r: r.count("/") + bool(r), reverse=True):
             set_owner_mode_times(self._staged_path(relative), self.folders[relative])
+        sync_file_system(self.staging, self.target)  # on disk before it replaces the live folder
 
     def _keep_what_backups_leave_out(self):
         """Carry what the live folder holds but backups leave out into staging, by hard links.
@@ -392,6 +331,7 @@ class FolderRestorer(Restorer):
                 os.rename(self.old, self.target)
             raise
         self.applied = True
+        fsync_dir(os.path.dirname(self.target))  # the swap itself survives a crash
 
     def undo(self):
         if not self.applied:
