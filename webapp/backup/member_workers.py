@@ -109,7 +109,9 @@ class MemberWorkers:
     def end(self, job):
         self._batch.append((job, _END))
         del self._unended[job.index]
-        if self._batch_members >= BATCH_MEMBERS:
+        # The end of a member already partly handed over goes to its worker at once, so the
+        # members after it are free to go to another one.
+        if self._batch_members >= BATCH_MEMBERS or job.worker is not None:
             self._hand_over()
 
     def finish(self):
