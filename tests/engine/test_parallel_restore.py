@@ -19,6 +19,7 @@ from webapp.backup.member_workers import NOT_CHECKED, MemberJob, MemberWorkers
 from webapp.backup.errors import Cancelled, RestoreError, VerifyError
 from webapp.backup.progress import Reporter
 from webapp.backup.restore import restore_archive, verify_archive
+from webapp.backup.sources.staging import BackgroundSync
 
 BIG_FILES = {"media/huge.bin": 3 * member_workers.BUDGET // 2 + 12345,  # more than the bytes in flight
              "media/big.bin": BIG_SIZE, "media/other.bin": member_workers.BATCH_BYTES + 1}
@@ -234,3 +235,14 @@ def test_the_first_problem_in_stream_order_wins_over_one_a_faster_worker_found_f
     finally:
         workers.abandon()
     assert not any(t.name.startswith("cairn-member") for t in threading.enumerate())
+
+
+def test_the_staging_folder_is_written_out_while_it_fills_and_the_thread_ends(tmp_path):
+    write_file(f"{tmp_path}/staging/a.bin", os.urandom(1 << 20))
+    sync = BackgroundSync(os.fspath(tmp_path / "staging"), "/srv/target", every=1 << 19)
+    sync.staged(1 << 20)  # starts the thread, which syncs at once
+    sync.staged(1 << 20)
+    sync.finish()
+    assert not any(t.name == "cairn-staging-sync" for t in threading.enumerate())
+    sync.stop()  # again, as discard() does after a finished restore: nothing happens
+

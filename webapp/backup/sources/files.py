@@ -17,7 +17,7 @@ from ..incremental import file_sha256, reference, same_attributes, same_metadata
 from ..messages import Message, N_
 from ..archive import fsync_dir
 from .base import Restorer, Source, beside, make_parents, remove_made_parents
-from .staging import StagedFile, set_owner_mode_times, sync_file_system
+from .staging import BackgroundSync, StagedFile, set_owner_mode_times
 
 MAX_SKIPPED_LISTED = 100
 
@@ -231,6 +231,7 @@ class FolderRestorer(Restorer):
         self.folders = {}  # relative path -> tar header
         self.made_parents = None
         self.staged = False
+        self.sync = None  # writes the staging folder out while it fills (staging.BackgroundSync)
         self.applied = False
 
     def _staged_path(self, relative):
@@ -246,6 +247,7 @@ class FolderRestorer(Restorer):
         try:
             self.made_parents = make_parents(self.target)
             os.mkdir(self.staging, 0o700)  # fails if it exists: staging is always new and private
+            self.sync = BackgroundSync(self.staging, self.target)
         except OSError as e:
             raise RestoreError(N_("cannot create a staging folder beside %(path)s: %(error)s"), path=self.target,
                                error=e.strerror) from None
@@ -260,7 +262,7 @@ class FolderRestorer(Restorer):
                 if relative:
                     os.makedirs(path, 0o700, exist_ok=True)
                 return None
-            return StagedFile(path, member, relative, self.target)
+            return StagedFile(path, member, relative, self.target, self.sync.staged)
         except OSError as e:
             raise RestoreError(N_("cannot write %(file)s into staging beside %(path)s: %(error)s"), file=relative,
                                path=self.target, error=e.strerror) from None
@@ -281,7 +283,7 @@ class FolderRestorer(Restorer):
         # Deepest folders first and the root last, so a read-only mode never blocks what follows.
         for relative in sorted(self.folders, key=lambda r: r.count("/") + bool(r), reverse=True):
             set_owner_mode_times(self._staged_path(relative), self.folders[relative])
-        sync_file_system(self.staging, self.target)  # on disk before it replaces the live folder
+        self.sync.finish()  # on disk before it replaces the live folder
 
     def _keep_what_backups_leave_out(self):
         """Carry what the live folder holds but backups leave out into staging, by hard links.
@@ -345,6 +347,8 @@ class FolderRestorer(Restorer):
         return [self.old] if os.path.lexists(self.old) else []
 
     def discard(self):
+        if self.sync is not None:
+            self.sync.stop()
         remove_tree(self.staging)
         if not os.path.lexists(self.target):
             remove_made_parents(self.target, self.made_parents)
