@@ -286,7 +286,7 @@ def phase_split(runs, names):
 RESTORE_PHASES = [
     # (reporter phase, label of its streaming part, label of what follows until the next phase)
     ("verifying and staging", "stream: read, hash, decompress, check, stage",
-     "check staged: SQLite integrity_check, folder listing, folder modes"),
+     "check staged: SQLite integrity_check, folder listing, folder modes, last sync"),
     ("applying", None, "apply: folder swap, database copy"),
 ]
 VERIFY_PHASES = [
