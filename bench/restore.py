@@ -25,29 +25,30 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import backup as backup_bench
 
-# The checks and the report live in restore_support.py; bench/encryption.py and bench/incremental.py
-# reach them through this module, so they are imported here by name.
+# The child, the checks (restore_support.py) and the report (restore_report.py) live apart; bench/encryption.py and
+# bench/incremental.py reach them through this module, so they are imported here by name.
+from restore_report import (  # noqa: F401
+    RESTORE_PHASES,
+    phase_split,
+    print_profile,
+    print_table,
+    results_of,
+    summarize,
+    targets_of,
+)
 from restore_support import (  # noqa: F401
     DB_SOURCE,
     FOLDER_EXCLUDE,
     FOLDER_SOURCE,
-    RESTORE_PHASES,
-    VERIFY_PHASES,
     check_cairn_restore,
     check_tar_extract,
     child_main,
     compare_states,
     engine_version,
     file_sha256,
-    phase_split,
-    print_profile,
-    print_table,
-    results_of,
     run_tar_extract,
     run_zstd_test,
     sqlite_row_counts,
-    summarize,
-    targets_of,
     tree_state,
     wait_all,
 )

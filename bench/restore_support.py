@@ -1,14 +1,15 @@
 """Helpers of bench/restore.py (also used by bench/encryption.py and bench/incremental.py through
-it): the correctness checks of a restored tree and database, and the report's figures and table."""
+it): the engine's child process, the command-line contestants, and the correctness checks of a
+restored tree and database. The report is made by restore_report.py."""
 
 import hashlib
 import json
 import os
 import resource
 import sqlite3
-import statistics
 import subprocess
 import sys
+import threading
 import time
 
 import backup as backup_bench
@@ -18,10 +19,6 @@ MB = backup_bench.MB
 DB_SOURCE = "app"  # the source names used for the archive, as bench/backup.py uses them
 FOLDER_SOURCE = "data"
 FOLDER_EXCLUDE = ["db"]
-RESTORE_TARGET = 1.5  # Cairn restore wall time <= 1.5 x `zstd -d | tar x`, warm and cold cache
-VERIFY_TARGET = 2.0  # Cairn deep verify wall time <= 2.0 x `zstd -d > /dev/null`
-RSS_TARGET_MB = 150  # peak RSS of the restoring process
-DISPLAY_ORDER = ["cairn_restore", "tar_extract", "cairn_verify", "zstd_test", "cairn_quick"]
 
 
 def engine_version():
@@ -96,6 +93,7 @@ def child_main(request):
         usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
         return usage.ru_utime + usage.ru_stime
 
+    sampler = MemorySampler()
     cpu0 = cpu_seconds()
     t0 = time.monotonic()
     if request.get("profile"):
@@ -113,6 +111,7 @@ def child_main(request):
         wall = time.monotonic() - t0
     out["wall"] = wall
     out["cpu"] = cpu_seconds() - cpu0
+    out["peak_anon_mb"], out["peak_file_mb"] = sampler.stop()
     if op == "restore":
         t1 = time.monotonic()
         remove_old_copies(result.old_copies)
@@ -128,6 +127,36 @@ def child_main(request):
         if op == "verify":
             out.update(ok=result.ok, problems=result.problems, members=result.members)
     print(json.dumps(out))
+
+
+class MemorySampler:
+    """Samples the process's anonymous and file-backed resident memory (RssAnon, RssFile of
+    /proc/self/status) every 20 ms on a thread; stop() returns both peaks in MB. File-backed pages
+    (SQLite's memory map of the database it checks, the interpreter's own files) are page cache the
+    kernel can drop; anonymous ones are what the process really holds."""
+
+    def __init__(self):
+        self.peaks = {"RssAnon": 0, "RssFile": 0}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def sample(self):
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in self.peaks:
+                    self.peaks[key] = max(self.peaks[key], int(value.split()[0]))
+
+    def run(self):
+        while not self.done.wait(0.02):
+            self.sample()
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        self.sample()
+        return self.peaks["RssAnon"] / 1024, self.peaks["RssFile"] / 1024
 
 
 # -------------------------------------------------------------- contestants --
@@ -249,153 +278,3 @@ def check_tar_extract(dest, want_state):
         problems.append("database/%s.sqlite3 was not extracted" % DB_SOURCE)
     return {"ok": not problems, "problems": problems,
             "files_compared": sum(1 for v in have.values() if v[0] == "file")}
-
-
-# -------------------------------------------------------------------- report --
-
-def summarize(runs):
-    walls = [r["wall"] for r in runs]
-    return {"median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),
-            "runs_s": walls, "cpu_s": statistics.median(r["cpu"] for r in runs),
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
-
-
-def phase_split(runs, names):
-    """Median seconds of each part of the engine's call, from the progress phase marks.
-
-    For each phase listed in `names` (in order): the time from its start to its last progress
-    call (streaming), and from there to the start of the next phase or the end (work after the
-    last byte was read: checks, or applying).
-    """
-    parts = {}
-    for r in runs:
-        marks = {m[0]: m for m in r.get("phases", [])}
-        for i, (phase, stream_label, after_label) in enumerate(names):
-            if phase not in marks:
-                continue
-            _, start, last = marks[phase]
-            nxt = marks[names[i + 1][0]][1] if i + 1 < len(names) and names[i + 1][0] in marks else r["wall"]
-            if stream_label:
-                parts.setdefault(stream_label, []).append(last - start)
-                parts.setdefault(after_label, []).append(nxt - last)
-            else:
-                parts.setdefault(after_label, []).append(nxt - start)
-    return {label: statistics.median(v) for label, v in parts.items()}
-
-
-RESTORE_PHASES = [
-    # (reporter phase, label of its streaming part, label of what follows until the next phase)
-    ("verifying and staging", "stream: read, hash, decompress, check, stage",
-     "check staged: SQLite integrity_check, folder listing, folder modes, last sync"),
-    ("applying", None, "apply: folder swap, database copy"),
-]
-VERIFY_PHASES = [
-    ("verifying members", "stream: read and hash the file, decompress, check members",
-     "after the stream: the rest of SQLite integrity_check, manifest comparison"),
-]
-
-
-def print_table(report):
-    ds, ar = report["dataset"], report["archive"]
-    print()
-    print("Data set: %s  (%d files, %.0f MB)" % (ds["path"], ds["files"], ds["size"] / MB))
-    print("Archive:  %s  (%.1f MB, %d members; made by create_backup in %.1f s)"
-          % (ar["path"], ar["size"] / MB, ar["members"], ar["create_s"]))
-    print("Engine:   webapp at %s" % (report["engine_commit"] or "an unknown commit"))
-    print("Runs: %d each, round-robin, %s page cache (cold: dropped before every run), median wall time; "
-          "CPU = user+system seconds" % (report["repeat"], " then ".join(report["cache"])))
-    if report["settle_s"]:
-        print("Tree-creating runs started >= %.0f s after the last big delete (waited %.0f s in all)"
-              % (report["settle_s"], report["settle_waited_s"]))
-    print()
-    head = "%-22s %5s %9s %13s %8s %12s %11s" % ("contestant", "cache", "median s", "min-max s", "CPU s",
-                                                 "peak RSS MB", "x baseline")
-    print(head)
-    print("-" * len(head))
-    for cache, rows in report["results"].items():
-        for row in rows.values():
-            ratio = "%.2f" % row["ratio"] if row.get("ratio") is not None else ""
-            print("%-22s %5s %9.2f %13s %8.1f %12.1f %11s" % (
-                row["label"], cache, row["median_s"], "%.2f-%.2f" % (row["min_s"], row["max_s"]), row["cpu_s"],
-                row["peak_rss_mb"], ratio))
-    print()
-    print("x baseline: cairn restore / zstd -d | tar x; cairn verify (deep and quick) / zstd -d > /dev/null,")
-    print("in the same cache mode. Peak RSS of the engine rows is the child process (Python with webapp")
-    first = next(iter(report["results"].values()))["cairn_restore"]
-    print("imported: %.1f MB, plus the backup's record loaded: %.1f MB); of the pipeline rows the sum of its"
-          % (first["import_rss_mb"], first["before_rss_mb"]))
-    print("processes' peaks.")
-    for cache, rows in report["results"].items():
-        for key, title in (("cairn_restore", "Cairn restore"), ("cairn_verify", "Cairn deep verify")):
-            if rows[key].get("split"):
-                print()
-                print("%s, %s cache, median seconds by part:" % (title, cache))
-                for label, seconds in rows[key]["split"].items():
-                    print("  %6.2f  %s" % (seconds, label))
-    corr = report["correctness"]
-    print()
-    print("Correctness (one Cairn restore, not timed): %s; %d files hashed and compared (%.0f MB), "
-          "%d folders, SQLite rows %s"
-          % ("OK" if corr["cairn"]["ok"] else "FAILED: " + "; ".join(corr["cairn"]["problems"]),
-             corr["cairn"]["files_compared"], corr["cairn"]["bytes_hashed"] / MB,
-             corr["cairn"]["dirs_compared"], corr["cairn"]["sqlite_rows"]))
-    print("Correctness (zstd -d | tar x, names and sizes): %s, %d files"
-          % ("OK" if corr["tar"]["ok"] else "FAILED: " + "; ".join(corr["tar"]["problems"]),
-             corr["tar"]["files_compared"]))
-    busy = [b for b in report["machine"]["busy_share"] if b is not None]
-    if busy and max(busy) > backup_bench.BUSY_WARNING:
-        print("Note: other work kept up to %.0f %% of the CPUs busy between runs; the times are "
-              "less reliable. Run again on a quiet machine, or with a higher --repeat."
-              % (100 * max(busy)))
-    print()
-    for t in report["targets"]:
-        print("%-4s %s: %s (target %s)" % ("PASS" if t["pass"] else "FAIL", t["name"], t["value"],
-                                           t["target"]))
-
-
-def print_profile(path, log):
-    """The saved profile's top functions by cumulative time (the child printed them by own time)."""
-    import pstats
-    stats = pstats.Stats(path, stream=sys.stderr)
-    log("\n----- %s: top 25 by cumulative time -----" % path)
-    stats.sort_stats("cumulative").print_stats(25)
-
-
-def results_of(runs, items):
-    """The rows of one cache mode: medians, ratios against the baselines, the engine's extras."""
-    results = {}
-    for key in DISPLAY_ORDER:
-        c = next(c for c in items if c.key == key)
-        results[key] = dict(summarize(runs[key]), label=c.label, group=c.group)
-    baselines = {"cairn_restore": "tar_extract", "cairn_verify": "zstd_test", "cairn_quick": "zstd_test"}
-    for key, row in results.items():
-        base = baselines.get(key)
-        row["baseline"] = base
-        row["ratio"] = row["median_s"] / results[base]["median_s"] if base else None
-        if key.startswith("cairn_"):
-            row["process_wall_median_s"] = statistics.median(r["process_wall"] for r in runs[key])
-            row["process_cpu_median_s"] = statistics.median(r["process_cpu"] for r in runs[key])
-            row["import_rss_mb"] = max(r["import_rss_mb"] for r in runs[key])
-            row["before_rss_mb"] = max(r["before_rss_mb"] for r in runs[key])
-    results["cairn_restore"]["split"] = phase_split(runs["cairn_restore"], RESTORE_PHASES)
-    results["cairn_restore"]["split"]["afterwards, not in the restore's time: removing the replaced tree"] = \
-        statistics.median(r["old_copy_removal_s"] for r in runs["cairn_restore"])
-    results["cairn_verify"]["split"] = phase_split(runs["cairn_verify"], VERIFY_PHASES)
-    return results
-
-
-def targets_of(results, correctness):
-    targets = []
-    for cache, rows in results.items():
-        for key, limit, what in (("cairn_restore", RESTORE_TARGET, "restore time <= %.2f x zstd -d | tar x"),
-                                 ("cairn_verify", VERIFY_TARGET, "deep verify time <= %.2f x zstd -d > /dev/null")):
-            ratio = rows[key]["ratio"]
-            targets.append({"name": (what % limit) + ", %s cache" % cache, "key": "%s_ratio_%s" % (key, cache),
-                            "value": "%.2f x" % ratio, "target": "<= %.2f x" % limit, "pass": ratio <= limit})
-    rss = max(rows["cairn_restore"]["peak_rss_mb"] for rows in results.values())
-    targets.append({"name": "restore peak RSS <= %d MB" % RSS_TARGET_MB, "key": "restore_rss",
-                    "value": "%.0f MB" % rss, "target": "<= %d MB" % RSS_TARGET_MB, "pass": rss <= RSS_TARGET_MB})
-    targets.append({"name": "restored data equals the data set", "key": "correct",
-                    "value": "yes" if correctness["cairn"]["ok"] else "no", "target": "yes",
-                    "pass": correctness["cairn"]["ok"]})
-    return targets
