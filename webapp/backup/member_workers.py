@@ -24,7 +24,7 @@ from .errors import VerifyError
 from .messages import N_
 
 WORKERS = 2
-BUDGET = 16 << 20  # bytes of member data handed over but not yet hashed and written
+BUDGET = 8 << 20  # bytes of member data handed over but not yet hashed and written
 BATCH_BYTES = 1 << 20  # a batch is handed over once it holds this much data ...
 BATCH_MEMBERS = 64  # ... or this many members
 _END = None  # the op that ends a member

@@ -30,7 +30,7 @@ ZERO_BLOCK = bytes(BLOCK)
 RAW_CHUNK = 1 << 20  # read from the archive file at a time
 RAW_QUEUE_DEPTH = 4  # raw chunks waiting for the hashing thread (at most 4 MiB)
 OUT_CHUNK = 1 << 20  # the most one decompression call may return: a bomb never fills memory
-QUEUE_DEPTH = 8  # decompressed chunks in flight between the two threads (at most 8 MiB)
+QUEUE_DEPTH = 4  # decompressed chunks in flight between the two threads (at most 4 MiB)
 # pax and GNU long-name headers are read whole into memory; real ones are a few hundred bytes.
 MAX_EXTENDED_HEADER = 1 << 20
 EXTENDED_TYPES = (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
