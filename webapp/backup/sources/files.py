@@ -276,8 +276,7 @@ class FolderRestorer(Restorer):
         prefix = f"files/{self.name}/"
         for member in manifest_members:
             if member.get("type") != "dir" and member["path"].startswith(prefix):
-                path = self._staged_path(member["path"][len(prefix):])
-                if not os.path.isfile(path) or os.path.getsize(path) != member["size"]:
+                if not staged_as_listed(self._staged_path(member["path"][len(prefix):]), member["size"]):
                     raise RestoreError(N_("%(path)s was not staged as the manifest lists it"), path=member["path"])
         self._keep_what_backups_leave_out()
         # Deepest folders first and the root last, so a read-only mode never blocks what follows.
@@ -356,6 +355,15 @@ class FolderRestorer(Restorer):
     def set_aside(self):
         return {"kind": "folder", "source": self.name, "target": self.target, "staging": self.staging,
                 "old": self.old, "existed": os.path.lexists(self.target)}
+
+
+def staged_as_listed(path, size):
+    """A regular file of `size` bytes at `path` (one stat: there are tens of thousands)."""
+    try:
+        st = os.stat(path)
+    except OSError:  # missing, or a parent is not a folder
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == size
 
 
 def recover_folder(entry, complete):
