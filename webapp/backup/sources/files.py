@@ -12,10 +12,10 @@ import re
 import shutil
 import stat
 
+from ..archive import fsync_dir
 from ..errors import DumpError, RestoreError, SourceError, error_text
 from ..incremental import file_sha256, reference, same_attributes, same_metadata, stat_fields
 from ..messages import Message, N_
-from ..archive import fsync_dir
 from .base import Restorer, Source, beside, make_parents, remove_made_parents
 from .staging import BackgroundSync, StagedFile, set_owner_mode_times
 
