@@ -11,7 +11,7 @@ import threading
 import pytest
 from backports import zstd
 from engine_support import (BIG_SIZE, decompressed_bytes, files_source, make_db, sha256_of, sqlite_source,
-                            sqlite_state, tree_state, write_file)
+                            sqlite_state, tree_state, write_database_archive, write_file)
 from test_restore import cairn_leftovers, change_db, change_tree, target_state
 
 from webapp.backup import member_workers
@@ -131,6 +131,25 @@ def test_a_big_damaged_member_is_found_by_deep_verify(many, tmp_path):
     assert [str(p) for p in report.problems] == [
         "files/uploads/media/huge.bin: SHA-256 does not match the manifest (damaged)"]
     assert not (tmp_path / "v").exists()
+    assert threads_and_fds() == running
+
+
+def test_a_damaged_database_is_still_named_by_deep_verify_and_its_check_ends(tmp_path):
+    """The dump is written by a worker, which starts its integrity_check on a thread of its own."""
+    bad = tmp_path / "bad.db"
+    make_db(bad).close()
+    with open(bad, "r+b") as f:
+        f.seek(4 * 4096)
+        f.write(b"\xff" * 4096)
+    archive = tmp_path / "out" / "backup_manual_1.tar.zst"
+    sha256, members = write_database_archive(archive, bad.read_bytes(), "sqlite", tmp_path / "app.db")
+    running = threads_and_fds()
+
+    report = verify_archive(archive, sha256, members, deep=True, staging_dir=tmp_path / "v")
+
+    assert not report.ok
+    assert len(report.problems) == 1 and "database/app.sqlite3: SQLite integrity_check failed" in str(
+        report.problems[0]) and "malformed" in str(report.problems[0])
     assert threads_and_fds() == running
 
 
