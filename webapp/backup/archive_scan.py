@@ -52,9 +52,10 @@ class _Progress:
         self.reported = 0
 
     def __call__(self):
-        if self.reporter is not None and self.source.raw_size != self.reported:
-            self.reporter.advance(self.source.raw_size - self.reported)
-            self.reported = self.source.raw_size
+        size = self.source.raw_size  # read once: the input thread moves it on meanwhile
+        if self.reporter is not None and size != self.reported:
+            self.reported, delta = size, size - self.reported
+            self.reporter.advance(delta)
 
 
 def limited(chunks, limit):
