@@ -21,6 +21,7 @@ from .archive import compression_from_name, is_encrypted_name
 from .archive_checks import (TOP_LEVEL, check_expected, check_magic, check_member_layout,
                              check_member_safety, check_meta, compare_manifest, member_name, parse_json)
 from .errors import Cancelled, KeyMismatch, VerifyError, error_text
+from .member_workers import NOT_CHECKED, MemberJob, MemberWorkers
 from .messages import N_
 from .tarstream import DecompressedInput, TarStream
 
@@ -51,9 +52,10 @@ class _Progress:
         self.reported = 0
 
     def __call__(self):
-        if self.reporter is not None and self.source.raw_size != self.reported:
-            self.reporter.advance(self.source.raw_size - self.reported)
-            self.reported = self.source.raw_size
+        size = self.source.raw_size  # read once: the input thread moves it on meanwhile
+        if self.reporter is not None and size != self.reported:
+            self.reported, delta = size, size - self.reported
+            self.reporter.advance(delta)
 
 
 def limited(chunks, limit):
@@ -78,7 +80,9 @@ def scan_archive(path, sink=None, expected=None, reporter=None, max_unpacked=Non
 
     `sink(name, member)` is called for every member after cairn.json but manifest.json. For a
     regular file it returns None (discard) or an object with write(bytes) and close(); for a
-    folder it only takes note (its return value is not used). With `expected` (the members list from the
+    folder it only takes note (its return value is not used). A sink whose `any_thread` is true
+    is fed by worker threads (member_workers.py), after sink() has returned for later members
+    too; any other is fed on the caller's thread before the next member is read. With `expected` (the members list from the
     record) every member is held to its recorded size and SHA-256 as it streams, so an oversized
     member is refused before its bytes land anywhere. Raises VerifyError naming the first
     problem; Cancelled when the reporter says so. An encrypted archive (`.age`) is decrypted with
@@ -95,15 +99,17 @@ def scan_archive(path, sink=None, expected=None, reporter=None, max_unpacked=Non
     check_magic(path, compression, encrypted)
     source = DecompressedInput(path, compression, identities if encrypted else None)
     progress = _Progress(source, reporter)
+    workers = MemberWorkers()
     try:
-        scan = _Scan(TarStream(limited(source.chunks(), limit)), sink, expected_by_name, limit, progress)
-        scan.run()
+        scan = _Scan(TarStream(limited(source.chunks(), limit)), sink, expected_by_name, limit, progress, workers)
+        run_to_the_end(scan, workers)
     except (VerifyError, Cancelled):
         raise
     except STREAM_ERRORS as e:
         raise VerifyError(N_("%(file)s is truncated or damaged (%(error)s)"), file=os.path.basename(path),
                           error=stream_error(e)) from None
     finally:
+        workers.abandon()
         source.close()
     if scan.meta is None:
         raise VerifyError(N_("cairn.json is missing: this is not a Cairn archive"))
@@ -113,11 +119,26 @@ def scan_archive(path, sink=None, expected=None, reporter=None, max_unpacked=Non
     return ScanResult(source.sha256.hexdigest(), source.raw_size, scan.meta, scan.manifest, scan.seen)
 
 
+def run_to_the_end(scan, workers):
+    """Parse the whole stream, then wait for the workers. What a worker found comes from a member
+    before the point where the reader stopped, so it is the problem reported; a cancel is not
+    waited for."""
+    try:
+        scan.run()
+    except Cancelled:
+        raise
+    except BaseException:
+        workers.finish()  # raises what a worker found, if anything
+        raise
+    workers.finish()
+
+
 class _Scan:
     """One pass over the members of a tar stream: each is checked, then read or handed to the sink."""
 
-    def __init__(self, tar, sink, expected_by_name, limit, progress):
+    def __init__(self, tar, sink, expected_by_name, limit, progress, workers):
         self.tar = tar
+        self.workers = workers
         self.sink = sink
         self.expected_by_name = expected_by_name
         self.limit = limit
@@ -171,10 +192,32 @@ class _Scan:
                 self.sink(name, member)  # folders carry their owner, which the manifest does not
             self.seen.append(entry_for(member, None))
             return
-        digest = copy_member(self.tar, member, self.sink(name, member) if self.sink else None, self.progress)
-        if want is not None and digest != want.get("sha256"):
-            raise VerifyError(N_("%(name)s: SHA-256 does not match the manifest (damaged)"), name=name)
-        self.seen.append(entry_for(member, digest))
+        out = self.sink(name, member) if self.sink else None
+        entry = entry_for(member, None)  # its SHA-256 is filled in by whoever hashes it
+        job = MemberJob(len(self.seen), name, out, want.get("sha256") if want is not None else NOT_CHECKED, entry)
+        self.seen.append(entry)
+        if out is None or getattr(out, "any_thread", False):
+            self.hand_over(job, member)
+        else:
+            self.copy_here(job, member)
+
+    def hand_over(self, job, member):
+        """The member's bytes go to the workers, which hash them and feed its sink."""
+        self.workers.member(job)
+        for piece in self.tar.data(member):
+            self.workers.piece(job, piece)
+            self.progress()  # a cancel takes effect within one chunk
+        self.workers.end(job)
+
+    def copy_here(self, job, member):
+        """A sink that must be fed on this thread, in stream order, gets the bytes from here."""
+        try:
+            for piece in self.tar.data(member):
+                job.update(piece)
+                self.progress()
+            job.end()
+        finally:
+            job.drop()  # closes the sink if the member did not end
 
 
 def unpack_limit(compressed_size):
@@ -194,24 +237,6 @@ def read_json_member(tar, member):
         raise VerifyError(N_("%(name)s is %(size)s bytes; too large to be Cairn's"), name=member.name,
                           size=member.size)
     return b"".join(tar.data(member))
-
-
-def copy_member(tar, member, out, progress):
-    """Read a member's bytes into `out` (None: nowhere), hashing them; return the digest.
-
-    `progress` is called for every piece, so a cancel takes effect within one chunk.
-    """
-    digest = hashlib.sha256()
-    try:
-        for piece in tar.data(member):
-            digest.update(piece)
-            if out is not None:
-                out.write(piece)
-            progress()
-    finally:
-        if out is not None:
-            out.close()
-    return digest.hexdigest()
 
 
 def entry_for(member, sha256):

@@ -80,6 +80,8 @@ class DumpCheck:
 class DumpFile:
     """A database dump being written to a new file; its check starts when it is closed."""
 
+    any_thread = True  # may be written by one of the reader's worker threads (member_workers.py)
+
     def __init__(self, path, check):
         self.path = path
         self._check_function = check

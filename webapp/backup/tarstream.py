@@ -27,9 +27,10 @@ from .messages import Message, N_
 
 BLOCK = tarfile.BLOCKSIZE
 ZERO_BLOCK = bytes(BLOCK)
-RAW_CHUNK = 4 << 20  # read from the archive file at a time
-OUT_CHUNK = 4 << 20  # the most one decompression call may return: a bomb never fills memory
-QUEUE_DEPTH = 4  # decompressed chunks in flight between the two threads (at most 16 MiB)
+RAW_CHUNK = 1 << 20  # read from the archive file at a time
+RAW_QUEUE_DEPTH = 4  # raw chunks waiting for the hashing thread (at most 4 MiB)
+OUT_CHUNK = 1 << 20  # the most one decompression call may return: a bomb never fills memory
+QUEUE_DEPTH = 4  # decompressed chunks in flight between the two threads (at most 4 MiB)
 # pax and GNU long-name headers are read whole into memory; real ones are a few hundred bytes.
 MAX_EXTENDED_HEADER = 1 << 20
 EXTENDED_TYPES = (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
@@ -39,16 +40,40 @@ ENCODING, ERRORS = "utf-8", "surrogateescape"  # as tarfile decodes names on Lin
 _END = object()
 
 
+class BackgroundHash:
+    """The SHA-256 of a stream, computed on a thread of its own (hashlib releases the GIL), so
+    each chunk is hashed while the one before is decompressed. finish() makes it final."""
+
+    def __init__(self):
+        self.sha256 = hashlib.sha256()
+        self._queue = queue.Queue(RAW_QUEUE_DEPTH)
+        self._thread = threading.Thread(target=self._run, name="cairn-archive-hash", daemon=True)
+        self._thread.start()
+
+    def update(self, data):
+        self._queue.put(data)
+
+    def finish(self):
+        """Hash what is queued and stop the thread (it always drains its queue, so this returns)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _run(self):
+        while (data := self._queue.get()) is not None:
+            self.sha256.update(data)
+
+
 class DecompressedInput:
-    """The decompressed bytes of a file, produced by a thread that reads, hashes and decompresses it
-    (and decrypts it first, with `identities`, when it is an age file).
+    """The decompressed bytes of a file, produced by a thread that reads and decompresses it (and
+    decrypts it first, with `identities`, when it is an age file), while another hashes it.
 
     `sha256` and `raw_size` describe the raw bytes read so far; they are final once `chunks()`
-    is exhausted. Always close() it, which stops the thread.
+    is exhausted. Always close() it, which stops the threads.
     """
 
     def __init__(self, path, compression, identities=None):
-        self.sha256 = hashlib.sha256()
+        self._hash = BackgroundHash()
         self._identities = identities  # the age identities of an encrypted archive (None: not encrypted)
         self.raw_size = 0
         self._decompress = {"zstd": zstd_chunks, "gzip": gzip_chunks, "none": iter}[compression]
@@ -70,9 +95,14 @@ class DecompressedInput:
                 raise item
             yield item
 
+    @property
+    def sha256(self):
+        return self._hash.sha256
+
     def close(self):
         self._stop.set()
         self._thread.join()
+        self._hash.finish()
         self._file.close()
 
     def _raw_chunks(self):
@@ -80,7 +110,7 @@ class DecompressedInput:
             raw = self._file.read(RAW_CHUNK)
             if not raw:
                 return
-            self.sha256.update(raw)
+            self._hash.update(raw)
             self.raw_size += len(raw)
             yield raw
 
@@ -92,6 +122,7 @@ class DecompressedInput:
             for chunk in self._decompress(raw):
                 if not self._put(chunk):
                     return
+            self._hash.finish()  # sha256 is final before the reader sees the end
             self._put(_END)
         except BaseException as e:  # handed to the reading thread, which raises it
             self._put(e)

@@ -12,11 +12,13 @@ import re
 import shutil
 import stat
 
+from ..archive import fsync_dir
 from ..errors import DumpError, RestoreError, SourceError, error_text
 from ..incremental import file_sha256, reference, same_attributes, same_metadata, stat_fields
 from ..messages import Message, N_
 from ..read_ahead import ReadAhead
 from .base import Restorer, Source, beside, make_parents, remove_made_parents
+from .staging import BackgroundSync, StagedFile, set_owner_mode_times
 
 MAX_SKIPPED_LISTED = 100
 
@@ -246,38 +248,6 @@ def writer_error(error):
     return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
-class _StagedFile:
-    """A file being written into staging; mode, times and owner are set when it is closed."""
-
-    def __init__(self, path, member):
-        self.member = member
-        # O_EXCL and O_NOFOLLOW: staging is new and private, so nothing may already be there.
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-
-    def write(self, data):
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view):]
-
-    def close(self):
-        try:
-            set_owner_mode_times(self.fd, self.member)
-        finally:
-            os.close(self.fd)
-
-
-def set_owner_mode_times(target, member):
-    """Mode and mtime from the tar header; the owner too when we may (running as root)."""
-    try:
-        if os.geteuid() == 0:
-            os.chown(target, member.uid, member.gid)
-        os.chmod(target, member.mode & 0o7777)
-        os.utime(target, (member.mtime, member.mtime))
-    except (OverflowError, ValueError) as e:  # pax headers can hold any number
-        raise RestoreError(N_("%(name)s: the archive gives it an impossible owner or time (%(error)s)"),
-                           name=member.name, error=str(e)) from None
-
-
 class FolderRestorer(Restorer):
     """Extracts into a fresh staging folder beside the target, then swaps the two by rename.
 
@@ -294,6 +264,7 @@ class FolderRestorer(Restorer):
         self.folders = {}  # relative path -> tar header
         self.made_parents = None
         self.staged = False
+        self.sync = None  # writes the staging folder out while it fills (staging.BackgroundSync)
         self.applied = False
 
     def _staged_path(self, relative):
@@ -309,6 +280,7 @@ class FolderRestorer(Restorer):
         try:
             self.made_parents = make_parents(self.target)
             os.mkdir(self.staging, 0o700)  # fails if it exists: staging is always new and private
+            self.sync = BackgroundSync(self.staging, self.target)
         except OSError as e:
             raise RestoreError(N_("cannot create a staging folder beside %(path)s: %(error)s"), path=self.target,
                                error=e.strerror) from None
@@ -323,11 +295,7 @@ class FolderRestorer(Restorer):
                 if relative:
                     os.makedirs(path, 0o700, exist_ok=True)
                 return None
-            try:
-                return _StagedFile(path, member)
-            except FileNotFoundError:  # Cairn lists folders before their contents; others may not
-                os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
-                return _StagedFile(path, member)
+            return StagedFile(path, member, relative, self.target, self.sync.staged)
         except OSError as e:
             raise RestoreError(N_("cannot write %(file)s into staging beside %(path)s: %(error)s"), file=relative,
                                path=self.target, error=e.strerror) from None
@@ -341,13 +309,13 @@ class FolderRestorer(Restorer):
         prefix = f"files/{self.name}/"
         for member in manifest_members:
             if member.get("type") != "dir" and member["path"].startswith(prefix):
-                path = self._staged_path(member["path"][len(prefix):])
-                if not os.path.isfile(path) or os.path.getsize(path) != member["size"]:
+                if not staged_as_listed(self._staged_path(member["path"][len(prefix):]), member["size"]):
                     raise RestoreError(N_("%(path)s was not staged as the manifest lists it"), path=member["path"])
         self._keep_what_backups_leave_out()
         # Deepest folders first and the root last, so a read-only mode never blocks what follows.
         for relative in sorted(self.folders, key=lambda r: r.count("/") + bool(r), reverse=True):
             set_owner_mode_times(self._staged_path(relative), self.folders[relative])
+        self.sync.finish()  # on disk before it replaces the live folder
 
     def _keep_what_backups_leave_out(self):
         """Carry what the live folder holds but backups leave out into staging, by hard links.
@@ -397,6 +365,7 @@ class FolderRestorer(Restorer):
                 os.rename(self.old, self.target)
             raise
         self.applied = True
+        fsync_dir(os.path.dirname(self.target))  # the swap itself survives a crash
 
     def undo(self):
         if not self.applied:
@@ -410,6 +379,8 @@ class FolderRestorer(Restorer):
         return [self.old] if os.path.lexists(self.old) else []
 
     def discard(self):
+        if self.sync is not None:
+            self.sync.stop()
         remove_tree(self.staging)
         if not os.path.lexists(self.target):
             remove_made_parents(self.target, self.made_parents)
@@ -417,6 +388,15 @@ class FolderRestorer(Restorer):
     def set_aside(self):
         return {"kind": "folder", "source": self.name, "target": self.target, "staging": self.staging,
                 "old": self.old, "existed": os.path.lexists(self.target)}
+
+
+def staged_as_listed(path, size):
+    """A regular file of `size` bytes at `path` (one stat: there are tens of thousands)."""
+    try:
+        st = os.stat(path)
+    except OSError:  # missing, or a parent is not a folder
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == size
 
 
 def recover_folder(entry, complete):
