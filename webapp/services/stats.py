@@ -44,7 +44,7 @@ def ended_backups(since):
     query = (select(table.id, table.created_at, table.started_at, table.completed_at, table.file_size, table.status,
                     cast(table.source_ids, Text), cast(table.sources, Text))
              .where(table.created_at >= since).order_by(table.created_at, table.id))
-    return [row for row in db.session.execute(query).tuples().all() if row[5] in ENDED_STATUSES]
+    return [row for row in db.session.execute(query).all() if row[5] in ENDED_STATUSES]
 
 
 def duration_of(started_at, completed_at):
