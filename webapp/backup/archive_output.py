@@ -21,16 +21,6 @@ QUEUE_DEPTH = 8  # chunks in flight between the reading thread and the writer th
 SYNC_EVERY = 64 << 20  # start write-back of the archive every 64 MiB, so the final fsync is short
 
 
-class _Lent:
-    """A piece of tar bytes in a buffer that is reused once `done(data)` has been called."""
-
-    __slots__ = ("data", "done")
-
-    def __init__(self, data, done):
-        self.data = data
-        self.done = done
-
-
 class HashingSink:
     """A write-only file that hashes, counts and writes to `raw` on a thread of its own.
 
@@ -116,12 +106,6 @@ class Pipeline:
         if len(self._batch) >= CHUNK:
             self._flush_batch()
 
-    def write_chunk(self, data, done):
-        """Queue a large piece of tar bytes as it is (no copy into the batch); the writer thread
-        calls done(data) once it no longer needs it."""
-        self._flush_batch()
-        self._put(_Lent(data, done))
-
     def write_hashed(self, data, digest):
         """Queue a chunk of a large file; the writer thread adds it to `digest` first."""
         self._flush_batch()
@@ -158,8 +142,8 @@ class Pipeline:
 
     def _flush_batch(self):
         if self._batch:
-            batch, self._batch = self._batch, bytearray()  # handed over whole: no copy
-            self._put(batch)
+            self._put(bytes(self._batch))
+            self._batch.clear()
 
     def _put(self, item):
         if self._error is not None:
@@ -180,20 +164,14 @@ class Pipeline:
             if self._error is not None:
                 continue  # keep draining, so the caller never blocks on a full queue
             try:
-                if type(item) is _Lent:
-                    self.inner.write(item.data)
-                    item.done(item.data)
-                    item = item.data
-                elif type(item) is tuple:
+                if type(item) is tuple:
                     target, digest = item
                     if isinstance(target, dict):
                         target["sha256"] = digest.hexdigest()
                         continue
                     digest.update(target)
                     item = target
-                    self.inner.write(item)
-                else:
-                    self.inner.write(item)
+                self.inner.write(item)
                 self._unsynced += len(item)
                 if self._unsynced >= SYNC_EVERY:
                     self._unsynced = 0

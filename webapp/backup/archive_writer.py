@@ -20,7 +20,6 @@ from .messages import Message, N_
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
 HASH_OFF_THREAD = 256 << 10  # files at least this big are hashed on the writer thread too
-DIRECT = CHUNK // 4  # pieces at least this big skip the batch: queued as they are
 
 
 def tar_header(name, size, mode, mtime, uid, gid, typeflag):
@@ -122,36 +121,6 @@ class ArchiveWriter:
             entry["sha256"] = digest.hexdigest()
         self.members.append(entry)
         return entry
-
-    def add_file(self, entry, uid, gid, chunks, recycle, report=True):
-        """Add a regular file member whose bytes were read and hashed on another thread.
-
-        `entry` is its manifest entry (see read_ahead.file_entry), `chunks` yields exactly
-        entry["size"] bytes. Chunks of a quarter CHUNK or more go to the compressor as they are,
-        without a copy. `recycle(chunk)` is called once a chunk's bytes are no longer needed
-        (on the compression thread for those). The caller lists the entry with list_member()
-        once it is complete.
-        """
-        size = entry["size"]
-        self._write_header(tar_header(entry["path"], size, entry["mode"], entry["mtime"], uid, gid,
-                                      tarfile.REGTYPE))
-        reporter = self.reporter if report else None
-        for data in chunks:
-            if len(data) >= DIRECT:
-                self._out.write_chunk(data, recycle)
-            else:
-                self._out.write(data)
-                recycle(data)
-            if reporter is not None:
-                reporter.advance(len(data))
-        padding = -size % BLOCK
-        if padding:
-            self._out.write(bytes(padding))
-        self._offset += size + padding
-
-    def list_member(self, entry):
-        """List a member that add_file() wrote, in the manifest."""
-        self.members.append(entry)
 
     def add_reference(self, entry):
         """List a file whose bytes another archive holds (an incremental backup's unchanged

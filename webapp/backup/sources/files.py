@@ -16,7 +16,6 @@ from ..archive import fsync_dir
 from ..errors import DumpError, RestoreError, SourceError, error_text
 from ..incremental import file_sha256, reference, same_attributes, same_metadata, stat_fields
 from ..messages import Message, N_
-from ..read_ahead import ReadAhead
 from .base import Restorer, Source, beside, make_parents, remove_made_parents
 from .staging import BackgroundSync, StagedFile, set_owner_mode_times
 
@@ -132,70 +131,38 @@ class FilesSource(Source):
         pending_dirs.clear()
 
     def dump(self, writer, staging_dir, reporter):
-        """Write the folder into the archive, in walk order, while readers read ahead (see
-        read_ahead.py): each file is opened, read and hashed on a reader thread by `_read_listed`,
-        and written here by `_write_listed`."""
         reporter.set_phase(f"archiving files:{self.name}")
         prefix = f"files/{self.name}"
         skipped, counts = [], {"size": 0, "files": 0, "unchanged": 0}
         root = os.stat(self.path)
         writer.add_dir(prefix, root.st_mode, root.st_mtime, root.st_uid, root.st_gid)
-        with ReadAhead(self._listed(), self._read_listed, lambda item: item[0] == "file") as listed:
-            for slot in listed:
-                kind, rel, st = slot.item
-                if kind == "dir":
-                    writer.add_dir(f"{prefix}/{rel}", st.st_mode, st.st_mtime, st.st_uid, st.st_gid)
-                elif kind == "skipped":
-                    skipped.append(rel)
-                else:
-                    self._write_listed(writer, slot, reporter, counts, skipped)
+        # An incremental backup needs each file's stat before deciding to open it.
+        for rel, st, is_dir in self.walk(skipped, stat_files=self.previous is not None):
+            if is_dir:
+                writer.add_dir(f"{prefix}/{rel}", st.st_mode, st.st_mtime, st.st_uid, st.st_gid)
+            elif self._refer_to_parent(writer, f"{prefix}/{rel}", rel, st, reporter):
+                counts["size"] += st.st_size
+                counts["files"] += 1
+                counts["unchanged"] += 1
+            elif (file_size := self._add_file(writer, f"{prefix}/{rel}", rel)) is None:
+                skipped.append(rel)
+            else:
+                counts["size"] += file_size
+                counts["files"] += 1
         summary = {"name": self.name, "kind": self.kind, "size": counts["size"], "file_count": counts["files"],
                    "skipped_count": len(skipped), "skipped": skipped[:MAX_SKIPPED_LISTED]}
         if self.previous is not None:
             summary["unchanged_count"] = counts["unchanged"]
         return summary
 
-    def _listed(self):
-        """The walk as (kind, relative path, stat): "dir", "file", or "skipped" for what the walk
-        leaves out (links, FIFOs, ...), each in walk order."""
-        skipped = []
-        # An incremental backup needs each file's stat before deciding to open it.
-        for rel, st, is_dir in self.walk(skipped, stat_files=self.previous is not None):
-            yield from (("skipped", name, None) for name in skipped)
-            skipped.clear()
-            yield ("dir" if is_dir else "file"), rel, st
-        yield from (("skipped", name, None) for name in skipped)
-
-    def _read_listed(self, slot):
-        """On a reader thread: a reference to the parent's copy of an unchanged file, else the
-        file read into `slot` (its size, or None when it is to be skipped)."""
-        _, rel, st = slot.item
-        member = f"files/{self.name}/{rel}"
+    def _refer_to_parent(self, writer, member, rel, st, reporter):
+        """List an unchanged file as held by an earlier archive; False when it must be stored."""
         old = self.previous.get(rel) if self.previous is not None else None
-        if old is not None and self._unchanged(old, rel, st):
-            return reference(member, old, st)
-        return self._add_file(slot, member, rel)
-
-    def _write_listed(self, writer, slot, reporter, counts, skipped):
-        """On the writer's thread: what a reader made of a listed file, into the archive."""
-        member = slot.member()
-        if member is not None:
-            writer.add_file(*member)
-        outcome = slot.result()
-        if member is not None and outcome is not None:
-            # A copy made on this thread: the manifest's entries, which live until the end, are
-            # not left scattered among the readers' short-lived buffers, which would keep the
-            # readers' memory from being reused.
-            writer.list_member(dict(member[0]))
-        if isinstance(outcome, dict):
-            writer.add_reference(outcome)
-            reporter.advance(outcome["size"])  # not read, but backed up all the same
-            counts["unchanged"] += 1
-        elif outcome is None:
-            skipped.append(slot.item[1])
-            return
-        counts["size"] += outcome["size"] if isinstance(outcome, dict) else outcome
-        counts["files"] += 1
+        if old is None or not self._unchanged(old, rel, st):
+            return False
+        writer.add_reference(reference(member, old, st))
+        reporter.advance(st.st_size)  # not read, but backed up all the same
+        return True
 
     def _unchanged(self, old, rel, st):
         if not self.verify_contents:
