@@ -17,6 +17,7 @@ from ..errors import DumpError, RestoreError, SourceError, error_text
 from ..incremental import file_sha256, reference, same_attributes, same_metadata, stat_fields
 from ..messages import Message, N_
 from .base import Restorer, Source, beside, make_parents, remove_made_parents
+from .read_ahead import NoReadAhead, ReadAhead
 from .staging import BackgroundSync, StagedFile, set_owner_mode_times
 
 MAX_SKIPPED_LISTED = 100
@@ -136,11 +137,29 @@ class FilesSource(Source):
         skipped, counts = [], {"size": 0, "files": 0, "unchanged": 0}
         root = os.stat(self.path)
         writer.add_dir(prefix, root.st_mode, root.st_mtime, root.st_uid, root.st_gid)
+        with self._read_ahead() as ahead:
+            self._archive_tree(writer, prefix, skipped, counts, reporter, ahead)
+        summary = {"name": self.name, "kind": self.kind, "size": counts["size"], "file_count": counts["files"],
+                   "skipped_count": len(skipped), "skipped": skipped[:MAX_SKIPPED_LISTED]}
+        if self.previous is not None:
+            summary["unchanged_count"] = counts["unchanged"]
+        return summary
+
+    def _read_ahead(self):
+        """Read-ahead of the files a full backup is about to read. An incremental one opens only
+        the changed files, which are not known ahead, so it reads nothing ahead."""
+        if self.previous is not None:
+            return NoReadAhead()
+        files = (os.path.join(self.path, rel) for rel, _, is_dir in self.walk(stat_files=False) if not is_dir)
+        return ReadAhead(files)
+
+    def _archive_tree(self, writer, prefix, skipped, counts, reporter, ahead):
         # An incremental backup needs each file's stat before deciding to open it.
         for rel, st, is_dir in self.walk(skipped, stat_files=self.previous is not None):
             if is_dir:
                 writer.add_dir(f"{prefix}/{rel}", st.st_mode, st.st_mtime, st.st_uid, st.st_gid)
-            elif self._refer_to_parent(writer, f"{prefix}/{rel}", rel, st, reporter):
+                continue
+            if self._refer_to_parent(writer, f"{prefix}/{rel}", rel, st, reporter):
                 counts["size"] += st.st_size
                 counts["files"] += 1
                 counts["unchanged"] += 1
@@ -149,11 +168,7 @@ class FilesSource(Source):
             else:
                 counts["size"] += file_size
                 counts["files"] += 1
-        summary = {"name": self.name, "kind": self.kind, "size": counts["size"], "file_count": counts["files"],
-                   "skipped_count": len(skipped), "skipped": skipped[:MAX_SKIPPED_LISTED]}
-        if self.previous is not None:
-            summary["unchanged_count"] = counts["unchanged"]
-        return summary
+            ahead.archived()
 
     def _refer_to_parent(self, writer, member, rel, st, reporter):
         """List an unchanged file as held by an earlier archive; False when it must be stored."""
