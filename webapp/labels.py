@@ -55,7 +55,8 @@ LABELS = {
         "user.create": _l("user added"), "user.update": _l("user changed"), "user.delete": _l("user deleted"),
         "api_key.create": _l("API key created"), "api_key.delete": _l("API key revoked"),
         "source.create": _l("source added"), "source.update": _l("source changed"),
-        "source.delete": _l("source deleted"),
+        "source.delete": _l("source deleted"), "source.restore_dump.start": _l("dump restore started"),
+        "source.restore_dump": _l("dump restore finished"),
         "destination.create": _l("destination added"), "destination.update": _l("destination changed"),
         "destination.delete": _l("destination deleted"), "destination.test": _l("destination tested"),
         "backup.create": _l("backup started"), "backup.finish": _l("backup finished"),
@@ -104,6 +105,7 @@ PHASES = {
     "verifying archive": _l("verifying the archive"), "verifying members": _l("verifying every member"),
     "verifying checksum": _l("verifying the checksum"), "verifying and staging": _l("verifying and staging"),
     "safety backup of the current data": _l("safety backup of the current data"),
+    "staging the dump": _l("reading the uploaded dump"),
 }
 SOURCE_STEPS = {"dumping": N_("dumping %(kind)s source %(name)s"),
                 "archiving": N_("archiving %(kind)s source %(name)s")}

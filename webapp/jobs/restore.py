@@ -161,7 +161,7 @@ def restore_audit(operation, outcome, detail):
     audit(requester(operation), "backup.restore", f"backup:{operation.backup_id}", result=outcome, detail=detail)
 
 
-def take_safety_backup(operation, sources, recipients=()):
+def take_safety_backup(operation, sources, recipients=(), note=None):
     """Back up the current data of the restore's targets (trigger pre_restore); return its id.
     It is encrypted to `recipients` when there are any.
 
@@ -171,7 +171,7 @@ def take_safety_backup(operation, sources, recipients=()):
     if not present:
         return None
     backup = new_backup_row(requester(operation), "custom", "pre_restore", source_rows_for(present),
-                            note=f"safety backup before restoring backup #{operation.backup_id}",
+                            note=note or f"safety backup before restoring backup #{operation.backup_id}",
                             attempt=operation.attempt, recipients=recipients)
     db.session.add(backup)
     db.session.commit()

@@ -54,6 +54,16 @@ UPLOAD = {"required": True, "content": {"multipart/form-data": {"schema": {
                    "identity": {"type": "string", "format": "password", "writeOnly": True,
                                 "description": "the age identity that opens an encrypted archive, when Cairn "
                                                "keeps none that does"}}}}}}
+DUMP_UPLOAD = {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file", "confirm"],
+    "properties": {"file": dict(BINARY, description="a database dump made by the engine's own tools: mysqldump or "
+                                                     "mariadb-dump SQL, pg_dump plain SQL or custom format, a SQLite "
+                                                     "database or sqlite3 .dump script; plain, gzip, zstd, or the "
+                                                     "only file in a .zip"),
+                   "confirm": {"type": "string", "enum": ["RESTORE"]},
+                   "password": {"type": "string", "format": "password", "writeOnly": True,
+                                "description": "the caller's password, when the sign-in is older than "
+                                               "RESTORE_REAUTH_AFTER"}}}}}}
 ARCHIVE = {
     "200": {"description": "the archive", "content": {"application/octet-stream": {"schema": BINARY}}},
     "206": {"description": "the requested byte range", "content": {"application/octet-stream": {"schema": BINARY}}},
@@ -153,6 +163,13 @@ ROUTES = (
     Route("DELETE /sources/{source_id}", "delete_source", "Remove a source", None, admin=True),
     Route("POST /sources/{source_id}/test", "test_source", "Check a source's path or connection and its tools",
           schemas.SourceTest, admin=True, description="ok is false, with the reason, when it cannot be backed up."),
+
+    Route("POST /sources/{source_id}/restore-dump", "restore_dump", "Restore a dump made elsewhere into a database "
+          "source", schemas.Operation, status=202, body=DUMP_UPLOAD, errors=(409, 413), admin=True,
+          description="The file is recognised by its content. 400, before anything changes, for a dump of another "
+                      "engine, a zip with several files or a path that climbs out, an empty file or binary junk, "
+                      "or without the exact confirm word; 409 while anything is running. The operation (kind "
+                      "restore) takes a safety backup first and leaves the database as it was when loading fails."),
 
     Route("GET /destinations", "list_destinations", "List destinations", Page[schemas.Destination], params=PAGING),
     Route("POST /destinations", "create_destination", "Add a destination", schemas.Destination, status=201,

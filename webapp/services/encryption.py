@@ -274,7 +274,8 @@ def discard_handover(slot):
 def recipients_for_safety_backup(restored, identities):
     """The keys a restore's safety backup is encrypted to: when the backup restored is encrypted
     (or every backup must be), every key here and the public key of each identity used, so that
-    whoever could read the backup can read the data it replaced."""
-    if not (restored.encrypted or encrypt_all()):
+    whoever could read the backup can read the data it replaced. `restored` is None for a dump
+    uploaded from elsewhere."""
+    if not ((restored is not None and restored.encrypted) or encrypt_all()):
         return []
     return sorted({key.recipient for key in list_keys()} | {recipient_of(text) for text in identities})

@@ -46,7 +46,7 @@ def announce_outcome(row):
     event, template = outcome_of(row)
     if event is None:
         return []
-    name = row.name if isinstance(row, Backup) else (row.backup.name if row.backup else f"#{row.backup_id}")
+    name = row.name if isinstance(row, Backup) else operation_subject(row)
     message = Message(template, name=name, error=row_error(row))
     if isinstance(row, Backup):
         return announce(event, message, backup=row, path=BACKUP_PAGE.format(id=row.id))
@@ -63,8 +63,26 @@ OUTCOMES = {
 }
 
 
+# A restore of a dump uploaded from elsewhere: the same events, said of the file.
+DUMP_OUTCOMES = {
+    "completed": ("restore.completed", N_("the restore of %(name)s completed")),
+    "failed": ("restore.failed", N_("the restore of %(name)s failed: %(error)s")),
+}
+
+
+def operation_subject(operation):
+    """What an operation worked on, for its notices: the backup's name, or the uploaded dump's."""
+    dump = (operation.params or {}).get("dump")
+    if dump:
+        return dump.get("file")
+    return operation.backup.name if operation.backup else f"#{operation.backup_id}"
+
+
 def outcome_of(row):
     """(event, message template) for a finished row, or (None, None) when it is not an event."""
+    if not isinstance(row, Backup) and (row.params or {}).get("dump"):
+        state = "failed" if row.status in FAILED_STATUSES else row.status
+        return DUMP_OUTCOMES.get(state, (None, None))
     kind = "backup" if isinstance(row, Backup) else row.kind
     state = "failed" if row.status in FAILED_STATUSES else row.status
     return OUTCOMES.get((kind, state), (None, None))

@@ -1,14 +1,17 @@
 """Sources: what to back up."""
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from ..backup.sources.base import redact_url
 from ..forms import SourceForm
+from ..backup.messages import N_
+from ..errors import Invalid
 from ..models import Source
-from ..services import sources
-from .common import actor, admin_required, get_or_404, refusals
+from ..services import dump_restores, sources
+from .auth import confirm_recent_sign_in
+from .common import actor, admin_required, back_to, get_or_404, refusals
 
 bp = Blueprint("sources", __name__, url_prefix="/admin/sources")
 
@@ -83,3 +86,17 @@ def test(source_id):
     """Checks the source now; returns a fragment for htmx."""
     source = get_or_404(sources.get_source, source_id)
     return render_template("partials/source_test.html", source=source, result=sources.check_source(source))
+
+
+@bp.route("/<int:source_id>/restore-dump", methods=["POST"])
+@admin_required
+@refusals(back_to("sources.edit"))
+def restore_dump(source_id):
+    """Restore a database dump made elsewhere (uploaded) into the source."""
+    source = get_or_404(sources.get_source, source_id)
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        raise Invalid(N_("choose a dump file to upload"))
+    confirm_recent_sign_in(request.form)
+    operation = dump_restores.start_dump_restore(actor(), source, upload, confirm=request.form.get("confirm", "").strip())
+    return redirect(url_for("operations.detail", operation_id=operation.id))

@@ -97,6 +97,7 @@ class DumpRestorer(Restorer):
     applies it, keeping an undo dump (`undo_dump`) while later sources may still fail."""
 
     undo_cost = 2  # undo reloads a dump of the live database, taken before applying
+    dump_check = None  # the staged dump's check: the source kind's own unless set otherwise
 
     def __init__(self, source, token, lock_timeout, staging_dir):
         super().__init__(source, token, lock_timeout)
@@ -121,7 +122,7 @@ class DumpRestorer(Restorer):
             raise RestoreError(N_("the archive holds a %(kind)s dump for %(name)s, a %(label)s source here"),
                                kind=kind, name=repr(self.name), label=self.source.label)
         try:
-            self.dump = DumpFile(self.scratch_path(kind), self.source.check_dump)
+            self.dump = DumpFile(self.scratch_path(kind), self.dump_check or self.source.check_dump)
         except OSError as e:
             raise RestoreError(N_("cannot stage the dump of %(name)s: %(error)s"), name=repr(self.name),
                                error=e.strerror) from None

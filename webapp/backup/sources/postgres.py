@@ -499,10 +499,10 @@ class PostgresRestorer(DumpRestorer):
                               "it was"), database=server.where()))
         self.applied = True
 
-    def run_watched(self, server, label, command, failed):
+    def run_watched(self, server, label, command, failed, explain=tool_failure):
         """Run a tool (`command(dbname_option)` gives its arguments) in a session of its own, which
         LockWatch cancels when it waits for a lock longer than the lock timeout; when the tool
-        fails, raise RestoreError saying `failed` (a Message) and why."""
+        fails, raise RestoreError saying `failed` (a Message) and why (`explain(ToolError)`)."""
         name = f"cairn-{label}-{self.token}"
         with server.connect(RestoreError) as conn:
             watch = LockWatch(conn, name, self.lock_timeout)
@@ -511,7 +511,7 @@ class PostgresRestorer(DumpRestorer):
                          env=server.tool_env(), on_poll=watch, secrets=server.secrets())
             except ToolError as e:
                 raise RestoreError(N_("%(failed)s: %(reason)s"), failed=failed,
-                                   reason=watch.explain(tool_failure(e))) from None
+                                   reason=watch.explain(explain(e))) from None
 
     def close_other_sessions(self, server):
         """Refuse while other sessions are open, or close them when asked to."""

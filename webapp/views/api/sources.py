@@ -1,9 +1,13 @@
 """Sources: what is backed up."""
 
+from flask import g, request
+
 from ... import schemas
 from ...backup.messages import Message, N_
+from ...errors import Invalid
 from ...models import Source
-from ...services import sources
+from ...services import dump_restores, sources
+from ...services.accounts import require_recent_sign_in
 from .common import admin_only, body, bp, caller, ok, paged
 
 
@@ -47,3 +51,15 @@ def test_source(source_id):
     else:  # the reason in the caller's words when the check kept its record
         message = Message.from_record(result.get("error_message")) or result["error"]
     return ok(schemas.dump(schemas.SourceTest, result), message)
+
+
+@bp.route("/sources/<int:source_id>/restore-dump", methods=["POST"])
+@admin_only
+def restore_dump(source_id):
+    source = sources.get_source(source_id)
+    upload = request.files.get("file")
+    if upload is None:
+        raise Invalid(N_("send the dump as multipart form field 'file'"))
+    require_recent_sign_in(caller(), g.signed_in_at, request.form.get("password"))
+    operation = dump_restores.start_dump_restore(caller(), source, upload, confirm=request.form.get("confirm"))
+    return ok(schemas.dump(schemas.Operation, operation), N_("restore started"), 202)
