@@ -116,12 +116,19 @@ def run_script(con, lines, reporter):
 
 
 def execute(con, text, line):
-    try:
+    """Run the statements in `text` (complete ones; usually one) one by one."""
+    for statement in split_statements(text):
         try:
-            con.execute(text)
-        except sqlite3.ProgrammingError:
-            # Several statements on one line. executescript() commits first, which only costs
-            # speed here: the database is scratch until it has been built whole.
-            con.executescript(text)
-    except sqlite3.Error as e:
-        raise RestoreError(N_("line %(line)s of the SQLite script: %(error)s"), line=line, error=str(e)) from None
+            con.execute(statement)
+        except sqlite3.Error as e:
+            raise RestoreError(N_("line %(line)s of the SQLite script: %(error)s"), line=line, error=str(e)) from None
+
+
+def split_statements(text):
+    """The complete statements in `text`, split at the semicolons that end one (not those inside
+    a string or a trigger's body)."""
+    start = 0
+    for end in (match.end() for match in re.finditer(";", text)):
+        if sqlite3.complete_statement(text[start:end]):
+            yield text[start:end]
+            start = end
