@@ -241,8 +241,12 @@ def test_bodies_and_special_responses():
     assert list(upload) == ["multipart/form-data"]
     assert upload["multipart/form-data"]["schema"]["properties"]["file"]["format"] == "binary"
     assert "413" in doc["paths"]["/backups/import"]["post"]["responses"]
+    dump = doc["paths"]["/sources/{source_id}/restore-dump"]["post"]
+    assert dump["requestBody"]["content"]["multipart/form-data"]["schema"]["required"] == ["file", "confirm"]
+    assert {"202", "400", "409", "413"} <= set(dump["responses"])
+    uploads = {"/backups/import", "/sources/{source_id}/restore-dump"}
     for path, method, op in operations(doc):
-        if "requestBody" in op and path != "/backups/import":
+        if "requestBody" in op and path not in uploads:
             assert list(op["requestBody"]["content"]) == ["application/json"], f"{method.upper()} {path}"
     assert "409" in doc["paths"]["/users/{user_id}"]["delete"]["responses"]
     assert "409" in doc["paths"]["/backups"]["post"]["responses"]
