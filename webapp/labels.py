@@ -106,7 +106,9 @@ PHASES = {
     "safety backup of the current data": _l("safety backup of the current data"),
 }
 SOURCE_STEPS = {"dumping": N_("dumping %(kind)s source %(name)s"),
-                "archiving": N_("archiving %(kind)s source %(name)s")}
+                "archiving": N_("archiving %(kind)s source %(name)s"),
+                "counting": N_("counting the rows of %(kind)s source %(name)s"),
+                "testing": N_("test-restoring %(kind)s source %(name)s")}
 SOURCE_PHASE = re.compile(r"^(?P<step>\w+) (?P<kind>\w+):(?P<name>.+)$")
 # Phases that name one thing (a backup being removed, a destination): pattern -> words.
 NAMED_PHASES = [
