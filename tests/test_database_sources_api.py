@@ -148,7 +148,7 @@ def test_back_up_and_restore_in_place_and_elsewhere_without_showing_the_password
     assert record.get_json()["data"]["status"] == "completed", record.get_json()["data"]["error"]
     assert_no_password(record)
     summary = record.get_json()["data"]["sources"][0]
-    assert [t["name"].split(".")[-1] for t in summary["tables"]] == ["notes"]
+    assert [name.split(".")[-1] for name in summary["tables"]] == ["notes"]
 
     server.damage(url)
     assert server.content(url) != original

@@ -413,14 +413,16 @@ class PostgresSource(DumpedSource):
         """Count every dumped table's rows and run pg_dump, both in one snapshot; return the counts.
 
         The counts must describe exactly what the dump holds (a test restore compares them with
-        what it loads), so this session exports its snapshot, counts in it, and pg_dump reads the
-        same snapshot (--snapshot) while this transaction stays open.
+        what it loads), so this session exports its snapshot, pg_dump reads that snapshot
+        (--snapshot), and this session counts in it once pg_dump is done (the transaction stays
+        open all along). Counting afterwards, not before: pg_dump waiting for a table's lock can
+        be cancelled, a count(*) waiting for it could not.
         """
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:
             snapshot = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]
-            tables = row_counts(conn, reporter)
             run_pg_dump(server, self.spool_path(staging_dir), reporter, snapshot=snapshot)
+            tables = row_counts(conn, reporter)
         except ToolError as e:
             raise DumpError(N_("pg_dump of %(database)s failed: %(reason)s"), database=server.where(),
                             reason=tool_failure(e)) from None
