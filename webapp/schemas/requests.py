@@ -75,6 +75,10 @@ class VerifyRequest(Body):
     """How thoroughly to verify."""
 
     deep: Flag = Field(False, description="check every member and database dump too")
+    test_restore: Flag = Field(False, description="also restore each database dump into a scratch database "
+                                                  "(cairn_verify_<token>) on its source's server and each folder into "
+                                                  "a temporary directory, check every table and its rows, and remove "
+                                                  "them; implies deep")
     identity: Identity = None
 
 

@@ -1,5 +1,7 @@
 """Operations: the restore, verify and retention jobs' status rows, and starting a verify."""
 
+import secrets
+
 from .. import runs
 from ..backup.messages import Message, N_, as_message
 from ..errors import Conflict, Invalid, NotFound
@@ -12,6 +14,7 @@ from .local_archives import archive_available
 from .storage import local_path
 
 RUN_VERIFY = "webapp.jobs.verify.run_verify"
+SCRATCH_TOKEN_BYTES = 6  # 12 hex digits: cairn_verify_<token>
 
 
 def get_operation(operation_id):
@@ -33,11 +36,19 @@ def cancel_operation(actor, operation):
     return operation
 
 
-def start_verify(actor, backup, deep=False, identity=None):
+def start_verify(actor, backup, deep=False, identity=None, test_restore=False):
     """Queue a check of a completed backup's archive; returns the Operation. A deep check of an
-    encrypted backup needs a key that opens it: one Cairn keeps, or `identity`."""
-    if not isinstance(deep, bool):
-        raise Invalid(N_("%(field)s must be true or false"), field="deep")
+    encrypted backup needs a key that opens it: one Cairn keeps, or `identity`.
+
+    A `test_restore` implies `deep` (it reads every member anyway, and restores only an archive
+    that passes the deep check). Its scratch databases are named after a token recorded on the
+    operation before any is created, so the reconciler can tell a dead verify's leftovers from
+    those in use.
+    """
+    for field, value in (("deep", deep), ("test_restore", test_restore)):
+        if not isinstance(value, bool):
+            raise Invalid(N_("%(field)s must be true or false"), field=field)
+    deep = deep or test_restore
     archive_available(backup)  # in BACKUP_DIR, or verified at a destination (the job fetches it)
     identity = require_identity(backup, identity, local_path(backup)) if deep else None
     busy = Operation.query.filter(Operation.backup_id == backup.id, Operation.kind == "verify",
@@ -45,14 +56,27 @@ def start_verify(actor, backup, deep=False, identity=None):
     if busy is not None:
         raise Conflict(N_("backup %(id)s is already being verified (operation %(operation)s)"), id=backup.id,
                        operation=busy.id)
-    operation = runs.new_operation(actor, "verify", backup.id, deep=deep, identity_given=identity is not None)
+    trial = {"test_restore": True, "scratch_token": secrets.token_hex(SCRATCH_TOKEN_BYTES)} if test_restore else {}
+    operation = runs.new_operation(actor, "verify", backup.id, deep=deep, identity_given=identity is not None,
+                                   **trial)
     db.session.commit()
     if identity is not None:
         hand_over(f"operation:{operation.id}", identity)
-    audit(actor, "backup.verify.start", f"backup:{backup.id}", detail=Message(N_("deep") if deep else N_("quick")))
+    audit(actor, "backup.verify.start", f"backup:{backup.id}", detail=Message(verify_depth(deep, test_restore)))
     db.session.refresh(operation)
     runs.enqueue(operation, RUN_VERIFY, f"verify of backup {backup.id}")
     return operation
+
+
+def verify_depth(deep, test_restore):
+    """How thorough a verify is, in words."""
+    return N_("test restore") if test_restore else N_("deep") if deep else N_("quick")
+
+
+def active_scratch_tokens():
+    """The scratch tokens of test restores still pending or running (their databases are in use)."""
+    operations = Operation.query.filter(Operation.kind == "verify", Operation.status.in_(ACTIVE_STATUSES)).all()
+    return {(o.params or {}).get("scratch_token") for o in operations} - {None}
 
 
 def record_verification(backup, ok, problems):
