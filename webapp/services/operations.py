@@ -6,8 +6,8 @@ from .. import runs
 from ..backup.messages import Message, N_, as_message
 from ..errors import Conflict, Invalid, NotFound
 from ..extensions import db
-from ..models import ACTIVE_STATUSES, Operation, utcnow
-from .audit import audit
+from ..models import ACTIVE_STATUSES, Operation, Schedule, utcnow
+from .audit import SYSTEM, audit
 from .backups import cancel_run
 from .encryption import discard_handover, hand_over, require_identity
 from .local_archives import archive_available
@@ -66,6 +66,18 @@ def start_verify(actor, backup, deep=False, identity=None, test_restore=False):
     db.session.refresh(operation)
     runs.enqueue(operation, RUN_VERIFY, f"verify of backup {backup.id}")
     return operation
+
+
+def verify_after_scheduled_backup(backup):
+    """Queue the verify a backup's schedule asks for (its `verify`), once the backup has completed;
+    the Operation, or None when it asks for none."""
+    if backup.trigger != "scheduled" or backup.schedule_id is None:
+        return None
+    schedule = db.session.get(Schedule, backup.schedule_id)
+    if schedule is None or (schedule.verify or "none") == "none":
+        return None
+    return start_verify(SYSTEM, backup, deep=schedule.verify in ("deep", "test_restore"),
+                        test_restore=schedule.verify == "test_restore")
 
 
 def verify_depth(deep, test_restore):
