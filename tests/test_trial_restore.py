@@ -1,0 +1,211 @@
+"""Test restores through the API, the pages, the CLI and a real RQ worker: a good backup passes,
+one whose dump does not match its recorded row counts fails naming the table, the scratch
+database (cairn_verify_<token>) never outlives its operation (success, failure, cancel, a killed
+worker), and a schedule with verify test_restore queues one after each backup it makes."""
+
+import datetime as dt
+import os
+import urllib.parse
+import uuid
+
+import psycopg
+import pytest
+
+from helpers import make_app_data, need, run_jobs
+from trial_support import rewrite_archive
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+
+
+def pg_url(database):
+    parts = urllib.parse.urlsplit(POSTGRES_URL)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def pg_exists(name):
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
+
+
+@pytest.fixture
+def pg_database():
+    """A PostgreSQL database with 1000 orders; its name. Dropped afterwards."""
+    try:
+        server = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.Error as e:
+        server, error = None, str(e).splitlines()[0]
+    need("PostgreSQL", server is not None, POSTGRES_URL if server else error)
+    name = f"cairn_tra_{uuid.uuid4().hex[:12]}"
+    server.execute(f'CREATE DATABASE "{name}"')
+    with psycopg.connect(pg_url(name), autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (id serial PRIMARY KEY, note text)")
+        conn.execute("INSERT INTO orders (note) SELECT 'order ' || i FROM generate_series(1, 1000) i")
+    yield name
+    server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    server.close()
+
+
+@pytest.fixture
+def pg_backup(app, api, pg_database):
+    """A completed database backup of the PostgreSQL source `app`; its record."""
+    created = api.post("/sources", json={"name": "app", "kind": "postgres", "url": pg_url(pg_database)})
+    assert created.status_code == 201, created.get_json()
+    backup_id = api.post("/backups", json={"type": "database"}).get_json()["data"]["id"]
+    run_jobs(app)
+    record = api.get(f"/backups/{backup_id}").get_json()["data"]
+    assert record["status"] == "completed", record["error"]
+    return record
+
+
+def test_restore(api, app, backup_id, **body):
+    """Start a test restore through the API and run it; the operation as the API shows it."""
+    started = api.post(f"/backups/{backup_id}/verify", json={"test_restore": True, **body})
+    assert started.status_code == 202, started.get_json()
+    run_jobs(app)
+    return api.get(f"/operations/{started.get_json()['data']['id']}").get_json()["data"]
+
+
+test_restore.__test__ = False  # a helper, not a test
+
+
+def scratch_token(operation_id):
+    from webapp.models import Operation
+    from webapp.extensions import db
+    return db.session.get(Operation, operation_id).params["scratch_token"]
+
+
+def test_a_good_postgres_backup_passes_the_test_restore(app, api, pg_backup):
+    assert pg_backup["sources"][0]["tables"] == {"public.orders": 1000}
+    operation = test_restore(api, app, pg_backup["id"])
+    assert operation["status"] == "completed", operation["error"]
+    assert operation["result"]["test_restore"] and operation["result"]["deep"]
+    assert operation["result"]["restored"]["app"] == {"kind": "postgres", "tables": 1, "rows": 1000,
+                                                      "counts_checked": True}
+    assert not pg_exists(f"cairn_verify_{scratch_token(operation['id'])}")
+    record = api.get(f"/backups/{pg_backup['id']}").get_json()["data"]
+    assert record["verify_status"] == "passed"
+    events = api.get("/audit?action=backup.verify").get_json()["data"]["items"]
+    assert events[0]["result"] == "ok" and "test restore" in events[0]["detail"]
+
+
+def test_a_count_that_does_not_match_fails_naming_the_table(app, api, pg_backup):
+    from webapp.extensions import db
+    from webapp.models import Backup
+    from webapp.services.storage import backup_storage
+
+    backup = db.session.get(Backup, pg_backup["id"])
+    archive = backup_storage().path(backup.file_name)
+    sha256, members = rewrite_archive(archive, change_sources=lambda s: s[0]["tables"].update({"public.orders": 1001}))
+    backup.sha256, backup.manifest, backup.file_size = sha256, members, os.path.getsize(archive)
+    db.session.commit()
+
+    operation = test_restore(api, app, pg_backup["id"])
+    assert operation["status"] == "failed"
+    expected = "test restore of app: table public.orders has 1000 rows, 1001 were recorded"
+    assert expected in operation["error"]
+    assert operation["result"]["problems"] == [expected]
+    record = api.get(f"/backups/{pg_backup['id']}").get_json()["data"]
+    assert record["verify_status"] == "failed"
+    assert not pg_exists(f"cairn_verify_{scratch_token(operation['id'])}")
+    events = api.get("/audit?action=backup.verify").get_json()["data"]["items"]
+    assert events[0]["result"] == "error" and "public.orders has 1000 rows" in events[0]["detail"]
+
+
+def test_a_cancelled_test_restore_leaves_no_scratch_database(app, api, pg_backup):
+    from webapp.extensions import db
+    from webapp.models import Operation
+
+    started = api.post(f"/backups/{pg_backup['id']}/verify", json={"test_restore": True}).get_json()["data"]
+    # The worker takes the job with the cancel already standing: it stops at its first check.
+    row = db.session.get(Operation, started["id"])
+    row.cancel_requested = True
+    db.session.commit()
+    run_jobs(app)
+    operation = api.get(f"/operations/{started['id']}").get_json()["data"]
+    assert operation["status"] == "cancelled"
+    assert not pg_exists(f"cairn_verify_{scratch_token(started['id'])}")
+
+
+def test_a_killed_test_restore_leaves_a_database_the_reconciler_drops(app, api, pg_backup, pg_database):
+    """The worker died after creating the scratch database: the row is closed and the database dropped,
+    while another test restore's database, still running, is kept."""
+    from webapp.extensions import db
+    from webapp.jobs import reconcile
+    from webapp.models import Operation, utcnow
+
+    dead = api.post(f"/backups/{pg_backup['id']}/verify", json={"test_restore": True}).get_json()["data"]
+    row = db.session.get(Operation, dead["id"])
+    stale = utcnow() - dt.timedelta(seconds=app.config["HEARTBEAT_TIMEOUT"] + 5)
+    row.status, row.started_at, row.heartbeat_at, row.phase = "running", stale, stale, "testing postgres:app"
+    db.session.commit()
+    alive_token = uuid.uuid4().hex[:12]
+    alive = Operation(kind="verify", backup_id=pg_backup["id"], status="running", started_at=utcnow(),
+                      heartbeat_at=utcnow(), params={"test_restore": True, "scratch_token": alive_token})
+    db.session.add(alive)
+    db.session.commit()
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        for token in (row.params["scratch_token"], alive_token):
+            conn.execute(f'CREATE DATABASE "cairn_verify_{token}"')
+    try:
+        closed = reconcile.reconcile()
+        assert row.id in [r.id for r in closed]
+        assert not pg_exists(f"cairn_verify_{row.params['scratch_token']}")
+        assert pg_exists(f"cairn_verify_{alive_token}")
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "cairn_verify_{alive_token}"')
+
+
+def test_test_restore_implies_deep_and_refuses_a_non_boolean(app, api, pg_backup):
+    refused = api.post(f"/backups/{pg_backup['id']}/verify", json={"test_restore": "yes"})
+    assert refused.status_code in (400, 422)
+    started = api.post(f"/backups/{pg_backup['id']}/verify", json={"deep": False, "test_restore": True})
+    assert started.status_code == 202
+    from webapp.extensions import db
+    from webapp.models import Operation
+    params = db.session.get(Operation, started.get_json()["data"]["id"]).params
+    assert params["deep"] is True and params["test_restore"] is True
+    assert len(params["scratch_token"]) == 12 and int(params["scratch_token"], 16) >= 0
+
+
+def test_sqlite_and_folders_through_the_page(app, admin_client, api, tmp_path):
+    from helpers import csrf_token
+
+    db_path, uploads = make_app_data(tmp_path / "app")
+    api.post("/sources", json={"name": "app-db", "kind": "sqlite", "path": str(db_path)})
+    api.post("/sources", json={"name": "uploads", "kind": "files", "path": str(uploads)})
+    backup_id = api.post("/backups", json={"type": "full"}).get_json()["data"]["id"]
+    run_jobs(app)
+    page = admin_client.get(f"/admin/backups/{backup_id}")
+    assert b'name="test_restore"' in page.data
+    sent = admin_client.post(f"/admin/backups/{backup_id}/verify",
+                             data={"test_restore": "1", "csrf_token": csrf_token(admin_client, f"/admin/backups/{backup_id}")})
+    assert sent.status_code == 302 and "/operations/" in sent.headers["Location"]
+    run_jobs(app)
+    operation_id = int(sent.headers["Location"].rstrip("/").rsplit("/", 1)[1])
+    operation = api.get(f"/operations/{operation_id}").get_json()["data"]
+    assert operation["status"] == "completed", operation["error"]
+    restored = operation["result"]["restored"]
+    assert restored["app-db"]["counts_checked"] and restored["uploads"]["ok"] and restored["uploads"]["files"] > 0
+
+
+def test_a_schedule_with_verify_test_restore_queues_it_after_each_backup(app, api, tmp_path):
+    from webapp.extensions import db
+    from webapp.models import Operation
+
+    db_path, _ = make_app_data(tmp_path / "app")
+    api.post("/sources", json={"name": "app-db", "kind": "sqlite", "path": str(db_path)})
+    created = api.post("/schedules", json={"name": "nightly", "preset": "daily", "time": "03:00",
+                                           "type": "database", "verify": "test_restore"})
+    assert created.status_code == 201, created.get_json()
+    schedule = created.get_json()["data"]
+    assert schedule["verify"] == "test_restore"
+    assert api.put(f"/schedules/{schedule['id']}", json={"verify": "sometimes"}).status_code in (400, 422)
+    backup_id = api.post(f"/schedules/{schedule['id']}/run").get_json()["data"]["id"]
+    run_jobs(app)  # the backup, then the verify it queued
+    assert api.get(f"/backups/{backup_id}").get_json()["data"]["verify_status"] == "passed"
+    (verify,) = Operation.query.filter_by(backup_id=backup_id, kind="verify").all()
+    assert verify.status == "completed" and verify.params["test_restore"] and verify.result["restored"]["app-db"]
+    assert api.put(f"/schedules/{schedule['id']}", json={"verify": "none"}).get_json()["data"]["verify"] == "none"
+    db.session.expire_all()
