@@ -210,7 +210,7 @@ def test_pages_list_the_tables_and_offer_another_database_without_the_password(a
     detail = admin_client.get(f"/admin/backups/{backup_id}")
     html = detail.get_data(as_text=True)
     assert detail.status_code == 200
-    assert "notes" in html and "row estimates" in html
+    assert "notes" in html and "tables, with their rows" in html
     assert 'name="target-appdb"' in html
     assert ('name="terminate_connections"' in html) == (server.kind == "postgres")
     for page in ("/admin/sources", f"/admin/sources/{source['id']}/edit", f"/admin/backups/{backup_id}"):
