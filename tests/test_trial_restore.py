@@ -209,3 +209,62 @@ def test_a_schedule_with_verify_test_restore_queues_it_after_each_backup(app, ap
     assert verify.status == "completed" and verify.params["test_restore"] and verify.result["restored"]["app-db"]
     assert api.put(f"/schedules/{schedule['id']}", json={"verify": "none"}).get_json()["data"]["verify"] == "none"
     db.session.expire_all()
+
+
+def test_a_role_without_createdb_fails_the_verify_with_a_clear_message(app, api, pg_backup, pg_database):
+    from webapp.extensions import db
+    from webapp.models import Source
+
+    role = f"cairn_tra_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN NOCREATEDB')
+    try:
+        source = Source.query.filter_by(name="app").one()
+        parts = urllib.parse.urlsplit(pg_url(pg_database))
+        source.url = urllib.parse.urlunsplit(parts._replace(netloc=f"{role}@{parts.netloc.rpartition('@')[2]}"))
+        db.session.commit()
+        operation = test_restore(api, app, pg_backup["id"])
+        assert operation["status"] == "failed"
+        assert f"the role {role} may not create databases" in operation["error"]
+        assert "CREATEDB" in operation["error"]
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+@pytest.fixture
+def mysql_database():
+    import pymysql
+
+    parts = urllib.parse.urlsplit(MYSQL_URL)
+    params = dict(host=parts.hostname or "127.0.0.1", port=parts.port or 3306,
+                  user=urllib.parse.unquote(parts.username or "root"),
+                  password=urllib.parse.unquote(parts.password or ""))
+    try:
+        server = pymysql.connect(autocommit=True, **params)
+    except pymysql.Error as e:
+        server, error = None, str(e)
+    need("MariaDB", server is not None, MYSQL_URL if server else error)
+    name = f"cairn_tra_{uuid.uuid4().hex[:12]}"
+    with server.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{name}`")
+        cursor.execute(f"CREATE TABLE `{name}`.orders (id int PRIMARY KEY, note text)")
+        cursor.executemany(f"INSERT INTO `{name}`.orders VALUES (%s, %s)", [(i, f"it's ({i}),(x)") for i in range(700)])
+    yield urllib.parse.urlunsplit(parts._replace(path=f"/{name}")), server, name
+    with server.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    server.close()
+
+
+def test_a_mysql_backup_passes_the_test_restore_and_leaves_no_scratch_database(app, api, mysql_database):
+    url, server, _ = mysql_database
+    api.post("/sources", json={"name": "shop", "kind": "mysql", "url": url})
+    backup_id = api.post("/backups", json={"type": "database"}).get_json()["data"]["id"]
+    run_jobs(app)
+    assert api.get(f"/backups/{backup_id}").get_json()["data"]["sources"][0]["tables"] == {"orders": 700}
+    operation = test_restore(api, app, backup_id)
+    assert operation["status"] == "completed", operation["error"]
+    assert operation["result"]["restored"]["shop"]["rows"] == 700
+    with server.cursor() as cursor:
+        cursor.execute("SHOW DATABASES LIKE %s", [f"cairn\\_verify\\_{scratch_token(operation['id'])}"])
+        assert cursor.fetchall() == ()
