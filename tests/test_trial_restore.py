@@ -268,3 +268,10 @@ def test_a_mysql_backup_passes_the_test_restore_and_leaves_no_scratch_database(a
     with server.cursor() as cursor:
         cursor.execute("SHOW DATABASES LIKE %s", [f"cairn\\_verify\\_{scratch_token(operation['id'])}"])
         assert cursor.fetchall() == ()
+
+
+def test_the_operation_page_shows_what_was_test_restored(app, api, admin_client, pg_backup):
+    operation = test_restore(api, app, pg_backup["id"])
+    html = admin_client.get(f"/admin/operations/{operation['id']}").get_data(as_text=True)
+    assert "test restore (every member" in html
+    assert "app: 1 tables, 1,000 rows, as recorded" in html or "app: 1 tables, 1000 rows, as recorded" in html
