@@ -187,25 +187,28 @@ def sqlite_load_and_count(dump_path, scratch):
 # --- leftovers -----------------------------------------------------------------------------
 
 
-def drop_scratch_databases(source, keep_tokens=()):
-    """Drop the scratch databases on `source`'s server whose token is not in `keep_tokens` (those
-    of verify operations still running); return their names. Raises SourceError when the server
-    cannot be reached."""
-    keep = {SCRATCH_PREFIX + token for token in keep_tokens if token}
+def drop_scratch_databases(source, active_tokens=set):
+    """Drop the scratch databases on `source`'s server that no test restore still running owns;
+    return their names. Raises SourceError when the server cannot be reached.
+
+    `active_tokens()` gives the tokens of the test restores still pending or running. It is asked
+    only after the databases are listed: a test restore records its token before it creates its
+    database, so a database listed whose token is not active then belongs to none that runs.
+    """
     server = source.server
-    if source.kind == "postgres":
-        names = [n for n in postgres_scratch_names(server) if n not in keep and TOKEN_PATTERN.fullmatch(
-            n[len(SCRATCH_PREFIX):])]
-        with server.connect() as conn:
-            for name in names:
-                drop_postgres_database(conn, name)
-        return names
-    names = [n for n in mysql_scratch_names(server) if n not in keep and TOKEN_PATTERN.fullmatch(
-        n[len(SCRATCH_PREFIX):])]
+    listed = postgres_scratch_names(server) if source.kind == "postgres" else mysql_scratch_names(server)
+    listed = [name for name in listed if TOKEN_PATTERN.fullmatch(name[len(SCRATCH_PREFIX):])]
+    if not listed:
+        return []
+    keep = {SCRATCH_PREFIX + token for token in active_tokens() if token}
+    dropped = [name for name in listed if name not in keep]
     with server.connect() as conn:
-        for name in names:
-            mysql.query(conn, f"DROP DATABASE IF EXISTS {mysql.quote_name(name)}")
-    return names
+        for name in dropped:
+            if source.kind == "postgres":
+                drop_postgres_database(conn, name)
+            else:
+                mysql.query(conn, f"DROP DATABASE IF EXISTS {mysql.quote_name(name)}")
+    return dropped
 
 
 def scratch_message(name):

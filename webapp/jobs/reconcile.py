@@ -72,7 +72,7 @@ def drop_abandoned_scratch_databases(force=False):
     for row in Source.query.filter(Source.kind.in_(("postgres", "mysql"))).all():
         try:
             dropped = drop_scratch_databases(make_source(row.kind, row.name, **row.engine_settings()),
-                                             keep_tokens=active_scratch_tokens())
+                                             active_tokens=active_scratch_tokens)
         except Exception as e:
             log.warning("could not look for test-restore leftovers on the server of %s: %s", row.name, e)
             continue

@@ -86,7 +86,12 @@ def verify_depth(deep, test_restore):
 
 
 def active_scratch_tokens():
-    """The scratch tokens of test restores still pending or running (their databases are in use)."""
+    """The scratch tokens of test restores still pending or running (their databases are in use).
+
+    Read in a transaction of its own: one begun before (SQLite keeps a snapshot per read
+    transaction) could miss a token recorded since, and its database would look abandoned.
+    """
+    db.session.commit()
     operations = Operation.query.filter(Operation.kind == "verify", Operation.status.in_(ACTIVE_STATUSES)).all()
     return {(o.params or {}).get("scratch_token") for o in operations} - {None}
 
