@@ -275,3 +275,36 @@ def test_the_operation_page_shows_what_was_test_restored(app, api, admin_client,
     html = admin_client.get(f"/admin/operations/{operation['id']}").get_data(as_text=True)
     assert "test restore (every member" in html
     assert "app: 1 tables, 1,000 rows, as recorded" in html or "app: 1 tables, 1000 rows, as recorded" in html
+
+
+def test_a_test_restore_that_times_out_drops_its_database(app, api, pg_database):
+    """RQ stops the job at JOB_TIMEOUT by raising in it: the row says timeout, the database is gone."""
+    import threading
+
+    with psycopg.connect(pg_url(pg_database), autocommit=True) as conn:
+        conn.execute("CREATE TABLE events (id bigint PRIMARY KEY, note text)")
+        conn.execute("INSERT INTO events SELECT i, 'event ' || i FROM generate_series(1, 2000000) i")
+    api.post("/sources", json={"name": "app", "kind": "postgres", "url": pg_url(pg_database)})
+    backup_id = api.post("/backups", json={"type": "database"}).get_json()["data"]["id"]
+    run_jobs(app)
+    app.config["JOB_TIMEOUT"] = 1
+    started = api.post(f"/backups/{backup_id}/verify", json={"test_restore": True}).get_json()["data"]
+    name = f"cairn_verify_{scratch_token(started['id'])}"
+    seen, stop = [], threading.Event()
+
+    def watch():
+        while not stop.is_set() and not seen:
+            if pg_exists(name):
+                seen.append(name)
+            stop.wait(0.05)
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        run_jobs(app)  # RQ's timeout is a signal: the job must run on this (the main) thread
+    finally:
+        stop.set()
+        watcher.join()
+    operation = api.get(f"/operations/{started['id']}").get_json()["data"]
+    assert operation["status"] == "timeout", operation
+    assert seen, "the job timed out before it created its scratch database"
+    assert not pg_exists(name)

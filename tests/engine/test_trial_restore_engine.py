@@ -333,3 +333,22 @@ def test_leftover_mysql_scratch_databases_are_dropped_unless_kept(my, my_app):
     finally:
         for token in (left, kept):
             sql(my, f"DROP DATABASE IF EXISTS `cairn_verify_{token}`")
+
+
+def test_an_error_raised_while_the_dump_loads_still_drops_the_database(pg, pg_app, backup):
+    """What the job timeout does (RQ raises it in the job wherever it is): the database goes too."""
+    source = make_source("postgres", "app", url=pg_url(pg_app))
+    _, archive = backup([source])
+    token = new_token()
+
+    class TimedOut(Exception):
+        pass
+
+    def timed_out_once_created():
+        if pg_databases(pg, f"cairn_verify_{token}"):
+            raise TimedOut()
+        return False
+    with pytest.raises(TimedOut):
+        trial_restore_archive(archive, {"app": source}, token=token,
+                              reporter=Reporter(lambda *report: None, should_cancel=timed_out_once_created))
+    assert pg_databases(pg, f"cairn_verify_{token}") == []
