@@ -182,6 +182,21 @@ def test_a_folder_member_whose_bytes_differ_from_the_manifest_fails(tmp_path, ba
     assert changed in " ".join(str(p) for p in report.problems)
 
 
+def test_an_incremental_backup_checks_the_files_it_holds_and_says_which_it_does_not(tmp_path, backup):
+    tree = tmp_path / "uploads"
+    build_tree(tree)
+    first, _ = backup([files_source(tree)], meta={"name": "first", "type": "full", "mode": "full"})
+    (tree / "readme.txt").write_bytes(b"changed since the first backup\n")
+    second, archive = backup([files_source(tree)], meta={"name": "second", "type": "full", "mode": "incremental",
+                                                          "parent": "first"},
+                             parent={"name": "first", "members": first.members})
+    report = trial_restore_archive(archive, {}, token=new_token(), expected_sha256=second.sha256,
+                                   expected_members=second.members)
+    assert report.ok, [str(p) for p in report.problems]
+    assert report.restored["uploads"]["files"] == 1
+    assert "unchanged files are in earlier archives" in str(report.notes[0])
+
+
 # --- PostgreSQL ----------------------------------------------------------------------------
 
 

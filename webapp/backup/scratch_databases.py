@@ -17,17 +17,17 @@ import psycopg
 import psycopg.sql
 import pymysql
 
+from .dump_files import sqlite_integrity_problem
 from .errors import RestoreError, VerifyError
 from .messages import Message, N_
 from .process import ToolError, run_tool, tool_path
 from .sources import mysql, postgres
 from .sources.sqlite import copy_database, remove_file, table_rows
-from .dump_files import sqlite_integrity_problem
 
 SCRATCH_PREFIX = "cairn_verify_"
 TOKEN_PATTERN = re.compile(r"^[0-9a-f]{6,32}$")
 SQLITE_DEADLINE = 30  # seconds; nobody else knows the scratch file, so nothing should hold it
-MYSQL_DENIED = (1044, 1045, 1227)  # no privilege on that database / access denied / needs a privilege
+MYSQL_DENIED = (1044, 1227)  # no privilege on that database / the statement needs a privilege
 MYSQL_BASE_TABLES = """
     SELECT TABLE_NAME FROM information_schema.TABLES
     WHERE TABLE_SCHEMA = %s AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY TABLE_NAME

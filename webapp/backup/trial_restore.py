@@ -192,6 +192,12 @@ class Trial:
                     self.report.problems.append(Message(N_("test restore of folder %(source)s: %(problem)s"),
                                                         source=name, problem=problem))
             checked = [m for m in files if m.get("type") == "file" and not is_reference(m)]
+            held = sum(1 for m in files if is_reference(m))
+            if held:
+                self.report.notes.append(Message(
+                    N_("test restore of folder %(source)s: %(count)s unchanged files are in earlier archives of the "
+                       "chain and were not extracted (a deep verify of those archives checks them)"),
+                    source=name, count=held))
             self.report.restored[name] = {"kind": "files", "files": len(checked),
                                           "ok": len(self.report.problems) == before}
 
