@@ -308,3 +308,21 @@ def test_a_test_restore_that_times_out_drops_its_database(app, api, pg_database)
     assert operation["status"] == "timeout", operation
     assert seen, "the job timed out before it created its scratch database"
     assert not pg_exists(name)
+
+
+def test_the_schedule_form_sets_and_shows_verify(app, admin_client, tmp_path):
+    from helpers import csrf_token
+    from webapp.extensions import db
+    from webapp.models import Schedule
+
+    token = csrf_token(admin_client, "/admin/schedules")
+    form = {"csrf_token": token, "name": "nightly", "preset": "daily", "time": "03:00", "timezone": "UTC",
+            "type": "full", "verify": "test_restore"}
+    assert admin_client.post("/admin/schedules", data=form).status_code == 302
+    schedule = Schedule.query.filter_by(name="nightly").one()
+    assert schedule.verify == "test_restore"
+    page = admin_client.get(f"/admin/schedules/{schedule.id}").get_data(as_text=True)
+    assert '<option value="test_restore" selected>' in page
+    assert admin_client.post(f"/admin/schedules/{schedule.id}", data=dict(form, verify="")).status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Schedule, schedule.id).verify == "none"
