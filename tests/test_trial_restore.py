@@ -326,3 +326,17 @@ def test_the_schedule_form_sets_and_shows_verify(app, admin_client, tmp_path):
     assert admin_client.post(f"/admin/schedules/{schedule.id}", data=dict(form, verify="")).status_code == 302
     db.session.expire_all()
     assert db.session.get(Schedule, schedule.id).verify == "none"
+
+
+def test_an_encrypted_backup_is_test_restored_with_the_key_cairn_keeps(app, api, tmp_path):
+    db_path, uploads = make_app_data(tmp_path / "app")
+    api.post("/sources", json={"name": "app-db", "kind": "sqlite", "path": str(db_path)})
+    api.post("/sources", json={"name": "uploads", "kind": "files", "path": str(uploads)})
+    key = api.post("/encryption-keys", json={"name": "main", "generate": True, "keep_identity": True})
+    assert key.status_code == 201, key.get_json()
+    backup_id = api.post("/backups", json={"type": "full", "encrypt": True}).get_json()["data"]["id"]
+    run_jobs(app)
+    assert api.get(f"/backups/{backup_id}").get_json()["data"]["encrypted"]
+    operation = test_restore(api, app, backup_id)
+    assert operation["status"] == "completed", operation["error"]
+    assert set(operation["result"]["restored"]) == {"app-db", "uploads"}
