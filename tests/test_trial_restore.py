@@ -328,7 +328,7 @@ def test_the_schedule_form_sets_and_shows_verify(app, admin_client, tmp_path):
     assert db.session.get(Schedule, schedule.id).verify == "none"
 
 
-def test_an_encrypted_backup_is_test_restored_with_the_key_cairn_keeps(app, api, tmp_path):
+def test_an_encrypted_backup_is_test_restored_with_the_key_cairn_keeps(app, api, admin_client, tmp_path):
     db_path, uploads = make_app_data(tmp_path / "app")
     api.post("/sources", json={"name": "app-db", "kind": "sqlite", "path": str(db_path)})
     api.post("/sources", json={"name": "uploads", "kind": "files", "path": str(uploads)})
@@ -337,6 +337,8 @@ def test_an_encrypted_backup_is_test_restored_with_the_key_cairn_keeps(app, api,
     backup_id = api.post("/backups", json={"type": "full", "encrypt": True}).get_json()["data"]["id"]
     run_jobs(app)
     assert api.get(f"/backups/{backup_id}").get_json()["data"]["encrypted"]
+    page = admin_client.get(f"/admin/backups/{backup_id}").get_data(as_text=True)
+    assert 'id="verify-test-restore"' in page  # the deep-verify dialog offers it
     operation = test_restore(api, app, backup_id)
     assert operation["status"] == "completed", operation["error"]
     assert set(operation["result"]["restored"]) == {"app-db", "uploads"}

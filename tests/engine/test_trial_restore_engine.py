@@ -322,6 +322,16 @@ def test_a_mysql_dump_with_rows_removed_fails_naming_the_table(my, my_app, backu
     assert my_databases(my, f"cairn_verify_{token}") == []
 
 
+def test_a_cancelled_mysql_test_restore_drops_its_database(my, my_app, backup):
+    source = make_source("mysql", "app", url=mysql_url(my_app))
+    _, archive = backup([source])
+    token = new_token()
+    reporter = Reporter(lambda *report: None, should_cancel=lambda: bool(my_databases(my, f"cairn_verify_{token}")))
+    with pytest.raises(Cancelled):
+        trial_restore_archive(archive, {"app": source}, token=token, reporter=reporter)
+    assert my_databases(my, f"cairn_verify_{token}") == []
+
+
 def test_a_mysql_user_without_create_gets_a_clear_message(my, my_app, backup):
     user, password = f"cairn_tr_{uuid.uuid4().hex[:8]}", "pw-tr-1"
     sql(my, f"CREATE USER '{user}'@'%%' IDENTIFIED BY %s", [password])
