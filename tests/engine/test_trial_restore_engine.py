@@ -281,11 +281,29 @@ def test_mysql_rows_are_counted_in_the_dump(my, my_app, backup):
 def test_dump_row_counts_reads_quotes_escapes_and_parentheses(tmp_path):
     dump = tmp_path / "d.sql"
     dump.write_bytes(b"-- MariaDB dump\n"
+                     b"LOCK TABLES `a` WRITE;\n"
+                     b"/*!40000 ALTER TABLE `a` DISABLE KEYS */;\n"
                      b"INSERT INTO `a` VALUES (1,'x),(y'),(2,'it\\'s \\\\'),(3,0x28292C);\n"
                      b"INSERT INTO `a` VALUES (4,NULL);\n"
-                     b"INSERT INTO `b``c` (`id`) VALUES (1);\n"
-                     b"INSERT INTO `a` VALUES\n(5,'a\\n;'),\n(6,'),(');\n")
-    assert dump_row_counts(dump, ["a", "empty"]) == {"a": 6, "empty": 0, "b`c": 1}
+                     b"INSERT INTO `a` VALUES\n(5,'a\\n;'),\n(6,'),(');\n"
+                     b"/*!40000 ALTER TABLE `a` ENABLE KEYS */;\n"
+                     b"UNLOCK TABLES;\n"
+                     b"LOCK TABLES `b``c),(` WRITE;\n"
+                     b"INSERT INTO `b``c),(` (`id`) VALUES (1);\n"
+                     b"UNLOCK TABLES;\n"
+                     b"DELIMITER ;;\n"
+                     b"CREATE PROCEDURE p() BEGIN\n"
+                     b"INSERT INTO `a` VALUES (7),(8);\n"
+                     b"END ;;\n")
+    assert dump_row_counts(dump, ["a", "empty"]) == {"a": 6, "empty": 0, "b`c),(": 1}
+
+
+def test_dump_row_counts_reads_across_blocks(tmp_path, monkeypatch):
+    monkeypatch.setattr("webapp.backup.sql_dump_rows.BLOCK_BYTES", 7)
+    dump = tmp_path / "d.sql"
+    dump.write_bytes(b"LOCK TABLES `a` WRITE;\nINSERT INTO `a` VALUES\n(1,'long long long'),\n(2,'x'),\n(3,'y');\n"
+                     b"UNLOCK TABLES;\nLOCK TABLES `b` WRITE;\nINSERT INTO `b` VALUES (1),(2);\nUNLOCK TABLES;\n")
+    assert dump_row_counts(dump, []) == {"a": 3, "b": 2}
 
 
 def test_a_good_mysql_backup_passes_and_a_wrong_count_fails(my, my_app, backup):
