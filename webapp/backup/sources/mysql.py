@@ -277,7 +277,10 @@ def dump_command(tool, option_file, database):
             "--single-transaction", "--routines", "--triggers", "--events", "--hex-blob",
             "--default-character-set=utf8mb4", f"--max-allowed-packet={MAX_PACKET}",
             # Tablespace statements are server-wide, and MySQL 8 needs PROCESS to read them.
-            "--no-tablespaces"]
+            "--no-tablespaces",
+            # The default, said outright: the rows are counted between LOCK TABLES and UNLOCK
+            # TABLES (sql_dump_rows), so an option file's skip-add-locks must not remove them.
+            "--add-locks"]
     if not is_mariadb_tool(tool):
         # MySQL's mysqldump writes SET @@GLOBAL.GTID_PURGED on a server with GTIDs, which fails
         # when loaded into any server that has executed transactions (every live one).
