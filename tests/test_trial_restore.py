@@ -342,3 +342,15 @@ def test_an_encrypted_backup_is_test_restored_with_the_key_cairn_keeps(app, api,
     operation = test_restore(api, app, backup_id)
     assert operation["status"] == "completed", operation["error"]
     assert set(operation["result"]["restored"]) == {"app-db", "uploads"}
+
+
+def test_the_reconciler_records_what_it_dropped_in_the_audit_trail(app, api, pg_backup):
+    from webapp.jobs import reconcile
+
+    token = uuid.uuid4().hex[:12]
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "cairn_verify_{token}"')
+    reconcile.drop_abandoned_scratch_databases(force=True)
+    assert not pg_exists(f"cairn_verify_{token}")
+    events = api.get("/audit?action=verify.reconcile").get_json()["data"]["items"]
+    assert any(f"cairn_verify_{token}" in e["detail"] and e["target"] == "source:app" for e in events), events

@@ -65,6 +65,7 @@ LABELS = {
         "backup.restore": _l("restore finished"), "backup.verify.start": _l("verify started"),
         "backup.verify": _l("verify finished"), "backup.reconcile": _l("backup closed after its worker died"),
         "operation.reconcile": _l("operation closed after its worker died"),
+        "verify.reconcile": _l("scratch database of a dead test restore dropped"),
         "schedule.create": _l("schedule added"), "schedule.update": _l("schedule changed"),
         "schedule.delete": _l("schedule deleted"), "schedule.run.started": _l("scheduled run started"),
         "schedule.run.skipped": _l("scheduled run skipped"), "schedule.run.failed": _l("scheduled run failed"),

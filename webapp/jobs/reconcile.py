@@ -78,7 +78,7 @@ def drop_abandoned_scratch_databases(force=False):
             continue
         for name in dropped:
             log.warning("dropped %s, left by a test restore that did not finish", name)
-            audit(SYSTEM, "verify.reconcile", f"source:{row.id}", result="ok", detail=scratch_message(name))
+            audit(SYSTEM, "verify.reconcile", f"source:{row.name}", result="ok", detail=scratch_message(name))
 
 
 def fail_orphan(row, reason, status=Status.FAILED):
