@@ -132,7 +132,19 @@ def mysql_load_and_count(server, dump_path, name, staging_dir, reporter, lock_ti
             return mysql_row_counts(conn, name, reporter)
     finally:
         with server.connect(VerifyError) as conn:
-            mysql.query(conn, f"DROP DATABASE IF EXISTS {mysql.quote_name(name)}")
+            drop_mysql_database(conn, name)
+
+
+def drop_mysql_database(conn, name):
+    """Drop a scratch database, first ending the sessions still in it: a killed client's statement
+    may run on in the server for a while, holding the locks DROP DATABASE waits for."""
+    for (session,) in mysql.query(conn, "SELECT ID FROM information_schema.PROCESSLIST "
+                                        "WHERE DB = %s AND ID <> CONNECTION_ID()", [name]):
+        try:
+            mysql.query(conn, f"KILL {int(session)}")
+        except pymysql.Error:
+            pass  # it ended meanwhile, or belongs to another user (then DROP waits for it)
+    mysql.query(conn, f"DROP DATABASE IF EXISTS {mysql.quote_name(name)}")
 
 
 def create_mysql_database(conn, server, name):
@@ -207,7 +219,7 @@ def drop_scratch_databases(source, active_tokens=set):
             if source.kind == "postgres":
                 drop_postgres_database(conn, name)
             else:
-                mysql.query(conn, f"DROP DATABASE IF EXISTS {mysql.quote_name(name)}")
+                drop_mysql_database(conn, name)
     return dropped
 
 
