@@ -166,7 +166,7 @@ def test_test_restore_implies_deep_and_refuses_a_non_boolean(app, api, pg_backup
     from webapp.models import Operation
     params = db.session.get(Operation, started.get_json()["data"]["id"]).params
     assert params["deep"] is True and params["test_restore"] is True
-    assert len(params["scratch_token"]) == 12 and int(params["scratch_token"], 16) >= 0
+    assert len(params["scratch_token"]) == 14 and int(params["scratch_token"], 16) >= 0
 
 
 def test_sqlite_and_folders_through_the_page(app, admin_client, api, tmp_path):
@@ -347,10 +347,29 @@ def test_an_encrypted_backup_is_test_restored_with_the_key_cairn_keeps(app, api,
 def test_the_reconciler_records_what_it_dropped_in_the_audit_trail(app, api, pg_backup):
     from webapp.jobs import reconcile
 
-    token = uuid.uuid4().hex[:12]
+    token = "00000001" + uuid.uuid4().hex[:6]  # made in 1970: nobody's any more
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "cairn_verify_{token}"')
     reconcile.drop_abandoned_scratch_databases(force=True)
     assert not pg_exists(f"cairn_verify_{token}")
     events = api.get("/audit?action=verify.reconcile").get_json()["data"]["items"]
     assert any(f"cairn_verify_{token}" in e["detail"] and e["target"] == "source:app" for e in events), events
+
+
+def test_which_scratch_tokens_are_kept(app, api, pg_backup):
+    """Ours while the verify runs; another installation's for a day; nobody's old one never."""
+    import time
+
+    from webapp.extensions import db
+    from webapp.models import Operation
+    from webapp.services.operations import new_scratch_token, scratch_tokens_to_keep
+
+    running, over = new_scratch_token(), new_scratch_token()
+    for token, status in ((running, "running"), (over, "failed")):
+        db.session.add(Operation(kind="verify", backup_id=pg_backup["id"], status=status,
+                                 params={"test_restore": True, "scratch_token": token}))
+    db.session.commit()
+    foreign_young = f"{int(time.time()) - 3600:08x}abcdef"
+    foreign_old = f"{int(time.time()) - 3 * 86400:08x}abcdef"
+    assert len(running) == 14 and int(running[:8], 16) <= time.time()
+    assert scratch_tokens_to_keep([running, over, foreign_young, foreign_old, "zzzz"]) == {running, foreign_young}

@@ -260,7 +260,8 @@ def test_leftover_postgres_scratch_databases_are_dropped_unless_kept(pg, pg_app)
     for token in (left, kept):
         pg.execute(f'CREATE DATABASE "cairn_verify_{token}"')
     try:
-        dropped = drop_scratch_databases(make_source("postgres", "app", url=pg_url(pg_app)), active_tokens=lambda: {kept})
+        dropped = drop_scratch_databases(make_source("postgres", "app", url=pg_url(pg_app)), 
+                                         tokens_to_keep=lambda tokens: {kept})
         assert f"cairn_verify_{left}" in dropped and f"cairn_verify_{kept}" not in dropped
         assert pg_databases(pg, f"cairn_verify_{left}") == []
         assert pg_databases(pg, f"cairn_verify_{kept}") == [f"cairn_verify_{kept}"]
@@ -369,7 +370,8 @@ def test_leftover_mysql_scratch_databases_are_dropped_unless_kept(my, my_app):
     for token in (left, kept):
         sql(my, f"CREATE DATABASE `cairn_verify_{token}`")
     try:
-        dropped = drop_scratch_databases(make_source("mysql", "app", url=mysql_url(my_app)), active_tokens=lambda: {kept})
+        dropped = drop_scratch_databases(make_source("mysql", "app", url=mysql_url(my_app)), 
+                                         tokens_to_keep=lambda tokens: {kept})
         assert f"cairn_verify_{left}" in dropped and f"cairn_verify_{kept}" not in dropped
         assert my_databases(my, f"cairn_verify_{left}") == []
         assert my_databases(my, f"cairn_verify_{kept}") == [f"cairn_verify_{kept}"]

@@ -199,21 +199,21 @@ def sqlite_load_and_count(dump_path, scratch):
 # --- leftovers -----------------------------------------------------------------------------
 
 
-def drop_scratch_databases(source, active_tokens=set):
-    """Drop the scratch databases on `source`'s server that no test restore still running owns;
-    return their names. Raises SourceError when the server cannot be reached.
+def drop_scratch_databases(source, tokens_to_keep):
+    """Drop the scratch databases on `source`'s server that no test restore uses any more; return
+    their names. Raises SourceError when the server cannot be reached.
 
-    `active_tokens()` gives the tokens of the test restores still pending or running. It is asked
-    only after the databases are listed: a test restore records its token before it creates its
-    database, so a database listed whose token is not active then belongs to none that runs.
+    `tokens_to_keep(tokens)` says which of the tokens found belong to test restores that may still
+    use them. It is asked only after the databases are listed: a test restore records its token
+    before it creates its database, so one listed whose token is not kept belongs to none that runs.
     """
     server = source.server
     listed = postgres_scratch_names(server) if source.kind == "postgres" else mysql_scratch_names(server)
-    listed = [name for name in listed if TOKEN_PATTERN.fullmatch(name[len(SCRATCH_PREFIX):])]
-    if not listed:
+    tokens = [name[len(SCRATCH_PREFIX):] for name in listed if TOKEN_PATTERN.fullmatch(name[len(SCRATCH_PREFIX):])]
+    if not tokens:
         return []
-    keep = {SCRATCH_PREFIX + token for token in active_tokens() if token}
-    dropped = [name for name in listed if name not in keep]
+    keep = tokens_to_keep(tokens)
+    dropped = [SCRATCH_PREFIX + token for token in tokens if token not in keep]
     with server.connect() as conn:
         for name in dropped:
             if source.kind == "postgres":

@@ -27,7 +27,7 @@ from ..extensions import db, get_redis
 from ..models import ACTIVE_STATUSES, Backup, Operation, Source, Status, error_columns, utcnow
 from ..services.audit import SYSTEM, audit
 from ..services.events import announce_outcome
-from ..services.operations import active_scratch_tokens
+from ..services.operations import scratch_tokens_to_keep
 from ..services.restores import claim_clean_up, describe_outcome, finish_set_aside, unfinished_set_asides
 from ..services.status import process_alive
 from ..services.storage import backup_storage
@@ -58,7 +58,8 @@ def reconcile():
 
 def drop_abandoned_scratch_databases(force=False):
     """Drop the cairn_verify_<token> databases a killed test restore left on the servers of the
-    PostgreSQL and MySQL sources, keeping those of verify operations still pending or running.
+    PostgreSQL and MySQL sources, keeping those of verify operations still pending or running
+    (and, for a day, those another Cairn installation may be using: see scratch_tokens_to_keep).
 
     The databases are listed before the tokens are read: a test restore records its token before
     it creates its database, so a database listed here whose token is not active is a leftover.
@@ -72,7 +73,7 @@ def drop_abandoned_scratch_databases(force=False):
     for row in Source.query.filter(Source.kind.in_(("postgres", "mysql"))).all():
         try:
             dropped = drop_scratch_databases(make_source(row.kind, row.name, **row.engine_settings()),
-                                             active_tokens=active_scratch_tokens)
+                                             tokens_to_keep=scratch_tokens_to_keep)
         except Exception as e:
             log.warning("could not look for test-restore leftovers on the server of %s: %s", row.name, e)
             continue

@@ -54,10 +54,8 @@ class BackupSource(Shape):
     kind: str
     size: Count = None
     table_count: Count = None
-    tables: dict[str, Count] | list[dict] | None = Field(
-        None, description='database sources: {"<schema.>table": rows}, the rows the dump holds, counted at backup '
-                          'time (a test restore compares them with what it loads); backups made before they were '
-                          'counted have [{"name", "rows"}] with the server\'s estimates (PostgreSQL, MySQL) or none')
+    tables: dict[str, Count] | list[dict] | None = Field(None, description=(
+        'database sources: {"<schema.>table": rows} counted in the dump; older backups: [{name, rows}] estimates'))
     file_count: Count = None
 
 

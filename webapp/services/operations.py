@@ -1,6 +1,7 @@
 """Operations: the restore, verify and retention jobs' status rows, and starting a verify."""
 
 import secrets
+import time
 
 from .. import runs
 from ..backup.messages import Message, N_, as_message
@@ -14,7 +15,9 @@ from .local_archives import archive_available
 from .storage import local_path
 
 RUN_VERIFY = "webapp.jobs.verify.run_verify"
-SCRATCH_TOKEN_BYTES = 6  # 12 hex digits: cairn_verify_<token>
+SCRATCH_TOKEN_BYTES = 3  # random part of a scratch token: cairn_verify_<8 hex digits of time><6 random>
+SCRATCH_FOREIGN_KEEP_SECONDS = 24 * 3600  # how long another installation's scratch database is spared
+CLOCK_SKEW_SECONDS = 300
 
 
 def get_operation(operation_id):
@@ -56,7 +59,7 @@ def start_verify(actor, backup, deep=False, identity=None, test_restore=False):
     if busy is not None:
         raise Conflict(N_("backup %(id)s is already being verified (operation %(operation)s)"), id=backup.id,
                        operation=busy.id)
-    trial = {"test_restore": True, "scratch_token": secrets.token_hex(SCRATCH_TOKEN_BYTES)} if test_restore else {}
+    trial = {"test_restore": True, "scratch_token": new_scratch_token()} if test_restore else {}
     operation = runs.new_operation(actor, "verify", backup.id, deep=deep, identity_given=identity is not None,
                                    **trial)
     db.session.commit()
@@ -85,15 +88,36 @@ def verify_depth(deep, test_restore):
     return N_("test restore") if test_restore else N_("deep") if deep else N_("quick")
 
 
-def active_scratch_tokens():
-    """The scratch tokens of test restores still pending or running (their databases are in use).
+def new_scratch_token():
+    """A test restore's token: the time it was made (8 hex digits of Unix seconds), then random."""
+    return f"{int(time.time()):08x}{secrets.token_hex(SCRATCH_TOKEN_BYTES)}"
+
+
+def scratch_tokens_to_keep(tokens):
+    """Which of `tokens` (of scratch databases found on a server) must not be dropped: those of
+    this installation's test restores still pending or running, and, since another Cairn may
+    test-restore on the same server, tokens this installation never made that are younger than
+    SCRATCH_FOREIGN_KEEP_SECONDS. Every other one was left by a test restore that is over.
 
     Read in a transaction of its own: one begun before (SQLite keeps a snapshot per read
     transaction) could miss a token recorded since, and its database would look abandoned.
     """
     db.session.commit()
-    operations = Operation.query.filter(Operation.kind == "verify", Operation.status.in_(ACTIVE_STATUSES)).all()
-    return {(o.params or {}).get("scratch_token") for o in operations} - {None}
+    token_of = Operation.params["scratch_token"].as_string()
+    ours = dict(db.session.query(token_of, Operation.status).filter(Operation.kind == "verify",
+                                                                    token_of.in_(list(tokens))).all())
+    keep = {token for token, status in ours.items() if status in ACTIVE_STATUSES}
+    return keep | {token for token in tokens if token not in ours and made_recently(token)}
+
+
+def made_recently(token, now=None):
+    """Whether a token's time (see new_scratch_token) is within SCRATCH_FOREIGN_KEEP_SECONDS."""
+    try:
+        made = int(token[:8], 16)
+    except ValueError:
+        return False
+    age = (now or time.time()) - made
+    return -CLOCK_SKEW_SECONDS <= age <= SCRATCH_FOREIGN_KEEP_SECONDS
 
 
 def record_verification(backup, ok, problems):
