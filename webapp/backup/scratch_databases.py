@@ -26,6 +26,7 @@ from .sources.sqlite import copy_database, remove_file, table_rows
 
 SCRATCH_PREFIX = "cairn_verify_"
 TOKEN_PATTERN = re.compile(r"^[0-9a-f]{6,32}$")
+CHARSET_NAME = re.compile(r"^\w+$")
 SQLITE_DEADLINE = 30  # seconds; nobody else knows the scratch file, so nothing should hold it
 MYSQL_DENIED = (1044, 1227)  # no privilege on that database / the statement needs a privilege
 MYSQL_BASE_TABLES = """
@@ -77,8 +78,14 @@ def postgres_load_and_count(server, dump_path, name, reporter):
 
 
 def create_postgres_database(conn, server, name):
-    """CREATE DATABASE from template0 (template1 may hold objects the dump would collide with)."""
-    statement = psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(psycopg.sql.Identifier(name))
+    """CREATE DATABASE from template0 (template1 may hold objects the dump would collide with),
+    with the source database's encoding and collation, which its text and sort order rely on."""
+    encoding, collate, ctype = conn.execute(
+        "SELECT pg_catalog.pg_encoding_to_char(encoding), datcollate, datctype FROM pg_catalog.pg_database "
+        "WHERE datname = pg_catalog.current_database()").fetchone()
+    statement = psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}").format(
+        psycopg.sql.Identifier(name), psycopg.sql.Literal(encoding), psycopg.sql.Literal(collate),
+        psycopg.sql.Literal(ctype))
     try:
         conn.execute(statement)
     except psycopg.errors.InsufficientPrivilege:
@@ -148,8 +155,14 @@ def drop_mysql_database(conn, name):
 
 
 def create_mysql_database(conn, server, name):
+    # The source database's defaults, which tables and routines the dump creates without their own take.
+    (charset, collation), = mysql.query(conn, "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
+                                              "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+                                        [server.database])
+    if not (CHARSET_NAME.fullmatch(charset) and CHARSET_NAME.fullmatch(collation)):
+        charset, collation = "utf8mb4", "utf8mb4_unicode_ci"  # never seen: the server's names are words
     try:
-        mysql.query(conn, f"CREATE DATABASE {mysql.quote_name(name)} CHARACTER SET utf8mb4")
+        mysql.query(conn, f"CREATE DATABASE {mysql.quote_name(name)} CHARACTER SET {charset} COLLATE {collation}")
     except pymysql.Error as e:
         code, text = mysql.error_parts(e)
         if code in MYSQL_DENIED:
