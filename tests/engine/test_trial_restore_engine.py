@@ -5,6 +5,7 @@ ever left behind. Databases are named cairn_tr_<random> (the scratch ones cairn_
 
 import os
 import sqlite3
+import subprocess
 import urllib.parse
 import uuid
 
@@ -155,6 +156,21 @@ def test_a_sqlite_count_recorded_wrong_fails_naming_the_table(tmp_path, backup):
         f"test restore of app: table users has {recorded} rows, {recorded + 1} were recorded"]
 
 
+def test_a_sqlite_dump_with_a_row_removed_fails_naming_the_table(tmp_path, backup):
+    db = tmp_path / "app.db"
+    make_db(db, rows=300).close()
+    result, archive = backup([sqlite_source(db)])
+    recorded = result.sources[0]["tables"]["users"]
+    with sqlite3.connect(db) as con:
+        con.execute("DELETE FROM users WHERE id = (SELECT max(id) FROM users)")
+    con.close()
+    sha256, members = rewrite_archive(archive, change_member=lambda name, data: db.read_bytes()
+                                      if name == "database/app.sqlite3" else data)
+    report = trial_restore_archive(archive, {}, token=new_token(), expected_sha256=sha256, expected_members=members)
+    assert [str(p) for p in report.problems] == [
+        f"test restore of app: table users has {recorded - 1} rows, {recorded} were recorded"]
+
+
 def test_an_older_backup_without_counts_checks_the_tables_and_says_so(tmp_path, backup):
     db = tmp_path / "app.db"
     make_db(db, rows=10).close()
@@ -221,6 +237,25 @@ def test_a_postgres_dump_that_does_not_match_its_counts_fails_naming_the_table(p
                                    expected_members=members)
     assert [str(p) for p in report.problems] == ["test restore of app: table public.orders has 1000 rows, "
                                                  "1001 were recorded"]
+    assert pg_databases(pg, f"cairn_verify_{token}") == []
+
+
+def test_a_postgres_dump_with_a_row_removed_fails_naming_the_table(pg, pg_app, backup, tmp_path):
+    """The archive is rebuilt around a dump of the same database with one order less: every hash
+    matches, only the rows do not."""
+    source = make_source("postgres", "app", url=pg_url(pg_app))
+    result, archive = backup([source])
+    with psycopg.connect(pg_url(pg_app), autocommit=True) as conn:
+        conn.execute("DELETE FROM orders WHERE id = 500")
+    smaller = tmp_path / "smaller.pgdump"
+    subprocess.run(["pg_dump", "--format=custom", f"--file={smaller}", f"--dbname={pg_url(pg_app)}"], check=True)
+    sha256, members = rewrite_archive(archive, change_member=lambda name, data: smaller.read_bytes()
+                                      if name == "database/app.pgdump" else data)
+    token = new_token()
+    report = trial_restore_archive(archive, {"app": source}, token=token, expected_sha256=sha256,
+                                   expected_members=members)
+    assert [str(p) for p in report.problems] == ["test restore of app: table public.orders has 999 rows, "
+                                                 "1000 were recorded"]
     assert pg_databases(pg, f"cairn_verify_{token}") == []
 
 
