@@ -358,6 +358,22 @@ def test_a_good_mysql_backup_passes_and_a_wrong_count_fails(my, my_app, backup):
     assert my_databases(my, f"cairn_verify_{token}") == []
 
 
+def test_mariadb_sequences_versioned_tables_and_routines_pass(my, my_app, backup):
+    """A sequence has no rows to count, a system-versioned table counts its current rows, and an
+    INSERT in a routine's body is not a row of the dump."""
+    sql(my, f"CREATE SEQUENCE `{my_app}`.ticket_numbers")
+    sql(my, f"CREATE TABLE `{my_app}`.prices (id int, amount int) WITH SYSTEM VERSIONING")
+    sql(my, f"INSERT INTO `{my_app}`.prices VALUES (1, 10), (2, 20)")
+    sql(my, f"UPDATE `{my_app}`.prices SET amount = amount + 1")
+    sql(my, f"CREATE PROCEDURE `{my_app}`.add_empty()\nBEGIN\nINSERT INTO `empty_one` VALUES (1),(2);\nEND")
+    source = make_source("mysql", "app", url=mysql_url(my_app))
+    result, archive = backup([source])
+    assert result.sources[0]["tables"] == {"empty_one": 0, "odd `name": 3, "orders": 1000, "prices": 2}
+    report = trial_restore_archive(archive, {"app": source}, token=new_token(), expected_sha256=result.sha256,
+                                   expected_members=result.members)
+    assert report.ok, [str(p) for p in report.problems]
+
+
 def test_a_mysql_dump_with_rows_removed_fails_naming_the_table(my, my_app, backup):
     source = make_source("mysql", "app", url=mysql_url(my_app))
     result, archive = backup([source])
