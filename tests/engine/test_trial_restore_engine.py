@@ -228,6 +228,25 @@ def test_a_good_postgres_backup_passes_and_leaves_no_scratch_database(pg, pg_app
     assert pg_databases(pg, f"cairn_verify_{token}") == []
 
 
+def test_postgres_partitions_views_and_quoted_names_pass(pg, pg_app, backup):
+    with psycopg.connect(pg_url(pg_app), autocommit=True) as conn:
+        conn.execute("CREATE TABLE measures (at date, value int) PARTITION BY RANGE (at)")
+        conn.execute("CREATE TABLE measures_2026 PARTITION OF measures FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
+        conn.execute("INSERT INTO measures SELECT '2026-01-01'::date + i % 300, i FROM generate_series(1, 50) i")
+        conn.execute('CREATE TABLE "Odd ""Name"" (x)" (id int)')
+        conn.execute('INSERT INTO "Odd ""Name"" (x)" VALUES (1)')
+        conn.execute("CREATE VIEW big_orders AS SELECT * FROM orders WHERE id > 500")
+        conn.execute("CREATE MATERIALIZED VIEW order_count AS SELECT count(*) FROM orders")
+    source = make_source("postgres", "app", url=pg_url(pg_app))
+    result, archive = backup([source])
+    tables = result.sources[0]["tables"]
+    assert tables["public.measures"] == 50 and tables["public.measures_2026"] == 50
+    assert tables['public.Odd "Name" (x)'] == 1 and "public.big_orders" not in tables
+    report = trial_restore_archive(archive, {"app": source}, token=new_token(), expected_sha256=result.sha256,
+                                   expected_members=result.members)
+    assert report.ok, [str(p) for p in report.problems]
+
+
 def test_a_postgres_dump_that_does_not_match_its_counts_fails_naming_the_table(pg, pg_app, backup):
     source = make_source("postgres", "app", url=pg_url(pg_app))
     result, archive = backup([source])
