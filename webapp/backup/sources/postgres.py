@@ -33,6 +33,7 @@ tools get it in their environment (PGPASSWORD), describe() shows the URL without
 output is blanked of it.
 """
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -430,7 +431,8 @@ class PostgresSource(DumpedSource):
             raise DumpError(N_("counting the rows of %(database)s failed: %(reason)s"), database=server.where(),
                             reason=e.diag.message_primary or str(e)) from None
         finally:
-            conn.execute("ROLLBACK")  # read only: nothing to keep
+            with contextlib.suppress(psycopg.Error):  # a broken connection must not hide why it broke
+                conn.execute("ROLLBACK")  # read only: nothing to keep
         return tables
 
     def restorer(self, token, lock_timeout, staging_dir):
