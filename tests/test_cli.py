@@ -242,3 +242,10 @@ def test_a_backup_while_one_runs_is_refused_with_the_apis_message(app, cli, app_
     assert not_admin.returncode != 0 and "only an active admin" in not_admin.stderr
     fresh()
     assert Backup.query.count() == 1
+
+
+def test_verify_test_restore(backed_up, cli):
+    operation = parsed(cli("backups", "verify", backed_up.id, "--test-restore", "--json"))
+    assert operation["kind"] == "verify" and operation["status"] == "completed", operation
+    assert operation["result"]["test_restore"] and operation["result"]["deep"]
+    assert set(operation["result"]["restored"]) == {s["name"] for s in backed_up.data["sources"]}

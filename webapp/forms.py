@@ -22,6 +22,9 @@ from .services.sources import MAX_AGE_HOURS
 REQUIRED = _l("This field is required.")
 # A backup's mode as the forms offer it ("Back up now", schedules).
 MODE_CHOICES = [("full", _l("Full")), ("incremental", _l("Incremental"))]
+# What a schedule verifies after each backup (models.SCHEDULE_VERIFY).
+VERIFY_CHOICES = [("none", _l("Nothing")), ("quick", _l("The checksum")), ("deep", _l("Every member (deep)")),
+                  ("test_restore", _l("Test restore (deep, and restore into scratch databases)"))]
 
 
 class LoginForm(FlaskForm):

@@ -66,6 +66,7 @@ LABELS = {
         "backup.restore": _l("restore finished"), "backup.verify.start": _l("verify started"),
         "backup.verify": _l("verify finished"), "backup.reconcile": _l("backup closed after its worker died"),
         "operation.reconcile": _l("operation closed after its worker died"),
+        "verify.reconcile": _l("scratch database of a dead test restore dropped"),
         "schedule.create": _l("schedule added"), "schedule.update": _l("schedule changed"),
         "schedule.delete": _l("schedule deleted"), "schedule.run.started": _l("scheduled run started"),
         "schedule.run.skipped": _l("scheduled run skipped"), "schedule.run.failed": _l("scheduled run failed"),
@@ -108,7 +109,9 @@ PHASES = {
     "staging the dump": _l("reading the uploaded dump"),
 }
 SOURCE_STEPS = {"dumping": N_("dumping %(kind)s source %(name)s"),
-                "archiving": N_("archiving %(kind)s source %(name)s")}
+                "archiving": N_("archiving %(kind)s source %(name)s"),
+                "counting": N_("counting the rows of %(kind)s source %(name)s"),
+                "testing": N_("test-restoring %(kind)s source %(name)s")}
 SOURCE_PHASE = re.compile(r"^(?P<step>\w+) (?P<kind>\w+):(?P<name>.+)$")
 # Phases that name one thing (a backup being removed, a destination): pattern -> words.
 NAMED_PHASES = [

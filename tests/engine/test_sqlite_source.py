@@ -39,7 +39,8 @@ def test_wal_database_held_open_keeps_its_uncheckpointed_commits(backup, wal_db,
     assert ("theme", "light") in sqlite_state(restored)["rows"]["settings"]
     assert integrity(restored) == "ok"
     assert result.sources == [{"name": "app", "kind": "sqlite", "table_count": 3,
-                               "size": os.path.getsize(restored)}]
+                               "size": os.path.getsize(restored),
+                               "tables": {name: len(rows) for name, rows in before["rows"].items()}}]
     # The application's connection is untouched and still works.
     app.execute("INSERT INTO users (name) VALUES ('after the backup')")
     app.commit()

@@ -75,13 +75,16 @@ def show(backup_id, as_json):
 @group.command("verify")
 @backup_id_argument
 @click.option("--deep", is_flag=True, help="Also unpack the archive and check every member and database.")
+@click.option("--test-restore", is_flag=True,
+              help="Also restore each database into a scratch database on its server and each folder into a "
+                   "temporary directory, and check every table and its rows (implies --deep).")
 @identity_option
 @wait_option
 @json_option
-def verify(backup_id, deep, identity_file, wait, as_json):
+def verify(backup_id, deep, test_restore, identity_file, wait, as_json):
     """Check a completed backup's archive against its SHA-256 (and with --deep, its manifest)."""
-    operation = operations.start_verify(actor(), backups.get_backup(backup_id), deep=deep,
-                                        identity=read_identity(identity_file))
+    operation = operations.start_verify(actor(), backups.get_backup(backup_id), deep=deep or test_restore,
+                                        test_restore=test_restore, identity=read_identity(identity_file))
     follow(operation, wait, as_json, operation_text)
 
 

@@ -11,6 +11,7 @@ from ..backup.messages import Message, N_
 from ..extensions import db
 from ..models import Backup, Source, Status
 from ..services.copies import copy_after_backup
+from ..services.operations import verify_after_scheduled_backup
 from ..services.retention import after_scheduled_backup
 from ..services.storage import backup_storage
 from .tracking import BackupTracker, LostOwnership, requester
@@ -46,6 +47,7 @@ def run_backup(backup_id, attempt):
     if not tracker.complete(result):
         backup_storage().delete(backup.file_name)
         return "abandoned: the row was reconciled before the archive was recorded"
+    start_verify_after(backup)
     start_retention_after(backup)
     start_copies_after(backup)
     return "completed"
@@ -94,6 +96,15 @@ def start_copies_after(backup):
     except Exception:
         db.session.rollback()
         log.exception("could not queue the copies of backup %s", backup.id)
+
+
+def start_verify_after(backup):
+    """Queue the verify the backup's schedule asks for; a failure to queue it never fails the backup."""
+    try:
+        verify_after_scheduled_backup(db.session.get(Backup, backup.id))
+    except Exception:
+        db.session.rollback()
+        log.exception("could not queue the verify of backup %s", backup.id)
 
 
 def start_retention_after(backup):

@@ -13,23 +13,29 @@ import datetime as dt
 import logging
 import shutil
 import socket
+import time
 
 from flask import current_app
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from .. import runs
+from ..backup import make_source
 from ..backup.messages import Message, N_
+from ..backup.scratch_databases import drop_scratch_databases, scratch_message
 from ..extensions import db, get_redis
-from ..models import ACTIVE_STATUSES, Backup, Operation, Status, error_columns, utcnow
+from ..models import ACTIVE_STATUSES, Backup, Operation, Source, Status, error_columns, utcnow
 from ..services.audit import SYSTEM, audit
 from ..services.events import announce_outcome
+from ..services.operations import scratch_tokens_to_keep
 from ..services.restores import claim_clean_up, describe_outcome, finish_set_aside, unfinished_set_asides
 from ..services.status import process_alive
 from ..services.storage import backup_storage
 
 log = logging.getLogger(__name__)
 PENDING_GRACE = dt.timedelta(seconds=30)
+SCRATCH_SWEEP_SECONDS = 600
+last_sweep = {"at": float("-inf")}  # when this process last looked for test-restore leftovers
 GONE_STATUSES = (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
 
 
@@ -45,7 +51,35 @@ def reconcile():
             closed.append(row)
     finish_unfinished_restores()
     runs.release_stale_slot()
+    drop_abandoned_scratch_databases(force=any((getattr(row, "params", None) or {}).get("scratch_token")
+                                               for row in closed))
     return closed
+
+
+def drop_abandoned_scratch_databases(force=False):
+    """Drop the cairn_verify_<token> databases a killed test restore left on the servers of the
+    PostgreSQL and MySQL sources, keeping those of verify operations still pending or running
+    (and, for a day, those another Cairn installation may be using: see scratch_tokens_to_keep).
+
+    The databases are listed before the tokens are read: a test restore records its token before
+    it creates its database, so a database listed here whose token is not active is a leftover.
+    Each server is asked at the first reconcile of a process (a worker's start), at once when a
+    dead test restore was just closed (`force`), and else every SCRATCH_SWEEP_SECONDS: a server
+    that does not answer costs the tick its connect timeout. One that fails is tried again later.
+    """
+    if not force and time.monotonic() - last_sweep["at"] < SCRATCH_SWEEP_SECONDS:
+        return
+    last_sweep["at"] = time.monotonic()
+    for row in Source.query.filter(Source.kind.in_(("postgres", "mysql"))).all():
+        try:
+            dropped = drop_scratch_databases(make_source(row.kind, row.name, **row.engine_settings()),
+                                             tokens_to_keep=scratch_tokens_to_keep)
+        except Exception as e:
+            log.warning("could not look for test-restore leftovers on the server of %s: %s", row.name, e)
+            continue
+        for name in dropped:
+            log.warning("dropped %s, left by a test restore that did not finish", name)
+            audit(SYSTEM, "verify.reconcile", f"source:{row.name}", result="ok", detail=scratch_message(name))
 
 
 def fail_orphan(row, reason, status=Status.FAILED):

@@ -279,6 +279,11 @@ class Operation(db.Model):
         return params
 
 
+# What a schedule verifies after each backup it makes: nothing, the checksum, every member, or a
+# test restore (see services.operations.start_verify).
+SCHEDULE_VERIFY = ("none", "quick", "deep", "test_restore")
+
+
 class Schedule(db.Model):
     """When to back up what, and what to keep. The tick claims a due run by moving `next_run_at`
     forward with a compare-and-set UPDATE, so each due time starts exactly one backup."""
@@ -294,6 +299,7 @@ class Schedule(db.Model):
     encrypt = db.Column(db.Boolean, nullable=False, default=False)
     mode = db.Column(db.String(16), nullable=False, default="full")  # full or incremental
     full_every = db.Column(db.Integer, nullable=False, default=7)  # with incremental: every Nth run is full
+    verify = db.Column(db.String(16), nullable=False, default="none", server_default="none")  # SCHEDULE_VERIFY
     retention = db.Column(db.JSON, nullable=False, default=dict)  # backup.retention.Policy fields
     enabled = db.Column(db.Boolean, nullable=False, default=True)
     next_run_at = db.Column(db.DateTime, index=True)  # UTC; None while disabled
@@ -308,7 +314,7 @@ class Schedule(db.Model):
     def to_dict(self):
         return {"id": self.id, "name": self.name, "timing": self.timing, "backup_type": self.backup_type,
                 "source_ids": self.source_ids or [], "compression": self.compression, "encrypt": self.encrypt,
-                "mode": self.mode, "full_every": self.full_every,
+                "mode": self.mode, "full_every": self.full_every, "verify": self.verify or "none",
                 "retention": self.retention or {}, "enabled": self.enabled,
                 "next_run_at": isoformat(self.next_run_at), "last_run_at": isoformat(self.last_run_at),
                 "last_status": self.last_status, "last_message": self.last_message,

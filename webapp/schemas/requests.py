@@ -6,6 +6,7 @@ from pydantic import (BaseModel, ConfigDict, Field,
 
 from ..backup.messages import Message, N_
 from ..backup.schedule_timing import KINDS as TIMING_KINDS
+from ..models import SCHEDULE_VERIFY
 from .fields import (CONFIRM_WORD, BackupMode, BackupType, Compression, Day, Flag, FullEvery, Globs, MaxAgeHours, Id, Identity, Location,
                      NewPassword, Locale, Note, PasswordAgain, RetentionRule, Role, ScheduleName, Secret, SourceKind, SourceName,
                      Targets, TimeZone, TimingText, Username, Weekday, one_of, refuse, shown, text)
@@ -75,6 +76,10 @@ class VerifyRequest(Body):
     """How thoroughly to verify."""
 
     deep: Flag = Field(False, description="check every member and database dump too")
+    test_restore: Flag = Field(False, description="also restore each database dump into a scratch database "
+                                                  "(cairn_verify_<token>) on its source's server and each folder into "
+                                                  "a temporary directory, check every table and its rows, and remove "
+                                                  "them; implies deep")
     identity: Identity = None
 
 
@@ -159,6 +164,10 @@ class ScheduleChange(Body):
                                                     "(default 7)")
     compression: Compression = None
     encrypt: Flag = Field(None, description="encrypt each backup with age to every encryption key")
+    verify: one_of(SCHEDULE_VERIFY) | None = Field(
+        None, description="what to verify after each backup the schedule makes: none (default), quick (the "
+                          "checksum), deep (every member and dump) or test_restore (deep, and each dump restored into "
+                          "a scratch database and each folder into a temporary directory)")
     retention: Retention | None = None
     enabled: Flag = None
 

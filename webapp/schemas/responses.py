@@ -8,7 +8,7 @@ from ..backup.archive import COMPRESSIONS
 from ..backup.schedule_timing import PRESET_KINDS
 from ..backup.sources import SOURCE_KINDS
 from ..backup.sources.base import NAME_PATTERN, redact_url
-from ..models import BACKUP_TYPES, OPERATION_KINDS, ROLES, STATUSES, TRIGGERS
+from ..models import BACKUP_TYPES, OPERATION_KINDS, ROLES, SCHEDULE_VERIFY, STATUSES, TRIGGERS
 from ..services.backups import MAX_NOTE
 from .fields import Id, Locale, TimeZone
 from .destinations import BackupCopy
@@ -54,6 +54,8 @@ class BackupSource(Shape):
     kind: str
     size: Count = None
     table_count: Count = None
+    tables: dict[str, Count] | list[dict] | None = Field(None, description=(
+        'database sources: {"<schema.>table": rows} counted in the dump; older backups: [{name, rows}] estimates'))
     file_count: Count = None
 
 
@@ -182,6 +184,7 @@ class Schedule(Translated):
     compression: Literal[tuple(COMPRESSIONS)]
     full_every: int = Field(ge=1, description="with mode incremental, every Nth run is a full backup")
     encrypt: bool = Field(description="each backup is encrypted with age to every encryption key")
+    verify: Literal[SCHEDULE_VERIFY] = Field(description="what is verified after each backup the schedule makes")
     retention: Retention
     next_runs: list[Time] = Field(max_length=5, description="the next five run times; empty while disabled")
     next_run_at: Time | None

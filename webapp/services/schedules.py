@@ -8,7 +8,7 @@ from ..backup.schedule_runs import next_runs
 from ..backup.schedule_timing import ScheduleError, Timing
 from ..errors import Conflict, Invalid, NotFound
 from ..extensions import db
-from ..models import BACKUP_TYPES, Schedule, as_naive_utc, isoformat, name_taken, utcnow
+from ..models import BACKUP_TYPES, SCHEDULE_VERIFY, Schedule, as_naive_utc, isoformat, name_taken, utcnow
 from .audit import audit
 from .backups import check_backup_options, select_sources, start_backup
 from .chains import check_full_every
@@ -97,10 +97,13 @@ def validate_schedule(data, existing=None):
     enabled = merged.get("enabled", True)
     if not isinstance(enabled, bool):
         raise Invalid(N_("%(field)s must be true or false"), field="enabled")
+    verify = merged.get("verify") or "none"
+    if verify not in SCHEDULE_VERIFY:
+        raise Invalid(N_("%(field)s must be one of %(choices)s"), field="verify", choices=", ".join(SCHEDULE_VERIFY))
     return {"name": name, "timing": timing.to_dict(), "backup_type": backup_type,
             "source_ids": [int(i) for i in source_ids] if backup_type == "custom" else [],
             "compression": compression, "encrypt": encrypt, "mode": mode, "full_every": full_every,
-            "retention": retention_policy(merged.get("retention")), "enabled": enabled}
+            "verify": verify, "retention": retention_policy(merged.get("retention")), "enabled": enabled}
 
 
 def schedule_name(fields, existing):

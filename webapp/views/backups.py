@@ -173,8 +173,9 @@ def verify_refused(error, backup_id):
 @refusals(verify_refused)
 def verify(backup_id):
     backup = get_or_404(backups.get_backup, backup_id)
-    deep = request.form.get("deep") == "1"
-    operation = operations.start_verify(actor(), backup, deep=deep,
+    test_restore = request.form.get("test_restore") == "1"
+    deep = request.form.get("deep") == "1" or test_restore  # a test restore reads every member too
+    operation = operations.start_verify(actor(), backup, deep=deep, test_restore=test_restore,
                                         identity=request.form.get("identity") if deep else None)
     return redirect(url_for("operations.detail", operation_id=operation.id))
 

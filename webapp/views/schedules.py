@@ -4,7 +4,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_babel import gettext as _, lazy_gettext as _l
 from flask_login import current_user, login_required
 
-from ..forms import MODE_CHOICES
+from ..forms import MODE_CHOICES, VERIFY_CHOICES
 from ..models import BACKUP_TYPES, Source
 from ..services import encryption, retention, schedules
 from ..services.settings import KEEP_LOCAL, RETENTION_RULES
@@ -21,6 +21,7 @@ def form_data(form):
             "type": form.get("type", "full"), "compression": "zstd",
             "source_ids": form.getlist("source_ids", type=int), "encrypt": form.get("encrypt") == "1",
             "mode": form.get("mode", "full"), "full_every": full_every_of(form),
+            "verify": form.get("verify") or "none",
             "retention": {**{rule: int(form.get(rule) or 0) if (form.get(rule) or "0").isdigit() else -1
                              for rule in RETENTION_RULES}, **keep_local_of(form)}}
     if form.get("preset") == "cron":
@@ -60,6 +61,7 @@ def schedule_values(schedule):
 
 def form_context(form):
     return {"form": form, "weekdays": WEEKDAYS, "backup_types": BACKUP_TYPES, "mode_choices": MODE_CHOICES,
+            "verify_choices": VERIFY_CHOICES,
             "sources": Source.query.order_by(Source.name).all(), "encryption_keys": len(encryption.list_keys()),
             "encrypt_all": encryption.encrypt_all()}
 

@@ -47,6 +47,7 @@ import pymysql
 from ..errors import DumpError, RestoreError, SourceError
 from ..messages import Message, N_, joined
 from ..process import ToolError, blank_out, run_tool, tool_path
+from ..sql_dump_rows import dump_row_counts
 from .base import url_without_password
 from .dumped import DumpedSource, DumpRestorer, SpoolProgress, remove_file
 
@@ -276,7 +277,10 @@ def dump_command(tool, option_file, database):
             "--single-transaction", "--routines", "--triggers", "--events", "--hex-blob",
             "--default-character-set=utf8mb4", f"--max-allowed-packet={MAX_PACKET}",
             # Tablespace statements are server-wide, and MySQL 8 needs PROCESS to read them.
-            "--no-tablespaces"]
+            "--no-tablespaces",
+            # The default, said outright: the rows are counted between LOCK TABLES and UNLOCK
+            # TABLES (sql_dump_rows), so an option file's skip-add-locks must not remove them.
+            "--add-locks"]
     if not is_mariadb_tool(tool):
         # MySQL's mysqldump writes SET @@GLOBAL.GTID_PURGED on a server with GTIDs, which fails
         # when loaded into any server that has executed transactions (every live one).
@@ -458,7 +462,12 @@ class MysqlSource(DumpedSource):
         except ToolError as e:
             raise DumpError(N_("%(tool)s of %(database)s failed: %(reason)s"), tool=e.tool,
                             database=server.where(), reason=tool_failure(e)) from None
-        self._taken = {"server_version": version, "tables": tables}
+        # The rows are counted in the dump itself: --single-transaction reads a snapshot that no
+        # other session can share, so counts taken by a session of Cairn's own, even one started
+        # at the same moment, could differ from what the dump holds; the file cannot.
+        reporter.set_phase(f"counting mysql:{self.name}")
+        counts = dump_row_counts(self.spool_path(staging_dir), [table["name"] for table in tables])
+        self._taken = {"server_version": version, "tables": counts}
 
     def restorer(self, token, lock_timeout, staging_dir):
         return MysqlRestorer(self, token, lock_timeout, staging_dir)

@@ -33,6 +33,7 @@ tools get it in their environment (PGPASSWORD), describe() shows the URL without
 output is blanked of it.
 """
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -40,6 +41,7 @@ import subprocess
 import time
 
 import psycopg
+import psycopg.sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ..errors import DumpError, RestoreError, SourceError
@@ -250,6 +252,23 @@ def dumped_tables(conn):
             for schema, table, tuples in rows]
 
 
+def table_names(conn):
+    """[(schema, table)] of the tables pg_dump dumps, in name order."""
+    return conn.execute(f"SELECT n.nspname, c.relname {DUMPED_TABLES} ORDER BY n.nspname, c.relname").fetchall()
+
+
+def row_counts(conn, reporter=None):
+    """{"schema.table": rows} of the tables pg_dump dumps, counted in the connection's snapshot."""
+    counts = {}
+    for schema, table in table_names(conn):
+        if reporter is not None:
+            reporter.check_cancel()
+        statement = psycopg.sql.SQL("SELECT count(*) FROM {}.{}").format(psycopg.sql.Identifier(schema),
+                                                                         psycopg.sql.Identifier(table))
+        counts[f"{schema}.{table}"] = conn.execute(statement).fetchone()[0]
+    return counts
+
+
 def tables_size(conn):
     """Bytes in the dumped tables and their TOAST data (not their indexes): close to the size of
     an uncompressed dump, unlike pg_database_size(). Read from the catalog's page counts (as of
@@ -320,15 +339,16 @@ def create_private_file(path):
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
-def run_pg_dump(server, path, reporter=None):
-    """pg_dump the database into a new file at `path`; the file is removed when that fails or is
-    cancelled. Raises ToolError."""
+def run_pg_dump(server, path, reporter=None, snapshot=None):
+    """pg_dump the database into a new file at `path` (in the exported `snapshot` when given);
+    the file is removed when that fails or is cancelled. Raises ToolError."""
     create_private_file(path)
     progress = SpoolProgress(path, reporter)
+    in_snapshot = [f"--snapshot={snapshot}"] if snapshot else []
     try:
         # --no-sync: the spool is scratch, read once right away and removed.
         run_tool([tool_path("pg_dump") or "pg_dump", "--format=custom", "--compress=0", "--no-sync",
-                  "--no-password", f"--file={path}", f"--dbname={server.conninfo()}"],
+                  "--no-password", *in_snapshot, f"--file={path}", f"--dbname={server.conninfo()}"],
                  env=server.tool_env(), reporter=reporter, on_poll=progress, secrets=server.secrets())
         progress()
     except BaseException:
@@ -384,16 +404,36 @@ class PostgresSource(DumpedSource):
             problem = dump_tool_problem(version, tool_version("pg_dump"))
             if problem:
                 raise SourceError(problem)
-            tables = dumped_tables(conn)
             expected = tables_size(conn)
-        # The engine learns its total only after every prepare(); until then show this dump's.
-        reporter.total = max(reporter.total, reporter.done + expected)
+            # The engine learns its total only after every prepare(); until then show this dump's.
+            reporter.total = max(reporter.total, reporter.done + expected)
+            tables = self.dump_with_counts(conn, server, staging_dir, reporter)
+        self._taken = {"server_version": version, "tables": tables}
+
+    def dump_with_counts(self, conn, server, staging_dir, reporter):
+        """Count every dumped table's rows and run pg_dump, both in one snapshot; return the counts.
+
+        The counts must describe exactly what the dump holds (a test restore compares them with
+        what it loads), so this session exports its snapshot, pg_dump reads that snapshot
+        (--snapshot), and this session counts in it once pg_dump is done (the transaction stays
+        open all along). Counting afterwards, not before: pg_dump waiting for a table's lock can
+        be cancelled, a count(*) waiting for it could not.
+        """
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:
-            run_pg_dump(server, self.spool_path(staging_dir), reporter)
+            snapshot = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]
+            run_pg_dump(server, self.spool_path(staging_dir), reporter, snapshot=snapshot)
+            tables = row_counts(conn, reporter)
         except ToolError as e:
             raise DumpError(N_("pg_dump of %(database)s failed: %(reason)s"), database=server.where(),
                             reason=tool_failure(e)) from None
-        self._taken = {"server_version": version, "tables": tables}
+        except psycopg.Error as e:
+            raise DumpError(N_("counting the rows of %(database)s failed: %(reason)s"), database=server.where(),
+                            reason=e.diag.message_primary or str(e)) from None
+        finally:
+            with contextlib.suppress(psycopg.Error):  # a broken connection must not hide why it broke
+                conn.execute("ROLLBACK")  # read only: nothing to keep
+        return tables
 
     def restorer(self, token, lock_timeout, staging_dir):
         return PostgresRestorer(self, token, lock_timeout, staging_dir)

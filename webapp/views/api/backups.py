@@ -69,7 +69,8 @@ def cancel_backup(backup_id):
 @admin_only
 def verify_backup(backup_id):
     data = body(schemas.VerifyRequest)
-    operation = operations.start_verify(caller(), backups.get_backup(backup_id), deep=data.deep, identity=data.identity)
+    operation = operations.start_verify(caller(), backups.get_backup(backup_id), deep=data.deep, identity=data.identity,
+                                        test_restore=data.test_restore)
     return ok(schemas.dump(schemas.Operation, operation), N_("verification started"), 202)
 
 
