@@ -148,7 +148,7 @@ def test_back_up_and_restore_in_place_and_elsewhere_without_showing_the_password
     assert record.get_json()["data"]["status"] == "completed", record.get_json()["data"]["error"]
     assert_no_password(record)
     summary = record.get_json()["data"]["sources"][0]
-    assert [name.split(".")[-1] for name in summary["tables"]] == ["notes"]
+    assert [(t["name"].split(".")[-1], t["rows"], t["exact"]) for t in summary["tables"]] == [("notes", 300, True)]
 
     server.damage(url)
     assert server.content(url) != original

@@ -8,13 +8,13 @@ written as 0x... (--hex-blob). Once the strings and quoted names are taken out, 
 table are the "(" that open them (see rows_in). Only what lies between LOCK TABLES
 and UNLOCK TABLES is read, so an INSERT in a routine's or trigger's body is not counted.
 
-The file is read in large blocks cut at line ends, and each block is searched with bytes.count
-and regular expressions (C speed), not line by line in Python.
+The dump is searched piece by piece where it lies, with bytes.count, bytes.find and regular
+expressions (C speed), not line by line in Python and without copying it.
 """
 
 import re
 
-BLOCK_BYTES = 16 << 20
+BLOCK_BYTES = 1 << 20  # read at a time by dump_row_counts
 LOCK = re.compile(rb"LOCK TABLES `((?:[^`]|``)+)` WRITE;")
 # Strings and quoted names, written as "unrolled loops": several times faster than (?:a|b)*.
 QUOTED = re.compile(rb"'[^'\\]*(?:\\.[^'\\]*)*'|`[^`]*(?:``[^`]*)*`", re.DOTALL)
@@ -26,69 +26,92 @@ def dump_row_counts(path, tables):
     A table of the list without rows in the dump has 0; a table the dump holds rows for but the
     list lacks (created while the dump ran) is counted too.
     """
-    counts = {name: 0 for name in tables}
-    table = None  # whose rows the text being read holds, between LOCK TABLES and UNLOCK TABLES
-    for block in blocks_at_line_ends(path):
-        block, position = b"\n" + block, 0  # every line, the first too, follows a newline
-        while True:
+    counter = RowCounter(tables)
+    with open(path, "rb") as dump:
+        while chunk := dump.read(BLOCK_BYTES):
+            counter.feed(chunk)
+    return counter.finish()
+
+
+class RowCounter:
+    """Counts the rows of a dump fed to it in pieces of any size, as they stream by (a backup
+    feeds it the spool while it archives it).
+
+    Each piece is searched where it lies, between its first and its last newline, without a
+    copy; only the line that spans two pieces is put together.
+    """
+
+    def __init__(self, tables):
+        self.counts = {name: 0 for name in tables}
+        self._table = None  # whose rows the text being read holds, between LOCK and UNLOCK TABLES
+        self._carry = [b"\n"]  # the unfinished line, after the newline before it
+
+    def feed(self, piece):
+        piece = bytes(piece)
+        first = piece.find(b"\n")
+        if first < 0:
+            self._carry.append(piece)
+            return
+        spanning = b"".join(self._carry) + piece[:first + 1]
+        self._table = count_lines(spanning, 0, len(spanning), self._table, self.counts)
+        last = piece.rfind(b"\n")
+        self._table = count_lines(piece, first, last + 1, self._table, self.counts)
+        self._carry = [piece[last:]]
+
+    def finish(self):
+        """The counts, once the whole dump has been fed."""
+        rest = b"".join(self._carry) + b"\n"
+        self._table = count_lines(rest, 0, len(rest), self._table, self.counts)
+        self._carry = [b"\n"]
+        return self.counts
+
+
+def count_lines(data, position, end, table, counts):
+    """Add the rows of the lines in data[position:end] to `counts`: data[position] is the newline
+    before the first of them, data[end - 1] the newline after the last. Return the table whose
+    rows go on after them (None outside LOCK TABLES ... UNLOCK TABLES)."""
+    while True:
+        if table is None:
+            table, position = next_locked_table(data, position, end)
             if table is None:
-                table, position = next_locked_table(block, position)
-                if table is None:
-                    break
-            unlocked = block.find(b"\nUNLOCK TABLES;\n", position)
-            counts[table] = counts.get(table, 0) + rows_in(block[position:unlocked if unlocked >= 0 else None])
-            if unlocked < 0:
-                break
-            table, position = None, unlocked + 1
-    return counts
+                return None
+        unlocked = data.find(b"\nUNLOCK TABLES;\n", position, end)
+        counts[table] = counts.get(table, 0) + rows_in(data, position, unlocked if unlocked >= 0 else end)
+        if unlocked < 0:
+            return table
+        table, position = None, unlocked + 1
 
 
-def next_locked_table(block, position):
-    """(table, where its data starts) of the next `LOCK TABLES `t` WRITE;` line, or (None, None)."""
-    while (start := block.find(b"\nLOCK TABLES `", position)) >= 0:
-        end = block.find(b"\n", start + 1)
-        end = end if end >= 0 else len(block)
-        found = LOCK.fullmatch(block, start + 1, end)
+def next_locked_table(data, position, end):
+    """(table, the newline its data starts after) of the next `LOCK TABLES `t` WRITE;` line in
+    data[position:end], or (None, None)."""
+    while (start := data.find(b"\nLOCK TABLES `", position, end)) >= 0:
+        line_end = data.find(b"\n", start + 1, end)
+        line_end = line_end if line_end >= 0 else end
+        found = LOCK.fullmatch(data, start + 1, line_end)
         if found is not None:
-            return found.group(1).replace(b"``", b"`").decode("utf-8", "replace"), end
-        position = end
+            return found.group(1).replace(b"``", b"`").decode("utf-8", "replace"), line_end
+        position = line_end
     return None, None
 
 
-def rows_in(data):
-    """The rows of the INSERT statements in `data` (whole lines of one table's data, each after a
-    newline).
+def rows_in(data, position, end):
+    """The rows of the INSERT statements in data[position:end] (whole lines of one table's data,
+    each after a newline).
 
     One row per line (MariaDB): each row is a line that starts with "(", which no string can
     hide (a string holds no raw newline), so counting needs no parsing at all. One statement per
     line (MySQL): each row starts right after "VALUES " or a "),(" separator, counted once the
     strings, which may hold either, are taken out of those lines.
     """
-    rows = data.count(b"\n(")
-    position = 0
-    while (start := data.find(b"\nINSERT INTO ", position)) >= 0:
-        end = data.find(b"\n", start + 1)
-        line = data[start + 1:end if end >= 0 else None]
+    rows = data.count(b"\n(", position, end)
+    while (start := data.find(b"\nINSERT INTO ", position, end)) >= 0:
+        line_end = data.find(b"\n", start + 1, end)
+        line = data[start + 1:line_end if line_end >= 0 else end]
         if b"VALUES (" in line:
             text = QUOTED.sub(b"", line)
             rows += text.count(b"VALUES (") + text.count(b"),(")
-        if end < 0:
+        if line_end < 0:
             break
-        position = end
+        position = line_end
     return rows
-
-
-def blocks_at_line_ends(path):
-    """The file's bytes in blocks of about BLOCK_BYTES, each ending at the end of a line."""
-    carry = b""
-    with open(path, "rb") as dump:
-        while chunk := dump.read(BLOCK_BYTES):
-            data = carry + chunk
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                carry = data  # a line longer than a block: read on
-                continue
-            carry = data[cut:]
-            yield data[:cut]
-    if carry:
-        yield carry

@@ -11,6 +11,7 @@ from ..backup.sources.base import NAME_PATTERN, redact_url
 from ..models import BACKUP_TYPES, OPERATION_KINDS, ROLES, SCHEDULE_VERIFY, STATUSES, TRIGGERS
 from ..services.backups import MAX_NOTE
 from .fields import Id, Locale, TimeZone
+from .backup_sources import BackupSource
 from .destinations import BackupCopy
 from .requests import Retention
 from .shapes import Count, CreatedBy, Shape, Time, called, empty_if_none
@@ -44,19 +45,6 @@ class WithProgress(Translated):
     @property
     def progress(self) -> Progress:
         return Progress(done_bytes=self.done_bytes, total_bytes=self.total_bytes, percent=self.percent)
-
-
-class BackupSource(Shape):
-    """One source inside a backup, with what its archive holds."""
-
-    model_config = ConfigDict(extra="allow")
-    name: str
-    kind: str
-    size: Count = None
-    table_count: Count = None
-    tables: dict[str, Count] | list[dict] | None = Field(None, description=(
-        'database sources: {"<schema.>table": rows} counted in the dump; older backups: [{name, rows}] estimates'))
-    file_count: Count = None
 
 
 class Backup(WithProgress):

@@ -25,15 +25,24 @@ def remove_file(path):
         pass
 
 
-class SpoolProgress:
-    """Reports a growing spool file's new bytes (on_poll of run_tool)."""
+FEED_BYTES = 1 << 20  # read from a growing spool at a time
 
-    def __init__(self, path, reporter):
+
+class SpoolProgress:
+    """Reports a growing spool file's new bytes (on_poll of run_tool), and feeds them to
+    `counter` (`feed(bytes)`) when there is one: the dump is read while the tool still writes
+    it, when Cairn would otherwise only wait. close() it at the end."""
+
+    def __init__(self, path, reporter, counter=None):
         self.path = path
         self.reporter = reporter
         self.reported = 0
+        self.counter = counter
+        self._reading = None
 
     def __call__(self):
+        if self.counter is not None:
+            self._feed()
         if self.reporter is None:
             return
         try:
@@ -43,6 +52,19 @@ class SpoolProgress:
         if size > self.reported:
             self.reporter.advance(size - self.reported)
             self.reported = size
+
+    def _feed(self):
+        if self._reading is None:
+            try:
+                self._reading = open(self.path, "rb")
+            except FileNotFoundError:
+                return
+        while chunk := self._reading.read(FEED_BYTES):
+            self.counter.feed(chunk)
+
+    def close(self):
+        if self._reading is not None:
+            self._reading.close()
 
 
 class CancellableReader:

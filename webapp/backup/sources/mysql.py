@@ -47,7 +47,7 @@ import pymysql
 from ..errors import DumpError, RestoreError, SourceError
 from ..messages import Message, N_, joined
 from ..process import ToolError, blank_out, run_tool, tool_path
-from ..sql_dump_rows import dump_row_counts
+from ..sql_dump_rows import RowCounter
 from .base import url_without_password
 from .dumped import DumpedSource, DumpRestorer, SpoolProgress, remove_file
 
@@ -392,20 +392,23 @@ def dump_completion_problem(path, on_start=None):
 
 
 
-def run_dump(server, path, staging_dir, reporter=None):
-    """Dump the database into a new private file at `path`; the file is removed when that
-    fails or is cancelled. Raises ToolError (or SourceError when no tool is installed)."""
+def run_dump(server, path, staging_dir, reporter=None, counter=None):
+    """Dump the database into a new private file at `path`, feeding it to `counter` (a
+    RowCounter) as it grows; the file is removed when that fails or is cancelled. Raises
+    ToolError (or SourceError when no tool is installed)."""
     tool = find_tool(DUMP_TOOLS)
+    progress = SpoolProgress(path, reporter, counter)
     try:
         with server.option_file(staging_dir) as options, \
                 open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as spool:
-            progress = SpoolProgress(path, reporter)
             run_tool(dump_command(tool, options, server.database), stdout=spool, reporter=reporter,
                      on_poll=progress, secrets=server.secrets())
             progress()
     except BaseException:
         remove_file(path)
         raise
+    finally:
+        progress.close()
 
 
 class MysqlSource(DumpedSource):
@@ -457,17 +460,17 @@ class MysqlSource(DumpedSource):
             expected = database_size(conn, server.database, with_indexes=False)
         # The engine learns its total only after every prepare(); until then show this dump's.
         reporter.total = max(reporter.total, reporter.done + expected)
+        # The rows are counted in the dump itself, while the tool writes it: --single-transaction
+        # reads a snapshot that no other session can share, so counts taken by a session of
+        # Cairn's own, even one started at the same moment, could differ from what the dump
+        # holds; the file cannot.
+        counter = RowCounter([table["name"] for table in tables])
         try:
-            run_dump(server, self.spool_path(staging_dir), staging_dir, reporter)
+            run_dump(server, self.spool_path(staging_dir), staging_dir, reporter, counter)
         except ToolError as e:
             raise DumpError(N_("%(tool)s of %(database)s failed: %(reason)s"), tool=e.tool,
                             database=server.where(), reason=tool_failure(e)) from None
-        # The rows are counted in the dump itself: --single-transaction reads a snapshot that no
-        # other session can share, so counts taken by a session of Cairn's own, even one started
-        # at the same moment, could differ from what the dump holds; the file cannot.
-        reporter.set_phase(f"counting mysql:{self.name}")
-        counts = dump_row_counts(self.spool_path(staging_dir), [table["name"] for table in tables])
-        self._taken = {"server_version": version, "tables": counts}
+        self._taken = {"server_version": version, "tables": counter.finish()}
 
     def restorer(self, token, lock_timeout, staging_dir):
         return MysqlRestorer(self, token, lock_timeout, staging_dir)
