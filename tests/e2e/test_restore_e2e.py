@@ -88,6 +88,15 @@ def test_restore_through_the_browser_dialog(browser, cairn, api, e2e, tmp_path):
     assert not [p for p in folder.parent.iterdir() if ".cairn-" in p.name]
 
 
+def kill_and_wait(e2e, workers):
+    """SIGKILL the workers, then wait until they and their work horses are gone: the horse dies
+    only once its worker has (parent-death signal), and until then it could still go on."""
+    doomed = [child for worker in workers for child in worker.children(recursive=True)] + list(workers)
+    for worker in workers:
+        worker.send_signal(9)
+    wait_for("the killed workers and their work horses to be gone", lambda: all(map(e2e.is_gone, doomed)), 10)
+
+
 def test_worker_killed_mid_restore_is_reconciled_and_every_target_put_back(cairn, api, e2e, tmp_path):
     backup, folder, db_path = backed_up_app(api, e2e, tmp_path, "killed")
     damage(folder, db_path)
@@ -102,8 +111,7 @@ def test_worker_killed_mid_restore_is_reconciled_and_every_target_put_back(cairn
         assert started.status == 202, started
         operation = wait_for_operation(api, started.data["id"],
                                        lambda o: "killed-files" in (o["result"] or {}).get("applied", []))
-        for worker in cairn.worker_processes():
-            worker.send_signal(9)
+        kill_and_wait(e2e, cairn.worker_processes())
     finally:
         app_lock.rollback()  # the application's transaction ends; the database can be written again
         app_lock.close()
