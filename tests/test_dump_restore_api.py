@@ -15,7 +15,8 @@ from backports import zstd
 from helpers import make_app_data, note_rows, run_jobs
 from test_database_sources_api import server  # noqa: F401  (PostgreSQL and MariaDB, each in turn)
 
-from webapp.models import Operation
+from webapp.backup.messages import Message
+from webapp.models import Delivery, Operation
 
 
 def tool_dump(server, url):
@@ -181,3 +182,19 @@ def test_a_second_restore_while_one_is_queued_gets_409(app, api, sqlite_app):
     assert len(staging_left(app)) == 1  # the queued one's; the refused upload is gone
     run_jobs(app)
     assert staging_left(app) == []
+
+
+def test_the_outcome_is_announced_in_the_words_of_the_file(app, api, sqlite_app):
+    source, db_path = sqlite_app
+    hook = api.post("/notifications", json={"name": "ops", "kind": "webhook", "url": "http://127.0.0.1:9/hook",
+                                            "events": ["restore.completed", "restore.failed"]})
+    assert hook.status_code == 201, hook.get_json()
+    broken = sqlite_dump(db_path) + b"INSERT INTO no_such_table VALUES (1);\n"
+    assert upload(api, source["id"], broken, "broken.sql").status_code == 202
+    run_jobs(app)
+    assert upload(api, source["id"], sqlite_dump(db_path), "good.sql").status_code == 202
+    run_jobs(app)
+    notices = {d.event: str(Message.from_record(d.notice["message"])) for d in Delivery.query.all()}
+    assert notices["restore.failed"].startswith("the restore of broken.sql failed: line ")
+    assert "no such table: no_such_table" in notices["restore.failed"]
+    assert notices["restore.completed"] == "the restore of good.sql completed"

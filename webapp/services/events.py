@@ -80,11 +80,10 @@ def operation_subject(operation):
 
 def outcome_of(row):
     """(event, message template) for a finished row, or (None, None) when it is not an event."""
+    state = "failed" if row.status in FAILED_STATUSES else row.status
     if not isinstance(row, Backup) and (row.params or {}).get("dump"):
-        state = "failed" if row.status in FAILED_STATUSES else row.status
         return DUMP_OUTCOMES.get(state, (None, None))
     kind = "backup" if isinstance(row, Backup) else row.kind
-    state = "failed" if row.status in FAILED_STATUSES else row.status
     return OUTCOMES.get((kind, state), (None, None))
 
 
