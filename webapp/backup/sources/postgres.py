@@ -423,6 +423,7 @@ class PostgresSource(DumpedSource):
         try:
             snapshot = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]
             run_pg_dump(server, self.spool_path(staging_dir), reporter, snapshot=snapshot)
+            reporter.set_phase(f"counting postgres:{self.name}")
             tables = row_counts(conn, reporter)
         except ToolError as e:
             raise DumpError(N_("pg_dump of %(database)s failed: %(reason)s"), database=server.where(),
