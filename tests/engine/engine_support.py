@@ -4,6 +4,7 @@ Archives are always opened with the standard command-line tools (argv lists, no 
 user recovering without Cairn would, and compared with the originals byte for byte.
 """
 
+import gzip
 import hashlib
 import io
 import json
@@ -12,6 +13,9 @@ import sqlite3
 import stat
 import subprocess
 import tarfile
+import zipfile
+
+from backports import zstd
 
 from webapp.backup import make_source
 from webapp.backup.archive_writer import ArchiveWriter
@@ -227,3 +231,19 @@ def write_database_archive(path, dump, kind, location):
         writer.add_stream(f"database/app.{DUMP_SUFFIXES[kind]}", io.BytesIO(dump), len(dump), 0o644, 0)
         manifest = writer.finish({"sources": [{"name": "app", "kind": kind, "size": len(dump)}]}, 0)
     return writer.sha256, manifest["members"]
+
+
+def wrapped_dump(path, wrapper, member="app.sql"):
+    """The dump at `path` as an administrator might send it: as it is ("none"), gzip ("gz"),
+    zstd ("zst") or alone in a zip as `member` ("zip"); returns the file to upload."""
+    if wrapper == "none":
+        return str(path)
+    data = open(path, "rb").read()
+    target = f"{path}.{wrapper}"
+    if wrapper == "zip":
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(member, data)
+    else:
+        with (gzip.open if wrapper == "gz" else zstd.open)(target, "wb") as f:
+            f.write(data)
+    return target

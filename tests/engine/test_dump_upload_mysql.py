@@ -2,12 +2,10 @@
 MySQL/MariaDB source: the rows, schema and code come back exactly; a dump that fails half-way
 leaves the database exactly as it was; a PostgreSQL dump is refused before anything changes."""
 
-import gzip
 import subprocess
-import zipfile
 
 import pytest
-from backports import zstd
+from engine_support import wrapped_dump
 from test_mysql_source import (DUMP_TOOL_NAMES, change_database, database_state, is_mariadb,  # noqa: F401
                                make_app_database, mysql_source, scratch, server, server_params)
 
@@ -30,23 +28,6 @@ def tool_dump(database, path, *options):
     return path
 
 
-def wrapped(path, wrapper):
-    data = open(path, "rb").read()
-    target = f"{path}.{wrapper}"
-    if wrapper == "gz":
-        with gzip.open(target, "wb") as f:
-            f.write(data)
-    elif wrapper == "zst":
-        with zstd.open(target, "wb") as f:
-            f.write(data)
-    elif wrapper == "zip":
-        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr("shop.sql", data)
-    else:
-        return path
-    return target
-
-
 def load(path, database, tmp_path):
     return restore_dump(path, identify_upload(path), mysql_source(database), token=TOKEN,
                         staging_dir=str(tmp_path / "staging"), lock_timeout=5)
@@ -60,7 +41,7 @@ def test_a_tool_dump_made_elsewhere_restores_exactly(server, scratch, tmp_path, 
     dump = tool_dump(database, str(tmp_path / "shop.sql"))
     change_database(database)
     assert database_state(database) != before
-    load(wrapped(dump, wrapper), database, tmp_path)
+    load(wrapped_dump(dump, wrapper, member="shop.sql"), database, tmp_path)
     assert database_state(database) == before
 
 

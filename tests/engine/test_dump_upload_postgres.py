@@ -2,12 +2,10 @@
 into a PostgreSQL source: the rows come back exactly; a dump that fails half-way, or names a
 role that does not exist, leaves the database exactly as it was."""
 
-import gzip
 import subprocess
-import zipfile
 
 import pytest
-from backports import zstd
+from engine_support import wrapped_dump
 from test_postgres_source import (APP_SCHEMA, POSTGRES_URL, app_db, change_everything, db_state,  # noqa: F401
                                   execute, new_database, pg_source, server, url_for)
 
@@ -21,23 +19,6 @@ TOKEN = "d1"
 def pg_dump(url, path, *options):
     subprocess.run(["pg_dump", "--no-password", *options, f"--file={path}", f"--dbname={url}"], check=True)
     return path
-
-
-def wrapped(path, wrapper):
-    data = open(path, "rb").read()
-    target = f"{path}.{wrapper}"
-    if wrapper == "gz":
-        with gzip.open(target, "wb") as f:
-            f.write(data)
-    elif wrapper == "zst":
-        with zstd.open(target, "wb") as f:
-            f.write(data)
-    elif wrapper == "zip":
-        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr("export/app.sql", data)
-    else:
-        return path
-    return target
 
 
 def load(path, url, tmp_path, **kwargs):
@@ -55,7 +36,7 @@ def test_a_pg_dump_made_elsewhere_restores_exactly(app_db, tmp_path, form, wrapp
     change_everything(url)
     assert db_state(url) != before
     reporter = Reporter()
-    load(wrapped(dump, wrapper), url, tmp_path, reporter=reporter)
+    load(wrapped_dump(dump, wrapper, member="export/app.sql"), url, tmp_path, reporter=reporter)
     assert db_state(url) == before
     assert reporter.done > 0
     assert not (tmp_path / "staging").exists() or not any((tmp_path / "staging").iterdir())

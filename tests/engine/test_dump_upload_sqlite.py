@@ -9,30 +9,12 @@ import subprocess
 import zipfile
 
 import pytest
-from backports import zstd
-from engine_support import make_db, sqlite_source, sqlite_state
+from engine_support import make_db, sqlite_source, sqlite_state, wrapped_dump
 
 from webapp.backup.errors import RestoreError
 from webapp.backup.plain_dumps import UploadRefused, identify_upload, restore_dump
 
 TOKEN = "d1"
-
-
-def wrapped(path, wrapper, member="app.sql"):
-    data = open(path, "rb").read()
-    target = f"{path}.{wrapper}"
-    if wrapper == "gz":
-        with gzip.open(target, "wb") as f:
-            f.write(data)
-    elif wrapper == "zst":
-        with zstd.open(target, "wb") as f:
-            f.write(data)
-    elif wrapper == "zip":
-        with zipfile.ZipFile(target, "w") as z:
-            z.writestr(member, data)
-    else:
-        return path
-    return target
 
 
 def sqlite3_cli(database, command, out):
@@ -72,7 +54,7 @@ def test_a_sqlite3_dump_script_restores_exactly(app, tmp_path, wrapper):
     live, original = app
     script = sqlite3_cli(original, ".dump", tmp_path / "app.sql")
     assert identify_upload(script).form == "sql"
-    load(wrapped(script, wrapper), live, tmp_path)
+    load(wrapped_dump(script, wrapper), live, tmp_path)
     assert sqlite_state(live) == sqlite_state(original)
     assert scratch_left(live) == []
 
@@ -82,7 +64,7 @@ def test_a_database_file_restores_exactly(app, tmp_path, wrapper):
     live, original = app
     copy = tmp_path / "copy.sqlite"
     subprocess.run(["sqlite3", str(original), f".backup {copy}"], check=True)
-    load(wrapped(str(copy), wrapper, member="db/app.sqlite"), live, tmp_path)
+    load(wrapped_dump(str(copy), wrapper, member="db/app.sqlite"), live, tmp_path)
     assert sqlite_state(live) == sqlite_state(original)
     assert scratch_left(live) == []
 
