@@ -10,7 +10,7 @@ import time
 
 from rq import Worker
 
-from webapp import create_app
+from webapp import create_core_app
 from webapp.extensions import db, get_notification_queue, get_queue, get_redis
 from webapp.jobs.reconcile import reconcile, worker_name
 from webapp.scheduling import tick
@@ -75,7 +75,7 @@ def main():
     role.add_argument("--scheduler", action="store_true", help="run the scheduler tick loop instead")
     role.add_argument("--notifications", action="store_true", help="run the notifications worker instead")
     args = parser.parse_args()
-    app = create_app()
+    app = create_core_app()
     (run_scheduler if args.scheduler else run_notifier if args.notifications else run_worker)(app)
 
 

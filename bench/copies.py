@@ -29,7 +29,7 @@ ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
 from s3_server import MotoServer  # noqa: E402
-from webapp.backup import S3Storage  # noqa: E402
+from webapp.backup.s3 import S3Storage  # noqa: E402
 
 MiB = 1 << 20
 TIME_TARGET = 1.25  # Cairn's put + checksum at most 1.25 x upload_file + download_file

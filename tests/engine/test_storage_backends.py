@@ -15,7 +15,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from s3_server import free_port
-from webapp.backup import BackupError, Cancelled, DestinationError, LocalStorage, S3Storage
+from webapp.backup import BackupError, Cancelled, DestinationError, LocalStorage
+from webapp.backup.s3 import S3Storage
 from webapp.backup.s3_errors import S3Errors
 
 MiB = 1 << 20

@@ -2,9 +2,8 @@
 
 from .engine import BackupResult, create_backup
 from .errors import BackupError, Cancelled, DestinationError, DumpError, SourceError
-from .s3 import S3Storage
 from .sources import SOURCE_KINDS, make_source
 from .storage import LocalStorage, Storage, StoredObject
 
 __all__ = ["BackupResult", "create_backup", "BackupError", "Cancelled", "DestinationError", "DumpError",
-           "SourceError", "SOURCE_KINDS", "make_source", "LocalStorage", "S3Storage", "Storage", "StoredObject"]
+           "SourceError", "SOURCE_KINDS", "make_source", "LocalStorage", "Storage", "StoredObject"]

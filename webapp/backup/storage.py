@@ -8,6 +8,7 @@ folders. Progress is `progress(done_bytes, total_bytes)`, called in the caller's
 
 import datetime
 import hashlib
+import importlib
 import os
 import secrets
 import shutil
@@ -19,8 +20,18 @@ from .checksums import read_sidecar
 from .errors import BackupError, Cancelled, DestinationError
 from .messages import N_
 
+# Remote places by kind, as "module:class", imported on first use: boto3 adds about 10 MB to every
+# process that loads it, and most processes (every work horse of a backup) never touch a bucket.
+REMOTE_STORAGES = {"s3": ".s3:S3Storage"}
+
 PROBE_PREFIX = ".cairn-probe-"
 PROBE_SIZE = 4096
+
+
+def remote_storage(kind, **settings):
+    """The Storage of a remote place of `kind` ("s3"), built from its settings."""
+    module, _, name = REMOTE_STORAGES[kind].partition(":")
+    return getattr(importlib.import_module(module, __package__), name)(**settings)
 
 
 @dataclass

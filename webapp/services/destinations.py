@@ -15,9 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from ..backup.archive import is_encrypted_name
 from ..backup.errors import BackupError
 from ..backup.imports import check_upload
-from ..backup.s3 import S3Storage
 from ..backup.messages import Message, N_
 from ..backup.sources.base import NAME_PATTERN
+from ..backup.storage import remote_storage
 from ..errors import Conflict, Invalid, NotFound, Unavailable
 from ..extensions import db
 from ..models import (BACKUP_TYPES, DESTINATION_KINDS, MAX_IMMUTABLE_DAYS, TRIGGERS, Backup, BackupCopy,
@@ -83,7 +83,7 @@ def delete_destination(actor, destination):
 
 def storage_for(destination):
     """The engine's storage of a destination (it holds the secret key: never log it)."""
-    return S3Storage(**destination.engine_settings())
+    return remote_storage(destination.kind, **destination.engine_settings())
 
 
 def check_destination(actor, destination):

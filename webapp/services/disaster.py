@@ -24,9 +24,9 @@ from flask import has_app_context
 from ..backup.engine import CAIRN_VERSION
 from ..backup.errors import BackupError
 from ..backup.messages import Message, N_
-from ..backup.s3 import S3Storage
 from ..backup.schedule_timing import Timing
 from ..backup.sources.base import url_without_password
+from ..backup.storage import remote_storage
 from ..errors import Invalid, ServiceError, Unavailable
 from ..extensions import db, get_queue
 from ..models import (Destination, EncryptionKey, NotificationChannel, Schedule, Setting, Source, as_naive_utc,
@@ -149,7 +149,7 @@ def publish_config():
 
 def publish_to(destination, path, allowed):
     """Put the document at one destination; None, or why it was left as it is."""
-    storage = S3Storage(**destination.engine_settings(), attempts=PUBLISH_ATTEMPTS)
+    storage = remote_storage(destination.kind, **destination.engine_settings(), attempts=PUBLISH_ATTEMPTS)
     there = load_document(storage)
     if isinstance(there, dict) and there.get("installation") not in allowed:
         return Message(N_("the %(file)s there was written by another Cairn installation (on %(host)s) and is left "
