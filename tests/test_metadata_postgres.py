@@ -69,3 +69,38 @@ def test_backup_lifecycle_with_postgres_metadata(tmp_path, redis_url, pg_databas
         assert {m["path"] for m in backup.manifest} >= {"database/app-db.sqlite3", "files/uploads/empty.txt"}
         db.session.remove()
         db.engine.dispose()
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced_before_a_request_uses_it(tmp_path, redis_url, pg_database):
+    """The server ends the session behind a pooled connection (as a restart does); the next
+    request still answers, on a new connection, without a `SELECT 1` before every request."""
+    from flask_migrate import upgrade
+
+    from webapp import create_app
+    from webapp.extensions import db
+    from webapp.services import accounts
+    from webapp.services.audit import SYSTEM
+
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "instance"), "SECRET_KEY": "k" * 40,
+                      "SQLALCHEMY_DATABASE_URI": pg_database, "REDIS_URL": redis_url, "SEED_DEMO": False})
+    assert "pool_pre_ping" not in app.config["SQLALCHEMY_ENGINE_OPTIONS"]
+    backend_pid = sa.text("SELECT pg_backend_pid()")
+    with app.app_context():
+        upgrade()
+        accounts.create_user(SYSTEM, "admin", "correct horse battery")
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
+        before = db.session.execute(backend_pid).scalar()
+        db.session.remove()  # back to the pool, still open
+        with sa.create_engine(pg_database, isolation_level="AUTOCOMMIT").connect() as other:
+            assert other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": before}).scalar()
+            while other.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"),
+                                {"pid": before}).scalar():
+                pass
+        client = app.test_client()
+        signed_in = client.post("/api/v1/auth/token", json={"username": "admin", "password": "correct horse battery"})
+        assert signed_in.status_code == 200, signed_in.get_data(as_text=True)
+        assert db.session.execute(backend_pid).scalar() != before
+        db.session.remove()
+        db.engine.dispose()

@@ -94,6 +94,7 @@ def load_config(env=None):
         "PERMANENT_SESSION_LIFETIME": _int(env, "SESSION_LIFETIME", 12 * 3600),
         "WTF_CSRF_TIME_LIMIT": None,
         # As many pooled connections as a web process has threads (WEB_THREADS): with
-        # fewer, busy threads open and close connections of their own on every request.
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "pool_size": WEB_THREADS},
+        # fewer, busy threads open and close connections of their own on every request. No
+        # pool_pre_ping: extensions.py replaces closed connections without a round trip.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": WEB_THREADS},
     }

@@ -1,5 +1,7 @@
 """Flask extensions and the Redis/RQ accessors, created once and bound by the app factories."""
 
+import select
+
 import redis
 import sqlalchemy as sa
 import rq
@@ -10,6 +12,8 @@ from flask_sqlalchemy.pagination import QueryPagination
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.pool import Pool
 
 # Named constraints keep Alembic migrations portable between SQLite and PostgreSQL.
 NAMING = {
@@ -34,6 +38,25 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+
+@event.listens_for(Pool, "checkout")
+def _replace_connections_the_server_closed(dbapi_connection, connection_record, connection_proxy):
+    """A pooled PostgreSQL connection that the server has closed (a restart, a terminated
+    session) is replaced before a request uses it: DisconnectionError makes the pool open a new one.
+
+    This polls the socket instead of sending `SELECT 1` before every request as pool_pre_ping
+    does, which took a tenth of the status fragment's throughput. An idle connection has nothing
+    to read; one the server closed reads as end of file.
+    """
+    if not hasattr(dbapi_connection, "pgconn"):
+        return  # SQLite: a file, not a connection that can be closed under us
+    if dbapi_connection.closed or dbapi_connection.broken:
+        raise DisconnectionError("the connection is closed")
+    poll = select.poll()
+    poll.register(dbapi_connection.fileno(), select.POLLIN)
+    if poll.poll(0):
+        raise DisconnectionError("the server closed the connection")
 
 
 def get_redis():
