@@ -76,6 +76,8 @@ def test_the_window_holds_at_most_max_files_until_they_are_archived(tmp_path):
         time.sleep(0.2)
         assert ahead.asked == 3
         ahead.archived()
+        time.sleep(0.2)
+        assert ahead.asked == 3  # not refilled file by file: each wake-up costs the archiving thread
         ahead.archived()
         assert wait_for(lambda: ahead.asked == 5)
         time.sleep(0.2)
@@ -88,10 +90,13 @@ def test_the_window_holds_at_most_max_bytes(tmp_path):
         assert wait_for(lambda: ahead.asked == 3)  # 3000 bytes asked for: the window is full
         time.sleep(0.2)
         assert ahead.asked == 3
-        ahead.archived()  # 2000 bytes ahead: room for one more
-        assert wait_for(lambda: ahead.asked == 4)
+        ahead.archived()  # 2000 bytes ahead: the window is refilled only once it is half empty
         time.sleep(0.2)
-        assert ahead.asked == 4
+        assert ahead.asked == 3
+        ahead.archived()  # 1000 bytes ahead: refilled up to the limit again
+        assert wait_for(lambda: ahead.asked == 5)
+        time.sleep(0.2)
+        assert ahead.asked == 5
 
 
 def test_vanished_files_fifos_and_symlinks_are_passed_over(tmp_path):

@@ -47,7 +47,8 @@ class ReadAhead:
         with self._room:
             if self._sizes:
                 self._bytes -= self._sizes.popleft()
-                self._room.notify()
+                if self._half_empty():
+                    self._room.notify()
 
     def _run(self):
         try:
@@ -58,8 +59,12 @@ class ReadAhead:
     def _advise_all(self):
         for path in self._paths:
             with self._room:
-                while not self._stopping and (len(self._sizes) >= self._max_files or self._bytes >= self._max_bytes):
-                    self._room.wait()
+                # A full window is refilled once it is half empty, not file by file: waking this
+                # thread for every archived file cost the archiving thread the GIL each time
+                # (5 s of a 17 s backup of 250,000 small files with a warm cache).
+                if self._full():
+                    while not self._stopping and not self._half_empty():
+                        self._room.wait()
                 if self._stopping:
                     return
             size = advise_will_need(path)
@@ -67,6 +72,12 @@ class ReadAhead:
                 self._sizes.append(size)
                 self._bytes += size
                 self.asked += 1
+
+    def _full(self):
+        return len(self._sizes) >= self._max_files or self._bytes >= self._max_bytes
+
+    def _half_empty(self):
+        return len(self._sizes) <= self._max_files // 2 and self._bytes <= self._max_bytes // 2
 
     @property
     def running(self):
