@@ -12,9 +12,10 @@ from flask import current_app
 from .extensions import db
 from .models import ApiKey, User, utcnow
 
-# OWASP's argon2id settings (19 MiB, 2 passes, 1 lane). argon2-cffi's default of 64 MiB made each
-# sign-in raise a web worker's memory by 64 MB, and eight at once by half a gigabyte. Hashes made
-# with other settings still verify, and are rehashed with these at the next sign-in.
+# OWASP's recommended minimum for argon2id (19 MiB, 2 passes, 1 lane). argon2-cffi's default of
+# 64 MiB made each sign-in raise a web worker's memory by 64 MB, and eight at once by half a
+# gigabyte. Hashes made with other settings still verify, and are rehashed with these at the next
+# sign-in.
 _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 API_KEY_PREFIX = "cairn_"
 JWT_ALGORITHM = "HS256"
