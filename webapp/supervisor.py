@@ -99,7 +99,7 @@ def start_embedded_redis(data_dir, url):
     sys.exit(f"the embedded Redis did not start; see {redis_dir}/redis.log")
 
 
-def run_setup(env):
+def set_up_in_a_child(env):
     """`flask setup` (migrations, the first admin, the demo) in a process of its own, so this one,
     which runs as long as Cairn does, never holds the web side and Alembic."""
     return subprocess.run([sys.executable, "-m", "flask", "setup"], cwd=ROOT, env=env)
@@ -192,7 +192,7 @@ def main():
         redis_child = start_embedded_redis(config["DATA_DIR"], config["REDIS_URL"])
     env["REDIS_URL"] = config["REDIS_URL"]
     os.environ["REDIS_URL"] = config["REDIS_URL"]
-    setup = run_setup(env)
+    setup = set_up_in_a_child(env)
     if setup.returncode != 0:
         log(f"setup failed (code {setup.returncode}); see above")
         if redis_child is not None:

@@ -9,7 +9,6 @@ import urllib.parse
 from .messages import Message, N_
 
 
-
 def sqlite_uri(path, mode):
     """A SQLite `file:` URI for `path`: '#', '?' and '%' in file names are escaped, never parsed
     (unescaped, SQLite would open, or even create, a different file)."""
