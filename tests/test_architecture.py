@@ -10,6 +10,8 @@ import sys
 
 import grimp
 
+from webapp.backup.sources import DUMP_KINDS, SOURCE_KINDS, source_class
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 WEBAPP = ROOT / "webapp"
 LINT_IMPORTS = pathlib.Path(sys.executable).with_name("lint-imports")
@@ -84,6 +86,24 @@ def test_the_worker_side_leaves_the_web_side_and_s3_out():
     boto3, which would add tens of MB to every work horse."""
     heavy = ("webapp.views", "webapp.web", "flask_migrate", "alembic", "boto3", "prometheus_client")
     assert loaded_modules("worker, webapp.jobs.backup", heavy) == "[]"
+
+
+def test_server_database_drivers_load_only_when_a_server_source_is_used():
+    """psycopg and PyMySQL weigh about 35 MB; the web side and the work horses of folder and
+    SQLite jobs never need them (with SQLite metadata)."""
+    drivers = ("psycopg", "pymysql")
+    everything = ("worker, webapp.web, webapp.jobs.backup, webapp.jobs.restore, "
+                  "webapp.jobs.verify, webapp.jobs.reconcile, webapp.services.dump_restores")
+    assert loaded_modules(everything, drivers) == "[]"
+    assert loaded_modules("webapp.backup; webapp.backup.make_source('postgres', 'app', url='postgresql://h/db')",
+                          drivers) == "['psycopg']"
+
+
+def test_the_source_kinds_are_named_as_their_classes_say():
+    for kind in SOURCE_KINDS:
+        assert source_class(kind).kind == kind
+    dump_kinds = {source_class(kind).dump_kind: kind for kind in SOURCE_KINDS if source_class(kind).dump_kind}
+    assert DUMP_KINDS == dump_kinds
 
 
 def test_modules_and_functions_stay_readable():

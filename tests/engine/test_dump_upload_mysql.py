@@ -10,7 +10,8 @@ from test_mysql_source import (DUMP_TOOL_NAMES, change_database, database_state,
                                make_app_database, mysql_source, scratch, server, server_params)
 
 from webapp.backup.errors import RestoreError
-from webapp.backup.plain_dumps import UploadRefused, identify_upload, restore_dump
+from webapp.backup.plain_dump_restore import restore_dump
+from webapp.backup.plain_dumps import UploadRefused, identify_upload
 from webapp.backup.sources.mysql import find_tool
 
 TOKEN = "d1"

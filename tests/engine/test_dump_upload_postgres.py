@@ -10,7 +10,8 @@ from test_postgres_source import (APP_SCHEMA, POSTGRES_URL, app_db, change_every
                                   execute, new_database, pg_source, server, url_for)
 
 from webapp.backup.errors import RestoreError
-from webapp.backup.plain_dumps import UploadRefused, identify_upload, restore_dump
+from webapp.backup.plain_dump_restore import restore_dump
+from webapp.backup.plain_dumps import UploadRefused, identify_upload
 from webapp.backup.progress import Reporter
 
 TOKEN = "d1"

@@ -12,7 +12,8 @@ import pytest
 from engine_support import make_db, sqlite_source, sqlite_state, wrapped_dump
 
 from webapp.backup.errors import RestoreError
-from webapp.backup.plain_dumps import UploadRefused, identify_upload, restore_dump
+from webapp.backup.plain_dump_restore import restore_dump
+from webapp.backup.plain_dumps import UploadRefused, identify_upload
 
 TOKEN = "d1"
 

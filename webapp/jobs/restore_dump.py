@@ -7,7 +7,8 @@ from rq.timeouts import JobTimeoutException
 
 from ..backup import BackupError, Cancelled
 from ..backup.messages import Message, N_
-from ..backup.plain_dumps import DumpFormat, restore_dump
+from ..backup.plain_dump_restore import restore_dump
+from ..backup.plain_dumps import DumpFormat
 from ..models import Status
 from ..services.audit import audit
 from ..services.dump_restores import operation_staging, uploaded_dump_path

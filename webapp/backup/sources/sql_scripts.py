@@ -1,5 +1,5 @@
 """Loading SQL scripts made elsewhere: a PostgreSQL plain dump through psql, and a SQLite script
-built into a fresh database (see plain_dumps.py for how they are recognised)."""
+built into a fresh database (plain_dumps.py recognises them, plain_dump_restore.py restores them)."""
 
 import io
 import os
