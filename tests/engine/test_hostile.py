@@ -322,6 +322,64 @@ def test_an_oversized_member_is_refused_before_its_bytes_are_staged(tmp_path, ta
     assert cairn_leftovers(targets["tree"], targets["db"]) == []
 
 
+def stored_elsewhere(entries, path):
+    """The record's entries, with `path` held by an earlier archive of the chain instead."""
+    return [dict(e, **({"in": "earlier"} if e["path"] == path else {})) for e in entries]
+
+
+def with_cairn_json_of(tmp_path, **changes):
+    """A good archive's record, but for cairn.json, which says something else in the archive."""
+    members = good_members(tmp_path)
+    record = [entry(n, d) for n, d in members]
+    members[0] = ("cairn.json", cairn_json(**changes))
+    return write_zst(tmp_path / "out.tar.zst", tar_stream(members)), record
+
+
+RECORD_MISMATCHES = [
+    # The archive and its manifest agree with each other; the record lists one file more.
+    ("listed-in-record-but-missing", lambda tmp: (
+        write_zst(tmp / "out.tar.zst", tar_stream(good_members(tmp))),
+        [entry(n, d) for n, d in good_members(tmp)] + [entry("files/up/gone.txt", b"gone\n")]),
+     "missing from the archive but listed in the backup's record: files/up/gone.txt"),
+    # The record and the manifest agree; the archive lacks the file.
+    ("missing-from-the-archive", lambda tmp: (
+        listed_but_missing(tmp), [entry(n, d) for n, d in good_members(tmp)] + [entry("files/up/gone.txt", b"gone\n")]),
+     "missing from the archive but listed in manifest.json: files/up/gone.txt"),
+    ("stored-here-but-recorded-elsewhere", lambda tmp: (
+        write_zst(tmp / "out.tar.zst", tar_stream(good_members(tmp))),
+        stored_elsewhere([entry(n, d) for n, d in good_members(tmp)], "files/up/ok.txt")),
+     "not listed in the backup's record: files/up/ok.txt"),
+    ("other-cairn-json", lambda tmp: with_cairn_json_of(tmp, cairn_version="9.9.9"),
+     "cairn.json: SHA-256 does not match the manifest"),
+    ("record-lists-fewer", lambda tmp: (write_zst(tmp / "out.tar.zst", tar_stream(good_members(tmp))),
+                                        [entry(n, d) for n, d in good_members(tmp)][:-1]),
+     "'database/app.sqlite3' is not in the backup's manifest"),
+]
+
+
+@pytest.mark.parametrize("build, words", [pytest.param(b, w, id=i) for i, b, w in RECORD_MISMATCHES])
+def test_an_archive_that_differs_from_its_record_is_refused_and_nothing_is_written(tmp_path, targets, build,
+                                                                                    words):
+    """A restore job holds the archive to the backup's record as it streams (and keeps no list of
+    its own): every way the two can differ is found, before any target is touched."""
+    archive, record = build(tmp_path)
+    before = target_state(targets["tree"], targets["db"])
+    with pytest.raises(VerifyError) as refused:
+        restore_archive(archive, targets["sources"], token="t1", expected_members=record)
+    assert words in str(refused.value)
+    assert target_state(targets["tree"], targets["db"]) == before
+    assert cairn_leftovers(targets["tree"], targets["db"]) == []
+    report = verify_archive(archive, None, record, deep=True, staging_dir=tmp_path / "v")
+    assert any(words in p for p in map(str, report.problems)), report.problems
+
+
+def test_a_sound_archive_held_to_its_record_counts_its_members(tmp_path):
+    archive = write_zst(tmp_path / "out.tar.zst", tar_stream(good_members(tmp_path)))
+    record = [entry(n, d) for n, d in good_members(tmp_path)]
+    result = scan_archive(archive, expected=record)
+    assert (result.member_count, result.members, result.manifest["members"]) == (6, None, record)
+
+
 def test_small_unpack_limit_refuses_a_decompression_bomb(tmp_path):
     """Four MiB of zeros compress to almost nothing; the reader stops at its limit."""
     archive = with_member(("files/up/zeros.bin", bytes(4 << 20)))(tmp_path)

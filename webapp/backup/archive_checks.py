@@ -6,7 +6,7 @@ import tarfile
 
 from .archive import FORMAT_VERSION
 from .crypto import AGE_MAGIC
-from .incremental import stored
+from .incremental import is_reference, stored
 from .errors import VerifyError
 from .messages import Message, N_
 
@@ -92,10 +92,14 @@ def check_meta(meta):
         raise VerifyError(N_("cairn.json does not list its sources (a list of objects with a name)"))
 
 
-def check_expected(member, want):
+def check_expected(member, want, sha256=None):
+    """Hold a member's header (and the SHA-256 of one already read) to its entry in the record."""
     name = member_name(member)
     if want is None:
         raise VerifyError(N_("member %(name)s is not in the backup's manifest"), name=repr(name))
+    if is_reference(want):  # the record says another archive of the chain holds it
+        raise VerifyError(N_("in the archive but not listed in %(where)s: %(paths)s"),
+                          where=Message(N_("the backup's record")), paths=name)
     kind = "dir" if member.isdir() else "file"
     if want.get("type", "file") != kind:
         raise VerifyError(N_("member %(name)s is a %(kind)s, the manifest says %(listed)s"), name=repr(name),
@@ -103,19 +107,35 @@ def check_expected(member, want):
     if member.size != want.get("size", 0):
         raise VerifyError(N_("member %(name)s is %(size)s bytes, the manifest says %(listed)s"),
                           name=repr(name), size=member.size, listed=str(want.get("size")))
+    if sha256 is not None and sha256 != want.get("sha256"):
+        raise VerifyError(N_("%(name)s: SHA-256 does not match the manifest (damaged)"), name=name)
 
 
-def compare_manifest(seen, manifest, expected):
-    """The members found must be exactly the manifest's (and the record's, when given)."""
+def compare_manifest(seen, manifest):
+    """The members found (their entries) must be exactly those manifest.json lists."""
+    # An incremental archive's manifest also lists files other archives hold ("in"): not here.
+    check_same(seen, stored(listed_members(manifest)), "manifest.json")
+
+
+def compare_with_record(manifest, expected, names):
+    """manifest.json must list what the record lists, and the archive must hold every member the
+    record says it stores (`names`: those read, each already held to its entry in the record).
+    The manifest's members are then the record's, and its own parsed list is let go."""
+    check_same(listed_members(manifest), expected, Message(N_("the backup's record")))
+    missing = [m["path"] for m in stored(expected) if m["path"] not in names]
+    if missing:
+        raise VerifyError(N_("missing from the archive but listed in %(where)s: %(paths)s"), where="manifest.json",
+                          paths=", ".join(sorted(missing)[:5]))
+    manifest["members"] = expected
+
+
+def listed_members(manifest):
     listed = manifest.get("members")
     if manifest.get("format_version") != FORMAT_VERSION or not isinstance(listed, list):
         raise VerifyError(N_("manifest.json is not a version 1 Cairn manifest"))
     if not all(isinstance(m, dict) for m in listed):
         raise VerifyError(N_("%(where)s lists members without a path"), where="manifest.json")
-    # An incremental archive's manifest also lists files other archives hold ("in"): not here.
-    check_same(seen, stored(listed), "manifest.json")
-    if expected is not None:
-        check_same(listed, expected, Message(N_("the backup's record")))
+    return listed
 
 
 def check_same(found, listed, where):

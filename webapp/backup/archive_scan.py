@@ -19,7 +19,8 @@ from backports import zstd
 
 from .archive import compression_from_name, is_encrypted_name
 from .archive_checks import (TOP_LEVEL, check_expected, check_magic, check_member_layout,
-                             check_member_safety, check_meta, compare_manifest, member_name, parse_json)
+                             check_member_safety, check_meta, compare_manifest, compare_with_record, member_name,
+                             parse_json)
 from .errors import Cancelled, KeyMismatch, VerifyError, error_text
 from .member_workers import NOT_CHECKED, MemberJob, MemberWorkers
 from .messages import N_
@@ -38,8 +39,9 @@ class ScanResult:
     sha256: str
     size: int
     meta: dict
-    manifest: dict
-    members: list
+    manifest: dict  # held to the record when there is one: then its members are the record's
+    member_count: int  # the members read (all but manifest.json)
+    members: list = None  # their entries, as a manifest lists them; only without a record
 
 
 class _Progress:
@@ -115,8 +117,11 @@ def scan_archive(path, sink=None, expected=None, reporter=None, max_unpacked=Non
         raise VerifyError(N_("cairn.json is missing: this is not a Cairn archive"))
     if scan.manifest is None:
         raise VerifyError(N_("manifest.json is missing: the archive is incomplete"))
-    compare_manifest(scan.seen, scan.manifest, expected)
-    return ScanResult(source.sha256.hexdigest(), source.raw_size, scan.meta, scan.manifest, scan.seen)
+    if expected is None:
+        compare_manifest(scan.seen, scan.manifest)
+    else:
+        compare_with_record(scan.manifest, expected, scan.names)
+    return ScanResult(source.sha256.hexdigest(), source.raw_size, scan.meta, scan.manifest, scan.count, scan.seen)
 
 
 def run_to_the_end(scan, workers):
@@ -134,7 +139,12 @@ def run_to_the_end(scan, workers):
 
 
 class _Scan:
-    """One pass over the members of a tar stream: each is checked, then read or handed to the sink."""
+    """One pass over the members of a tar stream: each is checked, then read or handed to the sink.
+
+    Without a record, it keeps every member's entry, for comparing with manifest.json at the end.
+    With one, each member is held to its entry in the record as it streams, and only names are
+    kept: a folder of a million files would otherwise be held in memory twice more.
+    """
 
     def __init__(self, tar, sink, expected_by_name, limit, progress, workers):
         self.tar = tar
@@ -143,7 +153,8 @@ class _Scan:
         self.expected_by_name = expected_by_name
         self.limit = limit
         self.progress = progress
-        self.seen, self.names, self.meta, self.manifest, self.unpacked = [], set(), None, None, 0
+        self.seen = [] if expected_by_name is None else None
+        self.names, self.meta, self.manifest, self.unpacked, self.count = set(), None, None, 0, 0
 
     def run(self):
         while (member := self.tar.next_member()) is not None:
@@ -179,7 +190,10 @@ class _Scan:
         if name == "cairn.json":
             self.meta = parse_json(data, "cairn.json")
             check_meta(self.meta)
-            self.seen.append(entry_for(member, hashlib.sha256(data).hexdigest()))
+            entry = entry_for(member, hashlib.sha256(data).hexdigest())
+            if self.expected_by_name is not None:
+                check_expected(member, self.expected_by_name.get(name), entry["sha256"])
+            self.note(entry)
         else:
             self.manifest = parse_json(data, "manifest.json")
 
@@ -190,16 +204,22 @@ class _Scan:
         if member.isdir():
             if self.sink is not None:
                 self.sink(name, member)  # folders carry their owner, which the manifest does not
-            self.seen.append(entry_for(member, None))
+            self.note(entry_for(member, None))
             return
         out = self.sink(name, member) if self.sink else None
-        entry = entry_for(member, None)  # its SHA-256 is filled in by whoever hashes it
-        job = MemberJob(len(self.seen), name, out, want.get("sha256") if want is not None else NOT_CHECKED, entry)
-        self.seen.append(entry)
+        # Its SHA-256 is filled in by whoever hashes it (held to the record's, when there is one).
+        entry = entry_for(member, None) if self.seen is not None else None
+        job = MemberJob(self.count, name, out, want.get("sha256") if want is not None else NOT_CHECKED, entry)
+        self.note(entry)
         if out is None or getattr(out, "any_thread", False):
             self.hand_over(job, member)
         else:
             self.copy_here(job, member)
+
+    def note(self, entry):
+        if self.seen is not None:
+            self.seen.append(entry)
+        self.count += 1
 
     def hand_over(self, job, member):
         """The member's bytes go to the workers, which hash them and feed its sink."""

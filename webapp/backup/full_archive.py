@@ -87,7 +87,10 @@ class FullArchive:
                     yield from copy_member(readers[entry.get("in", self.target.name)], entry, out)
             results = {name: reader.finish() for name, reader in readers.items()}
             target = results[self.target.name]
-            if target.members[0]["sha256"] != hashlib.sha256(self.meta_data).hexdigest():
+            # The reader held the archive's cairn.json to the record's entry: the copy read first
+            # must be that one too.
+            if record_entry(self.target.members, "cairn.json").get("sha256") != \
+                    hashlib.sha256(self.meta_data).hexdigest():
                 raise VerifyError(N_("%(file)s changed while it was being read"),
                                   file=os.path.basename(self.target.path))
             members = [json_entry("cairn.json", meta, self.mtime),
@@ -120,6 +123,10 @@ def plan(target, held):
                                   name=name, path=path)
         wanted[name] = (archive, paths)
     return wanted
+
+
+def record_entry(members, path):
+    return next((m for m in members if m["path"] == path), {})
 
 
 def read_meta(path, identities=None):

@@ -32,7 +32,8 @@ NOT_CHECKED = object()  # the digest a member must have when there is no record 
 
 
 class MemberJob:
-    """One regular member: where its bytes go, the digest it must have, and its manifest entry."""
+    """One regular member: where its bytes go, the digest it must have, and its manifest entry
+    (None when a record holds it)."""
 
     __slots__ = ("digest", "dropped", "entry", "index", "name", "out", "want", "worker")
 
@@ -52,7 +53,8 @@ class MemberJob:
         if out is not None:
             out.close()
         digest = self.digest.hexdigest()
-        self.entry["sha256"] = digest
+        if self.entry is not None:
+            self.entry["sha256"] = digest
         if self.want is not NOT_CHECKED and digest != self.want:
             raise VerifyError(N_("%(name)s: SHA-256 does not match the manifest (damaged)"), name=self.name)
 

@@ -56,7 +56,7 @@ def verify_archive(path, expected_sha256=None, expected_members=None, deep=False
         result = scan_archive(path, sink=spool.sink, expected=expected_members, reporter=reporter,
                               identities=identities)
         problems = checksum_problems(path, result.sha256, expected_sha256) + spool.problems()
-        return VerifyReport(not problems, deep, problems, result.sha256, len(result.members))
+        return VerifyReport(not problems, deep, problems, result.sha256, result.member_count)
     except KeyMismatch as e:
         # No key opens it: a damaged header reads like that too, which the file's SHA-256 tells
         # apart; otherwise it is the caller's key, not the archive, that is wrong.

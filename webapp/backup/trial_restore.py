@@ -68,7 +68,7 @@ def trial_restore_archive(path, sources, *, token, expected_sha256=None, expecte
         except VerifyError as e:
             return TrialReport(False, quick_check(path, expected_sha256) + [e.message])
         problems = checksum_problems(path, result.sha256, expected_sha256) + spool.problems()
-        report = TrialReport(not problems, problems, sha256=result.sha256, members=len(result.members))
+        report = TrialReport(not problems, problems, sha256=result.sha256, members=result.member_count)
         if report.ok:
             trial = Trial(report, sources, token, staging_dir, reporter, lock_timeout)
             trial.databases(spool.dumps, summaries(result.manifest))
