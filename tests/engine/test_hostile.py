@@ -13,6 +13,8 @@ from backports import zstd
 from engine_support import files_source, make_db, sha256_of, sqlite_source, write_file
 from test_restore import cairn_leftovers, target_state
 
+from webapp.backup import archive_scan
+from webapp.backup.archive_checks import shared_with_record
 from webapp.backup.archive_scan import scan_archive
 from webapp.backup.errors import RestoreError, VerifyError
 from webapp.backup.restore import restore_archive, verify_archive
@@ -378,6 +380,29 @@ def test_a_sound_archive_held_to_its_record_counts_its_members(tmp_path):
     record = [entry(n, d) for n, d in good_members(tmp_path)]
     result = scan_archive(archive, expected=record)
     assert (result.member_count, result.members, result.manifest["members"]) == (6, None, record)
+
+
+def test_manifest_json_may_grow_with_its_members_and_no_further(tmp_path, monkeypatch):
+    """A folder of a few hundred thousand files has a manifest.json of tens of MB: it is allowed
+    a fixed size plus a few KiB per member, so a genuine one is read, and a padded one is not."""
+    members = good_members(tmp_path)
+    archive = write_zst(tmp_path / "out.tar.zst", tar_stream(members))
+    record = [entry(n, d) for n, d in members]
+    monkeypatch.setattr(archive_scan, "MAX_JSON_BYTES", len(members[0][1]))  # cairn.json just fits
+    assert scan_archive(archive).member_count == 6
+    assert scan_archive(archive, expected=record).member_count == 6
+    monkeypatch.setattr(archive_scan, "MAX_JSON_BYTES_PER_MEMBER", 16)
+    with pytest.raises(VerifyError, match="manifest.json is .* bytes; too large to be Cairn's"):
+        scan_archive(archive, expected=record)
+
+
+def test_a_listed_member_equal_to_the_record_is_the_records_own_entry():
+    """What keeps a manifest held to its record from costing a second copy of every entry."""
+    record = [entry("files/up/a.txt", b"a\n"), entry("files/up/b.txt", b"b\n")]
+    changed = dict(record[1], size=99)
+    listed = json.loads(json.dumps([record[0], changed]), object_hook=shared_with_record({m["path"]: m for m in record}))
+    assert listed[0] is record[0]
+    assert listed[1] == changed and listed[1] is not record[1]
 
 
 def test_small_unpack_limit_refuses_a_decompression_bomb(tmp_path):

@@ -69,9 +69,9 @@ def member_name(member):
     return member.name.rstrip("/") if member.isdir() else member.name
 
 
-def parse_json(data, what):
+def parse_json(data, what, object_hook=None):
     try:
-        value = json.loads(data)
+        value = json.loads(data, object_hook=object_hook)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise VerifyError(N_("%(file)s is not valid JSON (%(error)s)"), file=what, error=str(e)) from None
     if not isinstance(value, dict):
@@ -115,6 +115,20 @@ def compare_manifest(seen, manifest):
     """The members found (their entries) must be exactly those manifest.json lists."""
     # An incremental archive's manifest also lists files other archives hold ("in"): not here.
     check_same(seen, stored(listed_members(manifest)), "manifest.json")
+
+
+def shared_with_record(expected_by_name):
+    """A json.loads object_hook that hands back the record's own entry for a listed member equal
+    to it: a manifest held to its record then costs a list of references, not a second copy of
+    every entry. None (no hook) without a record."""
+    if expected_by_name is None:
+        return None
+
+    def shared(entry):
+        path = entry.get("path")
+        want = expected_by_name.get(path) if isinstance(path, str) else None
+        return want if want is not None and want == entry else entry
+    return shared
 
 
 def compare_with_record(manifest, expected, names):

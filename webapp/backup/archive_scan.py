@@ -20,13 +20,16 @@ from backports import zstd
 from .archive import compression_from_name, is_encrypted_name
 from .archive_checks import (TOP_LEVEL, check_expected, check_magic, check_member_layout,
                              check_member_safety, check_meta, compare_manifest, compare_with_record, member_name,
-                             parse_json)
+                             parse_json, shared_with_record)
 from .errors import Cancelled, KeyMismatch, VerifyError, error_text
 from .member_workers import NOT_CHECKED, MemberJob, MemberWorkers
 from .messages import N_
 from .tarstream import DecompressedInput, TarStream
 
 MAX_JSON_BYTES = 64 << 20  # cairn.json and manifest.json are read into memory; nothing else is
+# manifest.json lists every member, in a few hundred bytes each (path, size, SHA-256, ...): it may
+# take this much per member on top, so a folder of a million files can be read back.
+MAX_JSON_BYTES_PER_MEMBER = 8 << 10
 # An archive that unpacks to more than this many times its own size (plus a margin) is treated as
 # a decompression bomb. Real backups stay far below it: even text compresses less than 20:1.
 MAX_EXPANSION = 200
@@ -186,8 +189,8 @@ class _Scan:
         return name
 
     def read_top_level(self, member, name):
-        data = read_json_member(self.tar, member)
         if name == "cairn.json":
+            data = read_json_member(self.tar, member)
             self.meta = parse_json(data, "cairn.json")
             check_meta(self.meta)
             entry = entry_for(member, hashlib.sha256(data).hexdigest())
@@ -195,7 +198,9 @@ class _Scan:
                 check_expected(member, self.expected_by_name.get(name), entry["sha256"])
             self.note(entry)
         else:
-            self.manifest = parse_json(data, "manifest.json")
+            members = max(self.count, len(self.expected_by_name or ()))
+            data = read_json_member(self.tar, member, MAX_JSON_BYTES + MAX_JSON_BYTES_PER_MEMBER * members)
+            self.manifest = parse_json(data, "manifest.json", object_hook=shared_with_record(self.expected_by_name))
 
     def read_content(self, member, name):
         want = self.expected_by_name.get(name) if self.expected_by_name is not None else None
@@ -252,8 +257,8 @@ def stream_error(error):
     return text if len(text) < 200 else text[:200] + "…"
 
 
-def read_json_member(tar, member):
-    if member.size > MAX_JSON_BYTES:
+def read_json_member(tar, member, limit=MAX_JSON_BYTES):
+    if member.size > limit:
         raise VerifyError(N_("%(name)s is %(size)s bytes; too large to be Cairn's"), name=member.name,
                           size=member.size)
     return b"".join(tar.data(member))
