@@ -10,9 +10,10 @@ import pytest
 from engine_support import (SUFFIXES, extract, files_source, leftovers, read_json_member,
                             sha256_of, sha256sum_check, sqlite_source, sqlite_state, tar_members,
                             tree_state)
+
 from webapp.backup import BackupError, create_backup, make_source
 from webapp.backup.archive import extension_for, read_manifest
-from webapp.backup.archive_writer import ArchiveWriter
+from webapp.backup.archive_writer import ArchiveWriter, AsciiFile
 
 MAGIC = {"zstd": b"\x28\xb5\x2f\xfd", "gzip": b"\x1f\x8b"}
 
@@ -167,3 +168,14 @@ def test_writer_left_without_finish_leaves_no_file(tmp_path):
             assert os.path.exists(f"{target}.partial")
             raise RuntimeError("boom")
     assert leftovers(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("text", ["", "{}", '{"members": []}'])
+@pytest.mark.parametrize("piece", [1, 2, 3, 16])
+def test_the_manifest_text_reads_as_its_bytes_and_a_newline_in_any_pieces(text, piece):
+    """manifest.json is encoded a piece at a time (AsciiFile), never whole."""
+    reader, out = AsciiFile(text), b""
+    while data := reader.read(piece):
+        assert len(data) <= piece
+        out += data
+    assert out == text.encode() + b"\n" and reader.size == len(out)

@@ -44,6 +44,23 @@ def tar_header(name, size, mode, mtime, uid, gid, typeflag):
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
+class AsciiFile:
+    """An ASCII text and a final newline, read as a file's bytes a piece at a time: a large
+    folder's manifest is tens of MB, and encoding it whole would hold it in memory twice."""
+
+    def __init__(self, text):
+        self._text, self._at = text, 0
+        self.size = len(text) + 1
+
+    def read(self, size):
+        piece = self._text[self._at:self._at + size].encode("ascii")
+        self._at += len(piece)
+        if len(piece) < size and self._at == len(self._text):
+            self._at += 1  # past the newline
+            piece += b"\n"
+        return piece
+
+
 class ArchiveWriter:
     """Writes one archive: members stream through hashing into tar, compression and the file.
 
@@ -149,8 +166,8 @@ class ArchiveWriter:
         self._out.drain()  # every member's sha256 is known after this
         manifest = dict(manifest_extra, format_version=FORMAT_VERSION, members=self.members)
         # ASCII escapes keep file names that are not valid UTF-8 representable in JSON.
-        data = json.dumps(manifest, ensure_ascii=True, sort_keys=True).encode() + b"\n"
-        self.add_stream("manifest.json", io.BytesIO(data), len(data), 0o644, mtime, report=False)
+        text = AsciiFile(json.dumps(manifest, ensure_ascii=True, sort_keys=True))
+        self.add_stream("manifest.json", text, text.size, 0o644, mtime, report=False)
         self.members.pop()  # the manifest does not list itself
         self._end_of_archive()
         self._out.close()
