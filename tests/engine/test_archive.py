@@ -11,9 +11,9 @@ from engine_support import (SUFFIXES, extract, files_source, leftovers, read_jso
                             sha256_of, sha256sum_check, sqlite_source, sqlite_state, tar_members,
                             tree_state)
 
-from webapp.backup import BackupError, create_backup, make_source
+from webapp.backup import BackupError, archive_writer, create_backup, make_source
 from webapp.backup.archive import extension_for, read_manifest
-from webapp.backup.archive_writer import ArchiveWriter, AsciiFile
+from webapp.backup.archive_writer import ArchiveWriter
 
 MAGIC = {"zstd": b"\x28\xb5\x2f\xfd", "gzip": b"\x1f\x8b"}
 
@@ -170,12 +170,18 @@ def test_writer_left_without_finish_leaves_no_file(tmp_path):
     assert leftovers(tmp_path / "out") == []
 
 
-@pytest.mark.parametrize("text", ["", "{}", '{"members": []}'])
-@pytest.mark.parametrize("piece", [1, 2, 3, 16])
-def test_the_manifest_text_reads_as_its_bytes_and_a_newline_in_any_pieces(text, piece):
-    """manifest.json is encoded a piece at a time (AsciiFile), never whole."""
-    reader, out = AsciiFile(text), b""
-    while data := reader.read(piece):
-        assert len(data) <= piece
-        out += data
-    assert out == text.encode() + b"\n" and reader.size == len(out)
+@pytest.mark.parametrize("count", [0, 1, 999, 1000, 2501])
+def test_the_manifest_is_encoded_in_batches_as_json_would_encode_it_whole(tmp_path, monkeypatch, count):
+    """manifest.json is written a batch of members at a time, spilling to a file when large; its
+    bytes are those of one json.dumps, whatever the names hold."""
+    monkeypatch.setattr(archive_writer, "MANIFEST_IN_MEMORY", 4096)
+    members = [{"path": f"files/up/\u00e9t\u00e9 {i}.txt", "type": "file", "size": i, "sha256": "ab" * 32}
+               for i in range(count)]
+    manifest = {"created_at": "2026-12-08T00:00:00Z", "format_version": 1, "members": members,
+                "sources": [{"name": 'odd "members": [] name', "kind": "files"}]}
+    with archive_writer.manifest_file(manifest, tmp_path) as spool:
+        size = spool.tell()
+        spool.seek(0)
+        data = spool.read()
+    assert data == json.dumps(manifest, ensure_ascii=True, sort_keys=True).encode() + b"\n"
+    assert size == len(data)

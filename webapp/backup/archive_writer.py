@@ -10,6 +10,7 @@ import io
 import json
 import os
 import tarfile
+import tempfile
 
 from .archive import (CHUNK, FORMAT_VERSION, extension_for, fsync_dir, partial_path, remove_quietly,
                       sidecar_path, write_sidecar)
@@ -20,6 +21,8 @@ from .messages import Message, N_
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
 HASH_OFF_THREAD = 256 << 10  # files at least this big are hashed on the writer thread too
+MANIFEST_BATCH = 1000  # members encoded at a time
+MANIFEST_IN_MEMORY = 8 << 20  # a larger manifest.json is spooled to a file while it is archived
 
 
 def tar_header(name, size, mode, mtime, uid, gid, typeflag):
@@ -44,21 +47,23 @@ def tar_header(name, size, mode, mtime, uid, gid, typeflag):
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
-class AsciiFile:
-    """An ASCII text and a final newline, read as a file's bytes a piece at a time: a large
-    folder's manifest is tens of MB, and encoding it whole would hold it in memory twice."""
-
-    def __init__(self, text):
-        self._text, self._at = text, 0
-        self.size = len(text) + 1
-
-    def read(self, size):
-        piece = self._text[self._at:self._at + size].encode("ascii")
-        self._at += len(piece)
-        if len(piece) < size and self._at == len(self._text):
-            self._at += 1  # past the newline
-            piece += b"\n"
-        return piece
+def manifest_file(manifest, directory):
+    """manifest.json's bytes, the same as json.dumps(manifest, sort_keys=True) and a newline, in a
+    rewound file object. The members are encoded a batch at a time and a large manifest spills to
+    a temporary file in `directory`: encoded whole, a folder of 250,000 files took 140 MB more.
+    The file is left at its end (its size)."""
+    members = manifest["members"]
+    # Keys are sorted, and those before "members" (created_at, format_version) hold no names, so
+    # the first '"members": []' is the key itself.
+    head, _, tail = json.dumps(dict(manifest, members=[]), ensure_ascii=True, sort_keys=True).partition(
+        '"members": []')
+    spool = tempfile.SpooledTemporaryFile(MANIFEST_IN_MEMORY, dir=directory)
+    spool.write(f'{head}"members": ['.encode())
+    for start in range(0, len(members), MANIFEST_BATCH):
+        batch = json.dumps(members[start:start + MANIFEST_BATCH], ensure_ascii=True, sort_keys=True)
+        spool.write(((", " if start else "") + batch[1:-1]).encode())
+    spool.write(f"]{tail}\n".encode())
+    return spool
 
 
 class ArchiveWriter:
@@ -166,8 +171,10 @@ class ArchiveWriter:
         self._out.drain()  # every member's sha256 is known after this
         manifest = dict(manifest_extra, format_version=FORMAT_VERSION, members=self.members)
         # ASCII escapes keep file names that are not valid UTF-8 representable in JSON.
-        text = AsciiFile(json.dumps(manifest, ensure_ascii=True, sort_keys=True))
-        self.add_stream("manifest.json", text, text.size, 0o644, mtime, report=False)
+        with manifest_file(manifest, os.path.dirname(self.path)) as data:
+            size = data.tell()
+            data.seek(0)
+            self.add_stream("manifest.json", data, size, 0o644, mtime, report=False)
         self.members.pop()  # the manifest does not list itself
         self._end_of_archive()
         self._out.close()
