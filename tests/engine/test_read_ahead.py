@@ -1,10 +1,12 @@
-"""Folder backups ask the kernel for the next files ahead of reading them: the files reach the page
-cache, the window is bounded in files and bytes, odd entries are passed over, and no thread is
-left running whatever happens to the walk."""
+"""Folder backups walk, open and ask the kernel for the next files ahead of reading them: the files
+reach the page cache, come in walk order each opened once, the window is bounded in files and
+bytes, odd entries come as they are, and no thread or open file is left whatever happens."""
 
 import ctypes
+import errno
 import mmap
 import os
+import stat
 import threading
 import time
 
@@ -13,7 +15,7 @@ from engine_support import extract, files_source, tree_state, write_file
 
 from webapp.backup import create_backup
 from webapp.backup.errors import DumpError
-from webapp.backup.sources.read_ahead import ReadAhead
+from webapp.backup.sources.read_ahead import Opened, ReadAhead
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 PAGE = mmap.PAGESIZE
@@ -60,71 +62,116 @@ def read_ahead_threads():
     return [t for t in threading.enumerate() if t.name == "cairn-read-ahead"]
 
 
+def files(root, names):
+    """Walk entries of files (rel, st, is_dir) under `root`, as FilesSource.walk gives them."""
+    return ((name, None, False) for name in names)
+
+
+def open_descriptors():
+    return len(os.listdir("/proc/self/fd"))
+
+
 def test_files_asked_for_reach_the_page_cache(tmp_path):
     paths = [evicted_file(str(tmp_path / f"f{i}"), 256 << 10) for i in range(4)]
     if resident_share(paths[0]) > 0.5:
         pytest.fail(f"{tmp_path} keeps dropped pages in memory (tmpfs?); the test needs a disk-backed folder")
-    with ReadAhead(iter(paths)) as ahead:
+    with ReadAhead(str(tmp_path), files(tmp_path, [f"f{i}" for i in range(4)])) as ahead:
         assert wait_for(lambda: ahead.asked == 4)
         assert wait_for(lambda: all(resident_share(p) == 1.0 for p in paths))
 
 
-def test_the_window_holds_at_most_max_files_until_they_are_archived(tmp_path):
-    paths = [write_file(str(tmp_path / f"f{i}"), b"x") or str(tmp_path / f"f{i}") for i in range(10)]
-    with ReadAhead(iter(paths), max_files=3) as ahead:
+def test_entries_come_in_walk_order_each_file_open_once(tmp_path):
+    write_file(str(tmp_path / "a.txt"), b"alpha")
+    write_file(str(tmp_path / "sub" / "b.txt"), b"beta")
+    walk = [("a.txt", None, False), ("sub", os.stat(tmp_path / "sub"), True), ("sub/b.txt", None, False)]
+    with ReadAhead(str(tmp_path), iter(walk)) as ahead:
+        taken = list(ahead)
+    assert [(rel, is_dir) for rel, _, is_dir, _ in taken] == [("a.txt", False), ("sub", True), ("sub/b.txt", False)]
+    assert taken[1][3] is None and taken[1][1] is walk[1][1]  # a folder comes as the walk gave it
+    for (rel, st, _, opened), data in zip((taken[0], taken[2]), (b"alpha", b"beta")):
+        assert st is None and isinstance(opened, Opened) and opened.st.st_size == len(data)
+        assert os.read(opened.fd, 100) == data
+        os.close(opened.fd)
+
+
+def test_the_window_holds_at_most_max_files_until_they_are_taken(tmp_path):
+    names = [f"f{i}" for i in range(10)]
+    for name in names:
+        write_file(str(tmp_path / name), b"x")
+    with ReadAhead(str(tmp_path), files(tmp_path, names), max_files=3) as ahead:
+        taking = iter(ahead)
         assert wait_for(lambda: ahead.asked == 3)
         time.sleep(0.2)
         assert ahead.asked == 3
-        ahead.archived()
+        os.close(next(taking)[3].fd)
         time.sleep(0.2)
         assert ahead.asked == 3  # not refilled file by file: each wake-up costs the archiving thread
-        ahead.archived()
+        os.close(next(taking)[3].fd)
         assert wait_for(lambda: ahead.asked == 5)
         time.sleep(0.2)
         assert ahead.asked == 5
 
 
 def test_the_window_holds_at_most_max_bytes(tmp_path):
-    paths = [write_file(str(tmp_path / f"f{i}"), b"x" * 1000) or str(tmp_path / f"f{i}") for i in range(10)]
-    with ReadAhead(iter(paths), max_bytes=2500) as ahead:
+    names = [f"f{i}" for i in range(10)]
+    for name in names:
+        write_file(str(tmp_path / name), b"x" * 1000)
+    with ReadAhead(str(tmp_path), files(tmp_path, names), max_bytes=2500) as ahead:
+        taking = iter(ahead)
         assert wait_for(lambda: ahead.asked == 3)  # 3000 bytes asked for: the window is full
         time.sleep(0.2)
         assert ahead.asked == 3
-        ahead.archived()  # 2000 bytes ahead: the window is refilled only once it is half empty
+        os.close(next(taking)[3].fd)  # 2000 bytes ahead: the window is refilled only once it is half empty
         time.sleep(0.2)
         assert ahead.asked == 3
-        ahead.archived()  # 1000 bytes ahead: refilled up to the limit again
+        os.close(next(taking)[3].fd)  # 1000 bytes ahead: refilled up to the limit again
         assert wait_for(lambda: ahead.asked == 5)
         time.sleep(0.2)
         assert ahead.asked == 5
 
 
-def test_vanished_files_fifos_and_symlinks_are_passed_over(tmp_path):
+def test_vanished_files_fifos_and_symlinks_come_as_the_archiving_thread_must_judge_them(tmp_path):
     write_file(str(tmp_path / "real"), b"data")
     os.mkfifo(tmp_path / "fifo")  # opened without blocking, never read
     os.symlink("/etc/passwd", tmp_path / "link")  # not followed
-    paths = [str(tmp_path / name) for name in ("gone", "fifo", "link", "real")]
-    with ReadAhead(iter(paths)) as ahead:
-        assert wait_for(lambda: ahead.asked == 4)
+    with ReadAhead(str(tmp_path), files(tmp_path, ["gone", "fifo", "link", "real"])) as ahead:
+        gone, fifo, link, real = (opened for _, _, _, opened in ahead)
+    assert isinstance(gone, FileNotFoundError)
+    assert isinstance(link, OSError) and link.errno == errno.ELOOP
+    assert stat.S_ISFIFO(fifo.st.st_mode) and stat.S_ISREG(real.st.st_mode)
+    for opened in (fifo, real):
+        os.close(opened.fd)
     assert not read_ahead_threads()
 
 
-def test_leaving_stops_a_thread_waiting_for_room(tmp_path):
-    paths = [write_file(str(tmp_path / f"f{i}"), b"x") or str(tmp_path / f"f{i}") for i in range(10)]
-    with ReadAhead(iter(paths), max_files=1) as ahead:
-        assert wait_for(lambda: ahead.asked == 1)
+def test_leaving_early_stops_the_thread_and_closes_the_files_it_opened(tmp_path):
+    names = [f"f{i}" for i in range(10)]
+    for name in names:
+        write_file(str(tmp_path / name), b"x")
+    before = open_descriptors()
+    with ReadAhead(str(tmp_path), files(tmp_path, names), max_files=4) as ahead:
+        assert wait_for(lambda: ahead.asked == 4)
+        assert open_descriptors() == before + 4
     assert not ahead.running
     assert not read_ahead_threads()
+    assert open_descriptors() == before
 
 
-def test_a_walk_that_fails_ends_the_thread_quietly(tmp_path):
+def test_a_walk_that_fails_raises_where_it_stopped(tmp_path):
+    write_file(str(tmp_path / "first"), b"1")
+
     def failing_walk():
-        yield str(tmp_path / "nothing")
+        yield "first", None, False
         raise DumpError("cannot list a folder")
 
-    with ReadAhead(failing_walk()) as ahead:
-        assert wait_for(lambda: not ahead.running)
-    assert ahead.asked == 1
+    taken = []
+    with pytest.raises(DumpError, match="cannot list a folder"):
+        with ReadAhead(str(tmp_path), failing_walk()) as ahead:
+            for entry in ahead:
+                taken.append(entry[0])
+                os.close(entry[3].fd)
+    assert taken == ["first"]
+    assert not read_ahead_threads()
 
 
 def test_a_folder_backup_reads_ahead_and_comes_back_exactly(tmp_path):

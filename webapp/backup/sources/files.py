@@ -17,7 +17,7 @@ from ..errors import DumpError, RestoreError, SourceError, error_text
 from ..incremental import file_sha256, reference, same_attributes, same_metadata, stat_fields
 from ..messages import Message, N_
 from .base import Restorer, Source, beside, make_parents, remove_made_parents
-from .read_ahead import NoReadAhead, ReadAhead
+from .read_ahead import DescriptorReader, InLine, ReadAhead, open_file
 from .staging import BackgroundSync, StagedFile, set_owner_mode_times
 
 MAX_SKIPPED_LISTED = 100
@@ -137,25 +137,23 @@ class FilesSource(Source):
         skipped, counts = [], {"size": 0, "files": 0, "unchanged": 0}
         root = os.stat(self.path)
         writer.add_dir(prefix, root.st_mode, root.st_mtime, root.st_uid, root.st_gid)
-        with self._read_ahead() as ahead:
-            self._archive_tree(writer, prefix, skipped, counts, reporter, ahead)
+        with self._entries(skipped) as entries:
+            self._archive_tree(writer, prefix, skipped, counts, reporter, entries)
         summary = {"name": self.name, "kind": self.kind, "size": counts["size"], "file_count": counts["files"],
                    "skipped_count": len(skipped), "skipped": skipped[:MAX_SKIPPED_LISTED]}
         if self.previous is not None:
             summary["unchanged_count"] = counts["unchanged"]
         return summary
 
-    def _read_ahead(self):
-        """Read-ahead of the files a full backup is about to read. An incremental one opens only
-        the changed files, which are not known ahead, so it reads nothing ahead."""
+    def _entries(self, skipped):
+        """The walk, read ahead for a full backup; walked in line for an incremental one, which
+        needs each file's stat before deciding to open it."""
         if self.previous is not None:
-            return NoReadAhead()
-        files = (os.path.join(self.path, rel) for rel, _, is_dir in self.walk(stat_files=False) if not is_dir)
-        return ReadAhead(files)
+            return InLine(self.walk(skipped))
+        return ReadAhead(self.path, self.walk(skipped, stat_files=False))
 
-    def _archive_tree(self, writer, prefix, skipped, counts, reporter, ahead):
-        # An incremental backup needs each file's stat before deciding to open it.
-        for rel, st, is_dir in self.walk(skipped, stat_files=self.previous is not None):
+    def _archive_tree(self, writer, prefix, skipped, counts, reporter, entries):
+        for rel, st, is_dir, opened in entries:
             if is_dir:
                 writer.add_dir(f"{prefix}/{rel}", st.st_mode, st.st_mtime, st.st_uid, st.st_gid)
                 continue
@@ -163,12 +161,11 @@ class FilesSource(Source):
                 counts["size"] += st.st_size
                 counts["files"] += 1
                 counts["unchanged"] += 1
-            elif (file_size := self._add_file(writer, f"{prefix}/{rel}", rel)) is None:
+            elif (file_size := self._add_file(writer, f"{prefix}/{rel}", rel, opened)) is None:
                 skipped.append(rel)
             else:
                 counts["size"] += file_size
                 counts["files"] += 1
-            ahead.archived()
 
     def _refer_to_parent(self, writer, member, rel, st, reporter):
         """List an unchanged file as held by an earlier archive; False when it must be stored."""
@@ -194,35 +191,41 @@ class FilesSource(Source):
         finally:
             os.close(fd)
 
-    def _add_file(self, writer, member, rel):
+    def _add_file(self, writer, member, rel, opened=None):
         """Stream one file and return its size; None when it vanished or stopped being a regular
-        file after listing.
+        file after listing. `opened` is what the read-ahead found opening it (an Opened file or
+        the OSError raised); None to open it here.
 
         O_NOFOLLOW and the fstat check keep a file swapped for a symlink from pulling in data from
         outside the folder; O_NONBLOCK keeps one swapped for a FIFO from hanging the backup.
         """
+        opened = open_file(os.path.join(self.path, rel)) if opened is None else opened
+        if isinstance(opened, OSError):
+            return self._unopened(rel, opened)
         try:
-            fd = os.open(os.path.join(self.path, rel), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                return None
-            raise DumpError(N_("cannot read %(file)s in %(path)s: %(error)s"), file=rel, path=self.path,
-                            error=e.strerror) from None
-        with open(fd, "rb", buffering=0) as f:  # reads are whole chunks: no buffer to copy through
-            st = os.fstat(fd)
+            st = opened.st or os.fstat(opened.fd)  # the descriptor's own, never the walk's lstat
             if not stat.S_ISREG(st.st_mode):
                 return None
             try:
-                entry = writer.add_stream(member, f, st.st_size, st.st_mode, st.st_mtime, st.st_uid, st.st_gid)
+                entry = writer.add_stream(member, DescriptorReader(opened.fd), st.st_size, st.st_mode, st.st_mtime,
+                                          st.st_uid, st.st_gid)
                 entry.update(stat_fields(st))  # what the next incremental backup compares with
             except OSError as e:
                 if writer_error(e):
                     raise
                 raise DumpError(N_("%(file)s in %(path)s changed or became unreadable while it was being backed "
                                    "up (%(error)s)"), file=rel, path=self.path, error=error_text(e)) from None
+        finally:
+            os.close(opened.fd)
         return st.st_size
+
+    def _unopened(self, rel, error):
+        """None for a file that vanished or became a symlink since it was listed; DumpError for
+        any other reason it could not be opened."""
+        if isinstance(error, FileNotFoundError) or error.errno == errno.ELOOP:
+            return None
+        raise DumpError(N_("cannot read %(file)s in %(path)s: %(error)s"), file=rel, path=self.path,
+                        error=error.strerror)
 
 
 def writer_error(error):
