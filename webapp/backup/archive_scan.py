@@ -193,10 +193,10 @@ class _Scan:
             data = read_json_member(self.tar, member)
             self.meta = parse_json(data, "cairn.json")
             check_meta(self.meta)
-            entry = entry_for(member, hashlib.sha256(data).hexdigest())
+            sha256 = hashlib.sha256(data).hexdigest()
             if self.expected_by_name is not None:
-                check_expected(member, self.expected_by_name.get(name), entry["sha256"])
-            self.note(entry)
+                check_expected(member, self.expected_by_name.get(name), sha256)
+            self.note(member, sha256)
         else:
             members = max(self.count, len(self.expected_by_name or ()))
             data = read_json_member(self.tar, member, MAX_JSON_BYTES + MAX_JSON_BYTES_PER_MEMBER * members)
@@ -209,22 +209,26 @@ class _Scan:
         if member.isdir():
             if self.sink is not None:
                 self.sink(name, member)  # folders carry their owner, which the manifest does not
-            self.note(entry_for(member, None))
+            self.note(member)
             return
         out = self.sink(name, member) if self.sink else None
+        index = self.count
         # Its SHA-256 is filled in by whoever hashes it (held to the record's, when there is one).
-        entry = entry_for(member, None) if self.seen is not None else None
-        job = MemberJob(self.count, name, out, want.get("sha256") if want is not None else NOT_CHECKED, entry)
-        self.note(entry)
+        entry = self.note(member)
+        job = MemberJob(index, name, out, want.get("sha256") if want is not None else NOT_CHECKED, entry)
         if out is None or getattr(out, "any_thread", False):
             self.hand_over(job, member)
         else:
             self.copy_here(job, member)
 
-    def note(self, entry):
-        if self.seen is not None:
-            self.seen.append(entry)
+    def note(self, member, sha256=None):
+        """Count a member; without a record, also keep its entry, and return it."""
         self.count += 1
+        if self.seen is None:
+            return None
+        entry = entry_for(member, sha256)
+        self.seen.append(entry)
+        return entry
 
     def hand_over(self, job, member):
         """The member's bytes go to the workers, which hash them and feed its sink."""

@@ -49,9 +49,9 @@ def tar_header(name, size, mode, mtime, uid, gid, typeflag):
 
 def manifest_file(manifest, directory):
     """manifest.json's bytes, the same as json.dumps(manifest, sort_keys=True) and a newline, in a
-    rewound file object. The members are encoded a batch at a time and a large manifest spills to
-    a temporary file in `directory`: encoded whole, a folder of 250,000 files took 140 MB more.
-    The file is left at its end (its size)."""
+    file object left at its end (so tell() is its size). The members are encoded a batch at a time
+    and a large manifest spills to a temporary file in `directory`: encoded whole, a folder of
+    250,000 files took 140 MB more."""
     members = manifest["members"]
     # Keys are sorted, and those before "members" (created_at, format_version) hold no names, so
     # the first '"members": []' is the key itself.
